@@ -1,0 +1,43 @@
+"""Inference backends behind one interface, and the choice between them.
+
+``llama.cpp`` is the fast path (GGUF files, and Hugging Face directories whose
+architecture converts to GGUF); ``torch`` runs any Hugging Face causal LM.
+"""
+
+from __future__ import annotations
+
+from pocketlm.backends.base import Backend, Chunk, ModelInfo
+from pocketlm.errors import InvalidParameter, ModelLoadError
+from pocketlm.models.registry import ModelRef
+
+BACKENDS = ("llama.cpp", "torch")
+
+
+def load_backend(ref: ModelRef, backend: str | None = None, *, n_seq: int = 16, n_ctx: int = 8192,
+                 n_threads: int | None = None) -> Backend:
+    """Load ``ref`` on the requested backend, or on the fastest one that can run it."""
+    if backend not in (None, "auto", *BACKENDS):
+        raise InvalidParameter("backend", f"must be one of auto, {', '.join(BACKENDS)}; got {backend!r}")
+    if ref.format == "gguf":
+        if backend == "torch":
+            raise ModelLoadError(f"{ref.path} is a GGUF file; convert it first (`pocketlm convert {ref.path} DIR`) "
+                                 "to run it on the torch backend")
+        return _llamacpp(ref.path, ref.name, n_seq, n_ctx, n_threads)
+    if backend != "torch":
+        from pocketlm.models.convert import gguf_for  # needs the torch extra
+
+        gguf = gguf_for(ref, required=backend == "llama.cpp")
+        if gguf is not None:
+            return _llamacpp(gguf, ref.name, n_seq, n_ctx, n_threads)
+    from pocketlm.backends.torch_backend import TorchBackend
+
+    return TorchBackend(ref, n_seq=n_seq, n_ctx=n_ctx, n_threads=n_threads)
+
+
+def _llamacpp(path, name, n_seq, n_ctx, n_threads) -> Backend:
+    from pocketlm.backends.llamacpp import LlamaCppBackend
+
+    return LlamaCppBackend(path, name=name, n_seq=n_seq, n_ctx=n_ctx, n_threads=n_threads)
+
+
+__all__ = ["BACKENDS", "Backend", "Chunk", "ModelInfo", "load_backend"]

@@ -1,0 +1,78 @@
+"""The one small interface every inference backend implements.
+
+The engine's scheduler speaks only this: tokenize, run a forward pass over a
+batch of per-sequence chunks, read back logits, and manage per-sequence KV
+cache. Sampling, stop strings and streaming live in the engine, so a backend
+is just "tokens in, logits out" and swapping llama.cpp for torch changes
+nothing above it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the rest of pocketlm may know about a loaded model."""
+
+    name: str  # the id clients use (alias, file stem or directory name)
+    path: str
+    architecture: str
+    n_ctx_train: int
+    n_vocab: int
+    n_params: int
+    quantization: str  # "Q4_1", "F16", "F32", ...
+    chat_template: str | None
+    bos_token: str
+    eos_token: str
+
+
+@dataclass
+class Chunk:
+    """Tokens of one sequence to append to its KV cache in one forward pass.
+
+    ``n_logits`` trailing positions get logits back: 0 for a prefill chunk
+    that is not the last, 1 for decoding, ``len(tokens)`` for scoring text.
+    """
+
+    seq: int
+    tokens: list[int]
+    pos: int
+    n_logits: int = 1
+
+
+class Backend(ABC):
+    info: ModelInfo
+    n_seq: int  # sequence slots the KV cache holds at once
+    n_ctx: int  # KV cache cells shared by all sequences
+    eog_ids: frozenset[int]  # tokens that end generation (EOS, end-of-turn)
+
+    @abstractmethod
+    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+        """Text to ids; ``add_special`` adds BOS where the model expects one and parses special tokens."""
+
+    @abstractmethod
+    def token_bytes(self, token: int) -> bytes:
+        """The raw bytes one token stands for (may be part of a UTF-8 character)."""
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return b"".join(self.token_bytes(t) for t in tokens).decode("utf-8", errors="replace")
+
+    @abstractmethod
+    def forward(self, chunks: list[Chunk]) -> np.ndarray:
+        """Run one batch; return float32 logits, one row per requested position, in chunk order."""
+
+    @abstractmethod
+    def copy_sequence(self, src: int, dst: int) -> None:
+        """Make ``dst`` share ``src``'s cached prefix (for ``n`` samples of one prompt)."""
+
+    @abstractmethod
+    def clear_sequence(self, seq: int) -> None:
+        """Forget everything cached for ``seq`` so its slot can be reused."""
+
+    def close(self) -> None:
+        """Release native resources; the backend is unusable afterwards."""

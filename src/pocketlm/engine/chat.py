@@ -1,0 +1,68 @@
+"""Chat messages to a prompt, with the model's own chat template.
+
+GGUF files and Hugging Face tokenizers carry a Jinja2 chat template. It is
+rendered in Jinja2's sandbox (a template is data from a file, never trusted
+code). Models without one (GPT-2) get a plain "Role: text" transcript.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from jinja2 import TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from pocketlm.backends.base import ModelInfo
+from pocketlm.errors import InvalidParameter
+
+ROLES = ("system", "developer", "user", "assistant", "tool")
+
+FALLBACK_TEMPLATE = (
+    "{% for m in messages %}{{ m.role | capitalize }}: {{ m.content }}\n{% endfor %}"
+    "{% if add_generation_prompt %}Assistant:{% endif %}"
+)
+
+
+def _raise(message):
+    raise TemplateError(message)
+
+
+class ChatTemplate:
+    def __init__(self, info: ModelInfo):
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        env.filters["tojson"] = lambda v, indent=None: json.dumps(v, ensure_ascii=False, indent=indent)
+        env.globals["raise_exception"] = _raise
+        env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+        self.source = info.chat_template or FALLBACK_TEMPLATE
+        self.is_fallback = info.chat_template is None
+        self._template = env.from_string(self.source)
+        self._specials = {"bos_token": info.bos_token, "eos_token": info.eos_token}
+
+    def render(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+        messages = [_check_message(i, m) for i, m in enumerate(_check_list(messages))]
+        try:
+            return self._template.render(messages=messages, add_generation_prompt=add_generation_prompt, **self._specials)
+        except TemplateError as e:
+            raise InvalidParameter("messages", f"the model's chat template rejected these messages: {e}") from None
+
+
+def _check_list(messages) -> list:
+    if not isinstance(messages, list) or not messages:
+        raise InvalidParameter("messages", "must be a non-empty list of {role, content} objects")
+    return messages
+
+
+def _check_message(i: int, m) -> dict:
+    if not isinstance(m, dict):
+        raise InvalidParameter(f"messages[{i}]", "must be an object with 'role' and 'content'")
+    role, content = m.get("role"), m.get("content")
+    if role not in ROLES:
+        raise InvalidParameter(f"messages[{i}].role", f"must be one of {', '.join(ROLES)}, got {role!r}")
+    if isinstance(content, list):  # OpenAI content parts: keep the text ones
+        if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content):
+            raise InvalidParameter(f"messages[{i}].content", "only text content parts are supported")
+        content = "".join(p["text"] for p in content)
+    if not isinstance(content, str):
+        raise InvalidParameter(f"messages[{i}].content", "must be a string")
+    return {**m, "role": role, "content": content}

@@ -1,0 +1,75 @@
+"""What the engine streams back for a request.
+
+A request with ``n`` samples yields ``TextDelta`` events for each sample as text
+becomes final (never half a UTF-8 character, never part of a stop string), one
+``SampleFinished`` per sample, and a single ``Usage`` at the very end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class TopLogprob:
+    token: str
+    token_id: int
+    logprob: float
+    bytes: bytes
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """The chosen token's log-probability under the model, with the best alternatives."""
+
+    token: str
+    token_id: int
+    logprob: float
+    bytes: bytes
+    top: tuple[TopLogprob, ...] = ()
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    index: int  # which of the n samples
+    text: str
+    token_ids: tuple[int, ...] = ()
+    logprobs: tuple[TokenLogprob, ...] = ()
+
+
+@dataclass(frozen=True)
+class SampleFinished:
+    index: int
+    reason: FinishReason
+    stop: str | None = None  # the stop string that matched, if any
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class Sample:
+    """One finished sample, as collected by ``Engine.complete``."""
+
+    index: int
+    text: str = ""
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    finish_reason: FinishReason | None = None
+    stop: str | None = None
+
+
+@dataclass
+class Completion:
+    samples: list[Sample]
+    usage: Usage

@@ -1,0 +1,103 @@
+"""What a caller may ask of one generation, and the checks that keep it sane.
+
+The same names are used by the CLI flags, the HTTP fields and the code:
+``max_new_tokens``, ``temperature``, ``top_k``, ``top_p``, ``min_p``,
+``repetition_penalty``, ``presence_penalty``, ``frequency_penalty``, ``seed``,
+``stop``, ``n``, ``logprobs``, ``ignore_eos``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+from pocketlm.errors import InvalidParameter
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Server-wide ceilings on what one request may ask for."""
+
+    max_new_tokens: int = 2048  # per sample
+    max_n: int = 8  # samples per request
+    max_stop: int = 16  # stop strings per request
+    max_stop_chars: int = 256  # length of one stop string
+    max_logprobs: int = 20  # alternatives per token
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_new_tokens: int | None = None  # None: until the context is full (capped by Limits)
+    temperature: float = 1.0  # 0 means greedy
+    top_k: int = 0  # 0 disables
+    top_p: float = 1.0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0  # multiplicative, over prompt and output (1 = off)
+    presence_penalty: float = 0.0  # additive, OpenAI semantics, over the output
+    frequency_penalty: float = 0.0
+    seed: int | None = None
+    stop: tuple[str, ...] = field(default_factory=tuple)
+    n: int = 1
+    logprobs: int | None = None  # None: off; k >= 0: chosen token plus k alternatives
+    ignore_eos: bool = False
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0 or self.top_k == 1
+
+    def validated(self, limits: Limits = Limits()) -> "SamplingParams":
+        """Return a normalised copy, or raise InvalidParameter naming the field."""
+        _check_int("max_new_tokens", self.max_new_tokens, low=1, high=limits.max_new_tokens, optional=True)
+        _check_float("temperature", self.temperature, low=0.0, high=100.0)
+        _check_int("top_k", self.top_k, low=0)
+        _check_float("top_p", self.top_p, low=0.0, high=1.0, low_open=True)
+        _check_float("min_p", self.min_p, low=0.0, high=1.0)
+        _check_float("repetition_penalty", self.repetition_penalty, low=0.0, high=10.0, low_open=True)
+        _check_float("presence_penalty", self.presence_penalty, low=-2.0, high=2.0)
+        _check_float("frequency_penalty", self.frequency_penalty, low=-2.0, high=2.0)
+        _check_int("seed", self.seed, low=0, high=2**63 - 1, optional=True)
+        _check_int("n", self.n, low=1, high=limits.max_n)
+        _check_int("logprobs", self.logprobs, low=0, high=limits.max_logprobs, optional=True)
+        if not isinstance(self.ignore_eos, bool):
+            raise InvalidParameter("ignore_eos", "must be true or false")
+        return replace(self, stop=_normalise_stop(self.stop, limits))
+
+
+def _normalise_stop(stop, limits: Limits) -> tuple[str, ...]:
+    if stop is None:
+        return ()
+    if isinstance(stop, str):
+        stop = (stop,)
+    if not isinstance(stop, (list, tuple)):
+        raise InvalidParameter("stop", "must be a string or a list of strings")
+    if len(stop) > limits.max_stop:
+        raise InvalidParameter("stop", f"at most {limits.max_stop} stop strings are allowed, got {len(stop)}")
+    for s in stop:
+        if not isinstance(s, str):
+            raise InvalidParameter("stop", f"every stop sequence must be a string, got {type(s).__name__}")
+        if not s:
+            raise InvalidParameter("stop", "stop strings must not be empty")
+        if len(s) > limits.max_stop_chars:
+            raise InvalidParameter("stop", f"a stop string may have at most {limits.max_stop_chars} characters")
+    return tuple(dict.fromkeys(stop))  # drop duplicates, keep order
+
+
+def _check_int(name, value, *, low=None, high=None, optional=False):
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidParameter(name, f"must be an integer, got {value!r}")
+    if low is not None and value < low:
+        raise InvalidParameter(name, f"must be >= {low}, got {value}")
+    if high is not None and value > high:
+        raise InvalidParameter(name, f"must be <= {high}, got {value}")
+
+
+def _check_float(name, value, *, low, high, low_open=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise InvalidParameter(name, f"must be a number, got {value!r}")
+    if value < low or (low_open and value == low):
+        bound = f"> {low}" if low_open else f">= {low}"
+        raise InvalidParameter(name, f"must be {bound}, got {value}")
+    if value > high:
+        raise InvalidParameter(name, f"must be <= {high}, got {value}")

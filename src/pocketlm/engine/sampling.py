@@ -1,0 +1,108 @@
+"""Choosing the next token from logits, for a whole batch of sequences at once.
+
+Sampling runs every step for every sequence, so the common cases stay cheap:
+greedy rows take one ``argmax`` over the batch, and the nucleus (top-p) is
+found among the few hundred most likely tokens instead of sorting the whole
+vocabulary. Each sequence owns its random generator, seeded from the request,
+so a seeded request samples the same text alone or batched with others.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from pocketlm.engine.params import SamplingParams
+
+_NUCLEUS_CANDIDATES = 256  # top-p looks here first; falls back to a full sort if mass is short
+
+
+class SequenceSampler:
+    """Per-sequence sampling state: parameters, RNG, and the counts penalties need."""
+
+    def __init__(self, params: SamplingParams, prompt: list[int], index: int, eog_ids: frozenset[int]):
+        self.params = params
+        seed = None if params.seed is None else params.seed + index
+        self.rng = np.random.default_rng(seed)
+        self.output_counts: Counter[int] = Counter()
+        self.seen = np.unique(np.asarray(prompt, dtype=np.int64)) if params.repetition_penalty != 1.0 else None
+        self.banned = np.fromiter(eog_ids, dtype=np.int64) if params.ignore_eos else None
+
+    def accept(self, token: int) -> None:
+        self.output_counts[token] += 1
+        if self.seen is not None:
+            self.seen = np.union1d(self.seen, [token])
+
+    def adjust(self, logits: np.ndarray) -> np.ndarray:
+        """Penalties and banned tokens, applied in place to one row of logits."""
+        p = self.params
+        if self.seen is not None and self.seen.size:
+            vals = logits[self.seen]
+            logits[self.seen] = np.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
+        if (p.presence_penalty or p.frequency_penalty) and self.output_counts:
+            ids = np.fromiter(self.output_counts.keys(), dtype=np.int64)
+            counts = np.fromiter(self.output_counts.values(), dtype=np.float32)
+            logits[ids] -= p.frequency_penalty * counts + p.presence_penalty
+        if self.banned is not None:
+            logits[self.banned] = -np.inf
+        return logits
+
+
+def sample(logits: np.ndarray, samplers: list[SequenceSampler]) -> np.ndarray:
+    """Pick one token per row of ``logits`` ([B, V], modified in place)."""
+    tokens = np.empty(len(samplers), dtype=np.int64)
+    for row, s in enumerate(samplers):
+        s.adjust(logits[row])
+    greedy = np.array([s.params.greedy for s in samplers], dtype=bool)
+    if greedy.any():
+        tokens[greedy] = np.argmax(logits[greedy], axis=-1)
+    for row in np.flatnonzero(~greedy):
+        tokens[row] = _sample_row(logits[row], samplers[row])
+    for s, t in zip(samplers, tokens):
+        s.accept(int(t))
+    return tokens
+
+
+def _sample_row(logits: np.ndarray, s: SequenceSampler) -> int:
+    p = s.params
+    ids, probs = _candidates(logits / p.temperature, p.top_k)
+    if p.min_p > 0.0:
+        keep = probs >= p.min_p * probs.max()
+        ids, probs = ids[keep], probs[keep]
+    if p.top_p < 1.0:
+        ids, probs = _nucleus(ids, probs, p.top_p, logits / p.temperature)
+    cdf = np.cumsum(probs, dtype=np.float64)
+    pick = int(np.searchsorted(cdf, s.rng.random() * cdf[-1], side="right"))
+    return int(ids[min(pick, len(ids) - 1)])
+
+
+def _candidates(scaled: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids and their softmax probabilities, restricted to the top k if asked."""
+    if 0 < top_k < scaled.size:
+        ids = np.argpartition(scaled, -top_k)[-top_k:]
+        ids = ids[np.argsort(-scaled[ids], kind="stable")]
+    else:
+        ids = np.arange(scaled.size)
+    z = scaled[ids]
+    probs = np.exp(z - z.max())
+    return ids, probs / probs.sum()
+
+
+def _nucleus(ids, probs, top_p, scaled):
+    """The smallest set of most likely tokens whose probability reaches top_p."""
+    k = min(_NUCLEUS_CANDIDATES, ids.size)
+    top = np.argpartition(probs, -k)[-k:]
+    top = top[np.argsort(-probs[top], kind="stable")]
+    cum = np.cumsum(probs[top])
+    if cum[-1] < top_p and k < ids.size:  # rare: a very flat distribution
+        top = np.argsort(-probs, kind="stable")
+        cum = np.cumsum(probs[top])
+    cut = int(np.searchsorted(cum, top_p, side="left")) + 1
+    top = top[:cut]
+    return ids[top], probs[top] / probs[top].sum()
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))

