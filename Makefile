@@ -1,0 +1,31 @@
+# Two commands on a fresh machine:
+#   make serve   install everything into .venv, then serve the embedded model on http://127.0.0.1:5000
+#   make test    install everything into .venv, then run the test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install serve test bench
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, pinned: the CPU build (an unpinned torch pulls a multi-GB CUDA build)
+	$(PY) -m pip install -q torch==2.13.0
+	# llama-cpp-python compiles from source on first install (~5 min), then pip's cache reuses the wheel
+	$(PY) -m pip install -q -e '.[torch,test]'
+	touch $@
+
+serve: $(STAMP)
+	$(VENV)/bin/pocketlm serve
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+# Not part of CI. Run on a quiet machine (nothing else using the CPU): ~25 min, all four servers
+# at c = 1, 4, 16, 32; writes BENCHMARKS.md, benchmarks/serving.png and benchmarks/results.json.
+bench: $(STAMP)
+	$(PY) -m pip install -q -e '.[torch,test,bench]'
+	$(PY) benchmarks/run.py
