@@ -54,6 +54,21 @@ def build_tiny_llama(out: Path, *, n_layer: int = 2, hidden: int = 64, n_head: i
     return out
 
 
+def build_tiny_gpt_neo(out: Path, *, seed: int = 0) -> Path:
+    """A tiny GPT-Neo (an architecture pocketlm does not convert to GGUF) with the GPT-2 tokenizer."""
+    import torch
+    from transformers import GPT2Tokenizer, GPTNeoConfig, GPTNeoForCausalLM
+
+    tokenizer = GPT2Tokenizer(vocab=str(GPT2_TOKENIZER / "vocab.json"), merges=str(GPT2_TOKENIZER / "merges.txt"))
+    config = GPTNeoConfig(vocab_size=len(tokenizer), hidden_size=32, num_layers=2, num_heads=4,
+                          attention_types=[[["global", "local"], 1]], max_position_embeddings=128, window_size=16,
+                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(seed)
+    GPTNeoForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
 _BUILT: dict[str, Path] = {}
 
 

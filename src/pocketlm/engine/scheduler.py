@@ -170,6 +170,8 @@ class Engine:
     def submit(self, prompt: str | list[int], params: SamplingParams) -> RequestStream:
         """Queue a request; errors in its parameters are raised here, before anything runs."""
         params = params.validated(self.config.limits)
+        if params.n > self.config.n_seq:
+            raise InvalidParameter("n", f"must be <= {self.config.n_seq}, the number of slots this server runs")
         tokens = self._prompt_tokens(prompt)
         room = self.n_ctx_seq - len(tokens)
         if room <= 0:
