@@ -189,6 +189,7 @@ def _mb(n: int) -> str:
 from pocketlm.api.commands import serve; main.add_command(serve)  # noqa: E402,E702  (issue 3: HTTP API)
 from pocketlm.training.commands import finetune; main.add_command(finetune)  # noqa: E402,E702  (issue 6: fine-tuning)
 from pocketlm.training.commands import eval_command; main.add_command(eval_command)  # noqa: E402,E702  (issue 6: perplexity)
+from pocketlm.models.commands import convert; main.add_command(convert)  # noqa: E402,E702  (issue 5: HF <-> GGUF)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -57,11 +57,28 @@ def sample(logits: np.ndarray, samplers: list[SequenceSampler]) -> np.ndarray:
     greedy = np.array([s.params.greedy for s in samplers], dtype=bool)
     if greedy.any():
         tokens[greedy] = np.argmax(logits[greedy], axis=-1)
-    for row in np.flatnonzero(~greedy):
+    plain = np.array([not g and s.params.top_k == 0 and s.params.top_p == 1.0 for g, s in zip(greedy, samplers)])
+    if plain.any():
+        tokens[plain] = _sample_plain(logits[plain], [s for s, p in zip(samplers, plain) if p])
+    for row in np.flatnonzero(~greedy & ~plain):
         tokens[row] = _sample_row(logits[row], samplers[row])
     for s, t in zip(samplers, tokens):
         s.accept(int(t))
     return tokens
+
+
+def _sample_plain(logits: np.ndarray, samplers: list[SequenceSampler]) -> np.ndarray:
+    """Temperature (and min-p) sampling for many rows in a few whole-batch numpy calls."""
+    temps = np.array([s.params.temperature for s in samplers], dtype=np.float32)[:, None]
+    z = logits / temps
+    probs = np.exp(z - z.max(axis=1, keepdims=True))
+    min_p = np.array([s.params.min_p for s in samplers], dtype=np.float32)[:, None]
+    if min_p.any():
+        probs[probs < min_p * probs.max(axis=1, keepdims=True)] = 0.0
+    cdf = np.cumsum(probs, axis=1, dtype=np.float64)
+    draws = np.array([s.rng.random() for s in samplers]) * cdf[:, -1]
+    picks = [int(np.searchsorted(row, u, side="right")) for row, u in zip(cdf, draws)]
+    return np.minimum(picks, logits.shape[1] - 1)
 
 
 def _sample_row(logits: np.ndarray, s: SequenceSampler) -> int:

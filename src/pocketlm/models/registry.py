@@ -113,10 +113,16 @@ def resolve(name: str | None) -> ModelRef:
     cached = _hub_cache_dir(name)
     if cached is not None:
         return ModelRef(name, cached, "hf", "hub cache")
+    from pocketlm.models.hf import download_hub_model
+
+    downloaded = download_hub_model(name)  # None when offline or the hub does not have it
+    if downloaded is not None:
+        return ModelRef(name, downloaded, "hf", "hub download")
     raise ModelNotFound(
         f"model '{name}' is not a built-in alias ({', '.join(EMBEDDED)}), a local .gguf file or directory, "
-        f"or a hub model in the local cache. pocketlm works offline: download it on a machine with internet "
-        f"(`huggingface-cli download {name}`) and copy the cache, or pass a local directory with --model."
+        f"or a hub model in the local cache, and it could not be downloaded (offline, or no such hub model). "
+        f"Download it on a machine with internet (`huggingface-cli download {name}`) and copy the cache, "
+        f"or pass a local directory with --model."
     )
 
 

@@ -1,0 +1,72 @@
+"""The sampler on hand-made logits: each knob does what its name says."""
+
+import numpy as np
+
+from pocketlm.engine.params import SamplingParams
+from pocketlm.engine.sampling import SequenceSampler, sample
+
+V = 50
+
+
+def draw(params, logits, n=400, prompt=(1, 2)):
+    sampler = SequenceSampler(params, list(prompt), 0, frozenset({V - 1}))
+    return [int(sample(logits.copy()[None, :], [sampler])[0]) for _ in range(n)]
+
+
+def peaked():
+    logits = np.full(V, -5.0, dtype=np.float32)
+    logits[[3, 7, 11]] = [4.0, 3.5, 3.0]
+    return logits
+
+
+def test_greedy_picks_the_argmax():
+    assert set(draw(SamplingParams(temperature=0), peaked(), n=5)) == {3}
+
+
+def test_top_k_keeps_only_the_k_best():
+    assert set(draw(SamplingParams(top_k=2, seed=1), peaked())) <= {3, 7}
+
+
+def test_top_p_keeps_the_nucleus():
+    # token 3 holds ~51% of the mass, 3 and 7 together ~82%: a 0.6 nucleus is exactly {3, 7}
+    assert set(draw(SamplingParams(top_p=0.6, seed=2), peaked())) == {3, 7}
+
+
+def test_min_p_drops_unlikely_tokens():
+    assert set(draw(SamplingParams(min_p=0.5, seed=3), peaked())) <= {3, 7}
+
+
+def test_plain_temperature_sampling_follows_the_distribution():
+    logits = peaked()
+    picks = draw(SamplingParams(temperature=1.0, seed=4), logits, n=3000)
+    p = np.exp(logits.astype(np.float64)); p /= p.sum()
+    assert abs(picks.count(3) / 3000 - p[3]) < 0.04
+
+
+def test_same_seed_same_draws():
+    a = draw(SamplingParams(temperature=1.0, seed=9), peaked(), n=50)
+    b = draw(SamplingParams(temperature=1.0, seed=9), peaked(), n=50)
+    assert a == b
+
+
+def test_ignore_eos_bans_end_of_generation_tokens():
+    logits = peaked()
+    logits[V - 1] = 50.0
+    assert V - 1 not in draw(SamplingParams(temperature=0, ignore_eos=True), logits, n=3)
+    assert draw(SamplingParams(temperature=0), logits, n=1) == [V - 1]
+
+
+def test_frequency_penalty_discourages_repeats():
+    logits = np.zeros(V, dtype=np.float32)
+    logits[5] = 1.0
+    sampler = SequenceSampler(SamplingParams(temperature=0, frequency_penalty=2.0), [0], 0, frozenset())
+    first = int(sample(logits.copy()[None, :], [sampler])[0])
+    second = int(sample(logits.copy()[None, :], [sampler])[0])
+    assert first == 5 and second != 5
+
+
+def test_repetition_penalty_covers_the_prompt():
+    logits = np.zeros(V, dtype=np.float32)
+    logits[[4, 6]] = [2.0, 1.9]
+    sampler = SequenceSampler(SamplingParams(temperature=0, repetition_penalty=1.5), [4], 0, frozenset())
+    assert int(sample(logits[None, :], [sampler])[0]) == 6
