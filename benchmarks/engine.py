@@ -48,7 +48,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
-    engine = load_engine(args.model, args.backend, n_seq=max(levels), n_ctx=max(8192, max(levels) * 512))
+    engine = load_engine(args.model, args.backend, n_seq=max(levels), n_ctx=1024)
     asyncio.run(run_once(engine, 1, 8))  # warm-up
     print(f"model {engine.info.name} ({engine.info.quantization}), backend {type(engine.backend).__name__}")
     print("concurrency | total tok/s (median of runs) | per-stream tok/s | median TTFT s")

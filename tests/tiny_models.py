@@ -84,3 +84,34 @@ def tiny_model_dir(kind: str) -> Path:
         build = {"gpt2": build_tiny_gpt2, "llama": build_tiny_llama}[kind]
         _BUILT[kind] = build(root / f"tiny-{kind}")
     return _BUILT[kind]
+
+
+def build_tiny_spm_llama(out: Path, *, vocab_size: int = 1200, seed: int = 0) -> Path:
+    """A tiny Llama with a TinyLlama/Llama-2 style tokenizer (SentencePiece BPE with byte fallback).
+
+    No such tokenizer ships offline, so one is trained on Shakespeare (~1 s) and handed to
+    transformers' LlamaTokenizerFast, which builds the same normalizer/decoder as for TinyLlama.
+    """
+    import json
+
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaTokenizerFast
+
+    text = (SHAKESPEARE / "train.txt").read_text(encoding="utf-8")[:300_000]
+    bpe = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=True)
+    specials = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]  # Llama's first 259 ids
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
+    bpe.train_from_iterator([text[i:i + 2000] for i in range(0, len(text), 2000)], trainer)
+    spec = json.loads(bpe.to_str())["model"]
+    tokenizer = LlamaTokenizerFast(vocab=spec["vocab"], merges=[tuple(m) for m in spec["merges"]])
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

@@ -68,13 +68,14 @@ def sampling_params(**kw):
     from pocketlm.engine import SamplingParams
 
     kw["stop"] = tuple(kw.get("stop") or ())
-    return SamplingParams(**kw)
+    return SamplingParams(**kw).validated()  # before loading: a bad flag costs no model load
 
 
-def _load(model, backend):
+def _load(model, backend, n_seq=1):
+    """One slot per sample: the CLI serves one person."""
     from pocketlm.engine import load_engine
 
-    return load_engine(model, None if backend == "auto" else backend, n_seq=4, n_ctx=4096)
+    return load_engine(model, None if backend == "auto" else backend, n_seq=n_seq, n_ctx=4096)
 
 
 def _split(kwargs):
@@ -102,7 +103,7 @@ async def generate(prompt, as_json, **kwargs):
     """Continue PROMPT, streaming the text as it is generated."""
     model, backend, kwargs = _split(kwargs)
     params = sampling_params(**kwargs)
-    engine = _load(model, backend)
+    engine = _load(model, backend, n_seq=params.n)
     try:
         if as_json:
             result = await engine.complete(prompt, params)

@@ -13,7 +13,7 @@ from pocketlm.models.registry import ModelRef
 BACKENDS = ("llama.cpp", "torch")
 
 
-def load_backend(ref: ModelRef, backend: str | None = None, *, n_seq: int = 16, n_ctx: int = 8192,
+def load_backend(ref: ModelRef, backend: str | None = None, *, n_seq: int = 16, n_ctx: int = 1024,
                  n_threads: int | None = None) -> Backend:
     """Load ``ref`` on the requested backend, or on the fastest one that can run it."""
     if backend not in (None, "auto", *BACKENDS):

@@ -4,7 +4,7 @@ One engine thread runs the loop below; callers on an asyncio loop submit
 requests and read their streams.
 
     every step:
-      1. admit waiting requests while slots and KV cache cells are free
+      1. admit waiting requests while slots are free
       2. batch one token for every decoding sequence, plus at most
          ``prefill_chunk`` prompt tokens of newly admitted requests
       3. one backend.forward() over that batch
@@ -41,7 +41,7 @@ from pocketlm.errors import ContextLengthExceeded, EngineStopped, GenerationFail
 @dataclass(frozen=True)
 class EngineConfig:
     n_seq: int = 16  # sequence slots decoded together
-    n_ctx: int = 8192  # KV cache cells shared by all slots
+    n_ctx: int = 1024  # context of each slot: prompt + new tokens of one sample
     max_queue: int = 64  # requests waiting for a slot before new ones get Overloaded
     prefill_chunk: int = 256  # prompt tokens processed per step
     limits: Limits = field(default_factory=Limits)
@@ -80,11 +80,6 @@ class _Request:
         self.prefilled = 0
         self.seqs: list[_Sequence] = []
         self.cancelled = False
-
-    @property
-    def cells(self) -> int:
-        """KV cells reserved: the shared prompt plus every sample's new tokens."""
-        return len(self.prompt) + self.params.n * self.max_new
 
     @property
     def completion_tokens(self) -> int:
@@ -144,7 +139,6 @@ class Engine:
         self._prefilling: list[_Request] = []
         self._running: list[_Request] = []
         self._free_slots = list(range(config.n_seq))
-        self._free_cells = backend.n_ctx
         self._accepting = True
         self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="pocketlm-engine", daemon=True)
@@ -176,16 +170,10 @@ class Engine:
         room = self.n_ctx_seq - len(tokens)
         if room <= 0:
             raise ContextLengthExceeded(
-                "prompt", f"the prompt has {len(tokens)} tokens but the context holds {self.n_ctx_seq}; shorten it")
-        shared = (self.backend.n_ctx - len(tokens)) // params.n  # cells each sample may use
-        if params.max_new_tokens is None:
-            max_new = min(room, shared, self.config.limits.max_new_tokens)
-        else:
-            max_new = min(params.max_new_tokens, room)
-            if len(tokens) + params.n * max_new > self.backend.n_ctx:
-                raise InvalidParameter(
-                    "max_new_tokens", f"prompt ({len(tokens)} tokens) + n ({params.n}) x max_new_tokens ({max_new}) "
-                    f"exceeds the KV cache of {self.backend.n_ctx} tokens; lower max_new_tokens or n")
+                "prompt", f"the prompt has {len(tokens)} tokens but the context holds {self.n_ctx_seq}; "
+                "shorten it, or start the server with a larger --n-ctx")
+        # Like OpenAI's servers, a max_new_tokens beyond the context ends with finish_reason "length".
+        max_new = min(params.max_new_tokens or self.config.limits.max_new_tokens, room)
         stream = RequestStream(self, len(tokens))
         request = _Request(next(self._ids), tokens, params, max_new, stream)
         request.seqs = [_Sequence(i, request, self.backend.eog_ids) for i in range(params.n)]
@@ -283,15 +271,11 @@ class Engine:
             r.stream._push([Usage(len(r.prompt), 0)])
 
     def _admit(self) -> None:
-        """FIFO: the oldest waiting request goes first once its slots and cells are free."""
-        while self._waiting:
-            r = self._waiting[0]
-            if len(self._free_slots) < r.params.n or self._free_cells < r.cells:
-                return
-            self._waiting.popleft()
+        """FIFO: the oldest waiting request goes first once it has a slot for each sample."""
+        while self._waiting and len(self._free_slots) >= self._waiting[0].params.n:
+            r = self._waiting.popleft()
             for s in r.seqs:
                 s.slot = self._free_slots.pop(0)
-            self._free_cells -= r.cells
             self._prefilling.append(r)
 
     def _step(self) -> None:
@@ -396,7 +380,7 @@ class Engine:
         return TokenLogprob(_show(piece(token)), token, float(row[token]), piece(token), top)
 
     def _retire(self) -> None:
-        """Free the slots and cells of finished or cancelled requests; send their usage."""
+        """Free the slots of finished or cancelled requests; send their usage."""
         with self._lock:
             for group in (self._running, self._prefilling):
                 for r in [r for r in group if r.cancelled or all(s.done for s in r.seqs)]:
@@ -409,7 +393,6 @@ class Engine:
             self.backend.clear_sequence(s.slot)
             self._free_slots.append(s.slot)
         self._free_slots.sort()
-        self._free_cells += r.cells
 
     def _fail_all(self, error: Exception) -> None:
         with self._lock:
