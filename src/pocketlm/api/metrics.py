@@ -1,0 +1,83 @@
+"""Prometheus metrics, one registry per app (tests may run several apps in a process).
+
+Counters and histograms are updated as requests run; the engine gauges (busy
+slots, queue depth) are read from ``engine.stats()`` at scrape time, so they are
+never stale.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+from pocketlm.engine.outputs import SampleFinished, TextDelta, Usage
+
+# Latency buckets sized for a small CPU model: milliseconds per token, up to a queue wait of minutes.
+_TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_ITL_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+
+
+class EngineCollector:
+    """Gauges read live from the engine on each scrape."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def collect(self):
+        stats = self.engine.stats()
+        for name, doc, value in (
+            ("pocketlm_active_slots", "Sequence slots decoding right now.", stats.active_slots),
+            ("pocketlm_total_slots", "Sequence slots the engine has.", stats.total_slots),
+            ("pocketlm_queue_depth", "Requests waiting for a slot.", stats.queued),
+            ("pocketlm_running_requests", "Requests admitted and not finished.", stats.running_requests),
+        ):
+            yield GaugeMetricFamily(name, doc, value=value)
+
+
+class Metrics:
+    def __init__(self, engine):
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "pocketlm_requests", "HTTP requests by route template and status code.", ["route", "status"], registry=self.registry
+        )
+        self.request_seconds = Histogram(
+            "pocketlm_request_duration_seconds", "Time from request start to the last byte sent.", ["route"], registry=self.registry
+        )
+        self.prompt_tokens = Counter("pocketlm_prompt_tokens", "Prompt tokens processed.", registry=self.registry)
+        self.completion_tokens = Counter("pocketlm_completion_tokens", "Tokens generated.", registry=self.registry)
+        self.ttft = Histogram(
+            "pocketlm_time_to_first_token_seconds", "From submission to the first text of a request.",
+            buckets=_TTFT_BUCKETS, registry=self.registry,
+        )
+        self.itl = Histogram(
+            "pocketlm_inter_token_latency_seconds", "Time between consecutive text deltas of one sample, per token.",
+            buckets=_ITL_BUCKETS, registry=self.registry,
+        )
+        self.registry.register(EngineCollector(engine))
+
+    async def track(self, stream) -> AsyncIterator:
+        """Pass a request's events through, timing first token and inter-token gaps, counting usage."""
+        start = time.perf_counter()
+        first = True
+        last_seen: dict[int, float] = {}  # per sample index
+        async for event in stream:
+            now = time.perf_counter()
+            if isinstance(event, TextDelta):
+                if first:
+                    self.ttft.observe(now - start)
+                    first = False
+                previous = last_seen.get(event.index)
+                if previous is not None:
+                    n_tokens = max(1, len(event.token_ids))
+                    for _ in range(n_tokens):
+                        self.itl.observe((now - previous) / n_tokens)
+                last_seen[event.index] = now
+            elif isinstance(event, SampleFinished):
+                last_seen.pop(event.index, None)
+            elif isinstance(event, Usage):
+                self.prompt_tokens.inc(event.prompt_tokens)
+                self.completion_tokens.inc(event.completion_tokens)
+            yield event

@@ -1,0 +1,158 @@
+"""Two plain ASGI middlewares: a body-size cap and the access log with request metrics.
+
+They are pure ASGI (not BaseHTTPMiddleware) so that streamed responses pass
+through untouched and a client disconnect still reaches the route.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import datetime, timezone
+
+from pocketlm.api.errors import BodyTooLarge, error_body, error_headers
+
+access_log = logging.getLogger("pocketlm.access")
+
+_DRAIN_CAP = 64 << 20  # read at most this much of an oversized body before answering
+
+
+class BodyLimit:
+    """Reject bodies over ``max_bytes`` with 413 before anything parses them.
+
+    Counts the bytes as they arrive, so a missing or lying Content-Length (chunked
+    uploads) is caught too. The body is buffered (it is small by definition) and
+    replayed to the app; later ``receive`` calls go to the server, so the app can
+    still notice a disconnect.
+    """
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            await _drain(receive)
+            return await self._reject(send, declared)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client left before sending its body: nobody to answer
+            body = message.get("body", b"")
+            size += len(body)
+            if size > self.max_bytes:
+                if message.get("more_body"):
+                    size += await _drain(receive)
+                return await self._reject(send, size)
+            chunks.append(body)
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _reject(self, send, size: int) -> None:
+        err = BodyTooLarge(
+            f"the request body has {size} bytes or more; this server accepts at most {self.max_bytes} "
+            f"(raise it with --max-body-bytes or POCKETLM_MAX_BODY_BYTES)"
+        )
+        payload = json.dumps(error_body(err)).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), (b"connection", b"close")]
+        headers += [(k.lower().encode(), v.encode()) for k, v in error_headers(err).items()]
+        await send({"type": "http.response.start", "status": err.http_status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+
+def _content_length(scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _drain(receive) -> int:
+    """Read and discard the rest of a body so the client gets to read our answer."""
+    drained = 0
+    while drained < _DRAIN_CAP:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        drained += len(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    return drained
+
+
+class AccessLog:
+    """One log line per request (text or JSON) and the per-route request counters."""
+
+    def __init__(self, app, metrics, log_format: str = "text"):
+        self.app = app
+        self.metrics = metrics
+        self.json = log_format == "json"
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        status = 499  # stays 499 (client closed request) if no response was started
+        sent = 0
+
+        async def send_and_watch(message):
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        except BaseException:
+            status = 500 if status == 499 else status
+            raise
+        finally:
+            self._record(scope, status, sent, time.perf_counter() - start)
+
+    def _record(self, scope, status: int, sent: int, seconds: float) -> None:
+        route = getattr(scope.get("route"), "path", None) or "unmatched"  # templates only: bounded label set
+        self.metrics.requests.labels(route=route, status=str(status)).inc()
+        self.metrics.request_seconds.labels(route=route).observe(seconds)
+        client = scope.get("client") or ("-", 0)
+        if self.json:
+            access_log.info(json.dumps({
+                "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                "client": f"{client[0]}:{client[1]}",
+                "method": scope["method"],
+                "path": scope["path"],
+                "route": route,
+                "status": status,
+                "bytes": sent,
+                "duration_ms": round(seconds * 1000, 1),
+                "user_agent": _header(scope, b"user-agent"),
+            }))
+        else:
+            access_log.info('%s:%s "%s %s" %d %dB %.1fms', client[0], client[1], scope["method"], scope["path"], status, sent, seconds * 1000)
+
+
+def _header(scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return None

@@ -1,0 +1,88 @@
+"""OpenAI-compatible routes: ``/v1/completions``, ``/v1/chat/completions``, ``/v1/models``."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from fastapi import APIRouter, Request
+
+from pocketlm.api import render
+from pocketlm.api.generation import collect, prompt_ids, start
+from pocketlm.api.schemas import (
+    AssistantMessage, ChatChoice, ChatCompletionRequest, ChatCompletionResponse, CompletionChoice, CompletionRequest,
+    CompletionResponse, ModelCard, ModelList,
+)
+from pocketlm.api.streaming import chat_stream, completion_stream
+from pocketlm.errors import ModelNotFound
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+_SSE = {200: {"content": {"text/event-stream": {}}, "description": "Server-sent events when `stream` is true."}}
+
+
+def served_model(request: Request, asked: str | None) -> str:
+    """The served model's id; a request naming another model is a 404, as with OpenAI."""
+    name = request.app.state.engine.info.name
+    if asked is not None and asked != name:
+        raise ModelNotFound(f"model '{asked}' is not served here; this server serves '{name}' (see GET /v1/models)")
+    return name
+
+
+@router.post("/completions", response_model=CompletionResponse, responses=_SSE)
+async def completions(body: CompletionRequest, request: Request):
+    model = served_model(request, body.model)
+    params, aliases = body.sampling_params()
+    prompt = body.prompt_input()
+    ids = prompt_ids(request, prompt)
+    echo = (prompt if isinstance(prompt, str) else request.app.state.engine.detokenize(ids)) if body.echo else ""
+    job = start(request, ids, params, aliases)
+    if body.stream:
+        return completion_stream(request, job, model, body.include_usage, echo)
+    samples, usage = await collect(request, job)
+    choices = [
+        CompletionChoice(
+            index=s.index, text=echo + s.text, finish_reason=s.finish_reason,
+            logprobs=render.completion_logprobs(s.logprobs, len(echo)) if params.logprobs is not None else None,
+        )
+        for s in samples
+    ]
+    return CompletionResponse(id=f"cmpl-{uuid.uuid4().hex}", created=int(time.time()), model=model, choices=choices, usage=render.usage(usage))
+
+
+@router.post("/chat/completions", response_model=ChatCompletionResponse, responses=_SSE)
+async def chat_completions(body: ChatCompletionRequest, request: Request):
+    """Messages are rendered with the model's own chat template. Roles: system, developer (= system), user, assistant."""
+    model = served_model(request, body.model)
+    params, aliases = body.sampling_params()
+    prompt = request.app.state.engine.render_chat(body.template_messages(), add_generation_prompt=True)
+    aliases["prompt"] = "messages"
+    job = start(request, prompt_ids(request, prompt, param="messages"), params, aliases)
+    if body.stream:
+        return chat_stream(request, job, model, body.include_usage)
+    samples, usage = await collect(request, job)
+    choices = [
+        ChatChoice(
+            index=s.index, message=AssistantMessage(content=s.text), finish_reason=s.finish_reason,
+            logprobs=render.chat_logprobs(s.logprobs) if params.logprobs is not None else None,
+        )
+        for s in samples
+    ]
+    return ChatCompletionResponse(
+        id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()), model=model, choices=choices, usage=render.usage(usage)
+    )
+
+
+@router.get("/models", response_model=ModelList)
+async def list_models(request: Request):
+    return ModelList(data=[_card(request)])
+
+
+@router.get("/models/{model_id:path}", response_model=ModelCard)
+async def get_model(model_id: str, request: Request):
+    served_model(request, model_id)
+    return _card(request)
+
+
+def _card(request: Request) -> ModelCard:
+    return ModelCard(id=request.app.state.engine.info.name, created=request.app.state.started)

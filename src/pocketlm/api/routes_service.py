@@ -1,0 +1,42 @@
+"""Service routes: liveness, readiness, Prometheus metrics, tokenizer."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from pocketlm.api.schemas import DetokenizeRequest, DetokenizeResponse, Health, Ready, TokenizeRequest, TokenizeResponse
+
+probes = APIRouter(tags=["service"])  # open even when API keys are set
+router = APIRouter(tags=["service"])
+
+
+@probes.get("/health", response_model=Health, summary="Liveness: the process answers")
+async def health():
+    return Health(status="ok")
+
+
+@probes.get("/ready", response_model=Ready, summary="Readiness: the model is loaded and requests are accepted",
+            responses={503: {"model": Ready, "description": "Shutting down (SIGTERM received)."}})
+async def ready(request: Request):
+    state = request.app.state
+    body = Ready(status="draining" if state.draining else "ready", model=state.engine.info.name, slots=state.engine.stats().total_slots)
+    return JSONResponse(body.model_dump(), status_code=503 if state.draining else 200)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."}})
+async def metrics(request: Request):
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.post("/tokenize", response_model=TokenizeResponse)
+async def tokenize(body: TokenizeRequest, request: Request):
+    tokens = request.app.state.engine.tokenize(body.text, add_special=body.add_special)
+    return TokenizeResponse(tokens=tokens, count=len(tokens))
+
+
+@router.post("/detokenize", response_model=DetokenizeResponse)
+async def detokenize(body: DetokenizeRequest, request: Request):
+    return DetokenizeResponse(text=request.app.state.engine.detokenize(body.tokens))  # checks the ids
