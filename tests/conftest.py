@@ -1,6 +1,10 @@
-import asyncio
+import os
 
 import pytest
+
+# pocketlm must work with no network at all: no test may try a hub download.
+# (Not HF_HUB_OFFLINE: huggingface_hub's InferenceClient then refuses even 127.0.0.1.)
+os.environ["POCKETLM_OFFLINE"] = "1"
 
 
 @pytest.fixture(scope="session")
@@ -11,7 +15,3 @@ def engine():
     eng = load_engine(None, n_seq=16, n_ctx=2048)
     yield eng
     eng.stop(0)
-
-
-def run(coro):
-    return asyncio.run(coro)

@@ -37,7 +37,7 @@ def test_local_gguf_file_and_hf_directory(tmp_path):
 
 @pytest.mark.parametrize("name, words", [
     ("no-such-model", "huggingface-cli download"),
-    ("someorg/some-model", "works offline"),
+    ("someorg/some-model", "could not be downloaded"),
     ("./missing.gguf", "no such file"),
 ])
 def test_unknown_models_say_what_to_do(name, words):

@@ -1,0 +1,48 @@
+"""``pocketlm convert``: Hugging Face directory <-> GGUF file.
+
+    pocketlm convert ./my-finetuned-gpt2 my-gpt2.gguf --type q8_0
+    pocketlm convert smollm2-135m-instruct ./smollm2-hf      # GGUF -> HF, e.g. to fine-tune it
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pocketlm.models.convert import QTYPES
+
+
+@click.command()
+@click.argument("src")
+@click.argument("dst", type=click.Path(path_type=Path))
+@click.option("--type", "qtype", type=click.Choice(QTYPES), default="f16", show_default=True,
+              help="GGUF tensor type (HF -> GGUF only): f32 exact, f16 ~exact, q8_0 near-exact at half of f16, "
+                   "q4_0 smallest and fastest, a little less accurate.")
+@click.option("--allow-pickle", is_flag=True, envvar="POCKETLM_ALLOW_PICKLE",
+              help="Accept .bin/.pt checkpoints. They are pickles: loading one can run any code hidden in it. "
+                   "Only for files from a source you trust.")
+def convert(src, dst, qtype, allow_pickle):
+    """Convert SRC to DST: an HF model directory to DST.gguf, or a GGUF model to the HF directory DST.
+
+    SRC may be a path, a built-in alias (smollm2-135m-instruct) or a hub id.
+    """
+    from pocketlm.errors import InvalidParameter
+    from pocketlm.models.convert import gguf_to_hf, hf_to_gguf
+    from pocketlm.models.registry import resolve
+
+    ref = resolve(src)
+    if ref.format == "hf":
+        if dst.suffix.lower() != ".gguf":
+            raise InvalidParameter("dst", f"converting a Hugging Face directory writes a GGUF file: name it *.gguf "
+                                          f"(got {dst})")
+        out = hf_to_gguf(ref.path, dst, qtype, allow_pickle=allow_pickle)
+        click.echo(f"wrote {out} ({out.stat().st_size / 1e6:,.0f} MB, {qtype}); "
+                   f"run it with `pocketlm serve --model {out}`")
+    else:
+        if dst.suffix.lower() == ".gguf":
+            raise InvalidParameter("dst", f"{ref.path} is already a GGUF file; to get a Hugging Face directory, "
+                                          "give a directory name as DST")
+        out = gguf_to_hf(ref.path, dst)
+        click.echo(f"wrote {out} (fp32 safetensors + tokenizer); run it with `pocketlm serve --model {out} "
+                   "--backend torch` or fine-tune it")
