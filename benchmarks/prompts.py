@@ -1,0 +1,62 @@
+"""The fixed prompt set and the token counter every server is measured with.
+
+Prompts are ~100-token windows of Hamlet and Othello (shared/data/shakespeare/valid.txt),
+cut with the served model's own tokenizer so "100 tokens" means 100 tokens to the model.
+The set is a pure function of the file and the tokenizer: every run, every server, the
+same prompts in the same order.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+VALID_TXT = REPO.parent / "shared" / "data" / "shakespeare" / "valid.txt"
+
+
+class GGUFTokenizer:
+    """The GGUF's own vocabulary through llama.cpp, without loading the weights (fast, ~10 MB)."""
+
+    def __init__(self, gguf: Path):
+        self.gguf = Path(gguf)
+
+    @cached_property
+    def _vocab(self):
+        from llama_cpp import Llama
+
+        return Llama(model_path=str(self.gguf), vocab_only=True, verbose=False)
+
+    def encode(self, text: str) -> list[int]:
+        return self._vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+
+    def decode(self, ids: list[int]) -> str:
+        return self._vocab.detokenize(ids).decode("utf-8", errors="replace")
+
+    def count(self, text: str) -> int:
+        return len(self.encode(text)) if text else 0
+
+
+def build_prompts(tokenizer: GGUFTokenizer, n: int = 64, n_tokens: int = 100, path: Path = VALID_TXT) -> list[str]:
+    """`n` prompts of ~`n_tokens` tokens, starting at evenly spaced lines of the corpus.
+
+    Each window starts at the beginning of a line (skipping blank lines and the
+    `=== Title ===` markers) so prompts read like the play, then is cut at exactly
+    `n_tokens` tokens. Re-tokenizing the cut text may differ by a token at the edge.
+    """
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if line.strip() and not line.startswith("===")]
+    # Leave room at the end so the last window still has n_tokens of text after it.
+    usable = starts[: int(len(starts) * 0.98)]
+    step = len(usable) // n
+    prompts = []
+    for k in range(n):
+        first = usable[k * step]
+        text, ids = "", []
+        for line in lines[first:]:
+            text += line
+            ids = tokenizer.encode(text)
+            if len(ids) >= n_tokens:
+                break
+        prompts.append(tokenizer.decode(ids[:n_tokens]))
+    return prompts

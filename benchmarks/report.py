@@ -1,0 +1,210 @@
+"""Turn a run's results (run.py) into BENCHMARKS.md and the serving chart."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+
+def _cells(results: dict) -> dict[tuple[str, int], dict]:
+    return {(c["server"], c["concurrency"]): c for c in results["cells"] if "summary" in c}
+
+
+def _servers(results: dict) -> list[tuple[str, str]]:
+    seen = {}
+    for c in results["cells"]:
+        seen.setdefault(c["server"], c["label"])
+    return list(seen.items())
+
+
+def _f(value, fmt="{:.0f}", scale=1.0) -> str:
+    return "—" if value is None else fmt.format(value * scale)
+
+
+def write_chart(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = _cells(results)
+    levels = results["settings"]["concurrency"]
+    fig, (ax_tps, ax_ttft) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, label in _servers(results):
+        xs = [c for c in levels if (name, c) in cells]
+        if not xs:
+            continue
+        ax_tps.plot(xs, [cells[name, c]["summary"]["output_throughput"] for c in xs], marker="o", label=label)
+        ttft = [(c, cells[name, c]["summary"]["ttft_ms"]["p50"]) for c in xs]
+        ax_ttft.plot([c for c, t in ttft if t], [t for c, t in ttft if t], marker="o", label=label)
+    for ax, title in ((ax_tps, "output tokens/s (higher is better)"), (ax_ttft, "p50 time to first token, ms (lower is better)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(levels, [str(c) for c in levels])
+        ax.set_xlabel("concurrent clients")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    ax_ttft.set_yscale("log")
+    ax_tps.legend(fontsize=8)
+    m = results["machine"]
+    fig.suptitle(f"{Path(results['model']).stem}, {results['settings']['max_tokens']} new tokens/request, {m['cores']}-core {m['cpu']}", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _table(results: dict) -> list[str]:
+    rows = ["| c | server | done / failed / cut | req/s | output tok/s | TTFT mean / p50 / p99 (ms) | ITL p50 / p99 (ms) "
+            "| TPOT mean / p50 / p99 (ms) | E2E p50 / p99 (s) | tokens/req | counted by | peak RSS (MB) | ready / first reply (s) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for cell in results["cells"]:
+        c, label = cell["concurrency"], cell["label"]
+        if "summary" not in cell:
+            rows.append(f"| {c} | {label} | failed to run: {cell['error'].splitlines()[0][:120]} |" + " |" * 10)
+            continue
+        s = cell["summary"]
+        t, i, p, e = s["ttft_ms"], s["itl_ms"], s["tpot_ms"], s["e2e_ms"]
+        rows.append(
+            f"| {c} | {label} | {s['completed']} / {s['failed']} / {s['cut']} | {s['request_throughput']:.2f} "
+            f"| **{s['output_throughput']:.1f}** | {_f(t['mean'])} / {_f(t['p50'])} / {_f(t['p99'])} "
+            f"| {_f(i['p50'], '{:.1f}')} / {_f(i['p99'], '{:.1f}')} | {_f(p['mean'], '{:.1f}')} / {_f(p['p50'], '{:.1f}')} / {_f(p['p99'], '{:.1f}')} "
+            f"| {_f(e['p50'], '{:.2f}', 1e-3)} / {_f(e['p99'], '{:.2f}', 1e-3)} | {s['mean_output_tokens']:.1f} "
+            f"| {s['token_source']} | {cell['peak_rss_mb']:.0f} | {cell['ready_s']:.1f} / {_f(cell.get('first_reply_s'), '{:.1f}')} |"
+        )
+    return rows
+
+
+def _ratios(results: dict) -> list[str]:
+    cells = _cells(results)
+    if not any(name == "pocketlm" for name, _ in cells):
+        return ["pocketlm was not measured in this run: no ratios."]
+    peers = [(n, label) for n, label in _servers(results) if n != "pocketlm"]
+    rows = ["| c | " + " | ".join(f"vs {label}: tok/s ×, TTFT p50 ×" for _, label in peers) + " |",
+            "|---|" + "---|" * len(peers)]
+    for c in results["settings"]["concurrency"]:
+        mine = cells.get(("pocketlm", c))
+        out = []
+        for name, _ in peers:
+            other = cells.get((name, c))
+            if not mine or not other:
+                out.append("—")
+                continue
+            a, b = mine["summary"], other["summary"]
+            tps = a["output_throughput"] / b["output_throughput"] if b["output_throughput"] else None
+            ttft = (a["ttft_ms"]["p50"] / b["ttft_ms"]["p50"]) if a["ttft_ms"]["p50"] and b["ttft_ms"]["p50"] else None
+            out.append(f"{_f(tps, '{:.2f}')}×, {_f(ttft, '{:.2f}')}×")
+        rows.append(f"| {c} | " + " | ".join(out) + " |")
+    return rows
+
+
+def _targets(results: dict) -> list[str]:
+    """The issue's targets, checked against this run (— where this run lacks the data)."""
+    cells = _cells(results)
+
+    def get(server, c, *keys):
+        cell = cells.get((server, c))
+        if cell is None:
+            return None
+        value = cell
+        for k in keys:
+            value = value[k]
+        return value
+
+    def ratio(c, peer):
+        a, b = get("pocketlm", c, "summary", "output_throughput"), get(peer, c, "summary", "output_throughput")
+        return a / b if a is not None and b else None
+
+    rss = [c["peak_rss_mb"] for c in results["cells"] if c["server"] == "pocketlm" and "peak_rss_mb" in c]
+    ready = [c["first_reply_s"] for c in results["cells"] if c["server"] == "pocketlm" and c.get("first_reply_s") is not None]
+    ttft1, ttft1_peer = get("pocketlm", 1, "summary", "ttft_ms", "p50"), get("llama-cpp", 1, "summary", "ttft_ms", "p50")
+    checks = [
+        ("c=1 output tok/s ≥ 1.0× llama-cpp-python", ratio(1, "llama-cpp"), 1.0, "{:.2f}×", True),
+        ("c=1 TTFT p50 no worse than llama-cpp-python (pocketlm ÷ peer)",
+         ttft1 / ttft1_peer if ttft1 and ttft1_peer else None, 1.0, "{:.2f}×", False),
+        ("c=16 output tok/s ≥ 3× llama-cpp-python", ratio(16, "llama-cpp"), 3.0, "{:.2f}×", True),
+        ("c=16 output tok/s ≥ 1.5× transformers serve", ratio(16, "transformers"), 1.5, "{:.2f}×", True),
+        ("c=16 output tok/s ≥ 10× Flask app", ratio(16, "flask"), 10.0, "{:.2f}×", True),
+        ("c=16 output tok/s ≥ 400", get("pocketlm", 16, "summary", "output_throughput"), 400.0, "{:.0f}", True),
+        ("c=16 TTFT p99 ≤ 1000 ms", get("pocketlm", 16, "summary", "ttft_ms", "p99"), 1000.0, "{:.0f} ms", False),
+        ("peak RSS ≤ 500 MB (max over levels)", max(rss) if rss else None, 500.0, "{:.0f} MB", False),
+        ("ready to serve ≤ 3 s after start: first reply (max over starts)", max(ready) if ready else None, 3.0, "{:.1f} s", False),
+    ]
+    rows = ["| target | measured | met |", "|---|---|---|"]
+    for name, value, bound, fmt, at_least in checks:
+        met = "—" if value is None else ("yes" if (value >= bound if at_least else value <= bound) else "**no**")
+        rows.append(f"| {name} | {_f(value, fmt)} | {met} |")
+    return rows
+
+
+def _rel(target: Path, start: Path) -> str:
+    return os.path.relpath(target, start)
+
+
+def _busy_warning(busy: list[float]) -> list[str]:
+    """A run on a busy machine measures the other work as much as the servers: say so up front."""
+    if not busy or max(busy) < 0.2:
+        return []
+    return [f"> **Warning: the machine was busy**: up to {max(busy):.0%} of the CPU was in use by other work just "
+            "before a measurement. These numbers measure contention, not the servers; rerun on a quiet machine.", ""]
+
+
+def write_report(results: dict, path: Path, chart: Path, results_path: Path) -> None:
+    m, v, s = results["machine"], results["versions"], results["settings"]
+    prompt_tokens = results["prompt_tokens"]
+    commands = {}
+    for cell in results["cells"]:
+        if "command" in cell:
+            commands.setdefault(cell["label"], cell["command"])
+    errors = [c for c in results["cells"] if "error" in c]
+    busy = [c["cpu_busy_before"] for c in results["cells"] if "cpu_busy_before" in c]
+    lines = [
+        "# pocketlm serving benchmark",
+        "",
+        f"Run {results['started']} ({results['duration_min']:.0f} min) with `{results['command']}` "
+        f"(`make bench` runs the full default). Raw numbers: `{_rel(results_path, path.parent)}`; harness: `benchmarks/`.",
+        "",
+        f"![output tok/s and p50 TTFT vs concurrency]({_rel(chart, path.parent)})",
+        "",
+        *_busy_warning(busy),
+        "## Setup",
+        "",
+        f"- Machine: {m['cpu']}, {m['cores']} cores ({', '.join(m['simd']) or 'no AVX2'}), {m['mem_gib']} GiB RAM, "
+        f"Linux {m['kernel']}, Python {m['python']}. CPU busy with other work just before each measurement: "
+        f"{min(busy):.0%}–{max(busy):.0%} (the load generator itself runs on the same cores)." if busy else "",
+        "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
+        f"- Model: `{Path(results['model']).name}` (SmolLM2-135M-Instruct) for the llama.cpp-based servers; the same "
+        "file dequantized to fp32 safetensors (`benchmarks/hf_weights.py`) for the torch-based ones.",
+        f"- Workload: {len(prompt_tokens)} fixed prompts of {min(prompt_tokens)}–{max(prompt_tokens)} tokens from "
+        f"Hamlet/Othello (`shared/data/shakespeare/valid.txt`), cycled in order; {s['max_tokens']} new tokens per request, "
+        f"EOS ignored; temperature {s['temperature']}; closed loop: c clients each send the next request when the last "
+        f"ends; requests per level: {', '.join(f'c={c}: {n}' for c, n in s['requests'].items())}, sent during at most "
+        f"{s.get('issue_window_s', s['time_limit_s']):.0f} s per (server, level) (a slow server finishes the requests it was sent; then "
+        f"\"done\" is below the planned count); requests still running after {s['time_limit_s']:.0f} s are cut.",
+        "- Each server is started fresh for each level, warmed up with one 16-token request, measured, stopped. "
+        "At each level all servers run back to back (order rotated between levels) because this VM's speed drifts "
+        "20–30% within an hour.",
+        "- Metrics as vLLM's `bench serve`: TTFT = time to the first streamed text; ITL = gaps between streamed chunks; "
+        "TPOT = (e2e − TTFT) / (tokens − 1); output tok/s = tokens of completed requests / wall time of the level. "
+        "Output tokens: the server's own streamed `usage` count; else max_tokens when it reports finish_reason "
+        "`length`; else the streamed text re-tokenized with the model's tokenizer (column `counted by`). The Flask app does not stream: its TTFT is its whole latency, and ITL/TPOT do not exist.",
+        "- Peak RSS is VmHWM of the server's process tree; ready = start of the process to the first 200 from its "
+        "readiness URL; first reply = start of the process to the end of the 16-token warm-up request.",
+        "",
+        "## Commands",
+        "",
+    ]
+    lines += [f"- {label}: `{cmd}`" for label, cmd in commands.items()]
+    lines += ["", "## Results", ""] + _table(results)
+    lines += ["", "## pocketlm vs each peer (same level, same run)", "",
+              "tok/s ×: pocketlm's output tok/s ÷ the peer's (above 1 = pocketlm faster). "
+              "TTFT p50 ×: pocketlm's p50 TTFT ÷ the peer's (below 1 = pocketlm answers sooner).", ""] + _ratios(results)
+    lines += ["", "## Targets (issue 4)", ""] + _targets(results)
+    if errors:
+        lines += ["", "## Servers that failed", ""]
+        lines += [f"- {c['label']} at c={c['concurrency']}: {c['error'].splitlines()[0]}" for c in errors]
+    notes = [(c["label"], c["concurrency"], e) for c in results["cells"] if "summary" in c for e in c["summary"]["errors"]]
+    if notes:
+        lines += ["", "## Request errors seen", ""] + [f"- {label} c={c}: `{e}`" for label, c, e in notes]
+    lines += ["", "Levers tried and what they moved: `benchmarks/NOTES.md`.", ""]
+    path.write_text("\n".join(line for line in lines if line is not None))
