@@ -187,10 +187,17 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:,.0f} MB" if n else "-"
 
 
-from pocketlm.api.commands import serve; main.add_command(serve)  # noqa: E402,E702  (issue 3: HTTP API)
-from pocketlm.training.commands import finetune; main.add_command(finetune)  # noqa: E402,E702  (issue 6: fine-tuning)
-from pocketlm.training.commands import eval_command; main.add_command(eval_command)  # noqa: E402,E702  (issue 6: perplexity)
-from pocketlm.models.commands import convert; main.add_command(convert)  # noqa: E402,E702  (issue 5: HF <-> GGUF)
+def _add_package_commands():
+    """Each package owns its commands; the CLI only lists them."""
+    from pocketlm.api.commands import serve
+    from pocketlm.models.commands import convert
+    from pocketlm.training.commands import eval_command, finetune
+
+    for command in (serve, convert, finetune, eval_command):
+        main.add_command(command)
+
+
+_add_package_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

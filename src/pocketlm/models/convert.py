@@ -382,7 +382,7 @@ def gguf_to_hf(src: str | Path, dst: str | Path) -> Path:
         tokenizer = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
     except Exception as e:
         raise ModelLoadError(f"transformers cannot read {src} (architecture '{info.architecture}'): {e}") from None
-    set_pre_tokenizer(tokenizer, gguf_metadata(src).get("tokenizer.ggml.pre"))
+    set_pre_tokenizer(tokenizer, info.metadata.get("tokenizer.ggml.pre"))
     # The model remembers it came from a GGUF "quantizer", and save_pretrained refuses to serialise such a
     # model; the weights are plain fp32 now, so forget it.
     model.hf_quantizer = None
@@ -400,19 +400,6 @@ def gguf_to_hf(src: str | Path, dst: str | Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dst
-
-
-def gguf_metadata(path: Path) -> dict:
-    """A GGUF file's scalar metadata (long arrays skipped), read fast by gguf_info's header parser.
-
-    gguf.GGUFReader decodes the whole vocabulary element by element (seconds
-    for a 50k-token model), which is why it is not used here.
-    """
-    from pocketlm.models import gguf_info
-
-    with open(path, "rb") as f:
-        f.read(4)  # magic, already checked by read_gguf_info
-        return gguf_info._read_header(f)[0]
 
 
 # ---------------------------------------------------------------- cached conversion for serving

@@ -8,7 +8,7 @@ llama.cpp sees it.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -32,6 +32,7 @@ class GGUFInfo:
     n_vocab: int
     chat_template: str | None
     file_size: int
+    metadata: dict = field(repr=False, compare=False, hash=False)  # scalar keys; long arrays skipped
 
     def kv_bytes_per_token(self, bytes_per_value: int = 2) -> int:
         """KV cache cost of one token (K and V, every layer) at f16."""
@@ -83,6 +84,7 @@ def read_gguf_info(path: Path) -> GGUFInfo:
         n_vocab=n_vocab,
         chat_template=meta.get("tokenizer.chat_template"),
         file_size=size,
+        metadata=meta,
     )
 
 

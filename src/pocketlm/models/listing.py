@@ -27,13 +27,26 @@ class ModelRow:
 
 
 def available_models() -> list[ModelRow]:
+    """Embedded models (installed or not), then Hugging Face models already converted to GGUF."""
     rows = []
     for alias, model in EMBEDDED.items():
         try:
-            info = read_gguf_info(model.path())
+            rows.append(_row(alias, model.path(), f"package {model.package}"))
         except PocketLMError:
             rows.append(ModelRow(alias, 0, 0, "-", 0, 0, f"not installed: pip install {model.package}"))
-            continue
-        rows.append(ModelRow(alias, info.n_params, info.file_size, info.quantization, info.n_ctx_train,
-                             info.estimate_ram(min(LISTING_CTX, info.n_ctx_train)), f"package {model.package}"))
+    try:
+        from pocketlm.models.convert import converted_models
+    except ImportError:  # the torch extra is not installed: nothing can have been converted
+        return rows
+    for gguf, source in converted_models():
+        try:
+            rows.append(_row(source, gguf, f"converted to {gguf.name}"))
+        except PocketLMError:
+            continue  # a damaged cache entry is not a model
     return rows
+
+
+def _row(name: str, path, source: str) -> ModelRow:
+    info = read_gguf_info(path)
+    return ModelRow(name, info.n_params, info.file_size, info.quantization, info.n_ctx_train,
+                    info.estimate_ram(min(LISTING_CTX, info.n_ctx_train)), source)
