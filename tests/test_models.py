@@ -70,3 +70,22 @@ def test_truncated_gguf_is_refused(tmp_path):
 def test_every_alias_has_a_package_and_description():
     for alias, model in EMBEDDED.items():
         assert model.package and model.description and alias == model.alias
+
+
+def test_gemma_alias_assembles_its_chunks_and_generates(tmp_path, monkeypatch):
+    import asyncio
+
+    from pocketlm.engine import SamplingParams, load_engine
+
+    monkeypatch.setenv("POCKETLM_CACHE", str(tmp_path))
+    ref = resolve("gemma3-270m")
+    assert ref.path.parent == tmp_path / "models" and ref.path.is_file()
+    assert not list(ref.path.parent.glob("*.partial"))
+    info = read_gguf_info(ref.path)
+    assert info.architecture == "gemma3" and info.quantization == "Q4_K_M"
+    engine = load_engine("gemma3-270m", n_seq=1, n_ctx=256)
+    try:
+        result = asyncio.run(engine.complete("The capital of France is", SamplingParams(temperature=0, max_new_tokens=8)))
+    finally:
+        engine.stop(0)
+    assert "France" in result.samples[0].text or "Paris" in result.samples[0].text
