@@ -53,16 +53,21 @@ class PeerSpec:
 
 
 def specs(gguf: Path, hf_dir: Path | None, extra_args: dict[str, list[str]] | None = None) -> dict[str, PeerSpec]:
-    """The four servers; `extra_args[name]` are flags appended to that server's command line."""
+    """The servers (pocketlm as shipped and requantized, three peers); `extra_args[name]` are flags appended to that server's command line."""
     extra_args = extra_args or {}
     torch_env = {"OMP_NUM_THREADS": str(THREADS), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    peers = [
-        PeerSpec(
-            "pocketlm", "pocketlm",
-            lambda port: [sys.executable, "-m", "pocketlm", "serve", "--model", str(gguf),
-                          "--host", "127.0.0.1", "--port", str(port), *extra_args.get("pocketlm", ())],
+    def pocketlm(name: str, label: str, flags: list[str]) -> PeerSpec:
+        return PeerSpec(
+            name, label,
+            lambda port: [sys.executable, "-m", "pocketlm", "serve", "--model", str(gguf), *flags,
+                          "--host", "127.0.0.1", "--port", str(port), *extra_args.get(name, ())],
             "/ready", "openai", lambda n: {"ignore_eos": True},
-        ),
+        )
+
+    peers = [
+        pocketlm("pocketlm", "pocketlm", []),
+        # The same file requantized to Q8_0 (once, cached): the quantization lever of NOTES.md.
+        pocketlm("pocketlm-q8_0", "pocketlm --quantization q8_0", ["--quantization", "q8_0"]),
         PeerSpec(
             "llama-cpp", "llama-cpp-python server",
             # interrupt_requests defaults to True: a new request ends the stream in progress,

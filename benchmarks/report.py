@@ -75,15 +75,18 @@ def _table(results: dict) -> list[str]:
     return rows
 
 
-def _ratios(results: dict) -> list[str]:
+def _mine(results: dict) -> list[str]:
+    """The pocketlm configurations measured in this run (the default and its variants)."""
+    return [n for n, _ in _servers(results) if n.startswith("pocketlm")]
+
+
+def _ratios(results: dict, mine_name: str) -> list[str]:
     cells = _cells(results)
-    if not any(name == "pocketlm" for name, _ in cells):
-        return ["pocketlm was not measured in this run: no ratios."]
-    peers = [(n, label) for n, label in _servers(results) if n != "pocketlm"]
+    peers = [(n, label) for n, label in _servers(results) if not n.startswith("pocketlm")]
     rows = ["| c | " + " | ".join(f"vs {label}: tok/s ×, TTFT p50 ×" for _, label in peers) + " |",
             "|---|" + "---|" * len(peers)]
     for c in results["settings"]["concurrency"]:
-        mine = cells.get(("pocketlm", c))
+        mine = cells.get((mine_name, c))
         out = []
         for name, _ in peers:
             other = cells.get((name, c))
@@ -98,7 +101,7 @@ def _ratios(results: dict) -> list[str]:
     return rows
 
 
-def _targets(results: dict) -> list[str]:
+def _targets(results: dict, mine: str) -> list[str]:
     """The issue's targets, checked against this run (— where this run lacks the data)."""
     cells = _cells(results)
 
@@ -112,12 +115,12 @@ def _targets(results: dict) -> list[str]:
         return value
 
     def ratio(c, peer):
-        a, b = get("pocketlm", c, "summary", "output_throughput"), get(peer, c, "summary", "output_throughput")
+        a, b = get(mine, c, "summary", "output_throughput"), get(peer, c, "summary", "output_throughput")
         return a / b if a is not None and b else None
 
-    rss = [c["peak_rss_mb"] for c in results["cells"] if c["server"] == "pocketlm" and "peak_rss_mb" in c]
-    ready = [c["first_reply_s"] for c in results["cells"] if c["server"] == "pocketlm" and c.get("first_reply_s") is not None]
-    ttft1, ttft1_peer = get("pocketlm", 1, "summary", "ttft_ms", "p50"), get("llama-cpp", 1, "summary", "ttft_ms", "p50")
+    rss = [c["peak_rss_mb"] for c in results["cells"] if c["server"] == mine and "peak_rss_mb" in c]
+    ready = [c["first_reply_s"] for c in results["cells"] if c["server"] == mine and c.get("first_reply_s") is not None]
+    ttft1, ttft1_peer = get(mine, 1, "summary", "ttft_ms", "p50"), get("llama-cpp", 1, "summary", "ttft_ms", "p50")
     checks = [
         ("c=1 output tok/s ≥ 1.0× llama-cpp-python", ratio(1, "llama-cpp"), 1.0, "{:.2f}×", True),
         ("c=1 TTFT p50 no worse than llama-cpp-python (pocketlm ÷ peer)",
@@ -125,8 +128,8 @@ def _targets(results: dict) -> list[str]:
         ("c=16 output tok/s ≥ 3× llama-cpp-python", ratio(16, "llama-cpp"), 3.0, "{:.2f}×", True),
         ("c=16 output tok/s ≥ 1.5× transformers serve", ratio(16, "transformers"), 1.5, "{:.2f}×", True),
         ("c=16 output tok/s ≥ 10× Flask app", ratio(16, "flask"), 10.0, "{:.2f}×", True),
-        ("c=16 output tok/s ≥ 400", get("pocketlm", 16, "summary", "output_throughput"), 400.0, "{:.0f}", True),
-        ("c=16 TTFT p99 ≤ 1000 ms", get("pocketlm", 16, "summary", "ttft_ms", "p99"), 1000.0, "{:.0f} ms", False),
+        ("c=16 output tok/s ≥ 400", get(mine, 16, "summary", "output_throughput"), 400.0, "{:.0f}", True),
+        ("c=16 TTFT p99 ≤ 1000 ms", get(mine, 16, "summary", "ttft_ms", "p99"), 1000.0, "{:.0f} ms", False),
         ("peak RSS ≤ 500 MB (max over levels)", max(rss) if rss else None, 500.0, "{:.0f} MB", False),
         ("ready to serve ≤ 3 s after start: first reply (max over starts)", max(ready) if ready else None, 3.0, "{:.1f} s", False),
     ]
@@ -196,10 +199,15 @@ def write_report(results: dict, path: Path, chart: Path, results_path: Path) -> 
     ]
     lines += [f"- {label}: `{cmd}`" for label, cmd in commands.items()]
     lines += ["", "## Results", ""] + _table(results)
-    lines += ["", "## pocketlm vs each peer (same level, same run)", "",
-              "tok/s ×: pocketlm's output tok/s ÷ the peer's (above 1 = pocketlm faster). "
-              "TTFT p50 ×: pocketlm's p50 TTFT ÷ the peer's (below 1 = pocketlm answers sooner).", ""] + _ratios(results)
-    lines += ["", "## Targets (issue 4)", ""] + _targets(results)
+    mine = _mine(results)
+    if not mine:
+        lines += ["", "pocketlm was not measured in this run: no ratios, no targets."]
+    for name in mine:
+        lines += ["", f"## {name} vs each peer (same level, same run)", "",
+                  f"tok/s ×: {name}'s output tok/s ÷ the peer's (above 1 = pocketlm faster). "
+                  f"TTFT p50 ×: {name}'s p50 TTFT ÷ the peer's (below 1 = pocketlm answers sooner).", ""]
+        lines += _ratios(results, name)
+        lines += ["", f"### Targets (issue 4) for {name}", ""] + _targets(results, name)
     if errors:
         lines += ["", "## Servers that failed", ""]
         lines += [f"- {c['label']} at c={c['concurrency']}: {c['error'].splitlines()[0]}" for c in errors]

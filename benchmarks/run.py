@@ -28,7 +28,7 @@ from peers import RunningServer, ServerFailed, specs
 from prompts import GGUFTokenizer, build_prompts
 
 REPO = Path(__file__).resolve().parents[1]
-ALL_SERVERS = ["pocketlm", "llama-cpp", "transformers", "flask"]
+ALL_SERVERS = ["pocketlm", "pocketlm-q8_0", "llama-cpp", "transformers", "flask"]
 
 
 def parse_args(argv=None):

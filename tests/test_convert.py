@@ -338,3 +338,40 @@ def test_sentencepiece_style_tokenizer_parity(tmp_path):
         assert tokenizer.decode(theirs) == text
         checked += 1
     assert checked > 900
+
+
+def test_requantized_embedded_model_is_cached_and_still_answers(tmp_path, monkeypatch):
+    from pocketlm.engine import SamplingParams, load_engine
+    from pocketlm.models import resolve
+    from pocketlm.models.convert import requantized
+    from pocketlm.models.gguf_info import read_gguf_info
+
+    monkeypatch.setenv("POCKETLM_CACHE", str(tmp_path))
+    src = resolve("smollm2-135m-instruct").path
+    out = requantized(src, "q8_0", progress=False)
+    assert out.parent == tmp_path / "converted" and read_gguf_info(out).quantization == "Q8_0"
+    stamp = out.stat().st_mtime_ns
+    assert requantized(src, "q8_0", progress=False) == out and out.stat().st_mtime_ns == stamp
+    assert requantized(out, "q8_0", progress=False) == out  # already that type: used as it is
+    assert not list((tmp_path / "converted").glob(".*partial"))
+
+    engine = load_engine("smollm2-135m-instruct", quantization="q8_0", n_seq=1, n_ctx=256)
+    try:
+        import asyncio
+
+        done = asyncio.run(engine.complete("The capital of France is", SamplingParams(max_new_tokens=8, temperature=0)))
+        assert "Paris" in done.samples[0].text and engine.info.quantization == "Q8_0"
+    finally:
+        engine.stop(0)
+
+
+def test_requantize_rejects_unknown_type_and_damaged_file(tmp_path):
+    from pocketlm.models.convert import requantize_gguf
+
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 10)
+    with pytest.raises(InvalidParameter, match="q4_0"):
+        requantize_gguf(bad, tmp_path / "out.gguf", "q3_x")
+    with pytest.raises(ModelLoadError, match="bad.gguf"):
+        requantize_gguf(bad, tmp_path / "out.gguf", "q8_0")
+    assert not (tmp_path / "out.gguf").exists()

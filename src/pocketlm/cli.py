@@ -38,6 +38,10 @@ def main():
 
 
 def model_options(f):
+    from pocketlm.models.convert import QTYPES
+
+    f = click.option("--quantization", type=click.Choice(QTYPES), default=None, envvar="POCKETLM_QUANTIZATION",
+                     help="GGUF type llama.cpp runs, requantized once and cached (default: the file's own).")(f)
     f = click.option("--backend", type=click.Choice(["auto", "llama.cpp", "torch"]), default="auto",
                      envvar="POCKETLM_BACKEND", show_default=True, help="Inference backend.")(f)
     f = click.option("-m", "--model", default=None, envvar="POCKETLM_MODEL",
@@ -71,16 +75,19 @@ def sampling_params(**kw):
     return SamplingParams(**kw).validated()  # before loading: a bad flag costs no model load
 
 
-def _load(model, backend, n_seq=1):
+def _load(load: dict, n_seq=1):
     """One slot per sample: the CLI serves one person."""
     from pocketlm.engine import load_engine
 
-    return load_engine(model, None if backend == "auto" else backend, n_seq=n_seq, n_ctx=4096)
+    backend = load["backend"]
+    return load_engine(load["model"], None if backend == "auto" else backend, quantization=load["quantization"],
+                       n_seq=n_seq, n_ctx=4096)
 
 
 def _split(kwargs):
-    model, backend = kwargs.pop("model"), kwargs.pop("backend")
-    return model, backend, kwargs
+    """(what model_options chose, the sampling options)."""
+    load = {name: kwargs.pop(name) for name in ("model", "backend", "quantization")}
+    return load, kwargs
 
 
 def async_command(f):
@@ -101,9 +108,9 @@ def async_command(f):
 @async_command
 async def generate(prompt, as_json, **kwargs):
     """Continue PROMPT, streaming the text as it is generated."""
-    model, backend, kwargs = _split(kwargs)
+    load, kwargs = _split(kwargs)
     params = sampling_params(**kwargs)
-    engine = _load(model, backend, n_seq=params.n)
+    engine = _load(load, n_seq=params.n)
     try:
         if as_json:
             result = await engine.complete(prompt, params)
@@ -136,9 +143,9 @@ async def chat(system, **kwargs):
     """Talk with the model; history is kept, the model's chat template is used. Ctrl-D quits."""
     from pocketlm.engine import TextDelta
 
-    model, backend, kwargs = _split(kwargs)
+    load, kwargs = _split(kwargs)
     params = sampling_params(**kwargs)
-    engine = _load(model, backend)
+    engine = _load(load)
     messages = [{"role": "system", "content": system}] if system else []
     click.echo(f"Chatting with {engine.info.name}. Ctrl-D (or 'exit') quits.")
     try:

@@ -37,6 +37,7 @@ class Settings:
     slots: int | None = None  # sequences decoded together (continuous batching)
     n_ctx: int | None = None  # context of each slot (prompt + new tokens)
     threads: int | None = None  # CPU threads for the model; None: every core
+    quantization: str | None = None  # GGUF type llama.cpp runs (requantized once, cached); None: the file's own
     request_timeout: float = 600.0  # seconds from arrival to the last token
     log_format: Literal["text", "json"] = "text"
     grace_period: float = 30.0  # seconds SIGTERM waits for in-flight requests
@@ -52,6 +53,8 @@ class Settings:
             overrides["n_ctx"] = self.n_ctx
         if self.threads is not None:
             overrides["n_threads"] = self.threads
+        if self.quantization is not None:
+            overrides["quantization"] = self.quantization
         if self.max_queue is not None:
             overrides["max_queue"] = self.max_queue
         limits = {

@@ -14,19 +14,27 @@ BACKENDS = ("llama.cpp", "torch")
 
 
 def load_backend(ref: ModelRef, backend: str | None = None, *, n_seq: int = 16, n_ctx: int = 1024,
-                 n_threads: int | None = None) -> Backend:
-    """Load ``ref`` on the requested backend, or on the fastest one that can run it."""
+                 n_threads: int | None = None, quantization: str | None = None) -> Backend:
+    """Load ``ref`` on the requested backend, or on the fastest one that can run it.
+
+    ``quantization`` (f32, f16, q8_0, q4_0) is the GGUF type llama.cpp runs: a GGUF
+    file is requantized to it, a Hugging Face directory converted to it (cached).
+    """
     if backend not in (None, "auto", *BACKENDS):
         raise InvalidParameter("backend", f"must be one of auto, {', '.join(BACKENDS)}; got {backend!r}")
     if ref.format == "gguf":
         if backend == "torch":
             raise ModelLoadError(f"{ref.path} is a GGUF file; convert it first (`pocketlm convert {ref.path} DIR`) "
                                  "to run it on the torch backend")
+        if quantization:
+            from pocketlm.models.convert import requantized
+
+            return _llamacpp(requantized(ref.path, quantization), ref.name, n_seq, n_ctx, n_threads)
         return _llamacpp(ref.path, ref.name, n_seq, n_ctx, n_threads)
     if backend != "torch":
         from pocketlm.models.convert import gguf_for  # needs the torch extra
 
-        gguf = gguf_for(ref, required=backend == "llama.cpp")
+        gguf = gguf_for(ref, required=backend == "llama.cpp", qtype=quantization)
         if gguf is not None:
             return _llamacpp(gguf, ref.name, n_seq, n_ctx, n_threads)
     from pocketlm.backends.torch_backend import TorchBackend

@@ -10,8 +10,11 @@ from pocketlm.engine.scheduler import Engine, EngineConfig, EngineStats, Request
 
 
 def load_engine(model: str | None = None, backend: str | None = None, *, n_threads: int | None = None,
-                **config) -> Engine:
-    """Resolve ``model``, load it on a backend and start an engine (``config``: EngineConfig fields)."""
+                quantization: str | None = None, **config) -> Engine:
+    """Resolve ``model``, load it on a backend and start an engine (``config``: EngineConfig fields).
+
+    ``quantization``: the GGUF type llama.cpp should run (see ``load_backend``); None keeps the file's.
+    """
     from pocketlm.backends import load_backend
     from pocketlm.models import resolve
 
@@ -21,7 +24,9 @@ def load_engine(model: str | None = None, backend: str | None = None, *, n_threa
         raise TypeError(f"unknown engine options: {', '.join(sorted(unknown))}")
     cfg = EngineConfig(**config)
     ref = resolve(model)
-    return Engine(load_backend(ref, backend, n_seq=cfg.n_seq, n_ctx=cfg.n_ctx, n_threads=n_threads), cfg).start()
+    backend_ = load_backend(ref, backend, n_seq=cfg.n_seq, n_ctx=cfg.n_ctx, n_threads=n_threads,
+                            quantization=quantization)
+    return Engine(backend_, cfg).start()
 
 
 __all__ = [

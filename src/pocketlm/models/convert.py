@@ -18,6 +18,7 @@ rename at the end: a failed conversion never leaves a file that looks complete.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
@@ -121,6 +122,36 @@ def hf_to_gguf(src: str | Path, dst: str | Path, qtype: str = "f16", *, allow_pi
 
 
 _FILE_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 7}  # gguf.LlamaFileType values
+
+
+def requantize_gguf(src: str | Path, dst: str | Path, qtype: str, *, n_threads: int | None = None) -> Path:
+    """Rewrite the GGUF file ``src`` with its weights in ``qtype``, through llama.cpp's own quantizer.
+
+    Serving speed depends on the type: llama.cpp's Q4_0 and Q8_0 kernels are the
+    most tuned for AVX2 CPUs, so a model shipped as Q4_1 decodes faster once
+    requantized (see benchmarks/NOTES.md). Going down from a 4-bit type adds a
+    second rounding: check it with `pocketlm eval` before serving the result.
+    """
+    from pocketlm.backends.llamacpp import C  # initialised there, with llama.cpp's logging kept quiet
+    from pocketlm.models.gguf_info import read_gguf_info
+
+    if qtype not in QTYPES:
+        raise InvalidParameter("type", f"must be one of {', '.join(QTYPES)}; got {qtype!r}")
+    src, dst = Path(src), Path(dst)
+    read_gguf_info(src)  # clear errors for a missing / non-GGUF / damaged file
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.partial")
+    params = C.llama_model_quantize_default_params()
+    params.ftype = _FILE_TYPES[qtype]
+    params.nthread = n_threads or os.cpu_count() or 1
+    params.allow_requantize = True  # the source may itself be quantized (the embedded model is Q4_1)
+    try:
+        if C.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params)) != 0:
+            raise ModelLoadError(f"llama.cpp could not requantize {src} to {qtype}")
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dst
 
 
 def _gpt2_hparams(w, c: dict) -> None:
@@ -453,6 +484,26 @@ def gguf_for(ref, *, required: bool = False, qtype: str | None = None, progress:
             raise
         return None  # e.g. an unusual tokenizer: torch can still run the model
     out.with_suffix(".json").write_text(json.dumps({"source": str(path.resolve()), "type": qtype}))
+    return out
+
+
+def requantized(path: str | Path, qtype: str, *, progress: bool = True) -> Path:
+    """The GGUF file ``path`` requantized to ``qtype``, cached; ``path`` itself when already of that type."""
+    from pocketlm.models.gguf_info import read_gguf_info
+
+    path = Path(path)
+    if qtype not in QTYPES:
+        raise InvalidParameter("quantization", f"must be one of {', '.join(QTYPES)}; got {qtype!r}")
+    if (read_gguf_info(path).quantization or "").lower() == qtype:
+        return path
+    stat = path.stat()  # a replaced file (other size or time) gets a new cache entry
+    key = hashlib.sha256(f"{path.resolve()}\n{stat.st_size}\n{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    out = cache_dir() / f"{path.stem}-{key}-{qtype}.gguf"
+    if not out.is_file():
+        if progress:
+            print(f"requantizing {path.name} to {qtype} (once; cached in {out.parent})", file=sys.stderr)
+        requantize_gguf(path, out, qtype)
+        out.with_suffix(".json").write_text(json.dumps({"source": str(path.resolve()), "type": qtype}))
     return out
 
 
