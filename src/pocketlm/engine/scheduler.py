@@ -347,11 +347,12 @@ class Engine:
 
     def _advance(self, r: _Request, s: _Sequence, token: int, lp: TokenLogprob | None, out: list) -> None:
         """Take a sampled token into sequence ``s``: text, stop strings, limits."""
+        s.generated += 1
         if token in self.backend.eog_ids and not r.params.ignore_eos:
-            s.generated += 1
+            # The end-of-generation token counts in usage, so it is reported too, with no text.
+            out.append(TextDelta(s.index, "", (token,), (lp,) if lp else ()))
             self._finish(s, "stop", None, out)
             return
-        s.generated += 1
         s.last_token = token
         text, stop = s.text.feed(self.backend.token_bytes(token))
         if text or lp is not None:
