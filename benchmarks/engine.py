@@ -1,7 +1,7 @@
 """Engine throughput without HTTP: the ceiling the server can at best deliver.
 
-    python benchmarks/engine.py                 # embedded model, 1 and 16 streams, 128 new tokens, 3 runs
-    python benchmarks/engine.py --quantization q8_0 --threads 1
+    python benchmarks/engine.py                 # embedded model (as q8_0), 1 and 16 streams, 128 new tokens, 3 runs
+    python benchmarks/engine.py --model FILE.gguf --threads 1    # a GGUF exactly as it is, one thread
     python benchmarks/engine.py --model DIR --backend torch --concurrency 1,16
 
 Each run submits `concurrency` requests at once, with the serving benchmark's own ~100-token

@@ -52,22 +52,28 @@ class PeerSpec:
         return (env + " " if env else "") + " ".join(argv)
 
 
-def specs(gguf: Path, hf_dir: Path | None, extra_args: dict[str, list[str]] | None = None) -> dict[str, PeerSpec]:
-    """The servers (pocketlm as shipped and requantized, three peers); `extra_args[name]` are flags appended to that server's command line."""
+def specs(gguf: Path, hf_dir: Path | None, extra_args: dict[str, list[str]] | None = None,
+          model: str | None = None) -> dict[str, PeerSpec]:
+    """The servers (pocketlm by default and on the GGUF file as it is, three peers).
+
+    `model`: what pocketlm is asked to serve (the embedded alias, which runs as q8_0 by default);
+    None: the GGUF file. `extra_args[name]` are flags appended to that server's command line.
+    """
     extra_args = extra_args or {}
     torch_env = {"OMP_NUM_THREADS": str(THREADS), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    def pocketlm(name: str, label: str, flags: list[str]) -> PeerSpec:
+    def pocketlm(name: str, label: str, served: str) -> PeerSpec:
         return PeerSpec(
             name, label,
-            lambda port: [sys.executable, "-m", "pocketlm", "serve", "--model", str(gguf), *flags,
+            lambda port: [sys.executable, "-m", "pocketlm", "serve", "--model", served,
                           "--host", "127.0.0.1", "--port", str(port), *extra_args.get(name, ())],
             "/ready", "openai", lambda n: {"ignore_eos": True},
         )
 
     peers = [
-        pocketlm("pocketlm", "pocketlm", []),
-        # The same file requantized to Q8_0 (once, cached): the quantization lever of NOTES.md.
-        pocketlm("pocketlm-q8_0", "pocketlm --quantization q8_0", ["--quantization", "q8_0"]),
+        pocketlm("pocketlm", "pocketlm", model or str(gguf)),
+        # The same weights exactly as the file has them (the embedded one: Q4_1), the quantization
+        # lever of NOTES.md; the default runs the embedded model requantized to q8_0.
+        pocketlm("pocketlm-file", "pocketlm on the GGUF file as it is", str(gguf)),
         PeerSpec(
             "llama-cpp", "llama-cpp-python server",
             # interrupt_requests defaults to True: a new request ends the stream in progress,

@@ -28,7 +28,7 @@ from peers import RunningServer, ServerFailed, specs
 from prompts import GGUFTokenizer, build_prompts
 
 REPO = Path(__file__).resolve().parents[1]
-ALL_SERVERS = ["pocketlm", "pocketlm-q8_0", "llama-cpp", "transformers", "flask"]
+ALL_SERVERS = ["pocketlm", "pocketlm-file", "llama-cpp", "transformers", "flask"]
 
 
 def parse_args(argv=None):
@@ -148,7 +148,7 @@ def measure(spec, c: int, prompts, tokenizer, args, log_dir: Path) -> dict:
 
 def run(args) -> dict:
     from hf_weights import hf_dir_for
-    from pocketlm.models import resolve
+    from pocketlm.models import DEFAULT_MODEL, resolve
 
     gguf = Path(args.model) if args.model else resolve(None).path
     out = paths(args.out_dir)
@@ -156,7 +156,7 @@ def run(args) -> dict:
     hf_dir = hf_dir_for(gguf) if {"transformers", "flask"} & set(args.servers) else None
     tokenizer = GGUFTokenizer(gguf)
     prompts = build_prompts(tokenizer)
-    peers = specs(gguf, hf_dir, args.server_args)
+    peers = specs(gguf, hf_dir, args.server_args, model=args.model or DEFAULT_MODEL)
     started = time.time()
     cells = []
     for i, c in enumerate(args.concurrency):

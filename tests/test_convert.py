@@ -355,14 +355,16 @@ def test_requantized_embedded_model_is_cached_and_still_answers(tmp_path, monkey
     assert requantized(out, "q8_0", progress=False) == out  # already that type: used as it is
     assert not list((tmp_path / "converted").glob(".*partial"))
 
-    engine = load_engine("smollm2-135m-instruct", quantization="q8_0", n_seq=1, n_ctx=256)
-    try:
-        import asyncio
+    # the embedded model runs as q8_0 without being asked; its file, passed as a path, runs as it is
+    for model, expected in (("smollm2-135m-instruct", "Q8_0"), (str(src), "Q4_1")):
+        engine = load_engine(model, n_seq=1, n_ctx=256)
+        try:
+            import asyncio
 
-        done = asyncio.run(engine.complete("The capital of France is", SamplingParams(max_new_tokens=8, temperature=0)))
-        assert "Paris" in done.samples[0].text and engine.info.quantization == "Q8_0"
-    finally:
-        engine.stop(0)
+            done = asyncio.run(engine.complete("The capital of France is", SamplingParams(max_new_tokens=8, temperature=0)))
+            assert "Paris" in done.samples[0].text and engine.info.quantization == expected
+        finally:
+            engine.stop(0)
 
 
 def test_requantize_rejects_unknown_type_and_damaged_file(tmp_path):

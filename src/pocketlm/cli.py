@@ -41,7 +41,7 @@ def model_options(f):
     from pocketlm.models.convert import QTYPES
 
     f = click.option("--quantization", type=click.Choice(QTYPES), default=None, envvar="POCKETLM_QUANTIZATION",
-                     help="GGUF type llama.cpp runs, requantized once and cached (default: the file's own).")(f)
+                     help="GGUF type llama.cpp runs, requantized once and cached (default: q8_0 for the embedded SmolLM2, else the file's own).")(f)
     f = click.option("--backend", type=click.Choice(["auto", "llama.cpp", "torch"]), default="auto",
                      envvar="POCKETLM_BACKEND", show_default=True, help="Inference backend.")(f)
     f = click.option("-m", "--model", default=None, envvar="POCKETLM_MODEL",

@@ -44,7 +44,7 @@ def _option(flag: str, field: str, **kwargs):
 @_option("--max-queue", "max_queue", type=click.IntRange(min=0), default=None, help="Requests that may wait for a slot; beyond it: 503 + Retry-After.")
 @_option("--slots", "slots", type=click.IntRange(min=1), default=None, help="Sequences decoded together (continuous batching).")
 @_option("--n-ctx", "n_ctx", type=click.IntRange(min=16), default=None, help="Context of each slot: prompt + new tokens (default 1024). KV cache RAM grows with slots x n-ctx.")
-@_option("--quantization", "quantization", type=click.Choice(QTYPES), default=None, help="GGUF type llama.cpp runs, requantized once and cached (default: the file's own). q8_0 serves many streams faster than the embedded Q4_1 at the same perplexity: see BENCHMARKS.md.")
+@_option("--quantization", "quantization", type=click.Choice(QTYPES), default=None, help="GGUF type llama.cpp runs, requantized once and cached (default: q8_0 for the embedded SmolLM2, else the file's own).")
 @_option("--threads", "threads", type=click.IntRange(min=1), default=None, help="CPU threads for the model (default: every core).")
 @_option("--request-timeout", "request_timeout", type=click.FloatRange(min=0, min_open=True), default=Settings.request_timeout, show_default=True, help="Seconds a request may run.")
 @_option("--log-format", "log_format", type=click.Choice(["text", "json"]), default="text", show_default=True, help="json: one JSON object per log line (access log included).")

@@ -18,10 +18,12 @@ def load_backend(ref: ModelRef, backend: str | None = None, *, n_seq: int = 16, 
     """Load ``ref`` on the requested backend, or on the fastest one that can run it.
 
     ``quantization`` (f32, f16, q8_0, q4_0) is the GGUF type llama.cpp runs: a GGUF
-    file is requantized to it, a Hugging Face directory converted to it (cached).
+    file is requantized to it, a Hugging Face directory converted to it (cached);
+    None: the model's own (a built-in alias may name one, see ``EmbeddedModel.runs_as``).
     """
     if backend not in (None, "auto", *BACKENDS):
         raise InvalidParameter("backend", f"must be one of auto, {', '.join(BACKENDS)}; got {backend!r}")
+    quantization = quantization or ref.runs_as
     if ref.format == "gguf":
         if backend == "torch":
             raise ModelLoadError(f"{ref.path} is a GGUF file; convert it first (`pocketlm convert {ref.path} DIR`) "
