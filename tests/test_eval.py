@@ -138,7 +138,9 @@ def test_smollm2_perplexity_agrees_across_backends(smollm2_hf):
     context, stride = SMOLLM2_CONTEXT, SMOLLM2_CONTEXT // 2
     text = VALID.read_text(encoding="utf-8")
     results, tokens = {}, {}
-    for kind, ref in (("llama.cpp", resolve(None)), ("torch", resolve(str(smollm2_hf)))):
+    # the GGUF file by path runs as it is (Q4_1), the same weights the HF directory was made from;
+    # the alias would run its q8_0 requantization
+    for kind, ref in (("llama.cpp", resolve(str(resolve(None).path))), ("torch", resolve(str(smollm2_hf)))):
         backend = load_backend(ref, kind, n_seq=1, n_ctx=context)
         try:
             ids = backend.tokenize(text[: SMOLLM2_TOKENS * 8], add_special=False)[:SMOLLM2_TOKENS]

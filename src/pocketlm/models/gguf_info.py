@@ -7,6 +7,7 @@ llama.cpp sees it.
 
 from __future__ import annotations
 
+import mmap
 import struct
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -131,6 +132,9 @@ def _read_header(f) -> tuple[dict, int, int, int]:
     return meta, n_vocab, n_params, data_start + data_size
 
 
+_U64 = struct.Struct("<Q")
+
+
 def _unpack(f, fmt: str):
     size = struct.calcsize(fmt)
     data = f.read(size)
@@ -154,8 +158,14 @@ def _value(f, vtype: int):
 
 def _skip_array(f, item_type: int, count: int) -> None:
     if item_type == 8:
-        for _ in range(count):
-            (n,) = _unpack(f, "<Q")
-            f.seek(n, 1)
+        # Walk the length prefixes in a memory map: one read per string made the vocabulary and
+        # merges of SmolLM2 (98k strings) cost 0.35 s, most of a model's start-up.
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            pos, length = f.tell(), _U64.unpack_from
+            for _ in range(count):
+                pos += 8 + length(mm, pos)[0]  # struct.error past the end: a damaged file
+            if pos > len(mm):
+                raise ValueError("header ends early")
+        f.seek(pos)
     else:
         f.seek(struct.calcsize("<" + _SCALARS[item_type]) * count, 1)
