@@ -24,7 +24,7 @@ serve: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-# Not part of CI. Run on a quiet machine (nothing else using the CPU): ~25 min, all four servers
+# Not part of CI. Run on a quiet machine (nothing else using the CPU): ~40 min, all five servers
 # at c = 1, 4, 16, 32; writes BENCHMARKS.md, benchmarks/serving.png and benchmarks/results.json.
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[torch,test,bench]'
