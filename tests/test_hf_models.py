@@ -63,6 +63,19 @@ def test_pickle_checkpoint_loads_with_opt_in(gpt2_copy, tmp_path):
     assert abs(backend.forward([Chunk(0, ids, 0, 1)]) - reference).max() < 1e-5
 
 
+def test_command_line_opt_in_for_pickle(gpt2_copy, monkeypatch):
+    from pocketlm.cli import main
+
+    monkeypatch.delenv("POCKETLM_ALLOW_PICKLE", raising=False)
+    pickle_only(gpt2_copy)
+    args = ["generate", "Hello", "--model", str(gpt2_copy), "--backend", "torch", "--temperature", "0",
+            "--max-new-tokens", "4", "--ignore-eos", "--json"]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 1 and "--allow-pickle" in refused.output  # one clear line, no traceback
+    allowed = CliRunner().invoke(main, [*args, "--allow-pickle"])
+    assert allowed.exit_code == 0, allowed.output
+    assert json.loads(allowed.output[allowed.output.index("{"):])["usage"]["completion_tokens"] == 4
+
 def test_truncated_safetensors(gpt2_copy):
     weights = gpt2_copy / "model.safetensors"
     data = weights.read_bytes()

@@ -39,7 +39,11 @@ def main():
 
 def model_options(f):
     from pocketlm.models.convert import QTYPES
+    from pocketlm.models.hf import ALLOW_PICKLE_HELP, TRUST_REMOTE_CODE_HELP
 
+    f = click.option("--trust-remote-code", is_flag=True, envvar="POCKETLM_TRUST_REMOTE_CODE",
+                     help=TRUST_REMOTE_CODE_HELP)(f)
+    f = click.option("--allow-pickle", is_flag=True, envvar="POCKETLM_ALLOW_PICKLE", help=ALLOW_PICKLE_HELP)(f)
     f = click.option("--quantization", type=click.Choice(QTYPES), default=None, envvar="POCKETLM_QUANTIZATION",
                      help="GGUF type llama.cpp runs, requantized once and cached (default: q8_0 for the embedded SmolLM2, else the file's own).")(f)
     f = click.option("--backend", type=click.Choice(["auto", "llama.cpp", "torch"]), default="auto",
@@ -81,12 +85,13 @@ def _load(load: dict, n_seq=1):
 
     backend = load["backend"]
     return load_engine(load["model"], None if backend == "auto" else backend, quantization=load["quantization"],
+                       allow_pickle=load["allow_pickle"] or None, trust_remote_code=load["trust_remote_code"] or None,
                        n_seq=n_seq, n_ctx=4096)
 
 
 def _split(kwargs):
     """(what model_options chose, the sampling options)."""
-    load = {name: kwargs.pop(name) for name in ("model", "backend", "quantization")}
+    load = {name: kwargs.pop(name) for name in ("model", "backend", "quantization", "allow_pickle", "trust_remote_code")}
     return load, kwargs
 
 

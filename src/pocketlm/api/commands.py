@@ -20,6 +20,7 @@ import uvicorn
 
 from pocketlm.api.settings import Settings, env_name
 from pocketlm.models.convert import QTYPES
+from pocketlm.models.hf import ALLOW_PICKLE_HELP, TRUST_REMOTE_CODE_HELP
 
 log = logging.getLogger("pocketlm.serve")
 
@@ -45,6 +46,8 @@ def _option(flag: str, field: str, **kwargs):
 @_option("--slots", "slots", type=click.IntRange(min=1), default=None, help="Sequences decoded together (continuous batching).")
 @_option("--n-ctx", "n_ctx", type=click.IntRange(min=16), default=None, help="Context of each slot: prompt + new tokens (default 1024). KV cache RAM grows with slots x n-ctx.")
 @_option("--quantization", "quantization", type=click.Choice(QTYPES), default=None, help="GGUF type llama.cpp runs, requantized once and cached (default: q8_0 for the embedded SmolLM2, else the file's own).")
+@_option("--allow-pickle", "allow_pickle", is_flag=True, help=ALLOW_PICKLE_HELP)
+@_option("--trust-remote-code", "trust_remote_code", is_flag=True, help=TRUST_REMOTE_CODE_HELP)
 @_option("--threads", "threads", type=click.IntRange(min=1), default=None, help="CPU threads for the model (default: every core).")
 @_option("--request-timeout", "request_timeout", type=click.FloatRange(min=0, min_open=True), default=Settings.request_timeout, show_default=True, help="Seconds a request may run.")
 @_option("--log-format", "log_format", type=click.Choice(["text", "json"]), default="text", show_default=True, help="json: one JSON object per log line (access log included).")

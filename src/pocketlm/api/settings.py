@@ -38,6 +38,8 @@ class Settings:
     n_ctx: int | None = None  # context of each slot (prompt + new tokens)
     threads: int | None = None  # CPU threads for the model; None: every core
     quantization: str | None = None  # GGUF type llama.cpp runs (requantized once, cached); None: the file's own
+    allow_pickle: bool = False  # load .bin/.pt checkpoints (unpickling can run code); False: the env var decides
+    trust_remote_code: bool = False  # run Python shipped with a HF model; False: the env var decides
     request_timeout: float = 600.0  # seconds from arrival to the last token
     log_format: Literal["text", "json"] = "text"
     grace_period: float = 30.0  # seconds SIGTERM waits for in-flight requests
@@ -57,6 +59,9 @@ class Settings:
             overrides["quantization"] = self.quantization
         if self.max_queue is not None:
             overrides["max_queue"] = self.max_queue
+        for opt_in in ("allow_pickle", "trust_remote_code"):
+            if getattr(self, opt_in):
+                overrides[opt_in] = True
         limits = {
             name: value
             for name, value in (("max_new_tokens", self.max_new_tokens), ("max_n", self.max_n), ("max_stop", self.max_stop))

@@ -14,12 +14,15 @@ BACKENDS = ("llama.cpp", "torch")
 
 
 def load_backend(ref: ModelRef, backend: str | None = None, *, n_seq: int = 16, n_ctx: int = 1024,
-                 n_threads: int | None = None, quantization: str | None = None) -> Backend:
+                 n_threads: int | None = None, quantization: str | None = None, allow_pickle: bool | None = None,
+                 trust_remote_code: bool | None = None) -> Backend:
     """Load ``ref`` on the requested backend, or on the fastest one that can run it.
 
     ``quantization`` (f32, f16, q8_0, q4_0) is the GGUF type llama.cpp runs: a GGUF
     file is requantized to it, a Hugging Face directory converted to it (cached);
     None: the model's own (a built-in alias may name one, see ``EmbeddedModel.runs_as``).
+    ``allow_pickle`` / ``trust_remote_code``: the opt-ins of ``pocketlm.models.hf``
+    for a Hugging Face directory (None: their environment variables decide).
     """
     if backend not in (None, "auto", *BACKENDS):
         raise InvalidParameter("backend", f"must be one of auto, {', '.join(BACKENDS)}; got {backend!r}")
@@ -36,12 +39,13 @@ def load_backend(ref: ModelRef, backend: str | None = None, *, n_seq: int = 16, 
     if backend != "torch":
         from pocketlm.models.convert import gguf_for  # needs the torch extra
 
-        gguf = gguf_for(ref, required=backend == "llama.cpp", qtype=quantization)
+        gguf = gguf_for(ref, required=backend == "llama.cpp", qtype=quantization, allow_pickle=allow_pickle)
         if gguf is not None:
             return _llamacpp(gguf, ref.name, n_seq, n_ctx, n_threads)
     from pocketlm.backends.torch_backend import TorchBackend
 
-    return TorchBackend(ref, n_seq=n_seq, n_ctx=n_ctx, n_threads=n_threads)
+    return TorchBackend(ref, n_seq=n_seq, n_ctx=n_ctx, n_threads=n_threads, allow_pickle=allow_pickle,
+                        trust_remote_code=trust_remote_code)
 
 
 def _llamacpp(path, name, n_seq, n_ctx, n_threads) -> Backend:

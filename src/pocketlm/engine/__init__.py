@@ -10,10 +10,12 @@ from pocketlm.engine.scheduler import Engine, EngineConfig, EngineStats, Request
 
 
 def load_engine(model: str | None = None, backend: str | None = None, *, n_threads: int | None = None,
-                quantization: str | None = None, **config) -> Engine:
+                quantization: str | None = None, allow_pickle: bool | None = None,
+                trust_remote_code: bool | None = None, **config) -> Engine:
     """Resolve ``model``, load it on a backend and start an engine (``config``: EngineConfig fields).
 
     ``quantization``: the GGUF type llama.cpp should run (see ``load_backend``); None keeps the file's.
+    ``allow_pickle`` / ``trust_remote_code``: opt-ins for Hugging Face directories (see ``load_backend``).
     """
     from pocketlm.backends import load_backend
     from pocketlm.models import resolve
@@ -25,7 +27,8 @@ def load_engine(model: str | None = None, backend: str | None = None, *, n_threa
     cfg = EngineConfig(**config)
     ref = resolve(model)
     backend_ = load_backend(ref, backend, n_seq=cfg.n_seq, n_ctx=cfg.n_ctx, n_threads=n_threads,
-                            quantization=quantization)
+                            quantization=quantization, allow_pickle=allow_pickle,
+                            trust_remote_code=trust_remote_code)
     return Engine(backend_, cfg).start()
 
 

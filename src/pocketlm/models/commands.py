@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from pocketlm.models.convert import QTYPES
+from pocketlm.models.hf import ALLOW_PICKLE_HELP
 
 
 @click.command()
@@ -20,9 +21,7 @@ from pocketlm.models.convert import QTYPES
 @click.option("--type", "qtype", type=click.Choice(QTYPES), default="f16", show_default=True,
               help="GGUF tensor type when DST is a .gguf file: f32 exact, f16 ~exact, q8_0 near-exact at half of f16, "
                    "q4_0 smallest and fastest, a little less accurate.")
-@click.option("--allow-pickle", is_flag=True, envvar="POCKETLM_ALLOW_PICKLE",
-              help="Accept .bin/.pt checkpoints. They are pickles: loading one can run any code hidden in it. "
-                   "Only for files from a source you trust.")
+@click.option("--allow-pickle", is_flag=True, envvar="POCKETLM_ALLOW_PICKLE", help=ALLOW_PICKLE_HELP)
 def convert(src, dst, qtype, allow_pickle):
     """Convert SRC to DST: an HF model directory to DST.gguf, a GGUF model to the HF directory DST,
     or a GGUF model to DST.gguf with its weights requantized to --type.

@@ -44,6 +44,12 @@ class HFDir:
         return "auto_map" in self.config
 
 
+# The opt-ins' help, shared by every command that loads a model: say what each one risks.
+ALLOW_PICKLE_HELP = ("Load .bin/.pt (pickle) checkpoints of a Hugging Face directory. Unpickling can run any code "
+                     "hidden in the file: only for files you trust. Default: safetensors only.")
+TRUST_REMOTE_CODE_HELP = ("Run the Python code a Hugging Face model ships (auto_map). It runs with your user's rights: "
+                          "read it first. Default: off.")
+
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -92,7 +98,7 @@ def _find_weights(path: Path, allow_pickle: bool) -> tuple[list[Path], bool]:
             f"{path} has only pickle checkpoints ({names}). Loading a pickle runs any code hidden in the file, so "
             "pocketlm refuses it by default. Convert it once to safetensors "
             "(`AutoModelForCausalLM.from_pretrained(DIR).save_pretrained(DIR)` in a sandbox you trust), or, only if "
-            "you trust where the file came from, set POCKETLM_ALLOW_PICKLE=1 (`pocketlm convert --allow-pickle`)")
+            "you trust where the file came from, pass --allow-pickle (or set POCKETLM_ALLOW_PICKLE=1)")
     return pickles, True
 
 
@@ -166,8 +172,8 @@ def load_model(hf: HFDir, *, trust_remote_code: bool | None = None, dtype=None):
     if hf.needs_remote_code and not trust_remote_code:
         raise ModelLoadError(
             f"{hf.path} ships its own Python code (config.json has auto_map) for '{hf.architecture}'. pocketlm "
-            "does not run downloaded code by default: read that code first, then set POCKETLM_TRUST_REMOTE_CODE=1 "
-            "(or pass trust_remote_code=True to the torch backend)")
+            "does not run downloaded code by default: read that code first, then pass --trust-remote-code "
+            "(or set POCKETLM_TRUST_REMOTE_CODE=1)")
     try:
         model = AutoModelForCausalLM.from_pretrained(
             str(hf.path), dtype=dtype or torch.float32, trust_remote_code=trust_remote_code,
