@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -160,7 +161,7 @@ def test_lora_trains_merges_and_matches_adapter(tiny, lora_runs, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from pocketlm.training.lora import merge_adapter
+    from pocketlm.models.adapters import merge_adapter
 
     adapter, m, merged, mm = lora_runs
     assert m["valid_ppl_after"] < m["valid_ppl_before"], m
@@ -187,15 +188,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_finetuned_directory_serves_over_http(lora_runs, tmp_path):
-    """`pocketlm serve --model OUT` on a merged LoRA fine-tune: greedy text equals transformers' own."""
+@pytest.mark.parametrize("kept", ["merged", "adapter"])
+def test_finetuned_directory_serves_over_http(lora_runs, tmp_path, kept):
+    """`pocketlm serve --model OUT` on a LoRA fine-tune, merged or kept as base + adapter: greedy text
+    equals transformers' own on the merged weights."""
     httpx = pytest.importorskip("httpx")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    out = lora_runs[2]
+    merged = lora_runs[2]
+    out = merged if kept == "merged" else lora_runs[0]
     prompt = "ROMEO.\n"
-    tok = AutoTokenizer.from_pretrained(out)
-    model = AutoModelForCausalLM.from_pretrained(out).eval()
+    tok = AutoTokenizer.from_pretrained(merged)
+    model = AutoModelForCausalLM.from_pretrained(merged).eval()
     ids = tok(prompt, return_tensors="pt")["input_ids"]
     with torch.no_grad():
         expected = model.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=tok.eos_token_id)
@@ -230,6 +234,18 @@ def test_finetuned_directory_serves_over_http(lora_runs, tmp_path):
             server.wait()
         log.close()
 
+
+def test_adapter_without_its_base_says_what_is_missing(lora_runs, tmp_path):
+    from pocketlm.backends import load_backend
+    from pocketlm.errors import ModelLoadError
+    from pocketlm.models import resolve
+
+    adapter = shutil.copytree(lora_runs[0], tmp_path / "adapter")
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = str(tmp_path / "gone")
+    (adapter / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match=r"LoRA adapter for base model .*gone.*not a directory.*--merge"):
+        load_backend(resolve(str(adapter)), n_seq=1, n_ctx=64)
 
 # ---- bad input: each fails before any training step, with a message that says what to do ----
 

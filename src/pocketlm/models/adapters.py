@@ -1,0 +1,74 @@
+"""LoRA adapter directories, served as base + adapter.
+
+``pocketlm finetune --lora`` without ``--merge`` writes only the adapter
+(adapter_config.json + adapter_model.safetensors + tokenizer): a few MB that
+name their base model by path. A backend needs one set of weights, so the
+adapter is folded into the base once (peft's ``merge_and_unload``) and kept as
+a plain Hugging Face directory in the conversion cache, keyed by the adapter's
+and the base's content: the next start reuses it, and llama.cpp converts it
+like any other model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from pocketlm.errors import ModelLoadError
+from pocketlm.models.hf import HFDir, inspect_hf_dir, load_model, load_tokenizer
+
+
+def is_adapter_dir(path: str | Path) -> bool:
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def adapter_base(adapter_dir: Path, *, allow_pickle: bool | None = None) -> HFDir:
+    """The base model directory the adapter was trained on, checked like any model directory."""
+    base = json.loads((adapter_dir / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not base or not Path(base).is_dir():
+        raise ModelLoadError(f"{adapter_dir} is a LoRA adapter for base model {base!r}, which is not a directory on "
+                             "this machine; copy the base model there, or fine-tune again with --merge")
+    return inspect_hf_dir(base, allow_pickle=allow_pickle)
+
+
+def merge_adapter(adapter_dir: str | Path, dst: str | Path, *, allow_pickle: bool | None = None) -> Path:
+    """Write base + adapter, merged, as a plain HF directory ``dst`` (written aside, then renamed)."""
+    from peft import PeftModel
+
+    adapter_dir, dst = Path(adapter_dir), Path(dst)
+    base = adapter_base(adapter_dir, allow_pickle=allow_pickle)
+    model = PeftModel.from_pretrained(load_model(base), str(adapter_dir)).merge_and_unload()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
+    try:
+        model.save_pretrained(tmp)
+        load_tokenizer(base).save_pretrained(tmp)
+        if dst.exists():
+            shutil.rmtree(dst)
+        os.replace(tmp, dst)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dst
+
+
+def merged_for(adapter_dir: str | Path, *, allow_pickle: bool | None = None) -> Path:
+    """The cached merge of ``adapter_dir`` into its base, merging on first use."""
+    from pocketlm.models.convert import cache_dir, content_hash
+
+    adapter_dir = Path(adapter_dir)
+    h = hashlib.sha256(f"pocketlm-merge\n{content_hash(adapter_base(adapter_dir, allow_pickle=allow_pickle))}\n".encode())
+    for file in sorted(p for p in adapter_dir.iterdir() if p.is_file() and p.name.startswith("adapter_")):
+        h.update(f"{file.name}\n".encode())
+        with open(file, "rb") as f:
+            h.update(hashlib.file_digest(f, "sha256").digest())
+    out = cache_dir() / f"{adapter_dir.name}-{h.hexdigest()[:16]}-merged"
+    if not out.is_dir():  # merge_adapter renames a complete directory into place, never a partial one
+        print(f"merging LoRA adapter {adapter_dir.name} into its base model (once; cached in {out.parent})",
+              file=sys.stderr)
+        merge_adapter(adapter_dir, out, allow_pickle=allow_pickle)
+    return out
