@@ -24,7 +24,9 @@ from pocketlm.models.hf import HFDir, inspect_hf_dir, load_model, load_tokenizer
 
 
 def is_adapter_dir(path: str | Path) -> bool:
-    return (Path(path) / "adapter_config.json").is_file()
+    """An adapter alone; a full model directory that also keeps an adapter config is served as it is."""
+    path = Path(path)
+    return (path / "adapter_config.json").is_file() and not (path / "config.json").is_file()
 
 
 def adapter_base(adapter_dir: Path, *, allow_pickle: bool | None = None) -> HFDir:

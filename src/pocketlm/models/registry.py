@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from pocketlm.errors import ModelNotFound
+from pocketlm.models.adapters import is_adapter_dir
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -112,7 +113,7 @@ def resolve(name: str | None) -> ModelRef:
             raise ModelNotFound(f"model '{name}' is a file but not a .gguf file; give a .gguf file or a Hugging Face model directory")
         return ModelRef(path.stem, path.resolve(), "gguf", "local file")
     if path.is_dir():
-        if (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
+        if is_adapter_dir(path):
             return ModelRef(path.resolve().name, path.resolve(), "hf", "LoRA adapter directory")
         if not (path / "config.json").is_file():
             raise ModelNotFound(f"model '{name}' is a directory without config.json; a Hugging Face model directory needs config.json and weights")
