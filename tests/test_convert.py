@@ -356,11 +356,11 @@ def test_requantized_embedded_model_is_cached_and_still_answers(tmp_path, monkey
     assert not list((tmp_path / "converted").glob(".*partial"))
 
     # the embedded model runs as q8_0 without being asked; its file, passed as a path, runs as it is
+    import asyncio
+
     for model, expected in (("smollm2-135m-instruct", "Q8_0"), (str(src), "Q4_1")):
         engine = load_engine(model, n_seq=1, n_ctx=256)
         try:
-            import asyncio
-
             done = asyncio.run(engine.complete("The capital of France is", SamplingParams(max_new_tokens=8, temperature=0)))
             assert "Paris" in done.samples[0].text and engine.info.quantization == expected
         finally:

@@ -11,7 +11,6 @@ like any other model.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -60,15 +59,13 @@ def merge_adapter(adapter_dir: str | Path, dst: str | Path, *, allow_pickle: boo
 
 def merged_for(adapter_dir: str | Path, *, allow_pickle: bool | None = None) -> Path:
     """The cached merge of ``adapter_dir`` into its base, merging on first use."""
-    from pocketlm.models.convert import cache_dir, content_hash
+    from pocketlm.models.convert import cache_dir, content_hash, files_hash
 
     adapter_dir = Path(adapter_dir)
-    h = hashlib.sha256(f"pocketlm-merge\n{content_hash(adapter_base(adapter_dir, allow_pickle=allow_pickle))}\n".encode())
-    for file in sorted(p for p in adapter_dir.iterdir() if p.is_file() and p.name.startswith("adapter_")):
-        h.update(f"{file.name}\n".encode())
-        with open(file, "rb") as f:
-            h.update(hashlib.file_digest(f, "sha256").digest())
-    out = cache_dir() / f"{adapter_dir.name}-{h.hexdigest()[:16]}-merged"
+    base = content_hash(adapter_base(adapter_dir, allow_pickle=allow_pickle))
+    key = files_hash((p for p in adapter_dir.iterdir() if p.is_file() and p.name.startswith("adapter_")),
+                     f"pocketlm-merge {base}")
+    out = cache_dir() / f"{adapter_dir.name}-{key[:16]}-merged"
     if not out.is_dir():  # merge_adapter renames a complete directory into place, never a partial one
         print(f"merging LoRA adapter {adapter_dir.name} into its base model (once; cached in {out.parent})",
               file=sys.stderr)

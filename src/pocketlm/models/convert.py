@@ -445,10 +445,15 @@ def cache_dir() -> Path:
 
 def content_hash(hf: HFDir) -> str:
     """SHA-256 over the files that define the model's outputs: config, tokenizer, weights."""
-    h = hashlib.sha256(f"pocketlm-convert-{CONVERTER_VERSION}\n".encode())
-    files = sorted({*hf.weights, *(p for p in hf.path.iterdir() if p.is_file() and p.suffix in (".json", ".txt",
-                                                                                               ".model", ".jinja"))})
-    for file in files:
+    files = {*hf.weights, *(p for p in hf.path.iterdir() if p.is_file() and p.suffix in (".json", ".txt", ".model",
+                                                                                        ".jinja"))}
+    return files_hash(files, f"pocketlm-convert-{CONVERTER_VERSION}")
+
+
+def files_hash(files, salt: str) -> str:
+    """SHA-256 over ``salt`` and each file's name and content, in name order: a cache key."""
+    h = hashlib.sha256(f"{salt}\n".encode())
+    for file in sorted(files):
         h.update(f"{file.name}\n".encode())
         with open(file, "rb") as f:
             h.update(hashlib.file_digest(f, "sha256").digest())

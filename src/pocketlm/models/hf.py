@@ -50,6 +50,7 @@ ALLOW_PICKLE_HELP = ("Load .bin/.pt (pickle) checkpoints of a Hugging Face direc
 TRUST_REMOTE_CODE_HELP = ("Run the Python code a Hugging Face model ships (auto_map). It runs with your user's rights: "
                           "read it first. Default: off.")
 
+
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
