@@ -11,8 +11,9 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-VALID_TXT = REPO.parent / "shared" / "data" / "shakespeare" / "valid.txt"
+from shared_data import shared_data_dir
+
+VALID_TXT = shared_data_dir() / "shakespeare" / "valid.txt"
 
 
 class GGUFTokenizer:

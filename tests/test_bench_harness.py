@@ -9,20 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
-from pathlib import Path
 
+import loadgen  # benchmarks/ is on pytest's pythonpath (pyproject.toml)
+import peers
+import prompts
 import pytest
+import run
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCH))
-
-import loadgen  # noqa: E402
-import peers  # noqa: E402
-import prompts  # noqa: E402
-import run  # noqa: E402
-
-from pocketlm.models import resolve  # noqa: E402
+from pocketlm.models import resolve
 
 
 @pytest.fixture(scope="module")

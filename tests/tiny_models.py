@@ -2,7 +2,7 @@
 
 No package ships GPT-2 weights and tests may not use the network, so tests build
 their own models. They use the real tokenizers (GPT-2's byte-level BPE from
-../shared/data, SmolLM2's from the embedded GGUF) so tokenization paths are the
+the shared data, see benchmarks/shared_data.py; SmolLM2's from the embedded GGUF) so tokenization paths are the
 real ones; only the weights are random.
 """
 
@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+from shared_data import shared_data_dir
+
+SHARED = shared_data_dir()
 GPT2_TOKENIZER = SHARED / "gpt2-tokenizer"
 SHAKESPEARE = SHARED / "shakespeare"
 
