@@ -13,29 +13,15 @@ import ctypes
 import os
 from pathlib import Path
 
-import llama_cpp as C
 import numpy as np
 
 from pocketlm.backends.base import Backend, Chunk, ModelInfo
 from pocketlm.errors import GenerationFailed, ModelLoadError
+from pocketlm.llama_library import C
 from pocketlm.models.gguf_info import read_gguf_info
-
-
-_LOG_ERROR = 4  # ggml_log_level: 1 debug, 2 info, 3 warn, 4 error
-
-
-@C.llama_log_callback
-def _quiet_log(level, text, user_data):
-    """Keep llama.cpp's chatter off the terminal; errors reach users through exceptions."""
-    if level == _LOG_ERROR and os.environ.get("POCKETLM_DEBUG"):
-        print(text.decode("utf-8", "replace"), end="")
-
 
 UBATCH = 32
 _DECODE_ERRORS = {1: "no free KV cache cells", 2: "aborted", -1: "invalid batch"}
-
-C.llama_log_set(_quiet_log, ctypes.c_void_p())
-C.llama_backend_init()
 
 
 class LlamaCppBackend(Backend):
