@@ -10,7 +10,8 @@ from dataclasses import replace
 
 from pocketlm.backends.base import Backend, Chunk, ModelInfo
 from pocketlm.errors import InvalidParameter, ModelLoadError
-from pocketlm.models.adapters import is_adapter_dir, merged_for
+from pocketlm.models.adapters import merged_for
+from pocketlm.models.hf import is_adapter_dir
 from pocketlm.models.registry import ModelRef
 
 BACKENDS = ("llama.cpp", "torch")

@@ -12,20 +12,12 @@ like any other model.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from pocketlm.errors import ModelLoadError
-from pocketlm.models.hf import HFDir, inspect_hf_dir, load_model, load_tokenizer
-
-
-def is_adapter_dir(path: str | Path) -> bool:
-    """An adapter alone; a full model directory that also keeps an adapter config is served as it is."""
-    path = Path(path)
-    return (path / "adapter_config.json").is_file() and not (path / "config.json").is_file()
+from pocketlm.files import atomic_path, cache_dir, cache_key
+from pocketlm.models.hf import HFDir, inspect_hf_dir, load_model, load_tokenizer, model_files
 
 
 def adapter_base(adapter_dir: Path, *, allow_pickle: bool | None = None) -> HFDir:
@@ -44,28 +36,19 @@ def merge_adapter(adapter_dir: str | Path, dst: str | Path, *, allow_pickle: boo
     adapter_dir, dst = Path(adapter_dir), Path(dst)
     base = adapter_base(adapter_dir, allow_pickle=allow_pickle)
     model = PeftModel.from_pretrained(load_model(base), str(adapter_dir)).merge_and_unload()
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
-    try:
+    with atomic_path(dst, directory=True) as tmp:
         model.save_pretrained(tmp)
         load_tokenizer(base).save_pretrained(tmp)
-        if dst.exists():
-            shutil.rmtree(dst)
-        os.replace(tmp, dst)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return dst
 
 
 def merged_for(adapter_dir: str | Path, *, allow_pickle: bool | None = None) -> Path:
     """The cached merge of ``adapter_dir`` into its base, merging on first use."""
-    from pocketlm.models.convert import cache_dir, content_hash, files_hash
-
     adapter_dir = Path(adapter_dir)
-    base = content_hash(adapter_base(adapter_dir, allow_pickle=allow_pickle))
-    key = files_hash((p for p in adapter_dir.iterdir() if p.is_file() and p.name.startswith("adapter_")),
-                     f"pocketlm-merge {base}")
-    out = cache_dir() / f"{adapter_dir.name}-{key[:16]}-merged"
+    base = adapter_base(adapter_dir, allow_pickle=allow_pickle)
+    adapter = [p for p in adapter_dir.iterdir() if p.is_file() and p.name.startswith("adapter_")]
+    key = cache_key(files=[*adapter, *model_files(base)], text=("pocketlm-merge",))
+    out = cache_dir("converted", f"{adapter_dir.name}-{key[:16]}-merged")
     if not out.is_dir():  # merge_adapter renames a complete directory into place, never a partial one
         print(f"merging LoRA adapter {adapter_dir.name} into its base model (once; cached in {out.parent})",
               file=sys.stderr)

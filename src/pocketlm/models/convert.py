@@ -19,24 +19,24 @@ rename at the end: a failed conversion never leaves a file that looks complete.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import json
 import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from pocketlm.errors import InvalidParameter, ModelLoadError
-from pocketlm.models.hf import HFDir, inspect_hf_dir
+from pocketlm.files import atomic_path, cache_dir, cache_key, write_text
+from pocketlm.models.gguf_info import read_gguf_info
+from pocketlm.models.hf import HFDir, inspect_hf_dir, model_files
 
-QTYPES = ("f32", "f16", "q8_0", "q4_0")
+QUANTIZATIONS = ("f32", "f16", "q8_0", "q4_0")
 CONVERTER_VERSION = "1"  # part of the cache key: bump when the output of hf_to_gguf changes
-# The type `gguf_for` converts to: q8_0 is within noise of f16 quality at half the bytes per token.
-DEFAULT_CACHE_QTYPE = "q8_0"
+# What a Hugging Face directory becomes for llama.cpp unless --quantization says otherwise:
+# q8_0 is within noise of f16 quality at half the bytes per token.
+DEFAULT_QUANTIZATION = "q8_0"
 
 # HF `model_type` -> GGUF architecture name. DistilGPT2 is a GPT-2; SmolLM2, TinyLlama and Llama 3 are Llamas.
 ARCHITECTURES = {"gpt2": "gpt2", "llama": "llama"}
@@ -47,6 +47,11 @@ _LLAMA3_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1
 
 
 # ---------------------------------------------------------------- what converts
+
+
+def check_quantization(quantization: str) -> None:
+    if quantization not in QUANTIZATIONS:
+        raise InvalidParameter("quantization", f"must be one of {', '.join(QUANTIZATIONS)}; got {quantization!r}")
 
 
 def architecture_converts(hf: HFDir) -> str | None:
@@ -87,70 +92,63 @@ def _rope_parameters(config: dict) -> dict:
 # ---------------------------------------------------------------- HF -> GGUF
 
 
-def hf_to_gguf(src: str | Path, dst: str | Path, qtype: str = "f16", *, allow_pickle: bool | None = None,
+def hf_to_gguf(src: str | Path, dst: str | Path, quantization: str = "f16", *, allow_pickle: bool | None = None,
                progress: bool = True) -> Path:
     """Convert the HF directory ``src`` into the GGUF file ``dst``; returns ``dst``."""
     import gguf
 
-    if qtype not in QTYPES:
-        raise InvalidParameter("type", f"must be one of {', '.join(QTYPES)}; got {qtype!r}")
+    check_quantization(quantization)
     hf = inspect_hf_dir(src, allow_pickle=allow_pickle)
     check_convertible(hf)
     tokenizer = _load_tokenizer(hf)
     dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
     arch = ARCHITECTURES[hf.model_type]
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.partial")
-    writer = gguf.GGUFWriter(tmp, arch)
+    with atomic_path(dst) as tmp:
+        _write_gguf(gguf.GGUFWriter(tmp, arch), hf, arch, tokenizer, quantization, progress)
+    return dst
+
+
+def _write_gguf(writer, hf: HFDir, arch: str, tokenizer, quantization: str, progress: bool) -> None:
+    import gguf
+
     try:
         writer.add_name(hf.path.name)
-        writer.add_file_type(_FILE_TYPES[qtype])
+        writer.add_file_type(_FILE_TYPES[quantization])
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         _HPARAMS[arch](writer, hf.config)
         _add_tokenizer(writer, tokenizer, hf)
-        for name, data, raw_type in _converted_tensors(hf, arch, qtype, progress):
+        for name, data, raw_type in _converted_tensors(hf, arch, quantization, progress):
             writer.add_tensor(name, data, raw_dtype=raw_type)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file(progress=False)
-        writer.close()
-        os.replace(tmp, dst)
     finally:
         writer.close()
-        tmp.unlink(missing_ok=True)
-    return dst
 
 
 _FILE_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 7}  # gguf.LlamaFileType values
 
 
-def requantize_gguf(src: str | Path, dst: str | Path, qtype: str, *, n_threads: int | None = None) -> Path:
-    """Rewrite the GGUF file ``src`` with its weights in ``qtype``, through llama.cpp's own quantizer.
+def requantize_gguf(src: str | Path, dst: str | Path, quantization: str, *, n_threads: int | None = None) -> Path:
+    """Rewrite the GGUF file ``src`` with its weights in ``quantization``, through llama.cpp's own quantizer.
 
     Serving speed depends on the type: llama.cpp's Q4_0 and Q8_0 kernels are the
     most tuned for AVX2 CPUs, so a model shipped as Q4_1 decodes faster once
     requantized (see benchmarks/NOTES.md). Going down from a 4-bit type adds a
     second rounding: check it with `pocketlm eval` before serving the result.
     """
-    from pocketlm.backends.llamacpp import C  # initialised there, with llama.cpp's logging kept quiet
-    from pocketlm.models.gguf_info import read_gguf_info
+    from pocketlm.llama_library import C
 
-    if qtype not in QTYPES:
-        raise InvalidParameter("type", f"must be one of {', '.join(QTYPES)}; got {qtype!r}")
+    check_quantization(quantization)
     src, dst = Path(src), Path(dst)
     read_gguf_info(src)  # clear errors for a missing / non-GGUF / damaged file
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.partial")
     params = C.llama_model_quantize_default_params()
-    params.ftype = _FILE_TYPES[qtype]
+    params.ftype = _FILE_TYPES[quantization]
     params.nthread = n_threads or os.cpu_count() or 1
     params.allow_requantize = True  # the source may itself be quantized (the embedded model is Q4_1)
-    try:
+    with atomic_path(dst) as tmp:
         if C.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params)) != 0:
-            raise ModelLoadError(f"llama.cpp could not requantize {src} to {qtype}")
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
+            raise ModelLoadError(f"llama.cpp could not requantize {src} to {quantization}")
     return dst
 
 
@@ -207,7 +205,7 @@ def _read_tensors(hf: HFDir):
                 yield name, f.get_tensor(name).float().numpy()
 
 
-def _converted_tensors(hf: HFDir, arch: str, qtype: str, progress: bool):
+def _converted_tensors(hf: HFDir, arch: str, quantization: str, progress: bool):
     """(gguf name, data, raw ggml type or None) in GGUF layout and the requested type."""
     import gguf
     from tqdm import tqdm
@@ -217,7 +215,7 @@ def _converted_tensors(hf: HFDir, arch: str, qtype: str, progress: bool):
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GPT2 if arch == "gpt2" else gguf.MODEL_ARCH.LLAMA, n_layer)
     tied = c.get("tie_word_embeddings", True)
     seen = set()
-    for name, data in tqdm(list(_read_tensors(hf)), desc=f"converting to {qtype}", unit="tensor",
+    for name, data in tqdm(list(_read_tensors(hf)), desc=f"converting to {quantization}", unit="tensor",
                            disable=None if progress else True):
         if name.endswith((".attn.bias", ".attn.masked_bias", "rotary_emb.inv_freq")):
             continue  # GPT-2's causal-mask buffers and RoPE's cached frequencies: recomputed by llama.cpp
@@ -229,7 +227,7 @@ def _converted_tensors(hf: HFDir, arch: str, qtype: str, progress: bool):
                                  "layout pocketlm does not convert: use `--backend torch`")
         data = _to_gguf_layout(arch, name, data, c)
         seen.add(new)
-        yield (new, *_quantize(data, qtype))
+        yield (new, *_quantize(data, quantization))
     if "token_embd.weight" not in seen:
         raise ModelLoadError(f"{hf.path}: no token embedding found in the weights; the checkpoint is incomplete")
 
@@ -256,16 +254,16 @@ def _interleave_rope_rows(w: np.ndarray, n_head: int) -> np.ndarray:
         w.reshape(n_head, 2, out_dim // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape))
 
 
-def _quantize(data: np.ndarray, qtype: str):
-    """Vectors (norms, biases) stay f32; matrices get ``qtype``, or f16 if a row does not split into 32-blocks."""
+def _quantize(data: np.ndarray, quantization: str):
+    """Vectors (norms, biases) stay f32; matrices get ``quantization``, or f16 if a row does not split into 32-blocks."""
     import gguf
 
     data = data.astype(np.float32)
-    if data.ndim < 2 or qtype == "f32":
+    if data.ndim < 2 or quantization == "f32":
         return data, None
-    if qtype == "f16" or data.shape[-1] % 32:
+    if quantization == "f16" or data.shape[-1] % 32:
         return data.astype(np.float16), None
-    ggml_type = {"q8_0": gguf.GGMLQuantizationType.Q8_0, "q4_0": gguf.GGMLQuantizationType.Q4_0}[qtype]
+    ggml_type = {"q8_0": gguf.GGMLQuantizationType.Q8_0, "q4_0": gguf.GGMLQuantizationType.Q4_0}[quantization]
     return gguf.quants.quantize(data, ggml_type), ggml_type
 
 
@@ -402,8 +400,6 @@ def gguf_to_hf(src: str | Path, dst: str | Path) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from pocketlm.models.gguf_info import read_gguf_info
-
     src, dst = Path(src), Path(dst)
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
         raise InvalidParameter("dst", f"{dst} exists and is not empty; choose a new directory")
@@ -420,47 +416,44 @@ def gguf_to_hf(src: str | Path, dst: str | Path) -> Path:
     model.is_quantized = False
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
-    try:
+    with atomic_path(dst, directory=True) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        if dst.exists():
-            dst.rmdir()
-        os.replace(tmp, dst)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return dst
 
 
-# ---------------------------------------------------------------- cached conversion for serving
+# ---------------------------------------------------------------- cached conversions
 
 
-def cache_dir() -> Path:
-    """Where conversions are kept: $POCKETLM_CACHE/converted (default ~/.cache/pocketlm/converted)."""
-    from pocketlm.models.registry import cache_dir as pocketlm_cache
+def hf_dir_for(gguf: str | Path) -> Path:
+    """The dequantized (fp32) Hugging Face directory of a GGUF file, converted once and cached.
 
-    return pocketlm_cache() / "converted"
-
-
-def content_hash(hf: HFDir) -> str:
-    """SHA-256 over the files that define the model's outputs: config, tokenizer, weights."""
-    files = {*hf.weights, *(p for p in hf.path.iterdir() if p.is_file() and p.suffix in (".json", ".txt", ".model",
-                                                                                        ".jinja"))}
-    return files_hash(files, f"pocketlm-convert-{CONVERTER_VERSION}")
-
-
-def files_hash(files, salt: str) -> str:
-    """SHA-256 over ``salt`` and each file's name and content, in name order: a cache key."""
-    h = hashlib.sha256(f"{salt}\n".encode())
-    for file in sorted(files):
-        h.update(f"{file.name}\n".encode())
-        with open(file, "rb") as f:
-            h.update(hashlib.file_digest(f, "sha256").digest())
-    return h.hexdigest()
+    For what needs transformers rather than llama.cpp: the torch backend,
+    fine-tuning, looking inside the model. Keyed by the file's identity (see ``requantized``).
+    """
+    gguf = Path(gguf)
+    dst = cache_dir(CONVERTED, f"{gguf.stem}-{_file_identity(gguf)[:16]}-hf")
+    if not (dst / "config.json").is_file():
+        print(f"converting {gguf.name} to a Hugging Face directory (once; cached in {dst.parent})", file=sys.stderr)
+        gguf_to_hf(gguf, dst)
+    return dst
 
 
-def gguf_for(ref, *, required: bool = False, qtype: str | None = None, progress: bool = True,
+def _file_identity(path: Path) -> str:
+    """A cache key for a big file from its path, size and modification time.
+
+    Hashing a GGUF's bytes would cost every start a read of the whole file; a
+    replaced file (other size or time) gets a new key anyway.
+    """
+    stat = path.stat()
+    return cache_key(text=("pocketlm-file", str(path.resolve()), str(stat.st_size), str(stat.st_mtime_ns)))
+
+
+
+CONVERTED = "converted"  # the cache's folder for conversions: $POCKETLM_CACHE/converted
+
+
+def gguf_for(ref, *, required: bool = False, quantization: str | None = None, progress: bool = True,
              allow_pickle: bool | None = None) -> Path | None:
     """The cached GGUF conversion of the HF model ``ref`` (a ModelRef or a path), converting on first use.
 
@@ -468,54 +461,54 @@ def gguf_for(ref, *, required: bool = False, qtype: str | None = None, progress:
     torch); with ``required`` (``--backend llama.cpp``) that is an error instead.
     The cache is keyed by the content hash, so an edited model converts again.
     """
-    qtype = qtype or os.environ.get("POCKETLM_CONVERT_TYPE") or DEFAULT_CACHE_QTYPE
-    if qtype not in QTYPES:
-        raise InvalidParameter("POCKETLM_CONVERT_TYPE", f"must be one of {', '.join(QTYPES)}; got {qtype!r}")
+    quantization = quantization or DEFAULT_QUANTIZATION
+    check_quantization(quantization)
     path = Path(getattr(ref, "path", ref))
     hf = inspect_hf_dir(path, allow_pickle=allow_pickle)
     if required:
         check_convertible(hf)
     elif architecture_converts(hf) is not None:
         return None
-    out = cache_dir() / f"{path.name}-{content_hash(hf)[:16]}-{qtype}.gguf"
+    key = cache_key(files=model_files(hf), text=(f"pocketlm-convert-{CONVERTER_VERSION}",))
+    out = cache_dir(CONVERTED, f"{path.name}-{key[:16]}-{quantization}.gguf")
     if out.is_file():
         return out
     if progress:
-        print(f"converting {path.name} to GGUF {qtype} for llama.cpp (once; cached in {out.parent})", file=sys.stderr)
+        print(f"converting {path.name} to GGUF {quantization} for llama.cpp (once; cached in {out.parent})", file=sys.stderr)
     try:
-        hf_to_gguf(path, out, qtype, allow_pickle=allow_pickle, progress=progress)
+        hf_to_gguf(path, out, quantization, allow_pickle=allow_pickle, progress=progress)
     except ModelLoadError:
         if required:
             raise
         return None  # e.g. an unusual tokenizer: torch can still run the model
-    out.with_suffix(".json").write_text(json.dumps({"source": str(path.resolve()), "type": qtype}))
+    _record_source(out, path, quantization)
     return out
 
 
-def requantized(path: str | Path, qtype: str, *, progress: bool = True) -> Path:
-    """The GGUF file ``path`` requantized to ``qtype``, cached; ``path`` itself when already of that type."""
-    from pocketlm.models.gguf_info import read_gguf_info
+def _record_source(gguf: Path, source: Path, quantization: str) -> None:
+    """What a cached GGUF was made from, for `pocketlm models`."""
+    write_text(gguf.with_suffix(".json"), json.dumps({"source": str(source.resolve()), "type": quantization}))
 
+
+def requantized(path: str | Path, quantization: str, *, progress: bool = True) -> Path:
+    """The GGUF file ``path`` requantized to ``quantization``, cached; ``path`` itself when already of that type."""
     path = Path(path)
-    if qtype not in QTYPES:
-        raise InvalidParameter("quantization", f"must be one of {', '.join(QTYPES)}; got {qtype!r}")
-    if (read_gguf_info(path).quantization or "").lower() == qtype:
+    check_quantization(quantization)
+    if (read_gguf_info(path).quantization or "").lower() == quantization:
         return path
-    stat = path.stat()  # a replaced file (other size or time) gets a new cache entry
-    key = hashlib.sha256(f"{path.resolve()}\n{stat.st_size}\n{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    out = cache_dir() / f"{path.stem}-{key}-{qtype}.gguf"
+    out = cache_dir(CONVERTED, f"{path.stem}-{_file_identity(path)[:16]}-{quantization}.gguf")
     if not out.is_file():
         if progress:
-            print(f"requantizing {path.name} to {qtype} (once; cached in {out.parent})", file=sys.stderr)
-        requantize_gguf(path, out, qtype)
-        out.with_suffix(".json").write_text(json.dumps({"source": str(path.resolve()), "type": qtype}))
+            print(f"requantizing {path.name} to {quantization} (once; cached in {out.parent})", file=sys.stderr)
+        requantize_gguf(path, out, quantization)
+        _record_source(out, path, quantization)
     return out
 
 
 def converted_models() -> list[tuple[Path, str]]:
     """(GGUF file, source directory) for every cached conversion, for `pocketlm models`."""
     rows = []
-    for file in sorted(cache_dir().glob("*.gguf")):
+    for file in sorted(cache_dir(CONVERTED).glob("*.gguf")):
         try:
             source = json.loads(file.with_suffix(".json").read_text())["source"]
         except (OSError, ValueError, KeyError):

@@ -51,6 +51,18 @@ TRUST_REMOTE_CODE_HELP = ("Run the Python code a Hugging Face model ships (auto_
                           "read it first. Default: off.")
 
 
+def model_files(hf: HFDir) -> list[Path]:
+    """The files that decide the model's outputs: config, tokenizer, chat template, weights (for cache keys)."""
+    small = (p for p in hf.path.iterdir() if p.is_file() and p.suffix in (".json", ".txt", ".model", ".jinja"))
+    return sorted({*hf.weights, *small})
+
+
+def is_adapter_dir(path: str | Path) -> bool:
+    """A LoRA adapter alone; a full model directory that also keeps an adapter config is served as it is."""
+    path = Path(path)
+    return (path / "adapter_config.json").is_file() and not (path / "config.json").is_file()
+
+
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pocketlm.errors import ModelNotFound
-from pocketlm.models.adapters import is_adapter_dir
+from pocketlm.files import atomic_path, cache_dir
+from pocketlm.models.hf import download_hub_model, is_adapter_dir
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -50,24 +50,12 @@ class EmbeddedModel:
         return Path(next(iter(spec.submodule_search_locations))) / self.filename
 
 
-def cache_dir() -> Path:
-    """Where pocketlm keeps files it makes (assembled and converted models)."""
-    return Path(os.environ.get("POCKETLM_CACHE", Path.home() / ".cache" / "pocketlm"))
-
-
 def _assemble_once(model: EmbeddedModel) -> Path:
-    """Join a chunked model into the cache; the package checks its sha256. Renamed into place
-    only when complete, so an interrupted first run never leaves a file that looks finished."""
-    target = cache_dir() / "models" / model.filename
-    if target.is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    try:
-        importlib.import_module(model.module).assemble(partial, overwrite=True)
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
+    """Join a chunked model into the cache once; the package checks its sha256."""
+    target = cache_dir("models", model.filename)
+    if not target.is_file():
+        with atomic_path(target) as partial:
+            importlib.import_module(model.module).assemble(partial, overwrite=True)
     return target
 
 
@@ -123,8 +111,6 @@ def resolve(name: str | None) -> ModelRef:
     cached = _hub_cache_dir(name)
     if cached is not None:
         return ModelRef(name, cached, "hf", "hub cache")
-    from pocketlm.models.hf import download_hub_model
-
     downloaded = download_hub_model(name)  # None when offline or the hub does not have it
     if downloaded is not None:
         return ModelRef(name, downloaded, "hf", "hub download")

@@ -26,6 +26,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from pocketlm.errors import InvalidParameter, ModelNotFound
+from pocketlm.files import write_text
 from pocketlm.training.checkpoints import STAGING, AtomicCheckpoints, clear_staging, latest_checkpoint
 from pocketlm.training.data import BlockDataset, load_blocks
 from pocketlm.training.lora import add_lora
@@ -171,6 +172,7 @@ def prepare_out(out: Path, resume: bool) -> Path:
 def load_base(base: str | None):
     """(HF directory, tokenizer, model in train mode) for any base pocketlm can load."""
     from pocketlm.models import resolve
+    from pocketlm.models.convert import hf_dir_for
     from pocketlm.models.hf import inspect_hf_dir, load_model, load_tokenizer
 
     try:
@@ -179,7 +181,7 @@ def load_base(base: str | None):
         if base and "/" in base and not Path(base).expanduser().exists():
             return _load_from_hub(base)
         raise
-    path = ref.path if ref.format == "hf" else gguf_as_hf_dir(ref.path)
+    path = ref.path if ref.format == "hf" else hf_dir_for(ref.path)
     hf = inspect_hf_dir(path)
     model = load_model(hf)
     return path, load_tokenizer(hf), model.train().requires_grad_(True)
@@ -197,21 +199,6 @@ def _load_from_hub(repo_id: str):
                             "download it where there is internet (`huggingface-cli download "
                             f"{repo_id}`) and copy the cache, or pass a local directory") from None
     return Path(model.name_or_path), tokenizer, model.train()
-
-
-def gguf_as_hf_dir(gguf: Path) -> Path:
-    """The dequantized (fp32) Hugging Face directory for a GGUF file, converted once and cached by content."""
-    import hashlib
-
-    from pocketlm.models.convert import cache_dir, gguf_to_hf
-
-    with open(gguf, "rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()[:16]
-    dst = cache_dir() / f"{gguf.stem}-{digest}-hf"
-    if not (dst / "config.json").is_file():
-        print(f"converting {gguf.name} to a Hugging Face directory (once): {dst}")
-        gguf_to_hf(gguf, dst)  # writes aside and renames: never half a directory
-    return dst
 
 
 def model_context(model) -> int | None:
@@ -316,9 +303,7 @@ def save_result(model, tokenizer, out: Path, *, merge: bool) -> None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(data, indent=2, default=str))
 
 
 def plot_loss(history: list[dict], dest: Path, metrics: dict) -> None:
