@@ -17,7 +17,7 @@ import asyncio
 import statistics
 import time
 
-from pocketlm.engine import SamplingParams, load_engine
+from pocketlm.engine import EngineConfig, ModelOptions, SamplingParams, load_engine
 from prompts import build_prompts
 
 
@@ -58,7 +58,7 @@ async def run_once(engine, prompts: list[str], max_new_tokens: int, temperature:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None)
-    ap.add_argument("--backend", default=None)
+    ap.add_argument("--backend", default="auto")
     ap.add_argument("--quantization", default=None, help="GGUF type llama.cpp runs (as pocketlm serve --quantization)")
     ap.add_argument("--threads", type=int, default=None, help="llama.cpp / torch threads (default: all cores)")
     ap.add_argument("--concurrency", default="1,16")
@@ -67,8 +67,8 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
-    engine = load_engine(args.model, args.backend, n_seq=max(levels), n_ctx=1024, n_threads=args.threads,
-                         quantization=args.quantization)
+    engine = load_engine(ModelOptions(args.model, backend=args.backend, threads=args.threads,
+                                      quantization=args.quantization), EngineConfig(slots=max(levels)))
     prompts = build_prompts(EngineTokenizer(engine), n=max(levels))
     asyncio.run(run_once(engine, prompts[:1], 8))  # warm-up
     print(f"model {engine.info.name} ({engine.info.quantization}), backend {type(engine.backend).__name__}, "

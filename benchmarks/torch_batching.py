@@ -39,7 +39,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     sizes = [int(b) for b in args.batch.split(",")]
-    modes = {m: TorchBackend(args.model, n_seq=max(sizes), n_ctx=8192, batched=m == "batched")
+    modes = {m: TorchBackend(args.model, slots=max(sizes), n_ctx=8192, batched=m == "batched")
              for m in ("batched", "sequential")}
     prompt = modes["batched"].tokenize(PROMPT)
     print("batch | batched tok/s | sequential tok/s   (medians; modes interleaved)")

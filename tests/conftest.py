@@ -10,8 +10,8 @@ os.environ["POCKETLM_OFFLINE"] = "1"
 @pytest.fixture(scope="session")
 def engine():
     """The embedded SmolLM2 on llama.cpp, 16 slots: shared by the engine tests."""
-    from pocketlm.engine import load_engine
+    from pocketlm.engine import EngineConfig, ModelOptions, load_engine
 
-    eng = load_engine(None, n_seq=16, n_ctx=2048)
+    eng = load_engine(ModelOptions(), EngineConfig(slots=16, n_ctx=2048))
     yield eng
     eng.stop(0)

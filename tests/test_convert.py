@@ -251,14 +251,14 @@ def test_gguf_for_caches_by_content(tmp_path, monkeypatch):
 
     monkeypatch.setenv("POCKETLM_CACHE", str(tmp_path / "cache"))
     src = shutil.copytree(tiny_model_dir("gpt2"), tmp_path / "model")
-    first = gguf_for(src, qtype="f32", progress=False)
+    first = gguf_for(src, quantization="f32", progress=False)
     assert first.is_file() and first.parent == tmp_path / "cache" / "converted"
     stamp = first.stat().st_mtime_ns
-    assert gguf_for(src, qtype="f32", progress=False) == first and first.stat().st_mtime_ns == stamp
+    assert gguf_for(src, quantization="f32", progress=False) == first and first.stat().st_mtime_ns == stamp
     config = json.loads((src / "config.json").read_text())
     config["layer_norm_epsilon"] = 1e-6  # an edited model must not reuse the old conversion
     (src / "config.json").write_text(json.dumps(config))
-    assert gguf_for(src, qtype="f32", progress=False) != first
+    assert gguf_for(src, quantization="f32", progress=False) != first
     assert [s for _, s in convert.converted_models()] == [str(src.resolve())] * 2
 
 
@@ -297,7 +297,7 @@ def test_smollm2_gguf_hf_gguf_greedy_tokens_identical(smollm2_round_trip):
     hf, f16 = smollm2_round_trip
     config = json.loads((hf / "config.json").read_text())
     assert config["architectures"] == ["LlamaForCausalLM"] and "quantization_config" not in config
-    backend = TorchBackend(hf, n_seq=len(SMOL_PROMPTS), n_ctx=1024)
+    backend = TorchBackend(hf, slots=len(SMOL_PROMPTS), n_ctx=1024)
     assert "<|im_start|>" in backend.info.chat_template
     prompts = [backend.tokenize(p) for p in SMOL_PROMPTS]
     torch_tokens = torch_greedy(backend, prompts, 20)  # all ten decode together: the batched path, real model
@@ -341,7 +341,7 @@ def test_sentencepiece_style_tokenizer_parity(tmp_path):
 
 
 def test_requantized_embedded_model_is_cached_and_still_answers(tmp_path, monkeypatch):
-    from pocketlm.engine import SamplingParams, load_engine
+    from pocketlm.engine import EngineConfig, ModelOptions, SamplingParams, load_engine
     from pocketlm.models import resolve
     from pocketlm.models.convert import requantized
     from pocketlm.models.gguf_info import read_gguf_info
@@ -359,7 +359,7 @@ def test_requantized_embedded_model_is_cached_and_still_answers(tmp_path, monkey
     import asyncio
 
     for model, expected in (("smollm2-135m-instruct", "Q8_0"), (str(src), "Q4_1")):
-        engine = load_engine(model, n_seq=1, n_ctx=256)
+        engine = load_engine(ModelOptions(model), EngineConfig(slots=1, n_ctx=256))
         try:
             done = asyncio.run(engine.complete("The capital of France is", SamplingParams(max_new_tokens=8, temperature=0)))
             assert "Paris" in done.samples[0].text and engine.info.quantization == expected

@@ -24,6 +24,7 @@ import torch  # noqa: E402
 from tiny_models import SHAKESPEARE, build_tiny_gpt2  # noqa: E402
 
 from pocketlm.backends import load_backend  # noqa: E402
+from pocketlm.models.options import ModelOptions  # noqa: E402
 from pocketlm.errors import InvalidParameter  # noqa: E402
 from pocketlm.evaluation.perplexity import perplexity, text_perplexity, windows  # noqa: E402
 from pocketlm.models import resolve  # noqa: E402
@@ -94,7 +95,7 @@ def test_tiny_gpt2_same_numbers_on_both_backends_and_plain_recipe(tiny, tmp_path
     plain_bpb = nll / math.log(2) / len(tok.decode(ids[1:]).encode("utf-8"))
 
     for kind in ("torch", "llama.cpp"):
-        backend = load_backend(resolve(str(tiny)), kind, n_seq=1, n_ctx=256)
+        backend = load_backend(resolve(str(tiny)), ModelOptions(backend=kind), slots=1, n_ctx=256)
         try:
             assert backend.tokenize(text, add_special=False) == ids
             r = text_perplexity(backend, text, context=96, stride=40)
@@ -113,13 +114,13 @@ def test_eval_command_prints_json(tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("POCKETLM_CACHE", str(tmp_path / "cache"))
     data = tmp_path / "v.jsonl"
     data.write_text(json.dumps({"text": VALID.read_text(encoding="utf-8")[:1_500]}) + "\n")
-    res = CliRunner().invoke(main, ["eval", str(tiny), "--data", str(data), "--context", "64", "--stride", "32",
+    res = CliRunner().invoke(main, ["eval", "--model", str(tiny), "--data", str(data), "--n-ctx", "64", "--stride", "32",
                                     "--backend", "torch", "--json"])
     assert res.exit_code == 0, res.output
     row = json.loads(res.output[res.output.index("{"):])
     assert row["context"] == 64 and row["stride"] == 32 and row["tokens"] > 100
     assert 1 < row["perplexity"] and 0 < row["bits_per_byte"]
-    bad = CliRunner().invoke(main, ["eval", str(tiny), "--data", str(data), "--context", "300", "--backend", "torch"])
+    bad = CliRunner().invoke(main, ["eval", "--model", str(tiny), "--data", str(data), "--n-ctx", "300", "--backend", "torch"])
     assert bad.exit_code != 0 and "context" in bad.output and "256" in bad.output
 
 
@@ -141,7 +142,7 @@ def test_smollm2_perplexity_agrees_across_backends(smollm2_hf):
     # the GGUF file by path runs as it is (Q4_1), the same weights the HF directory was made from;
     # the alias would run its q8_0 requantization
     for kind, ref in (("llama.cpp", resolve(str(resolve(None).path))), ("torch", resolve(str(smollm2_hf)))):
-        backend = load_backend(ref, kind, n_seq=1, n_ctx=context)
+        backend = load_backend(ref, ModelOptions(backend=kind), slots=1, n_ctx=context)
         try:
             ids = backend.tokenize(text[: SMOLLM2_TOKENS * 8], add_special=False)[:SMOLLM2_TOKENS]
             assert len(ids) == SMOLLM2_TOKENS

@@ -28,6 +28,7 @@ from tiny_models import SHAKESPEARE, build_tiny_gpt2  # noqa: E402
 
 from pocketlm.errors import InvalidParameter  # noqa: E402
 from pocketlm.training.checkpoints import CHECKPOINTS, STAGING, checkpoint_steps, latest_checkpoint  # noqa: E402
+from pocketlm.models.options import ModelOptions  # noqa: E402
 from pocketlm.training.finetune import FinetuneConfig, finetune  # noqa: E402
 
 SMALL = dict(block_size=32, batch_size=4, logging_steps=2, progress=False)
@@ -63,7 +64,7 @@ def valid_nll(model_dir: Path, valid: Path, block: int = 32) -> float:
 def test_full_finetune_lowers_validation_perplexity(tiny, corpus, tmp_path):
     train, valid = corpus
     out = tmp_path / "out"
-    m = finetune(FinetuneConfig(base=str(tiny), data=str(train), valid=str(valid), out=str(out), max_steps=12,
+    m = finetune(FinetuneConfig(model_options=ModelOptions(str(tiny)), data=str(train), valid=str(valid), out=str(out), max_steps=12,
                                 save_steps=6, learning_rate=3e-3, **SMALL))
     assert m["valid_ppl_after"] < 0.5 * m["valid_ppl_before"], m
     assert valid_nll(out, valid) < valid_nll(tiny, valid) - 0.5  # measured without the Trainer
@@ -88,7 +89,7 @@ def test_killed_run_resumes_to_the_same_weights(tiny, corpus, tmp_path):
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in args.items()]
     killed = tmp_path / "killed"
     log = open(tmp_path / "killed.log", "wb")
-    proc = subprocess.Popen(_cli(tiny, "--data", train, "--out", killed, *flags), stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(_cli("--model", tiny, "--data", train, "--out", killed, *flags), stdout=log, stderr=subprocess.STDOUT)
     try:
         while latest_checkpoint(killed) is None and proc.poll() is None:
             time.sleep(0.01)
@@ -101,13 +102,13 @@ def test_killed_run_resumes_to_the_same_weights(tiny, corpus, tmp_path):
     assert done and done[-1] < steps and not (killed / "model.safetensors").exists()
     assert all(p.name.startswith("checkpoint-") for p in (killed / CHECKPOINTS).iterdir())
 
-    m = finetune(FinetuneConfig(base=str(tiny), data=str(train), out=str(killed), resume=True, progress=False, **args))
+    m = finetune(FinetuneConfig(model_options=ModelOptions(str(tiny)), data=str(train), out=str(killed), resume=True, progress=False, **args))
     assert m["resumed_from_step"] == done[-1] >= 3
     assert m["steps_this_run"] == steps - done[-1]  # finished steps were not redone
     assert not list((killed / STAGING).glob("checkpoint-*"))  # every staged checkpoint was published
 
     straight = tmp_path / "straight"
-    finetune(FinetuneConfig(base=str(tiny), data=str(train), out=str(straight), progress=False, **args))
+    finetune(FinetuneConfig(model_options=ModelOptions(str(tiny)), data=str(train), out=str(straight), progress=False, **args))
     a, b = load_file(killed / "model.safetensors"), load_file(straight / "model.safetensors")
     assert a.keys() == b.keys()
     for name in a:
@@ -133,7 +134,7 @@ def test_disk_full_during_checkpoint_keeps_last_good_one(tiny, corpus, tmp_path)
                 staged.mkdir(parents=True, exist_ok=True)
                 (staged / "trainer_state.json").symlink_to("/dev/full")
 
-    args = dict(base=str(tiny), data=str(train), out=str(out), max_steps=6, save_steps=2, learning_rate=1e-3, **SMALL)
+    args = dict(model_options=ModelOptions(str(tiny)), data=str(train), out=str(out), max_steps=6, save_steps=2, learning_rate=1e-3, **SMALL)
     with pytest.raises(InvalidParameter) as e:
         finetune(FinetuneConfig(**args), callbacks=[FullDiskAtStep4()])
     assert e.value.param == "out"
@@ -150,7 +151,7 @@ def lora_runs(tiny, corpus, tmp_path_factory):
     """The same LoRA fine-tune twice: kept as base + adapter, and merged (--merge) into a plain model."""
     train, valid = corpus
     root = tmp_path_factory.mktemp("lora")
-    common = dict(base=str(tiny), data=str(train), valid=str(valid), max_steps=10, save_steps=5, learning_rate=1e-2,
+    common = dict(model_options=ModelOptions(str(tiny)), data=str(train), valid=str(valid), max_steps=10, save_steps=5, learning_rate=1e-2,
                   lora=True, lora_r=8, **SMALL)
     adapter = finetune(FinetuneConfig(out=str(root / "adapter"), **common))
     merged = finetune(FinetuneConfig(out=str(root / "merged"), merge=True, **common))
@@ -245,7 +246,7 @@ def test_adapter_without_its_base_says_what_is_missing(lora_runs, tmp_path):
     config["base_model_name_or_path"] = str(tmp_path / "gone")
     (adapter / "adapter_config.json").write_text(json.dumps(config))
     with pytest.raises(ModelLoadError, match=r"LoRA adapter for base model .*gone.*not a directory.*--merge"):
-        load_backend(resolve(str(adapter)), n_seq=1, n_ctx=64)
+        load_backend(resolve(str(adapter)), ModelOptions(), slots=1, n_ctx=64)
 
 # ---- bad input: each fails before any training step, with a message that says what to do ----
 
@@ -261,19 +262,19 @@ def _expect_error(param: str, *words: str, **cfg):
 def test_empty_dataset_is_refused(tiny, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("   \n\n")
-    _expect_error("data", "no text", base=str(tiny), data=str(empty), out=str(tmp_path / "o"), block_size=32)
+    _expect_error("data", "no text", model_options=ModelOptions(str(tiny)), data=str(empty), out=str(tmp_path / "o"), block_size=32)
 
 
 def test_jsonl_without_text_field_is_refused(tiny, tmp_path):
     data = tmp_path / "d.jsonl"
     data.write_text('{"text": "fine"}\n{"body": "no text field here"}\n')
-    err = _expect_error("text_field", "line 2", "'text'", "body", "--text-field", base=str(tiny), data=str(data),
+    err = _expect_error("text_field", "line 2", "'text'", "body", "--text-field", model_options=ModelOptions(str(tiny)), data=str(data),
                         out=str(tmp_path / "o"), block_size=32)
     assert "d.jsonl" in err.message
 
 
 def test_block_size_above_context_is_refused(tiny, corpus, tmp_path):
-    _expect_error("block_size", "128", "--block-size", base=str(tiny), data=str(corpus[0]), out=str(tmp_path / "o"),
+    _expect_error("block_size", "128", "--block-size", model_options=ModelOptions(str(tiny)), data=str(corpus[0]), out=str(tmp_path / "o"),
                   block_size=129)
 
 
@@ -281,17 +282,17 @@ def test_unwritable_out_dir_is_refused(tiny, corpus, tmp_path):
     # A path under a regular file can never be created, even by root (who ignores permission bits).
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    _expect_error("out", "cannot write", base=str(tiny), data=str(corpus[0]), out=str(blocker / "out"), block_size=32)
+    _expect_error("out", "cannot write", model_options=ModelOptions(str(tiny)), data=str(corpus[0]), out=str(blocker / "out"), block_size=32)
     if os.geteuid() != 0:
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
-        _expect_error("out", "cannot write", base=str(tiny), data=str(corpus[0]), out=str(locked / "out"), block_size=32)
+        _expect_error("out", "cannot write", model_options=ModelOptions(str(tiny)), data=str(corpus[0]), out=str(locked / "out"), block_size=32)
 
 
 def test_existing_run_needs_resume(tiny, corpus, tmp_path):
     out = tmp_path / "o"
-    finetune(FinetuneConfig(base=str(tiny), data=str(corpus[0]), out=str(out), max_steps=2, save_steps=2, **SMALL))
-    _expect_error("out", "--resume", base=str(tiny), data=str(corpus[0]), out=str(out), max_steps=2, block_size=32)
+    finetune(FinetuneConfig(model_options=ModelOptions(str(tiny)), data=str(corpus[0]), out=str(out), max_steps=2, save_steps=2, **SMALL))
+    _expect_error("out", "--resume", model_options=ModelOptions(str(tiny)), data=str(corpus[0]), out=str(out), max_steps=2, block_size=32)
 
 
 # ---- data formats and streaming tokenization ----

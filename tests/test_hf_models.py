@@ -14,6 +14,7 @@ from tiny_models import build_tiny_gpt_neo, tiny_model_dir  # noqa: E402
 
 from pocketlm.errors import ModelLoadError, ModelNotFound  # noqa: E402
 from pocketlm.models.hf import inspect_hf_dir  # noqa: E402
+from pocketlm.models.options import ModelOptions  # noqa: E402
 
 
 @pytest.fixture
@@ -56,9 +57,9 @@ def test_pickle_checkpoint_loads_with_opt_in(gpt2_copy, tmp_path):
     from pocketlm.backends.torch_backend import TorchBackend
 
     ids = [464, 2068, 7586]
-    reference = TorchBackend(gpt2_copy, n_seq=1, n_ctx=64).forward([Chunk(0, ids, 0, 1)])
+    reference = TorchBackend(gpt2_copy, slots=1, n_ctx=64).forward([Chunk(0, ids, 0, 1)])
     pickle_only(gpt2_copy)
-    backend = TorchBackend(gpt2_copy, n_seq=1, n_ctx=64, allow_pickle=True)
+    backend = TorchBackend(gpt2_copy, slots=1, n_ctx=64, allow_pickle=True)
     # same weights; only memory layout differs, which can move the last float bit
     assert abs(backend.forward([Chunk(0, ids, 0, 1)]) - reference).max() < 1e-5
 
@@ -98,7 +99,7 @@ def test_remote_code_is_off_by_default(gpt2_copy, monkeypatch):
     config["auto_map"] = {"AutoModelForCausalLM": "modeling_evil.EvilModel"}
     (gpt2_copy / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelLoadError, match="POCKETLM_TRUST_REMOTE_CODE=1"):
-        TorchBackend(gpt2_copy, n_seq=1, n_ctx=64)
+        TorchBackend(gpt2_copy, slots=1, n_ctx=64)
 
 
 def test_unsupported_architecture_on_llama_cpp_suggests_torch(tmp_path):
@@ -107,8 +108,8 @@ def test_unsupported_architecture_on_llama_cpp_suggests_torch(tmp_path):
 
     ref = resolve(str(build_tiny_gpt_neo(tmp_path / "neo")))
     with pytest.raises(ModelLoadError, match=r"GPTNeoForCausalLM.*--backend torch"):
-        load_backend(ref, "llama.cpp", n_seq=1, n_ctx=64)
-    backend = load_backend(ref, None, n_seq=1, n_ctx=64)  # auto: torch runs it
+        load_backend(ref, ModelOptions(backend="llama.cpp"), slots=1, n_ctx=64)
+    backend = load_backend(ref, ModelOptions(), slots=1, n_ctx=64)  # auto: torch runs it
     assert type(backend).__name__ == "TorchBackend"
 
 
@@ -126,13 +127,13 @@ def test_convert_command_both_directions(tmp_path, gpt2_copy):
 
     runner = CliRunner()
     out = tmp_path / "tiny.gguf"
-    result = runner.invoke(main, ["convert", str(gpt2_copy), str(out), "--type", "q8_0"])
+    result = runner.invoke(main, ["convert", "--model", str(gpt2_copy), "--out", str(out), "--quantization", "q8_0"])
     assert result.exit_code == 0, result.output
     assert out.is_file() and "q8_0" in result.output
-    result = runner.invoke(main, ["convert", str(gpt2_copy), str(tmp_path / "nope")])
+    result = runner.invoke(main, ["convert", "--model", str(gpt2_copy), "--out", str(tmp_path / "nope")])
     assert result.exit_code != 0 and "*.gguf" in result.output
     pickle_only(gpt2_copy)
-    result = runner.invoke(main, ["convert", str(gpt2_copy), str(tmp_path / "p.gguf")],
+    result = runner.invoke(main, ["convert", "--model", str(gpt2_copy), "--out", str(tmp_path / "p.gguf")],
                            env={"POCKETLM_ALLOW_PICKLE": ""})
     assert result.exit_code != 0 and "--allow-pickle" in result.output.replace("\n", " ")
     assert not (tmp_path / "p.gguf").exists()

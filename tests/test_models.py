@@ -55,7 +55,7 @@ def test_not_a_gguf_file(tmp_path):
     bad = tmp_path / "weights.gguf"
     bad.write_bytes(b"this is not a model at all")
     with pytest.raises(ModelLoadError, match="not a GGUF file"):
-        LlamaCppBackend(bad, n_seq=1, n_ctx=256)
+        LlamaCppBackend(bad, slots=1, n_ctx=256)
 
 
 def test_truncated_gguf_is_refused(tmp_path):
@@ -63,7 +63,7 @@ def test_truncated_gguf_is_refused(tmp_path):
     with open(resolve(None).path, "rb") as src:
         bad.write_bytes(src.read(5_000_000))
     with pytest.raises(ModelLoadError) as err:
-        LlamaCppBackend(bad, n_seq=1, n_ctx=256)
+        LlamaCppBackend(bad, slots=1, n_ctx=256)
     assert "re-download" in err.value.message
 
 
@@ -75,7 +75,7 @@ def test_every_alias_has_a_package_and_description():
 def test_gemma_alias_assembles_its_chunks_and_generates(tmp_path, monkeypatch):
     import asyncio
 
-    from pocketlm.engine import SamplingParams, load_engine
+    from pocketlm.engine import EngineConfig, ModelOptions, SamplingParams, load_engine
 
     monkeypatch.setenv("POCKETLM_CACHE", str(tmp_path))
     ref = resolve("gemma3-270m")
@@ -83,7 +83,7 @@ def test_gemma_alias_assembles_its_chunks_and_generates(tmp_path, monkeypatch):
     assert not list(ref.path.parent.glob("*.partial"))
     info = read_gguf_info(ref.path)
     assert info.architecture == "gemma3" and info.quantization == "Q4_K_M"
-    engine = load_engine("gemma3-270m", n_seq=1, n_ctx=256)
+    engine = load_engine(ModelOptions("gemma3-270m"), EngineConfig(slots=1, n_ctx=256))
     try:
         result = asyncio.run(engine.complete("The capital of France is", SamplingParams(temperature=0, max_new_tokens=8)))
     finally:

@@ -138,7 +138,7 @@ def test_unbatched_architectures_use_one_cache_per_sequence(tmp_path):
 
 def test_engine_greedy_text_same_on_torch_and_llama_cpp(tmp_path, monkeypatch):
     """Through the engine: the torch backend and llama.cpp (auto-converted f32 GGUF) give the same text."""
-    from pocketlm.engine import SamplingParams, load_engine
+    from pocketlm.engine import EngineConfig, ModelOptions, SamplingParams, load_engine
 
     monkeypatch.setenv("POCKETLM_CACHE", str(tmp_path))
     monkeypatch.setenv("POCKETLM_CONVERT_TYPE", "f32")
@@ -146,7 +146,7 @@ def test_engine_greedy_text_same_on_torch_and_llama_cpp(tmp_path, monkeypatch):
     params = SamplingParams(temperature=0, max_new_tokens=12, ignore_eos=True)
     texts = {}
     for name in ("torch", "llama.cpp"):
-        engine = load_engine(model, name, n_seq=4, n_ctx=1024)
+        engine = load_engine(ModelOptions(model, backend=name), EngineConfig(slots=4, n_ctx=1024))
         try:
             result = asyncio.run(engine.complete("Olá! The capital of France is", params))
             texts[name] = result.samples[0].token_ids

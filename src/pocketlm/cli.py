@@ -4,7 +4,7 @@
     pocketlm chat
     pocketlm models
 
-Every sampling flag has the same name as the HTTP field and the engine parameter.
+Every flag has the same name as the HTTP field and the engine parameter it fills.
 Commands of other packages (serve, convert, finetune, eval) are added at the bottom.
 """
 
@@ -14,11 +14,14 @@ import asyncio
 import functools
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import click
 
+from pocketlm.engine import Engine, EngineConfig, SampleFinished, TextDelta, load_engine
+from pocketlm.engine.options import engine_options, sampling_options
 from pocketlm.errors import PocketLMError
+from pocketlm.models.options import ModelOptions, model_options
 
 
 class _Group(click.Group):
@@ -37,64 +40,6 @@ def main():
     """pocketlm: host small public language models on a plain CPU, offline."""
 
 
-def model_options(f):
-    from pocketlm.models.convert import QTYPES
-    from pocketlm.models.hf import ALLOW_PICKLE_HELP, TRUST_REMOTE_CODE_HELP
-
-    f = click.option("--trust-remote-code", is_flag=True, envvar="POCKETLM_TRUST_REMOTE_CODE",
-                     help=TRUST_REMOTE_CODE_HELP)(f)
-    f = click.option("--allow-pickle", is_flag=True, envvar="POCKETLM_ALLOW_PICKLE", help=ALLOW_PICKLE_HELP)(f)
-    f = click.option("--quantization", type=click.Choice(QTYPES), default=None, envvar="POCKETLM_QUANTIZATION",
-                     help="GGUF type llama.cpp runs, requantized once and cached (default: q8_0 for the embedded SmolLM2, else the file's own).")(f)
-    f = click.option("--backend", type=click.Choice(["auto", "llama.cpp", "torch"]), default="auto",
-                     envvar="POCKETLM_BACKEND", show_default=True, help="Inference backend.")(f)
-    f = click.option("-m", "--model", default=None, envvar="POCKETLM_MODEL",
-                     help="Alias, .gguf file, Hugging Face directory or hub id (default: the embedded SmolLM2).")(f)
-    return f
-
-
-def sampling_options(f):
-    options = [
-        click.option("--max-new-tokens", type=int, default=None, help="Tokens to generate at most (default: to the end of the context, capped)."),
-        click.option("--temperature", type=float, default=1.0, show_default=True, help="0 = greedy."),
-        click.option("--top-k", type=int, default=0, show_default=True, help="0 = off."),
-        click.option("--top-p", type=float, default=1.0, show_default=True),
-        click.option("--min-p", type=float, default=0.0, show_default=True),
-        click.option("--repetition-penalty", type=float, default=1.0, show_default=True),
-        click.option("--presence-penalty", type=float, default=0.0, show_default=True),
-        click.option("--frequency-penalty", type=float, default=0.0, show_default=True),
-        click.option("--seed", type=int, default=None, help="Same seed, same text."),
-        click.option("--stop", multiple=True, help="Stop string (repeatable)."),
-        click.option("--ignore-eos", is_flag=True, help="Keep generating past end-of-sequence."),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
-
-
-def sampling_params(**kw):
-    from pocketlm.engine import SamplingParams
-
-    kw["stop"] = tuple(kw.get("stop") or ())
-    return SamplingParams(**kw).validated()  # before loading: a bad flag costs no model load
-
-
-def _load(load: dict, n_seq=1):
-    """One slot per sample: the CLI serves one person."""
-    from pocketlm.engine import load_engine
-
-    backend = load["backend"]
-    return load_engine(load["model"], None if backend == "auto" else backend, quantization=load["quantization"],
-                       allow_pickle=load["allow_pickle"] or None, trust_remote_code=load["trust_remote_code"] or None,
-                       n_seq=n_seq, n_ctx=4096)
-
-
-def _split(kwargs):
-    """(what model_options chose, the sampling options)."""
-    load = {name: kwargs.pop(name) for name in ("model", "backend", "quantization", "allow_pickle", "trust_remote_code")}
-    return load, kwargs
-
-
 def async_command(f):
     @functools.wraps(f)
     def run(*args, **kwargs):
@@ -103,33 +48,33 @@ def async_command(f):
     return run
 
 
+def _load(model_options: ModelOptions, engine_config: EngineConfig, n: int = 1) -> Engine:
+    """One slot per sample: the CLI serves one person."""
+    return load_engine(model_options, replace(engine_config, slots=n))
+
+
 @main.command()
 @click.argument("prompt")
-@model_options
+@model_options()
+@engine_options("n_ctx")
 @sampling_options
-@click.option("-n", "--n", "n", type=int, default=1, show_default=True, help="Samples of the prompt.")
-@click.option("--logprobs", type=int, default=None, help="With --json: log-probabilities and this many alternatives.")
-@click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON (samples, tokens, logprobs, usage).")
 @async_command
-async def generate(prompt, as_json, **kwargs):
+async def generate(prompt, as_json, model_options, engine_config, sampling):
     """Continue PROMPT, streaming the text as it is generated."""
-    load, kwargs = _split(kwargs)
-    params = sampling_params(**kwargs)
-    engine = _load(load, n_seq=params.n)
+    engine = _load(model_options, engine_config, sampling.n)
     try:
         if as_json:
-            result = await engine.complete(prompt, params)
+            result = await engine.complete(prompt, sampling)
             click.echo(json.dumps({"model": engine.info.name, "prompt": prompt, **asdict(result)},
                                   ensure_ascii=False, indent=2, default=_bytes_as_list))
             return
-        from pocketlm.engine import SampleFinished, TextDelta
-
-        async for event in engine.submit(prompt, params):
+        async for event in engine.submit(prompt, sampling):
             if isinstance(event, TextDelta):
                 click.echo(event.text, nl=False)
             elif isinstance(event, SampleFinished):
                 click.echo()
-                if params.n > 1:
+                if sampling.n > 1:
                     click.echo("---")
     finally:
         engine.stop(0)
@@ -140,17 +85,14 @@ def _bytes_as_list(value):
 
 
 @main.command()
-@model_options
+@model_options()
+@engine_options("n_ctx")
 @sampling_options
 @click.option("--system", default=None, help="System prompt.")
 @async_command
-async def chat(system, **kwargs):
+async def chat(system, model_options, engine_config, sampling):
     """Talk with the model; history is kept, the model's chat template is used. Ctrl-D quits."""
-    from pocketlm.engine import TextDelta
-
-    load, kwargs = _split(kwargs)
-    params = sampling_params(**kwargs)
-    engine = _load(load)
+    engine = _load(model_options, engine_config, sampling.n)
     messages = [{"role": "system", "content": system}] if system else []
     click.echo(f"Chatting with {engine.info.name}. Ctrl-D (or 'exit') quits.")
     try:
@@ -166,7 +108,7 @@ async def chat(system, **kwargs):
                 continue
             messages.append({"role": "user", "content": line})
             reply = ""
-            async for event in engine.submit(engine.render_chat(messages), params):
+            async for event in engine.submit_chat(messages, sampling):
                 if isinstance(event, TextDelta):
                     reply += event.text
                     click.echo(event.text, nl=False)

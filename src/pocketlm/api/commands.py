@@ -18,45 +18,34 @@ import time
 import click
 import uvicorn
 
-from pocketlm.api.settings import Settings, env_name
-from pocketlm.models.convert import QTYPES
-from pocketlm.models.hf import ALLOW_PICKLE_HELP, TRUST_REMOTE_CODE_HELP
+from pocketlm.api.settings import Settings
+from pocketlm.engine.options import engine_options
+from pocketlm.models.options import env_var, model_options
 
 log = logging.getLogger("pocketlm.serve")
 
 
-def _option(flag: str, field: str, **kwargs):
-    """A flag stored as Settings.<field>, also read from POCKETLM_<FLAG> (``--api-key`` -> POCKETLM_API_KEY)."""
-    return click.option(flag, field, envvar=env_name(flag.lstrip("-").replace("-", "_")), show_envvar=True, **kwargs)
+def _option(flag: str, name: str | None = None, **kwargs):
+    """A server flag stored as Settings.<name>, also read from POCKETLM_<FLAG> (``--api-key`` -> POCKETLM_API_KEY)."""
+    name = name or flag.lstrip("-").replace("-", "_")
+    return click.option(flag, name, envvar=env_var(flag), show_envvar=True, **kwargs)
 
 
 @click.command()
-@_option("--model", "model", default=None, help="Model alias, .gguf file or HF directory (default: the embedded SmolLM2-135M-Instruct).")
-@_option("--backend", "backend", type=click.Choice(["auto", "llama.cpp", "torch"]), default=None, help="Inference backend (default: the fastest that runs the model).")
-@_option("--host", "host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 inside containers.")
-@_option("--port", "port", type=int, default=5000, show_default=True)
+@model_options()
+@engine_options("slots", "n_ctx", "max_queue", "max_prompt_tokens", "max_new_tokens", "max_n", "max_stop")
+@_option("--host", default=Settings.host, show_default=True, help="Address to bind; 0.0.0.0 inside containers.")
+@_option("--port", type=int, default=Settings.port, show_default=True)
 @_option("--api-key", "api_keys", multiple=True, help="Accept this key as 'Authorization: Bearer <key>' (repeatable). None: no auth.")
 @_option("--cors-origin", "cors_origins", multiple=True, help="Allow browser requests from this origin (repeatable; '*' for any). Default: CORS off.")
-@_option("--max-body-bytes", "max_body_bytes", type=click.IntRange(min=1), default=Settings.max_body_bytes, show_default=True)
-@_option("--max-prompt-tokens", "max_prompt_tokens", type=click.IntRange(min=1), default=None, help="Longest prompt accepted (default: what fits the context).")
-@_option("--max-new-tokens", "max_new_tokens", type=click.IntRange(min=1), default=None, help="Most tokens one sample may ask for (default: engine's limit).")
-@_option("--max-n", "max_n", type=click.IntRange(min=1), default=None, help="Most samples per request (n, num_return_sequences).")
-@_option("--max-stop", "max_stop", type=click.IntRange(min=0), default=None, help="Most stop strings per request.")
-@_option("--max-queue", "max_queue", type=click.IntRange(min=0), default=None, help="Requests that may wait for a slot; beyond it: 503 + Retry-After.")
-@_option("--slots", "slots", type=click.IntRange(min=1), default=None, help="Sequences decoded together (continuous batching).")
-@_option("--n-ctx", "n_ctx", type=click.IntRange(min=16), default=None, help="Context of each slot: prompt + new tokens (default 1024). KV cache RAM grows with slots x n-ctx.")
-@_option("--quantization", "quantization", type=click.Choice(QTYPES), default=None, help="GGUF type llama.cpp runs, requantized once and cached (default: q8_0 for the embedded SmolLM2, else the file's own).")
-@_option("--allow-pickle", "allow_pickle", is_flag=True, help=ALLOW_PICKLE_HELP)
-@_option("--trust-remote-code", "trust_remote_code", is_flag=True, help=TRUST_REMOTE_CODE_HELP)
-@_option("--threads", "threads", type=click.IntRange(min=1), default=None, help="CPU threads for the model (default: every core).")
-@_option("--request-timeout", "request_timeout", type=click.FloatRange(min=0, min_open=True), default=Settings.request_timeout, show_default=True, help="Seconds a request may run.")
-@_option("--log-format", "log_format", type=click.Choice(["text", "json"]), default="text", show_default=True, help="json: one JSON object per log line (access log included).")
-@_option("--grace-period", "grace_period", type=click.FloatRange(min=0), default=Settings.grace_period, show_default=True, help="Seconds SIGTERM waits for in-flight requests.")
-def serve(**options):
+@_option("--max-body-bytes", type=click.IntRange(min=1), default=Settings.max_body_bytes, show_default=True, help="Largest request body accepted (413 beyond).")
+@_option("--request-timeout", type=click.FloatRange(min=0, min_open=True), default=Settings.request_timeout, show_default=True, help="Seconds a request may run.")
+@_option("--log-format", type=click.Choice(["text", "json"]), default=Settings.log_format, show_default=True, help="json: one JSON object per log line (access log included).")
+@_option("--grace-period", type=click.FloatRange(min=0), default=Settings.grace_period, show_default=True, help="Seconds SIGTERM waits for in-flight requests.")
+def serve(model_options, engine_config, api_keys, cors_origins, **options):
     """Serve a model over HTTP: the seeds' POST /generate, OpenAI's /v1 routes, Hugging Face TGI's routes."""
-    options["api_keys"] = tuple(options["api_keys"])
-    options["cors_origins"] = tuple(options["cors_origins"])
-    settings = Settings(**options)
+    settings = Settings(model_options=model_options, engine=engine_config, api_keys=tuple(api_keys),
+                        cors_origins=tuple(cors_origins), **options)
     configure_logging(settings.log_format)
     sys.exit(run(settings))
 
@@ -67,7 +56,7 @@ def run(settings: Settings) -> int:
     from pocketlm.engine import load_engine
 
     started = time.perf_counter()
-    engine = load_engine(settings.model, settings.backend, **settings.engine_overrides())
+    engine = load_engine(settings.model_options, settings.engine)
     app = create_app(engine, settings)
     log.info("loaded %s in %.1f s; serving on http://%s:%d", engine.info.name, time.perf_counter() - started, settings.host, settings.port)
 
@@ -94,12 +83,12 @@ class DrainingServer(uvicorn.Server):
     """uvicorn's Server, plus: on the first SIGTERM/SIGINT, mark the app draining and stop the engine gracefully.
 
     uvicorn itself stops accepting connections and waits for open ones; the engine
-    meanwhile finishes running requests for up to ``grace`` seconds, then cancels the rest.
+    meanwhile finishes running requests for up to ``grace_period`` seconds, then cancels the rest.
     """
 
-    def __init__(self, config: uvicorn.Config, app, engine, grace: float):
+    def __init__(self, config: uvicorn.Config, app, engine, grace_period: float):
         super().__init__(config)
-        self.app, self.engine, self.grace = app, engine, grace
+        self.app, self.engine, self.grace_period = app, engine, grace_period
         self.loop: asyncio.AbstractEventLoop | None = None
 
     async def serve(self, sockets=None):
@@ -109,17 +98,17 @@ class DrainingServer(uvicorn.Server):
     def handle_exit(self, sig, frame):
         if not self.should_exit and self.loop is not None:
             self.app.state.draining = True
-            log.info("signal %d: accepting no new requests; running ones get up to %g s", sig, self.grace)
-            self.loop.call_soon_threadsafe(lambda: self.loop.create_task(stop_engine(self.engine, self.grace)))
+            log.info("signal %d: accepting no new requests; running ones get up to %g s", sig, self.grace_period)
+            self.loop.call_soon_threadsafe(lambda: self.loop.create_task(stop_engine(self.engine, self.grace_period)))
         super().handle_exit(sig, frame)
 
 
-async def stop_engine(engine, grace: float) -> None:
+async def stop_engine(engine, grace_period: float) -> None:
     """engine.stop may be a coroutine or a blocking call; never block the event loop with it."""
     if inspect.iscoroutinefunction(engine.stop):
-        await engine.stop(grace)
+        await engine.stop(grace_period)
     else:
-        await asyncio.to_thread(engine.stop, grace)
+        await asyncio.to_thread(engine.stop, grace_period)
 
 
 class JsonFormatter(logging.Formatter):

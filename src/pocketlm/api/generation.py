@@ -41,7 +41,7 @@ class Job:
 
 def prompt_ids(request: Request, prompt: str | list[int], *, param: str = "prompt", truncate: int | None = None) -> list[int]:
     """Tokenize (or check) a prompt and apply the server's prompt limit; errors name ``param``."""
-    engine, settings = request.app.state.engine, request.app.state.settings
+    engine = request.app.state.engine
     if isinstance(prompt, str):
         ids = engine.tokenize(prompt, add_special=True)
     else:
@@ -56,7 +56,7 @@ def prompt_ids(request: Request, prompt: str | list[int], *, param: str = "promp
         ids = ids[-truncate:]
     if not ids:
         raise InvalidParameter(param, "is empty; give at least one character of text")
-    limit = settings.max_prompt_tokens
+    limit = engine.config.limits.max_prompt_tokens
     if limit is not None and len(ids) > limit:
         raise ContextLengthExceeded(
             param, f"has {len(ids)} tokens; this server accepts at most {limit} (--max-prompt-tokens); shorten the prompt"

@@ -29,8 +29,8 @@ class EngineCollector:
     def collect(self):
         stats = self.engine.stats()
         for name, doc, value in (
+            ("pocketlm_slots", "Sequence slots the engine has.", stats.slots),
             ("pocketlm_active_slots", "Sequence slots decoding right now.", stats.active_slots),
-            ("pocketlm_total_slots", "Sequence slots the engine has.", stats.total_slots),
             ("pocketlm_queue_depth", "Requests waiting for a slot.", stats.queued),
             ("pocketlm_running_requests", "Requests admitted and not finished.", stats.running_requests),
         ):

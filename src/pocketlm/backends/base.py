@@ -47,7 +47,7 @@ class Chunk:
 
 class Backend(ABC):
     info: ModelInfo
-    n_seq: int  # sequence slots the KV cache holds at once
+    slots: int  # sequence slots the KV cache holds at once
     n_ctx: int  # KV cache cells of each slot: the longest prompt + output one request may have
     eog_ids: frozenset[int]  # tokens that end generation (EOS, end-of-turn)
 

@@ -1,6 +1,6 @@
 """llama.cpp backend, through llama-cpp-python's low-level (ctypes) API.
 
-One llama context holds a KV cache for ``n_seq`` sequences (slots). Each
+One llama context holds a KV cache for ``slots`` sequences. Each
 forward pass packs chunks from many sequences into one ``llama_batch``, tagged
 with their sequence ids, so decoding 16 streams costs one pass over the weights
 instead of 16. ctypes releases the GIL during ``llama_decode``, so the HTTP
@@ -25,11 +25,11 @@ _DECODE_ERRORS = {1: "no free KV cache cells", 2: "aborted", -1: "invalid batch"
 
 
 class LlamaCppBackend(Backend):
-    def __init__(self, path: Path, *, name: str | None = None, n_seq: int = 16, n_ctx: int = 1024,
-                 n_batch: int = 512, n_threads: int | None = None):
+    def __init__(self, path: Path, *, name: str | None = None, slots: int, n_ctx: int, threads: int | None = None,
+                 n_batch: int = 512):
         path = Path(path)
         gguf = read_gguf_info(path)  # rejects non-GGUF or damaged headers with a clear message
-        self.n_seq, self.n_batch = n_seq, n_batch
+        self.slots, self.n_batch = slots, n_batch
         self.n_ctx = n_ctx
         self.model = C.llama_model_load_from_file(str(path).encode(), C.llama_model_default_params())
         if not self.model:
@@ -39,11 +39,11 @@ class LlamaCppBackend(Backend):
         # 377 MB in f16, 200 MB in q8_0; measured ~8% slower at 16 streams, greedy text alone vs
         # batched still identical). q8_0 stores whole blocks of 32 values, so heads must be a
         # multiple of that wide; one slot (evaluation, the CLI) keeps f16 for exact numbers.
-        self.kv_type = C.GGML_TYPE_Q8_0 if n_seq > 1 and gguf.head_dim % 32 == 0 else C.GGML_TYPE_F16
-        self.ctx = C.llama_init_from_model(self.model, self._context_params(n_threads))
+        self.kv_type = C.GGML_TYPE_Q8_0 if slots > 1 and gguf.head_dim % 32 == 0 else C.GGML_TYPE_F16
+        self.ctx = C.llama_init_from_model(self.model, self._context_params(threads))
         if not self.ctx:
             C.llama_model_free(self.model)
-            raise ModelLoadError(f"llama.cpp could not create {n_seq} slots of {n_ctx} tokens for {path}; "
+            raise ModelLoadError(f"llama.cpp could not create {slots} slots of {n_ctx} tokens for {path}; "
                                  "lower --n-ctx or --slots")
         self.vocab = C.llama_model_get_vocab(self.model)
         self.memory = C.llama_get_memory(self.ctx)
@@ -64,17 +64,17 @@ class LlamaCppBackend(Backend):
             eos_token=self._text(C.llama_vocab_eos(self.vocab)),
         )
 
-    def _context_params(self, n_threads: int | None):
+    def _context_params(self, threads: int | None):
         p = C.llama_context_default_params()
-        p.n_ctx = self.n_ctx * self.n_seq
+        p.n_ctx = self.n_ctx * self.slots
         p.n_batch = self.n_batch
         # llama.cpp's CPU matmul takes another code path from 64 rows up, which rounds differently.
         # Micro-batches below that make a sequence's logits independent of what else is batched
         # with it, so a seeded request gives the same text alone or under load; measured prefill
         # speed on this CPU is the same (82 vs 84 tok/s for 640 tokens).
         p.n_ubatch = UBATCH
-        p.n_seq_max = self.n_seq
-        p.n_threads = p.n_threads_batch = n_threads or os.cpu_count() or 1
+        p.n_seq_max = self.slots
+        p.n_threads = p.n_threads_batch = threads or os.cpu_count() or 1
         # One KV stream per slot. A unified cache would make every token attend over all
         # slots' cells (masked): at 16 streams that was 1.6x slower per step, measured.
         p.kv_unified = False

@@ -42,7 +42,7 @@ _CACHE_STEP = 256  # slot buffers grow in steps of this many positions
 
 
 class SlotCache:
-    """Keys/values of ``n_seq`` sequences, each at its absolute positions, for batched decoding.
+    """Keys/values of ``slots`` sequences, each at its absolute positions, for batched decoding.
 
     The model calls ``update(k, v, layer)`` once per layer with the new
     positions of the current batch; we write them into each row's slot and
@@ -51,16 +51,16 @@ class SlotCache:
 
     Each slot has its own buffer, grown in steps as its sequence grows and
     dropped when the slot is cleared: memory follows the tokens actually held,
-    not ``n_seq`` times the longest sequence.
+    not ``slots`` times the longest sequence.
     """
 
     is_compileable = False
 
-    def __init__(self, n_seq: int, max_len: int):
-        self.n_seq, self.max_len = n_seq, max_len
+    def __init__(self, slots: int, max_len: int):
+        self.slots, self.max_len = slots, max_len
         self.keys: list[list[torch.Tensor | None]] = []  # [layer][slot] -> [heads, capacity, head_dim]
         self.values: list[list[torch.Tensor | None]] = []
-        self.lengths = [0] * n_seq
+        self.lengths = [0] * slots
         self._rows: list[tuple[int, int]] = []  # (slot, start) of each batch row
         self._n_new = self._total = 0
 
@@ -73,8 +73,8 @@ class SlotCache:
 
     def update(self, key: torch.Tensor, value: torch.Tensor, layer_idx: int, *args, **kwargs):
         if layer_idx == len(self.keys):
-            self.keys.append([None] * self.n_seq)
-            self.values.append([None] * self.n_seq)
+            self.keys.append([None] * self.slots)
+            self.values.append([None] * self.slots)
         return self._write(self.keys[layer_idx], key), self._write(self.values[layer_idx], value)
 
     def _write(self, slots: list[torch.Tensor | None], new: torch.Tensor) -> torch.Tensor:
@@ -120,25 +120,25 @@ class SlotCache:
 
 
 class TorchBackend(Backend):
-    def __init__(self, ref, *, name: str | None = None, n_seq: int = 16, n_ctx: int = 8192,
-                 n_threads: int | None = None, dtype: str = "float32", allow_pickle: bool | None = None,
-                 trust_remote_code: bool | None = None, batched: bool | None = None):
+    def __init__(self, path: str | Path, *, name: str | None = None, slots: int, n_ctx: int,
+                 threads: int | None = None, dtype: str = "float32", allow_pickle: bool = False,
+                 trust_remote_code: bool = False, batched: bool | None = None):
         if dtype not in _DTYPES:
             raise InvalidParameter("dtype", f"must be one of {', '.join(_DTYPES)}; got {dtype!r}")
-        path = Path(getattr(ref, "path", ref))
-        name = name or getattr(ref, "name", None) or path.name
-        if n_threads:
-            torch.set_num_threads(n_threads)
+        path = Path(path)
+        name = name or path.name
+        if threads:
+            torch.set_num_threads(threads)
         hf = inspect_hf_dir(path, allow_pickle=allow_pickle)
-        self.tokenizer = load_tokenizer(hf, trust_remote_code=bool(trust_remote_code))
+        self.tokenizer = load_tokenizer(hf, trust_remote_code=trust_remote_code)
         self.model = load_model(hf, trust_remote_code=trust_remote_code, dtype=_DTYPES[dtype])
-        self.n_seq, self.n_ctx = n_seq, n_ctx
+        self.slots, self.n_ctx = slots, n_ctx
         self.n_vocab = self.model.get_output_embeddings().weight.shape[0]
         self._pieces = token_pieces(self.tokenizer, self.n_vocab)
         self.eog_ids = frozenset(_end_of_generation_ids(self.model, self.tokenizer, self.n_vocab))
         n_ctx_train = _n_ctx_train(hf.config)
         self.batched = hf.model_type in BATCHED_MODEL_TYPES if batched is None else batched
-        self.cache = SlotCache(n_seq, min(n_ctx, n_ctx_train or n_ctx)) if self.batched else None
+        self.cache = SlotCache(slots, min(n_ctx, n_ctx_train or n_ctx)) if self.batched else None
         self.caches: dict[int, object] = {}  # sequential mode: one DynamicCache per sequence
         template = self.tokenizer.chat_template
         self.info = ModelInfo(

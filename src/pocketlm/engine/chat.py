@@ -2,7 +2,9 @@
 
 GGUF files and Hugging Face tokenizers carry a Jinja2 chat template. It is
 rendered in Jinja2's sandbox (a template is data from a file, never trusted
-code). Models without one (GPT-2) get a plain "Role: text" transcript.
+code). Models without one (base models: GPT-2, Gemma 3 270M as packaged) get a
+plain "Role: text" transcript; such a model does not know where its turn ends,
+so generation also stops where it starts writing the user's next line.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ FALLBACK_TEMPLATE = (
     "{% for m in messages %}{{ m.role | capitalize }}: {{ m.content }}\n{% endfor %}"
     "{% if add_generation_prompt %}Assistant:{% endif %}"
 )
+FALLBACK_STOP = ("\nUser:",)  # the transcript's next turn: the model's answer is over
 
 
 def _raise(message):
@@ -35,7 +38,7 @@ class ChatTemplate:
         env.globals["raise_exception"] = _raise
         env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
         self.source = info.chat_template or FALLBACK_TEMPLATE
-        self.is_fallback = info.chat_template is None
+        self.stop = FALLBACK_STOP if info.chat_template is None else ()  # the model's own template ends turns
         self._template = env.from_string(self.source)
         self._specials = {"bos_token": info.bos_token, "eos_token": info.eos_token}
 

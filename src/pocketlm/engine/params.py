@@ -23,6 +23,7 @@ class Limits:
     max_stop: int = 16  # stop strings per request
     max_stop_chars: int = 256  # length of one stop string
     max_logprobs: int = 20  # alternatives per token
+    max_prompt_tokens: int | None = None  # None: whatever fits the context
 
 
 @dataclass(frozen=True)

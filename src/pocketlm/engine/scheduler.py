@@ -23,7 +23,7 @@ import itertools
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -40,7 +40,7 @@ from pocketlm.errors import ContextLengthExceeded, EngineStopped, GenerationFail
 
 @dataclass(frozen=True)
 class EngineConfig:
-    n_seq: int = 16  # sequence slots decoded together
+    slots: int = 16  # sequence slots decoded together
     n_ctx: int = 1024  # context of each slot: prompt + new tokens of one sample
     max_queue: int = 64  # requests waiting for a slot before new ones get Overloaded
     prefill_chunk: int = 256  # prompt tokens processed per step
@@ -49,8 +49,8 @@ class EngineConfig:
 
 @dataclass(frozen=True)
 class EngineStats:
+    slots: int
     active_slots: int
-    total_slots: int
     queued: int
     running_requests: int
 
@@ -126,8 +126,8 @@ class RequestStream:
 
 class Engine:
     def __init__(self, backend: Backend, config: EngineConfig = EngineConfig()):
-        if config.n_seq > backend.n_seq:
-            raise ValueError(f"engine wants {config.n_seq} slots but the backend holds {backend.n_seq}")
+        if config.slots > backend.slots:
+            raise ValueError(f"engine wants {config.slots} slots but the backend holds {backend.slots}")
         self.backend = backend
         self.config = config
         self.info = backend.info
@@ -138,7 +138,7 @@ class Engine:
         self._waiting: deque[_Request] = deque()
         self._prefilling: list[_Request] = []
         self._running: list[_Request] = []
-        self._free_slots = list(range(config.n_seq))
+        self._free_slots = list(range(config.slots))
         self._accepting = True
         self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="pocketlm-engine", daemon=True)
@@ -161,11 +161,19 @@ class Engine:
     def render_chat(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
         return self.chat_template.render(messages, add_generation_prompt)
 
+    def chat_params(self, params: SamplingParams) -> SamplingParams:
+        """``params`` plus the stop strings that end a turn of this model's chat transcript."""
+        return replace(params, stop=tuple(params.stop) + self.chat_template.stop) if self.chat_template.stop else params
+
+    def submit_chat(self, messages: list[dict], params: SamplingParams) -> RequestStream:
+        """Render ``messages`` with the model's chat template and queue the assistant's answer."""
+        return self.submit(self.render_chat(messages), self.chat_params(params))
+
     def submit(self, prompt: str | list[int], params: SamplingParams) -> RequestStream:
         """Queue a request; errors in its parameters are raised here, before anything runs."""
         params = params.validated(self.config.limits)
-        if params.n > self.config.n_seq:
-            raise InvalidParameter("n", f"must be <= {self.config.n_seq}, the number of slots this server runs")
+        if params.n > self.config.slots:
+            raise InvalidParameter("n", f"must be <= {self.config.slots}, the number of slots this server runs")
         tokens = self._prompt_tokens(prompt)
         room = self.n_ctx_seq - len(tokens)
         if room <= 0:
@@ -182,7 +190,7 @@ class Engine:
             if not self._accepting:
                 raise EngineStopped("the server is shutting down and accepts no new requests")
             if len(self._waiting) >= self.config.max_queue:
-                raise Overloaded(f"all {self.config.n_seq} slots are busy and {len(self._waiting)} requests are "
+                raise Overloaded(f"all {self.config.slots} slots are busy and {len(self._waiting)} requests are "
                                  f"queued; retry shortly", retry_after=1.0)
             self._waiting.append(request)
             self._lock.notify()
@@ -208,17 +216,17 @@ class Engine:
     def stats(self) -> EngineStats:
         with self._lock:
             return EngineStats(
-                active_slots=self.config.n_seq - len(self._free_slots),
-                total_slots=self.config.n_seq,
+                slots=self.config.slots,
+                active_slots=self.config.slots - len(self._free_slots),
                 queued=len(self._waiting),
                 running_requests=len(self._running) + len(self._prefilling),
             )
 
-    def stop(self, grace_s: float = 30.0) -> None:
-        """Refuse new work, let in-flight requests finish for up to ``grace_s``, cancel the rest."""
+    def stop(self, grace_period: float) -> None:
+        """Refuse new work, let in-flight requests finish for up to ``grace_period`` seconds, cancel the rest."""
         with self._lock:
             self._accepting = False
-        deadline = time.monotonic() + grace_s
+        deadline = time.monotonic() + grace_period
         while self._busy() and time.monotonic() < deadline:
             time.sleep(0.02)
         with self._lock:

@@ -67,9 +67,9 @@ class Perplexity:
 def windows(n_tokens: int, context: int, stride: int) -> list[Window]:
     """The windows that score tokens 1..n-1 of a text, each exactly once."""
     if context < 2:
-        raise InvalidParameter("context", f"must be at least 2 tokens, got {context}")
+        raise InvalidParameter("n_ctx", f"must be at least 2 tokens, got {context}")
     if not 1 <= stride <= context:
-        raise InvalidParameter("stride", f"must be between 1 and --context ({context}), got {stride}")
+        raise InvalidParameter("stride", f"must be between 1 and --n-ctx ({context}), got {stride}")
     out, scored_until = [], 1  # token 0 has no prediction
     for begin in range(0, max(n_tokens - 1, 0), stride):
         end = min(begin + context, n_tokens)
@@ -107,8 +107,8 @@ def perplexity(backend: Backend, tokens: list[int], context: int, stride: int,
         raise InvalidParameter("data", f"needs at least 2 tokens to score, got {len(tokens)}")
     limit = min(backend.n_ctx, backend.info.n_ctx_train or backend.n_ctx)
     if context > limit:
-        raise InvalidParameter("context", f"{context} is above what this model can see at once ({limit} tokens); "
-                                          f"use --context {limit} or less")
+        raise InvalidParameter("n_ctx", f"{context} is above what this model can see at once ({limit} tokens); "
+                                        f"use --n-ctx {limit} or less")
     plan = windows(len(tokens), context, stride)
     nll, n_bytes, n_scored = 0.0, 0, 0
     byte_len: dict[int, int] = {}

@@ -20,7 +20,7 @@ from pocketlm.files import atomic_path, cache_dir, cache_key
 from pocketlm.models.hf import HFDir, inspect_hf_dir, load_model, load_tokenizer, model_files
 
 
-def adapter_base(adapter_dir: Path, *, allow_pickle: bool | None = None) -> HFDir:
+def adapter_base(adapter_dir: Path, *, allow_pickle: bool = False) -> HFDir:
     """The base model directory the adapter was trained on, checked like any model directory."""
     base = json.loads((adapter_dir / "adapter_config.json").read_text()).get("base_model_name_or_path")
     if not base or not Path(base).is_dir():
@@ -29,7 +29,7 @@ def adapter_base(adapter_dir: Path, *, allow_pickle: bool | None = None) -> HFDi
     return inspect_hf_dir(base, allow_pickle=allow_pickle)
 
 
-def merge_adapter(adapter_dir: str | Path, dst: str | Path, *, allow_pickle: bool | None = None) -> Path:
+def merge_adapter(adapter_dir: str | Path, dst: str | Path, *, allow_pickle: bool = False) -> Path:
     """Write base + adapter, merged, as a plain HF directory ``dst`` (written aside, then renamed)."""
     from peft import PeftModel
 
@@ -42,7 +42,7 @@ def merge_adapter(adapter_dir: str | Path, dst: str | Path, *, allow_pickle: boo
     return dst
 
 
-def merged_for(adapter_dir: str | Path, *, allow_pickle: bool | None = None) -> Path:
+def merged_for(adapter_dir: str | Path, *, allow_pickle: bool = False) -> Path:
     """The cached merge of ``adapter_dir`` into its base, merging on first use."""
     adapter_dir = Path(adapter_dir)
     base = adapter_base(adapter_dir, allow_pickle=allow_pickle)

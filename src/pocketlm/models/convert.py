@@ -92,7 +92,7 @@ def _rope_parameters(config: dict) -> dict:
 # ---------------------------------------------------------------- HF -> GGUF
 
 
-def hf_to_gguf(src: str | Path, dst: str | Path, quantization: str = "f16", *, allow_pickle: bool | None = None,
+def hf_to_gguf(src: str | Path, dst: str | Path, quantization: str = "f16", *, allow_pickle: bool = False,
                progress: bool = True) -> Path:
     """Convert the HF directory ``src`` into the GGUF file ``dst``; returns ``dst``."""
     import gguf
@@ -454,7 +454,7 @@ CONVERTED = "converted"  # the cache's folder for conversions: $POCKETLM_CACHE/c
 
 
 def gguf_for(ref, *, required: bool = False, quantization: str | None = None, progress: bool = True,
-             allow_pickle: bool | None = None) -> Path | None:
+             allow_pickle: bool = False) -> Path | None:
     """The cached GGUF conversion of the HF model ``ref`` (a ModelRef or a path), converting on first use.
 
     None when the architecture does not convert (the caller falls back to

@@ -5,8 +5,8 @@ that says how to fix it:
 
 - weights: safetensors only by default. ``.bin`` / ``.pt`` checkpoints are
   pickles, and unpickling runs arbitrary code from the file, so they load only
-  with an explicit opt-in (``allow_pickle=True``, ``--allow-pickle`` or
-  ``POCKETLM_ALLOW_PICKLE=1``);
+  with an explicit opt-in (``allow_pickle=True``, from ``--allow-pickle`` or
+  ``POCKETLM_ALLOW_PICKLE=1``, see ``pocketlm.models.options``);
 - a truncated or corrupt ``.safetensors`` file (an interrupted download), found
   from its header alone, without reading the weights;
 - missing tokenizer files (fine-tuning scripts often save only the model);
@@ -44,13 +44,6 @@ class HFDir:
         return "auto_map" in self.config
 
 
-# The opt-ins' help, shared by every command that loads a model: say what each one risks.
-ALLOW_PICKLE_HELP = ("Load .bin/.pt (pickle) checkpoints of a Hugging Face directory. Unpickling can run any code "
-                     "hidden in the file: only for files you trust. Default: safetensors only.")
-TRUST_REMOTE_CODE_HELP = ("Run the Python code a Hugging Face model ships (auto_map). It runs with your user's rights: "
-                          "read it first. Default: off.")
-
-
 def model_files(hf: HFDir) -> list[Path]:
     """The files that decide the model's outputs: config, tokenizer, chat template, weights (for cache keys)."""
     small = (p for p in hf.path.iterdir() if p.is_file() and p.suffix in (".json", ".txt", ".model", ".jinja"))
@@ -63,15 +56,13 @@ def is_adapter_dir(path: str | Path) -> bool:
     return (path / "adapter_config.json").is_file() and not (path / "config.json").is_file()
 
 
-def env_flag(name: str) -> bool:
+def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def inspect_hf_dir(path: str | Path, *, allow_pickle: bool | None = None) -> HFDir:
+def inspect_hf_dir(path: str | Path, *, allow_pickle: bool = False) -> HFDir:
     """Check ``path`` is a loadable HF causal-LM directory; raise ModelLoadError saying how to fix it if not."""
     path = Path(path)
-    if allow_pickle is None:
-        allow_pickle = env_flag("POCKETLM_ALLOW_PICKLE")
     config = read_config(path)
     weights, is_pickle = _find_weights(path, allow_pickle)
     for file in weights:
@@ -175,13 +166,11 @@ def load_tokenizer(hf: HFDir, *, trust_remote_code: bool = False):
         raise ModelLoadError(f"could not load the tokenizer of {hf.path}: {e}") from None
 
 
-def load_model(hf: HFDir, *, trust_remote_code: bool | None = None, dtype=None):
+def load_model(hf: HFDir, *, trust_remote_code: bool = False, dtype=None):
     """``AutoModelForCausalLM`` on the checked directory, eval mode, no gradients."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    if trust_remote_code is None:
-        trust_remote_code = env_flag("POCKETLM_TRUST_REMOTE_CODE")
     if hf.needs_remote_code and not trust_remote_code:
         raise ModelLoadError(
             f"{hf.path} ships its own Python code (config.json has auto_map) for '{hf.architecture}'. pocketlm "
@@ -205,7 +194,7 @@ def download_hub_model(repo_id: str) -> Path | None:
 
     Never called by tests (they set POCKETLM_OFFLINE=1): pocketlm must work with no network at all.
     """
-    if env_flag("HF_HUB_OFFLINE") or env_flag("POCKETLM_OFFLINE") or not _looks_like_hub_id(repo_id):
+    if _env_flag("HF_HUB_OFFLINE") or _env_flag("POCKETLM_OFFLINE") or not _looks_like_hub_id(repo_id):
         return None
     try:
         from huggingface_hub import snapshot_download

@@ -1,9 +1,9 @@
 """`pocketlm finetune` and `pocketlm eval`.
 
-    pocketlm finetune smollm2-135m-instruct --data ../shared/data/shakespeare/train.txt \\
-        --valid ../shared/data/shakespeare/valid.txt --out shakespeare-smollm2 --max-steps 200 --block-size 256
+    pocketlm finetune --model smollm2-135m-instruct --data shakespeare:train --valid shakespeare:valid \\
+        --out shakespeare-smollm2 --max-steps 200 --block-size 256
     pocketlm serve --model shakespeare-smollm2
-    pocketlm eval shakespeare-smollm2 --data ../shared/data/shakespeare/valid.txt --context 512 --stride 256
+    pocketlm eval --model shakespeare-smollm2 --data shakespeare:valid --n-ctx 512 --stride 256
 """
 
 from __future__ import annotations
@@ -13,9 +13,13 @@ import sys
 
 import click
 
+from pocketlm.models.options import model_options
+
+EVAL_N_CTX = 1024  # the window `eval` scores with, unless the model sees less or --n-ctx says otherwise
+
 
 @click.command()
-@click.argument("base")
+@model_options("model", "threads", "allow_pickle", "trust_remote_code")
 @click.option("--data", required=True, help="Training text: .txt, .jsonl, .csv, a directory of them, or a saved `datasets` dataset.")
 @click.option("--valid", default=None, help="Validation text, same formats (default: the last 5% of --data is held out).")
 @click.option("--out", required=True, help="Output directory: the fine-tuned model, checkpoints, metrics.json, loss.png.")
@@ -40,15 +44,15 @@ import click
 @click.option("--lora-target", "lora_targets", multiple=True, help="Module name to adapt (repeatable; default: peft's choice).")
 @click.option("--merge", is_flag=True, help="With --lora: merge the adapters into the weights (a plain model directory).")
 @click.option("--resume", is_flag=True, help="Continue from the newest complete checkpoint in --out.")
-def finetune(base, learning_rate, **kwargs):
-    """Fine-tune the causal LM BASE (alias, .gguf, HF directory or hub id) on your text."""
+def finetune(model_options, learning_rate, **kwargs):
+    """Fine-tune the causal LM --model (alias, .gguf, HF directory or hub id) on your text."""
     from pocketlm.training.finetune import FinetuneConfig
     from pocketlm.training.finetune import finetune as run
 
     kwargs["lora_targets"] = tuple(kwargs["lora_targets"])
     if learning_rate is None:
         learning_rate = 2e-4 if kwargs["lora"] else 5e-5
-    m = run(FinetuneConfig(base=base, learning_rate=learning_rate, **kwargs))
+    m = run(FinetuneConfig(model_options=model_options, learning_rate=learning_rate, **kwargs))
     before, after = m["valid_ppl_before"], m["valid_ppl_after"]
     click.echo(f"done: {m['steps']} steps in {m['wall_time_s']:.0f} s ({m['steps_per_s']} steps/s), "
                f"peak RAM {m['peak_rss_mb']:.0f} MB")
@@ -58,28 +62,28 @@ def finetune(base, learning_rate, **kwargs):
 
 
 @click.command(name="eval")
-@click.argument("model")
+@model_options()
 @click.option("--data", required=True, help="Text to score: .txt, .jsonl, .csv, a directory of them, or a saved dataset.")
 @click.option("--text-field", default="text", show_default=True, help="JSONL field / CSV column with the text.")
-@click.option("--context", type=int, default=1024, show_default=True, help="Tokens the model sees per window.")
-@click.option("--stride", type=int, default=None, help="Tokens the window moves each step [default: context / 2].")
-@click.option("--max-tokens", type=int, default=None, help="Score only the first N tokens of the text.")
-@click.option("--backend", type=click.Choice(["auto", "llama.cpp", "torch"]), default="auto", show_default=True)
+@click.option("--n-ctx", type=click.IntRange(min=2), default=None,
+              help=f"Tokens the model sees per window [default: its context, at most {EVAL_N_CTX}].")
+@click.option("--stride", type=click.IntRange(min=1), default=None, help="Tokens the window moves each step [default: n-ctx / 2].")
+@click.option("--max-tokens", type=click.IntRange(min=2), default=None, help="Score only the first N tokens of the text.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def eval_command(model, data, text_field, context, stride, max_tokens, backend, as_json):
-    """Perplexity and bits per byte of MODEL on --data, with a sliding window."""
+def eval_command(model_options, data, text_field, n_ctx, stride, max_tokens, as_json):
+    """Perplexity and bits per byte of --model on --data, with a sliding window."""
     from pocketlm.backends import load_backend
+    from pocketlm.errors import InvalidParameter
     from pocketlm.evaluation.perplexity import text_perplexity
     from pocketlm.models import resolve
     from pocketlm.training.data import iter_documents
 
     text = "\n\n".join("".join(doc) for doc in iter_documents(data, text_field, param="data"))
     if not text.strip():
-        from pocketlm.errors import InvalidParameter
-
         raise InvalidParameter("data", f"{data} has no text to score")
+    b = load_backend(resolve(model_options.model), model_options, slots=1, n_ctx=n_ctx or EVAL_N_CTX)
+    context = n_ctx or min(EVAL_N_CTX, b.info.n_ctx_train or EVAL_N_CTX)
     stride = stride or max(1, context // 2)
-    b = load_backend(resolve(model), None if backend == "auto" else backend, n_seq=1, n_ctx=context)
     try:
         with click.progressbar(length=1, label="scoring", file=sys.stderr) as bar:
             def progress(done, total):
@@ -95,4 +99,4 @@ def eval_command(model, data, text_field, context, stride, max_tokens, backend, 
     else:
         click.echo(f"{row['model']} ({row['backend']}): perplexity {result.perplexity:.4f}, "
                    f"{result.bits_per_byte:.4f} bits/byte over {result.n_tokens:,} tokens "
-                   f"(context {context}, stride {stride})")
+                   f"(n-ctx {context}, stride {stride})")

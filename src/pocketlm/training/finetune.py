@@ -27,6 +27,7 @@ from transformers import TrainerCallback
 
 from pocketlm.errors import InvalidParameter, ModelNotFound
 from pocketlm.files import write_text
+from pocketlm.models.options import ModelOptions
 from pocketlm.training.checkpoints import STAGING, AtomicCheckpoints, clear_staging, latest_checkpoint
 from pocketlm.training.data import BlockDataset, load_blocks
 from pocketlm.training.lora import add_lora
@@ -34,7 +35,7 @@ from pocketlm.training.lora import add_lora
 
 @dataclass
 class FinetuneConfig:
-    base: str | None  # alias, .gguf, HF directory or hub id (None: the embedded default model)
+    model_options: ModelOptions  # the model to start from (alias, .gguf, HF directory or hub id) and its opt-ins
     data: str
     out: str
     valid: str | None = None  # None: hold out the last 5% of the training blocks
@@ -70,7 +71,7 @@ def finetune(cfg: FinetuneConfig, callbacks: list | tuple = ()) -> dict:
     _check_config(cfg)
     out = prepare_out(Path(cfg.out), cfg.resume)
     resume_from = latest_checkpoint(out) if cfg.resume else None
-    base_dir, tokenizer, model = load_base(cfg.base)
+    base_dir, tokenizer, model = load_base(cfg.model_options)
     check_block_size(model, cfg.block_size)
     train, valid = _datasets(cfg, tokenizer, out / ".data")
 
@@ -114,7 +115,7 @@ def finetune(cfg: FinetuneConfig, callbacks: list | tuple = ()) -> dict:
         raise
     clear_staging(out)  # empty by now: every checkpoint was published
     metrics = {
-        "base": cfg.base, "base_dir": str(base_dir), "data": cfg.data, "valid": cfg.valid,
+        "model": cfg.model_options.model, "base_dir": str(base_dir), "data": cfg.data, "valid": cfg.valid,
         "method": ("lora+merge" if cfg.merge else "lora") if cfg.lora else "full",
         "block_size": cfg.block_size, "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum,
         "train_blocks": len(train), "valid_blocks": len(valid) if valid is not None else 0,
@@ -169,22 +170,28 @@ def prepare_out(out: Path, resume: bool) -> Path:
     return out
 
 
-def load_base(base: str | None):
-    """(HF directory, tokenizer, model in train mode) for any base pocketlm can load."""
+def load_base(options: ModelOptions):
+    """(HF directory, tokenizer, model in train mode) for any model pocketlm can load."""
     from pocketlm.models import resolve
     from pocketlm.models.convert import hf_dir_for
     from pocketlm.models.hf import inspect_hf_dir, load_model, load_tokenizer
 
     try:
-        ref = resolve(base)
+        ref = resolve(options.model)
     except ModelNotFound:
-        if base and "/" in base and not Path(base).expanduser().exists():
-            return _load_from_hub(base)
+        name = options.model
+        if name and "/" in name and not Path(name).expanduser().exists():
+            return _load_from_hub(name)
         raise
+    if options.threads:
+        import torch
+
+        torch.set_num_threads(options.threads)
     path = ref.path if ref.format == "hf" else hf_dir_for(ref.path)
-    hf = inspect_hf_dir(path)
-    model = load_model(hf)
-    return path, load_tokenizer(hf), model.train().requires_grad_(True)
+    hf = inspect_hf_dir(path, allow_pickle=options.allow_pickle)
+    model = load_model(hf, trust_remote_code=options.trust_remote_code)
+    tokenizer = load_tokenizer(hf, trust_remote_code=options.trust_remote_code)
+    return path, tokenizer, model.train().requires_grad_(True)
 
 
 def _load_from_hub(repo_id: str):
@@ -252,7 +259,7 @@ def _run_record(out: Path, cfg: FinetuneConfig, base_dir: Path, trainer) -> dict
     path = out / "run.json"
     if trainer is None and path.is_file():
         return json.loads(path.read_text())
-    record = {"base": cfg.base, "base_dir": str(base_dir),
+    record = {"model": cfg.model_options.model, "base_dir": str(base_dir),
               "valid_ppl_before": _perplexity(trainer) if trainer is not None else None}
     _write_json(path, record)
     return record
@@ -324,7 +331,7 @@ def plot_loss(history: list[dict], dest: Path, metrics: dict) -> None:
         ax.plot(*zip(*evals), "o", label="validation loss")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats/token)")
-    title = f"fine-tuning {metrics.get('base') or Path(str(metrics.get('base_dir'))).name}"
+    title = f"fine-tuning {metrics.get('model') or Path(str(metrics.get('base_dir'))).name}"
     if before and after:
         title += f"\nvalidation perplexity {before:.2f} -> {after:.2f}"
     ax.set_title(title, fontsize=10)
