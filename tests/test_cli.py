@@ -1,12 +1,14 @@
 """The `pocketlm` command as a user runs it: a real process, the embedded model."""
 
 import json
+import os
 import subprocess
 import sys
 
 
-def pocketlm(*args, input=None):
-    return subprocess.run([sys.executable, "-m", "pocketlm", *args], capture_output=True, text=True, input=input, timeout=300)
+def pocketlm(*args, input=None, env=None):
+    return subprocess.run([sys.executable, "-m", "pocketlm", *args], capture_output=True, text=True, input=input,
+                          timeout=300, env={**os.environ, **(env or {})})
 
 
 def test_generate_the_readme_example():
@@ -46,3 +48,42 @@ def test_chat_keeps_history_and_quits_on_eof():
     assert out.returncode == 0, out.stderr
     assert "Paris" in out.stdout
     assert out.stdout.count("> ") >= 3  # two turns, then the prompt that met end of input
+
+
+def test_models_says_which_are_instruction_tuned():
+    out = pocketlm("models")
+    kinds = {line.split()[0]: line.split()[1] for line in out.stdout.splitlines()[1:3]}
+    assert kinds == {"smollm2-135m-instruct": "instruct", "gemma3-270m": "base"}
+
+
+def test_chat_with_a_base_model_stops_at_the_next_user_turn():
+    transcript = "User: What is the capital of Brazil?\nAssistant:"
+    raw = pocketlm("generate", transcript, "--model", "gemma3-270m", "--temperature", "0", "--max-new-tokens", "60")
+    assert "\nUser:" in raw.stdout  # left alone, a base model writes both sides of the conversation
+    out = pocketlm("chat", "--model", "gemma3-270m", "--temperature", "0", "--max-new-tokens", "60",
+                   input="What is the capital of Brazil?\n")
+    assert out.returncode == 0, out.stderr
+    answer = out.stdout.split("> ", 1)[1]
+    assert "Brazil" in raw.stdout and "User:" not in answer and answer.strip()
+
+
+def test_backend_torch_runs_a_gguf_model_by_converting_it_once():
+    args = ("generate", "The capital of France is", "--temperature", "0", "--max-new-tokens", "4", "--json")
+    torch_run = json.loads(pocketlm(*args, "--backend", "torch", "--quantization", "f32").stdout)
+    assert torch_run["samples"][0]["text"].strip().startswith("Paris")
+
+
+def test_every_flag_is_an_environment_variable():
+    out = pocketlm("generate", "Hello", "--max-new-tokens", "1", env={"POCKETLM_QUANTIZATION": "q5_k"})
+    assert out.returncode == 2 and "q5_k" in out.stderr and "POCKETLM_QUANTIZATION" not in out.stdout
+    help_text = pocketlm("serve", "--help").stdout
+    for env in ("POCKETLM_MODEL", "POCKETLM_SLOTS", "POCKETLM_N_CTX", "POCKETLM_THREADS", "POCKETLM_GRACE_PERIOD",
+                "POCKETLM_QUANTIZATION", "POCKETLM_ALLOW_PICKLE"):
+        assert env in help_text
+
+
+def test_old_quantization_variable_still_works_with_a_warning():
+    out = pocketlm("generate", "Hello", "--max-new-tokens", "1", "--temperature", "0",
+                   env={"POCKETLM_CONVERT_TYPE": "q8_0"})
+    assert out.returncode == 0, out.stderr
+    assert "POCKETLM_CONVERT_TYPE is deprecated" in out.stderr and "POCKETLM_QUANTIZATION" in out.stderr

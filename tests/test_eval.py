@@ -73,7 +73,7 @@ def test_windows_score_every_token_exactly_once():
         assert len(seen) == expected
     with pytest.raises(InvalidParameter, match="stride"):
         windows(100, 16, 17)
-    with pytest.raises(InvalidParameter, match="context"):
+    with pytest.raises(InvalidParameter, match="n_ctx"):
         windows(100, 1, 1)
 
 
@@ -86,7 +86,6 @@ def test_tiny_gpt2_same_numbers_on_both_backends_and_plain_recipe(tiny, tmp_path
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     monkeypatch.setenv("POCKETLM_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("POCKETLM_CONVERT_TYPE", "f32")  # so llama.cpp and torch hold the same weights
     text = VALID.read_text(encoding="utf-8")[:1_500]
     tok = AutoTokenizer.from_pretrained(tiny)
     ids = tok(text, add_special_tokens=False)["input_ids"]
@@ -95,10 +94,11 @@ def test_tiny_gpt2_same_numbers_on_both_backends_and_plain_recipe(tiny, tmp_path
     plain_bpb = nll / math.log(2) / len(tok.decode(ids[1:]).encode("utf-8"))
 
     for kind in ("torch", "llama.cpp"):
-        backend = load_backend(resolve(str(tiny)), ModelOptions(backend=kind), slots=1, n_ctx=256)
+        # f32: llama.cpp and torch hold the same weights
+        backend = load_backend(resolve(str(tiny)), ModelOptions(backend=kind, quantization="f32"), slots=1, n_ctx=256)
         try:
             assert backend.tokenize(text, add_special=False) == ids
-            r = text_perplexity(backend, text, context=96, stride=40)
+            r = text_perplexity(backend, text, n_ctx=96, stride=40)
         finally:
             backend.close()
         assert r.n_tokens == count == len(ids) - 1
@@ -118,10 +118,14 @@ def test_eval_command_prints_json(tiny, tmp_path, monkeypatch):
                                     "--backend", "torch", "--json"])
     assert res.exit_code == 0, res.output
     row = json.loads(res.output[res.output.index("{"):])
-    assert row["context"] == 64 and row["stride"] == 32 and row["tokens"] > 100
+    assert row["n_ctx"] == 64 and row["stride"] == 32 and row["tokens"] > 100
     assert 1 < row["perplexity"] and 0 < row["bits_per_byte"]
     bad = CliRunner().invoke(main, ["eval", "--model", str(tiny), "--data", str(data), "--n-ctx", "300", "--backend", "torch"])
-    assert bad.exit_code != 0 and "context" in bad.output and "256" in bad.output
+    assert bad.exit_code != 0 and "n_ctx" in bad.output and "--n-ctx 256" in bad.output
+    # No --n-ctx: the window is what the model can see (256 positions here), not a fixed 1024.
+    seen = CliRunner().invoke(main, ["eval", "--model", str(tiny), "--data", str(data), "--backend", "torch", "--json"])
+    assert seen.exit_code == 0, seen.output
+    assert json.loads(seen.output[seen.output.index("{"):])["n_ctx"] == 256
 
 
 @pytest.fixture(scope="module")

@@ -207,7 +207,7 @@ def test_finetuned_directory_serves_over_http(lora_runs, tmp_path, kept):
     expected_text = tok.decode(expected[0, ids.shape[1]:])
 
     port = _free_port()
-    env = {**os.environ, "POCKETLM_CACHE": str(tmp_path / "cache"), "POCKETLM_CONVERT_TYPE": "f32"}
+    env = {**os.environ, "POCKETLM_CACHE": str(tmp_path / "cache"), "POCKETLM_QUANTIZATION": "f32"}
     log = open(tmp_path / "serve.log", "wb")
     server = subprocess.Popen([sys.executable, "-m", "pocketlm", "serve", "--model", str(out), "--port", str(port)],
                               stdout=log, stderr=subprocess.STDOUT, env=env)

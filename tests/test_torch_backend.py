@@ -141,12 +141,11 @@ def test_engine_greedy_text_same_on_torch_and_llama_cpp(tmp_path, monkeypatch):
     from pocketlm.engine import EngineConfig, ModelOptions, SamplingParams, load_engine
 
     monkeypatch.setenv("POCKETLM_CACHE", str(tmp_path))
-    monkeypatch.setenv("POCKETLM_CONVERT_TYPE", "f32")
     model = str(tiny_model_dir("llama"))
     params = SamplingParams(temperature=0, max_new_tokens=12, ignore_eos=True)
     texts = {}
     for name in ("torch", "llama.cpp"):
-        engine = load_engine(ModelOptions(model, backend=name), EngineConfig(slots=4, n_ctx=1024))
+        engine = load_engine(ModelOptions(model, backend=name, quantization="f32"), EngineConfig(slots=4, n_ctx=1024))
         try:
             result = asyncio.run(engine.complete("Olá! The capital of France is", params))
             texts[name] = result.samples[0].token_ids
@@ -161,7 +160,7 @@ def test_same_http_request_same_greedy_text_on_both_backends(tmp_path):
     import httpx
     from api_server import Server
 
-    env = {"POCKETLM_CACHE": str(tmp_path), "POCKETLM_CONVERT_TYPE": "f32"}
+    env = {"POCKETLM_CACHE": str(tmp_path), "POCKETLM_QUANTIZATION": "f32"}
     body = {"prompt": "Olá! Once upon a time", "max_tokens": 12, "temperature": 0}
     texts = {}
     for name in ("torch", "llama.cpp"):

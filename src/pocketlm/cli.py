@@ -128,13 +128,14 @@ def models(as_json):
     if as_json:
         click.echo(json.dumps([asdict(r) for r in rows], indent=2, default=str))
         return
-    header = f"{'MODEL':<28} {'PARAMS':>7} {'FILE':>8} {'QUANT':<8} {'CONTEXT':>7} {'RAM~':>8}  SOURCE"
+    header = f"{'MODEL':<28} {'KIND':<8} {'PARAMS':>7} {'FILE':>8} {'QUANT':<8} {'CONTEXT':>7} {'RAM~':>8}  SOURCE"
     click.echo(header)
     for r in rows:
-        click.echo(f"{r.name:<28} {r.params_label:>7} {_mb(r.file_size):>8} {r.quantization:<8} "
+        click.echo(f"{r.name:<28} {r.kind:<8} {r.params_label:>7} {_mb(r.file_size):>8} {r.quantization:<8} "
                    f"{r.n_ctx_train:>7} {_mb(r.ram_estimate):>8}  {r.source}")
-    click.echo("\nRAM~ = weights + KV cache for 4,096 tokens. Quantization: fewer bits, smaller and faster, "
-               "slightly less accurate (Q4 ~ 4.5 bits/weight, Q8 ~ 8.5, F16 = 16).")
+    click.echo("\nKIND: instruct = tuned to follow chat turns (has a chat template); base = continues text, best with "
+               "`generate` or /v1/completions.\nRAM~ = weights + KV cache for 4,096 tokens. Quantization: fewer bits, "
+               "smaller and faster, slightly less accurate (Q4 ~ 4.5 bits/weight, Q8 ~ 8.5, F16 = 16).")
 
 
 def _mb(n: int) -> str:

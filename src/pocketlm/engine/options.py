@@ -92,7 +92,7 @@ def engine_options(*names: str):
 
         for name in reversed(names):
             default = getattr(limits if name in limit_names else config, name)
-            low = 0 if name in ("max_queue", "max_stop") else 1
+            low = {"max_queue": 0, "max_stop": 0, "n_ctx": 16}.get(name, 1)
             command = click.option(_flag(name), name, type=click.IntRange(min=low), default=default,
                                    show_default=default is not None, envvar=env_var(name), show_envvar=True,
                                    help=_ENGINE_HELP[name])(command)

@@ -1,12 +1,12 @@
 """Sliding-window perplexity and bits per byte, on any backend.
 
 A model with a context of C tokens cannot see a whole book at once. The
-sliding-window recipe moves a window of ``context`` tokens forward ``stride``
+sliding-window recipe moves a window of ``n_ctx`` tokens forward ``stride``
 tokens at a time and scores only the tokens the previous window did not
-already score, so every scored token is predicted exactly once, with at least ``context - stride`` tokens
-of history (fewer at the very start). ``stride == context`` is the fast
+already score, so every scored token is predicted exactly once, with at least ``n_ctx - stride`` tokens
+of history (fewer at the very start). ``stride == n_ctx`` is the fast
 non-overlapping version; a smaller stride gives each token more history and a
-lower, fairer perplexity, at ``context / stride`` times the cost.
+lower, fairer perplexity, at ``n_ctx / stride`` times the cost.
 
     perplexity     = exp(mean negative log-likelihood per token)
     bits per byte  = total NLL / ln 2 / UTF-8 bytes of the scored tokens
@@ -44,7 +44,7 @@ class Perplexity:
     n_tokens: int  # tokens scored
     n_bytes: int  # UTF-8 bytes those tokens stand for
     nll: float  # total negative log-likelihood, nats
-    context: int
+    n_ctx: int
     stride: int
 
     @property
@@ -61,19 +61,19 @@ class Perplexity:
 
     def as_dict(self) -> dict:
         return {"perplexity": self.perplexity, "bits_per_byte": self.bits_per_byte, "mean_nll": self.mean_nll,
-                "tokens": self.n_tokens, "bytes": self.n_bytes, "context": self.context, "stride": self.stride}
+                "tokens": self.n_tokens, "bytes": self.n_bytes, "n_ctx": self.n_ctx, "stride": self.stride}
 
 
-def windows(n_tokens: int, context: int, stride: int) -> list[Window]:
+def windows(n_tokens: int, n_ctx: int, stride: int) -> list[Window]:
     """The windows that score tokens 1..n-1 of a text, each exactly once."""
-    if context < 2:
-        raise InvalidParameter("n_ctx", f"must be at least 2 tokens, got {context}")
-    if not 1 <= stride <= context:
-        raise InvalidParameter("stride", f"must be between 1 and --n-ctx ({context}), got {stride}")
+    if n_ctx < 2:
+        raise InvalidParameter("n_ctx", f"must be at least 2 tokens, got {n_ctx}")
+    if not 1 <= stride <= n_ctx:
+        raise InvalidParameter("stride", f"must be between 1 and --n-ctx ({n_ctx}), got {stride}")
     out, scored_until = [], 1  # token 0 has no prediction
     for begin in range(0, max(n_tokens - 1, 0), stride):
-        end = min(begin + context, n_tokens)
-        # A window's first token has no history inside it, so it is never a target (with stride == context
+        end = min(begin + n_ctx, n_tokens)
+        # A window's first token has no history inside it, so it is never a target (with stride == n_ctx
         # that token goes unscored, as in the usual recipe; any overlap scores it in the window before).
         out.append(Window(begin, end, max(scored_until, begin + 1)))
         scored_until = end
@@ -100,16 +100,16 @@ def score_window(backend: Backend, tokens: list[int], w: Window) -> tuple[float,
     return float(nll.sum()), targets.tolist()
 
 
-def perplexity(backend: Backend, tokens: list[int], context: int, stride: int,
+def perplexity(backend: Backend, tokens: list[int], n_ctx: int, stride: int,
                progress: Callable[[int, int], None] | None = None) -> Perplexity:
     """Sliding-window perplexity of a token sequence; ``progress(done, total)`` after each window."""
     if len(tokens) < 2:
         raise InvalidParameter("data", f"needs at least 2 tokens to score, got {len(tokens)}")
     limit = min(backend.n_ctx, backend.info.n_ctx_train or backend.n_ctx)
-    if context > limit:
-        raise InvalidParameter("n_ctx", f"{context} is above what this model can see at once ({limit} tokens); "
+    if n_ctx > limit:
+        raise InvalidParameter("n_ctx", f"{n_ctx} is above what this model can see at once ({limit} tokens); "
                                         f"use --n-ctx {limit} or less")
-    plan = windows(len(tokens), context, stride)
+    plan = windows(len(tokens), n_ctx, stride)
     nll, n_bytes, n_scored = 0.0, 0, 0
     byte_len: dict[int, int] = {}
     for i, w in enumerate(plan):
@@ -122,10 +122,10 @@ def perplexity(backend: Backend, tokens: list[int], context: int, stride: int,
             n_bytes += byte_len[t]
         if progress:
             progress(i + 1, len(plan))
-    return Perplexity(n_scored, max(n_bytes, 1), nll, context, stride)
+    return Perplexity(n_scored, max(n_bytes, 1), nll, n_ctx, stride)
 
 
-def text_perplexity(backend: Backend, text: str, context: int, stride: int, *, max_tokens: int | None = None,
+def text_perplexity(backend: Backend, text: str, n_ctx: int, stride: int, *, max_tokens: int | None = None,
                     progress: Callable[[int, int], None] | None = None) -> Perplexity:
     """Tokenize ``text`` without BOS or special-token parsing (plain text is scored as written), then score it."""
     tokens = backend.tokenize(text, add_special=False)
@@ -133,4 +133,4 @@ def text_perplexity(backend: Backend, text: str, context: int, stride: int, *, m
         if max_tokens < 2:
             raise InvalidParameter("max_tokens", f"must be at least 2, got {max_tokens}")
         tokens = tokens[:max_tokens]
-    return perplexity(backend, tokens, context, stride, progress)
+    return perplexity(backend, tokens, n_ctx, stride, progress)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from pocketlm.errors import PocketLMError
 from pocketlm.models.gguf_info import read_gguf_info
@@ -20,6 +21,9 @@ class ModelRow:
     n_ctx_train: int
     ram_estimate: int
     source: str
+    # "instruct": it carries a chat template, so chat requests get the turns it was tuned on;
+    # "base": a plain text continuer (chat falls back to a "User:/Assistant:" transcript)
+    kind: str = "-"
 
     @property
     def params_label(self) -> str:
@@ -39,6 +43,8 @@ def available_models() -> list[ModelRow]:
     except ImportError:  # the torch extra is not installed: nothing can have been converted
         return rows
     for gguf, source in converted_models():
+        if not Path(source).is_dir():
+            continue  # a GGUF requantized for serving: the same model as its source, listed above or given by path
         try:
             rows.append(_row(source, gguf, f"converted to {gguf.name}"))
         except PocketLMError:
@@ -49,4 +55,5 @@ def available_models() -> list[ModelRow]:
 def _row(name: str, path, source: str) -> ModelRow:
     info = read_gguf_info(path)
     return ModelRow(name, info.n_params, info.file_size, info.quantization, info.n_ctx_train,
-                    info.estimate_ram(min(LISTING_CTX, info.n_ctx_train)), source)
+                    info.estimate_ram(min(LISTING_CTX, info.n_ctx_train)), source,
+                    "instruct" if info.chat_template else "base")

@@ -82,15 +82,15 @@ def eval_command(model_options, data, text_field, n_ctx, stride, max_tokens, as_
     if not text.strip():
         raise InvalidParameter("data", f"{data} has no text to score")
     b = load_backend(resolve(model_options.model), model_options, slots=1, n_ctx=n_ctx or EVAL_N_CTX)
-    context = n_ctx or min(EVAL_N_CTX, b.info.n_ctx_train or EVAL_N_CTX)
-    stride = stride or max(1, context // 2)
+    n_ctx = n_ctx or min(EVAL_N_CTX, b.info.n_ctx_train or EVAL_N_CTX)
+    stride = stride or max(1, n_ctx // 2)
     try:
         with click.progressbar(length=1, label="scoring", file=sys.stderr) as bar:
             def progress(done, total):
                 bar.length = total
                 bar.update(done - bar.pos)
 
-            result = text_perplexity(b, text, context, stride, max_tokens=max_tokens, progress=progress)
+            result = text_perplexity(b, text, n_ctx, stride, max_tokens=max_tokens, progress=progress)
     finally:
         b.close()
     row = {"model": b.info.name, "backend": type(b).__name__, "data": data, **result.as_dict()}
@@ -99,4 +99,4 @@ def eval_command(model_options, data, text_field, n_ctx, stride, max_tokens, as_
     else:
         click.echo(f"{row['model']} ({row['backend']}): perplexity {result.perplexity:.4f}, "
                    f"{result.bits_per_byte:.4f} bits/byte over {result.n_tokens:,} tokens "
-                   f"(n-ctx {context}, stride {stride})")
+                   f"(n-ctx {n_ctx}, stride {stride})")
