@@ -1,0 +1,57 @@
+"""The package's shape: a request flows one way, and no module needs itself to load.
+
+`lint-imports` (import-linter) checks the layers declared in pyproject.toml; the
+cycle check below walks grimp's import graph, function-local imports included
+(they are how cycles usually hide).
+"""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import grimp
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_layers_are_respected():
+    lint = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
+    out = subprocess.run([lint], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stdout[-3000:]
+
+
+def test_no_import_cycles():
+    graph = grimp.build_graph("pocketlm")
+    cycles = [c for c in _strongly_connected(graph) if len(c) > 1]
+    assert cycles == []
+
+
+def _strongly_connected(graph) -> list[set[str]]:
+    """Tarjan's algorithm over module -> directly imported modules."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for imported in graph.find_modules_directly_imported_by(module):
+            if imported not in index:
+                visit(imported)
+                low[module] = min(low[module], low[imported])
+            elif imported in on_stack:
+                low[module] = min(low[module], index[imported])
+        if low[module] == index[module]:
+            component = set()
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.add(member)
+                if member == module:
+                    break
+            found.append(component)
+
+    for module in sorted(graph.modules):
+        if module not in index:
+            visit(module)
+    return found
