@@ -144,9 +144,10 @@ def _mb(n: int) -> str:
 
 def _add_package_commands():
     """Each package owns its commands; the CLI only lists them."""
-    from pocketlm.api.commands import serve
+    from pocketlm.evaluation.commands import eval_command
     from pocketlm.models.commands import convert
-    from pocketlm.training.commands import eval_command, finetune
+    from pocketlm.server import serve
+    from pocketlm.training.commands import finetune
 
     for command in (serve, convert, finetune, eval_command):
         main.add_command(command)

@@ -1,4 +1,8 @@
-"""``pocketlm serve``: load the model once, serve it over HTTP, drain on SIGTERM.
+"""``pocketlm serve``: load the model once, serve everything over HTTP, drain on SIGTERM.
+
+This module sits above the packages that serve something (``api`` for text
+generation; the others add their routes here, in ``build_app``), so none of
+them imports another: the server is where they meet.
 
 Every flag can also come from the environment: ``--max-queue`` is
 ``POCKETLM_MAX_QUEUE``; flags that may repeat (``--api-key``, ``--cors-origin``)
@@ -17,7 +21,9 @@ import time
 
 import click
 import uvicorn
+from fastapi import FastAPI
 
+from pocketlm.api.app import create_app
 from pocketlm.api.settings import Settings
 from pocketlm.engine.options import engine_options
 from pocketlm.models.options import env_var, model_options
@@ -50,14 +56,19 @@ def serve(model_options, engine_config, api_keys, cors_origins, **options):
     sys.exit(run(settings))
 
 
+def build_app(engine, settings: Settings) -> FastAPI:
+    """The whole HTTP service around one loaded engine: the API, and every package's routes."""
+    app = create_app(engine, settings)
+    return app
+
+
 def run(settings: Settings) -> int:
     """Load the engine, serve until SIGTERM/SIGINT, drain, and return the exit code."""
-    from pocketlm.api.app import create_app
     from pocketlm.engine import load_engine
 
     started = time.perf_counter()
     engine = load_engine(settings.model_options, settings.engine)
-    app = create_app(engine, settings)
+    app = build_app(engine, settings)
     log.info("loaded %s in %.1f s; serving on http://%s:%d", engine.info.name, time.perf_counter() - started, settings.host, settings.port)
 
     config = uvicorn.Config(
