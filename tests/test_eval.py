@@ -21,14 +21,15 @@ import pytest
 pytest.importorskip("torch")
 
 import torch  # noqa: E402
-from tiny_models import SHAKESPEARE, build_tiny_gpt2  # noqa: E402
+from tiny_models import build_tiny_gpt2  # noqa: E402
 
+from pocketlm import datasets  # noqa: E402
 from pocketlm.backends import load_backend  # noqa: E402
 from pocketlm.errors import InvalidParameter  # noqa: E402
 from pocketlm.evaluation.perplexity import perplexity, text_perplexity, windows  # noqa: E402
 from pocketlm.models import resolve  # noqa: E402
 
-VALID = SHAKESPEARE / "valid.txt"
+VALID = datasets.resolve("shakespeare:valid")
 # 1,024 tokens, a 256-token window, stride 128: 7 windows, so the stride bookkeeping (each token
 # scored once, with 128+ tokens of history after the first window) runs as in the full 50k run.
 # Not fewer: llama.cpp (Q4_1 weights times 8-bit-quantized activations) scores slightly worse than

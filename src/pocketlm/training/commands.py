@@ -1,9 +1,9 @@
 """`pocketlm finetune` and `pocketlm eval`.
 
-    pocketlm finetune smollm2-135m-instruct --data ../shared/data/shakespeare/train.txt \\
-        --valid ../shared/data/shakespeare/valid.txt --out shakespeare-smollm2 --max-steps 200 --block-size 256
+    pocketlm finetune smollm2-135m-instruct --data shakespeare:train \\
+        --valid shakespeare:valid --out shakespeare-smollm2 --max-steps 200 --block-size 256
     pocketlm serve --model shakespeare-smollm2
-    pocketlm eval shakespeare-smollm2 --data ../shared/data/shakespeare/valid.txt --context 512 --stride 256
+    pocketlm eval shakespeare-smollm2 --data shakespeare:valid --context 512 --stride 256
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import click
 
 @click.command()
 @click.argument("base")
-@click.option("--data", required=True, help="Training text: .txt, .jsonl, .csv, a directory of them, or a saved `datasets` dataset.")
+@click.option("--data", required=True, help="Training text: .txt, .jsonl, .csv, a directory of them, a saved `datasets` dataset, "
+              "or a dataset name: shakespeare:train, shakespeare:valid, shakespeare:sample (fetched once, cached).")
 @click.option("--valid", default=None, help="Validation text, same formats (default: the last 5% of --data is held out).")
 @click.option("--out", required=True, help="Output directory: the fine-tuned model, checkpoints, metrics.json, loss.png.")
 @click.option("--text-field", default="text", show_default=True, help="JSONL field / CSV column / dataset column with the text.")
@@ -59,7 +60,8 @@ def finetune(base, learning_rate, **kwargs):
 
 @click.command(name="eval")
 @click.argument("model")
-@click.option("--data", required=True, help="Text to score: .txt, .jsonl, .csv, a directory of them, or a saved dataset.")
+@click.option("--data", required=True, help="Text to score: .txt, .jsonl, .csv, a directory of them, a saved dataset, "
+              "or a dataset name: shakespeare:valid, shakespeare:train, shakespeare:sample (fetched once, cached).")
 @click.option("--text-field", default="text", show_default=True, help="JSONL field / CSV column with the text.")
 @click.option("--context", type=int, default=1024, show_default=True, help="Tokens the model sees per window.")
 @click.option("--stride", type=int, default=None, help="Tokens the window moves each step [default: context / 2].")

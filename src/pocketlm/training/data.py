@@ -2,7 +2,8 @@
 
 Sources: a ``.txt`` file, a ``.jsonl`` file (one JSON object a line, text in
 ``text_field``), a ``.csv`` file (text in column ``text_field``), a directory
-of such files, or a ``datasets`` dataset saved with ``save_to_disk``.
+of such files, a ``datasets`` dataset saved with ``save_to_disk``, or a named
+dataset of ``pocketlm.datasets`` (``shakespeare:train``).
 
 Text is read and tokenized a piece at a time and the ids are appended to a
 flat ``uint32`` file on disk, so a corpus far larger than RAM still works: the
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pocketlm import datasets
 from pocketlm.errors import InvalidParameter
 
 SUFFIXES = (".txt", ".jsonl", ".csv")
@@ -32,11 +34,17 @@ PIECE_CHARS = 1 << 20  # ~1 MB of text per tokenizer call: big enough to be fast
 
 def iter_documents(source: str | Path, text_field: str = "text", *, param: str = "data",
                    split: tuple[str, ...] = ("train",)) -> Iterator[Iterator[str]]:
-    """Yield each document of ``source`` as an iterator over its text pieces."""
+    """Yield each document of ``source`` as an iterator over its text pieces.
+
+    ``source`` is a path, or a dataset name such as ``shakespeare:valid`` (see
+    ``pocketlm.datasets``) when no file of that name exists.
+    """
     path = Path(source).expanduser()
+    if not path.exists() and datasets.is_name(source):
+        path = datasets.resolve(str(source), param=param)
     if not path.exists():
         raise InvalidParameter(param, f"{path} does not exist; give a .txt, .jsonl or .csv file, a directory of them, "
-                                      "or a dataset saved with datasets' save_to_disk")
+                                      f"a dataset saved with datasets' save_to_disk, or a name ({', '.join(datasets.NAMES)})")
     if path.is_dir():
         if _is_saved_dataset(path):
             yield from _saved_dataset(path, text_field, param, split)
