@@ -124,6 +124,21 @@ def test_eval_command_prints_json(tiny, tmp_path, monkeypatch):
     assert bad.exit_code != 0 and "context" in bad.output and "256" in bad.output
 
 
+def test_eval_takes_a_dataset_name(tiny, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from pocketlm.cli import main
+
+    monkeypatch.setenv("POCKETLM_CACHE", str(tmp_path / "cache"))
+    res = CliRunner().invoke(main, ["eval", str(tiny), "--data", "shakespeare:sample", "--context", "128",
+                                    "--backend", "torch", "--json"])
+    assert res.exit_code == 0, res.output
+    row = json.loads(res.output[res.output.index("{"):])
+    assert row["data"] == "shakespeare:sample" and row["tokens"] > 1_000
+    bad = CliRunner().invoke(main, ["eval", str(tiny), "--data", "shakespeare:nope", "--backend", "torch"])
+    assert bad.exit_code != 0 and "data" in bad.output and "shakespeare:valid" in bad.output
+
+
 @pytest.fixture(scope="module")
 def smollm2_hf(tmp_path_factory):
     """The embedded SmolLM2 GGUF, dequantized to a Hugging Face directory (the issue-5 conversion)."""
