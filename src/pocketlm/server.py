@@ -24,6 +24,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from pocketlm.api.app import create_app
+from pocketlm.api.connections import guarded_protocol
 from pocketlm.api.settings import Settings
 from pocketlm.engine.options import engine_options
 from pocketlm.models.options import env_var, model_options
@@ -46,6 +47,14 @@ def _option(flag: str, name: str | None = None, **kwargs):
 @_option("--cors-origin", "cors_origins", multiple=True, help="Allow browser requests from this origin (repeatable; '*' for any). Default: CORS off.")
 @_option("--max-body-bytes", type=click.IntRange(min=1), default=Settings.max_body_bytes, show_default=True, help="Largest request body accepted (413 beyond).")
 @_option("--request-timeout", type=click.FloatRange(min=0, min_open=True), default=Settings.request_timeout, show_default=True, help="Seconds a request may run.")
+@_option("--max-connections", type=click.IntRange(min=1), default=Settings.max_connections, show_default=True, help="Open connections at once; beyond, new requests get 503.")
+@_option("--keep-alive", type=click.FloatRange(min=0, min_open=True), default=Settings.keep_alive, show_default=True, help="Seconds an idle connection stays open after a response.")
+@_option("--header-timeout", type=click.FloatRange(min=0, min_open=True), default=Settings.header_timeout, show_default=True, help="Seconds a connection may take to send a request's headers; then it is closed (408).")
+@_option("--body-timeout", type=click.FloatRange(min=0, min_open=True), default=Settings.body_timeout, show_default=True, help="Seconds a request's body may take to arrive after its headers (408 beyond).")
+@_option("--send-timeout", type=click.FloatRange(min=0, min_open=True), default=Settings.send_timeout, show_default=True, help="Seconds a response may wait on a client that reads nothing; then the connection is dropped and its request cancelled.")
+@_option("--send-buffer-bytes", type=click.IntRange(min=4096), default=Settings.send_buffer_bytes, show_default=True, help="Kernel send buffer of each connection: what a client that stops reading can pin.")
+@_option("--max-header-bytes", type=click.IntRange(min=1024), default=Settings.max_header_bytes, show_default=True, help="Largest request line plus headers (400 beyond).")
+@_option("--public-docs", is_flag=True, default=Settings.public_docs, help="With --api-key: serve /docs, /redoc and /openapi.json without a key (the rest still needs one).")
 @_option("--log-format", type=click.Choice(["text", "json"]), default=Settings.log_format, show_default=True, help="json: one JSON object per log line (access log included).")
 @_option("--grace-period", type=click.FloatRange(min=0), default=Settings.grace_period, show_default=True, help="Seconds SIGTERM waits for in-flight requests.")
 def serve(model_options, engine_config, api_keys, cors_origins, **options):
@@ -76,6 +85,10 @@ def run(settings: Settings) -> int:
         # uvicorn waits for open connections a little longer than the engine's grace, so that
         # requests the engine cancels at the deadline still end their responses cleanly.
         timeout_graceful_shutdown=settings.grace_period + 2.0,
+        # What one client may hold: see pocketlm.api.connections.
+        http=guarded_protocol(settings.header_timeout, settings.send_timeout, settings.send_buffer_bytes),
+        limit_concurrency=settings.max_connections, timeout_keep_alive=settings.keep_alive,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
     )
     server = DrainingServer(config, app, engine, settings.grace_period)
     # uvicorn re-raises the signal it caught once it has shut down, which would end the process
