@@ -38,8 +38,8 @@ def attention(subject, text: str, *, layers: list[int] | None = None, heads: lis
     import torch
 
     check_text(text)
-    layers = _indices("layer", layers, subject.n_layers)
-    heads = _indices("head", heads, subject.n_heads)
+    layers = _indices("layers", layers, subject.n_layers)
+    heads = _indices("heads", heads, subject.n_heads)
     ids = subject.tokenizer(text, add_special_tokens=True)["input_ids"]
     n = len(ids)
     if n > max_tokens:
@@ -73,5 +73,5 @@ def _indices(param: str, chosen: list[int] | None, count: int) -> list[int]:
         return list(range(count))
     for i in chosen:
         if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < count:
-            raise InvalidParameter(param, f"the model has {count} {param}s, numbered 0 to {count - 1}; got {i!r}")
+            raise InvalidParameter(param, f"the model has {count} {param}, numbered 0 to {count - 1}; got {i!r}")
     return list(dict.fromkeys(chosen))

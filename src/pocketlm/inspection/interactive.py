@@ -68,9 +68,9 @@ def _no_urls(text: str) -> str:
     return re.sub(r"(https?):(//)", r"\1:\\/\\/", text)
 
 
-def write_bertviz(amap, path, view: str = "head") -> Path:
-    html = bertviz_html(amap, view)
+def write_html(html: str, path) -> Path:
     path = Path(path)
     with atomic_path(path) as partial:
         partial.write_text(html, encoding="utf-8")
+        partial.chmod(0o644)
     return path

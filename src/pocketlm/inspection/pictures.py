@@ -1,11 +1,13 @@
 """The four views as PNG pictures (matplotlib, no display needed).
 
-Each function takes what the matching view returns and writes one PNG; the
-README's pictures are made by these functions on SmolLM2.
+Each function takes what the matching view returns and gives back the PNG's
+bytes (``write_png`` puts them in a file); the README's pictures are made by
+these functions on SmolLM2.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +26,18 @@ def _figure(*args, **kwargs):
     return plt, plt.subplots(*args, **kwargs)
 
 
-def _save(plt, fig, path) -> Path:
+def _png(plt, fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def write_png(data: bytes, path) -> Path:
     path = Path(path)
     with atomic_path(path) as partial:  # never a half-written picture under the final name
-        fig.savefig(partial, format="png", dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
+        partial.write_bytes(data)
+        partial.chmod(0o644)  # a picture to share, not a secret
     return path
 
 
@@ -37,7 +46,7 @@ def _label(text: str) -> str:
     return text.replace("\n", "\\n").replace(" ", "\u2423").replace("$", r"\$") or "\u2205"
 
 
-def tokens_png(tokenizations, path) -> Path:
+def tokens_png(tokenizations) -> bytes:
     """One row per tokenizer: its tokens as boxes, with ids below and the count on the left."""
     width = max(sum(len(_token_label(t)) + 1 for t in tz.tokens) for tz in tokenizations)
     plt, (fig, ax) = _figure(figsize=(min(4 + width * 0.13, 40), 0.9 * len(tokenizations) + 0.6))
@@ -56,7 +65,7 @@ def tokens_png(tokenizations, path) -> Path:
     ax.set_ylim(-0.7, len(tokenizations) - 0.4)
     ax.axis("off")
     ax.set_title(f"Tokens of {tokenizations[0].text!r}", fontsize=11, loc="left")
-    return _save(plt, fig, path)
+    return _png(plt, fig)
 
 
 def _token_label(t) -> str:
@@ -65,7 +74,7 @@ def _token_label(t) -> str:
     return _label(t.piece if t.special else t.text)
 
 
-def positions_png(pe: np.ndarray, scheme, path, *, dims=(4, 5, 6, 7)) -> Path:
+def positions_png(pe: np.ndarray, scheme, *, dims=(4, 5, 6, 7)) -> bytes:
     """Left: the sinusoidal formula (heatmap, a few dimensions as curves). Right: the model's own scheme."""
     plt, (fig, axes) = _figure(2, 2, figsize=(12, 8))
     n, d = pe.shape
@@ -81,7 +90,7 @@ def positions_png(pe: np.ndarray, scheme, path, *, dims=(4, 5, 6, 7)) -> Path:
     axes[1, 0].legend(loc="upper right", fontsize=8)
     _model_scheme(fig, axes[0, 1], axes[1, 1], scheme, n)
     fig.tight_layout()
-    return _save(plt, fig, path)
+    return _png(plt, fig)
 
 
 def _model_scheme(fig, top, bottom, scheme, n: int) -> None:
@@ -113,7 +122,7 @@ def _model_scheme(fig, top, bottom, scheme, n: int) -> None:
         top.text(0.5, 0.5, scheme.description, ha="center", va="center", wrap=True)
 
 
-def attention_grid_png(amap, path, *, cell: float = 0.28) -> Path:
+def attention_grid_png(amap, *, cell: float = 0.28) -> bytes:
     """Every chosen layer (rows) x head (columns) as one small heatmap, drawn as a single image."""
     n_layers, n_heads, t, _ = amap.weights.shape
     gap = max(1, t // 8)
@@ -133,10 +142,10 @@ def attention_grid_png(amap, path, *, cell: float = 0.28) -> Path:
     ax.tick_params(length=0)
     for side in ax.spines.values():
         side.set_visible(False)
-    return _save(plt, fig, path)
+    return _png(plt, fig)
 
 
-def attention_head_png(amap, layer: int, head: int, path) -> Path:
+def attention_head_png(amap, layer: int, head: int) -> bytes:
     """One head as a heatmap with the tokens on both axes."""
     w = amap.weights[amap.layers.index(layer), amap.heads.index(head)]
     t = len(amap.tokens)
@@ -149,20 +158,22 @@ def attention_head_png(amap, layer: int, head: int, path) -> Path:
     ax.set(xlabel="key (attended to)", ylabel="query (attending)",
            title=f"Layer {layer}, head {head}" + (" (decoder: only earlier tokens)" if amap.causal else " (encoder)"))
     fig.colorbar(im, ax=ax, fraction=0.046)
-    return _save(plt, fig, path)
+    return _png(plt, fig)
 
 
-def next_png(result, path) -> Path:
+def next_png(result) -> bytes:
     """Top candidates before and after the sampling parameters, and the logit lens."""
     plt, (fig, axes) = _figure(1, 3, figsize=(16, max(5, 0.22 * len(result.lens) + 1.5)),
                                gridspec_kw={"width_ratios": [1, 1, 1.4]})
+    slots = max(len(result.before), len(result.after))  # same bar height on both sides
     for ax, rows, title in ((axes[0], result.before, "model's distribution (softmax)"),
                             (axes[1], result.after, f"after the sampling parameters ({result.kept} tokens kept)")):
-        ax.barh(range(len(rows))[::-1], [c.probability for c in rows], color="#4c72b0")
-        ax.set_yticks(range(len(rows))[::-1], [_label(c.text) for c in rows], fontsize=9)
-        ax.set(xlim=(0, 1), xlabel="probability", title=title)
-        for k, c in enumerate(rows):
-            ax.text(c.probability + 0.01, len(rows) - 1 - k, f"{c.probability:.3f}", va="center", fontsize=8)
+        y = [slots - 1 - k for k in range(len(rows))]
+        ax.barh(y, [c.probability for c in rows], color="#4c72b0")
+        ax.set_yticks(y, [_label(c.text) for c in rows], fontsize=9)
+        ax.set(xlim=(0, 1.1), ylim=(-0.5, slots - 0.5), xlabel="probability", title=title)
+        for k, c in zip(y, rows):
+            ax.text(c.probability + 0.01, k, f"{c.probability:.3f}", va="center", fontsize=8)
     lens = result.lens
     top1 = np.array([[c.probability for c in layer] for layer in lens])
     ax = axes[2]
@@ -175,4 +186,4 @@ def next_png(result, path) -> Path:
     ax.set_xticks(range(top1.shape[1]), [f"#{j + 1}" for j in range(top1.shape[1])])
     ax.set(ylabel="layer", title="logit lens: each layer's top tokens")
     fig.tight_layout()
-    return _save(plt, fig, path)
+    return _png(plt, fig)

@@ -23,6 +23,7 @@ from pocketlm.errors import InvalidParameter
 
 MAX_POSITIONS = 4096
 MAX_DIM = 4096
+SINUSOIDAL_FORMULA = "PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(pos / 10000^(2i/d))"
 
 
 def sinusoidal(n_positions: int, d_model: int, base: float = 10000.0) -> np.ndarray:
