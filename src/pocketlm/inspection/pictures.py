@@ -131,8 +131,7 @@ def attention_grid_png(amap, *, cell: float = 0.28) -> bytes:
         for j in range(n_heads):
             mosaic[i * (t + gap):i * (t + gap) + t, j * (t + gap):j * (t + gap) + t] = amap.weights[i, j]
     plt, (fig, ax) = _figure(figsize=(max(4.0, n_heads * cell * 4), max(3.0, n_layers * cell * 4)))
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("white")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="white")
     ax.imshow(np.sqrt(mosaic), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")  # sqrt: faint weights show
     ax.set_xticks([j * (t + gap) + t / 2 for j in range(n_heads)], [f"h{h}" for h in amap.heads], fontsize=7)
     ax.set_yticks([i * (t + gap) + t / 2 for i in range(n_layers)], [f"L{layer}" for layer in amap.layers],
