@@ -14,7 +14,7 @@ import numpy as np
 
 from pocketlm.files import atomic_path
 
-DPI = 80
+DPI = 72
 
 
 def _figure(*args, **kwargs):
@@ -42,8 +42,12 @@ def write_png(data: bytes, path) -> Path:
 
 
 def _label(text: str) -> str:
-    """A token as a readable axis label: visible spaces and newlines, no mathtext."""
-    return text.replace("\n", "\\n").replace(" ", "\u2423").replace("$", r"\$") or "\u2205"
+    """A token as a readable label: visible spaces and newlines, no mathtext, emoji by code point (no font has them)."""
+    return _printable(text).replace("\n", "\\n").replace(" ", "\u2423").replace("$", r"\$") or "\u2205"
+
+
+def _printable(text: str) -> str:
+    return "".join(f"U+{ord(c):X}" if ord(c) > 0xFFFF else c for c in text)
 
 
 def tokens_png(tokenizations) -> bytes:
@@ -64,7 +68,7 @@ def tokens_png(tokenizations) -> bytes:
     ax.set_xlim(-1, width * 1.1 + 1)
     ax.set_ylim(-0.7, len(tokenizations) - 0.4)
     ax.axis("off")
-    ax.set_title(f"Tokens of {tokenizations[0].text!r}", fontsize=11, loc="left")
+    ax.set_title(f"Tokens of {_printable(tokenizations[0].text)!r}", fontsize=11, loc="left")
     return _png(plt, fig)
 
 
@@ -76,7 +80,7 @@ def _token_label(t) -> str:
 
 def positions_png(pe: np.ndarray, scheme, *, dims=(4, 5, 6, 7)) -> bytes:
     """Left: the sinusoidal formula (heatmap, a few dimensions as curves). Right: the model's own scheme."""
-    plt, (fig, axes) = _figure(2, 2, figsize=(12, 8))
+    plt, (fig, axes) = _figure(2, 2, figsize=(10, 6.5))
     n, d = pe.shape
     im = axes[0, 0].imshow(pe, aspect="auto", cmap="RdBu", vmin=-1, vmax=1, interpolation="nearest")
     axes[0, 0].set(title=f"Sinusoidal (Vaswani et al. 2017), d={d}:\n"
