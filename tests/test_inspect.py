@@ -262,22 +262,23 @@ def test_filters_narrow_the_distribution_and_the_lens_ends_at_the_output(llama):
     assert e.value.param == "top_p"
 
 
-# --------------------------------------------------------------------------- HTTP
+# --------------------------------------------------------------------------- HTTP (a real `pocketlm serve`)
+
+KEY = "inspect-key"
+
 
 @pytest.fixture(scope="module")
-def client(llama):
-    from pocketlm.api.settings import Settings
-    from pocketlm.server import build_app
+def server():
+    from api_server import Server
 
-    engine = load_engine(ModelOptions(str(llama.path), backend="torch"), EngineConfig(slots=1, n_ctx=256))
-    app = build_app(engine, Settings())
-    yield lambda path, body: asyncio.run(_post(app, path, body))
-    engine.stop(0)
+    s = Server("--model", str(tiny_model_dir("llama")), "--backend", "torch", "--slots", "1", "--n-ctx", "256",
+               "--api-key", KEY, "--grace-period", "0")
+    yield s
+    s.stop()
 
 
-async def _post(app, path, body):
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
-        return await c.post(path, json=body, timeout=120)
+def _post(server, path, body, key=KEY):
+    return httpx.post(f"{server.url}{path}", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=180)
 
 
 def _error(response, status, param):
@@ -287,32 +288,58 @@ def _error(response, status, param):
     return error
 
 
-def test_http_views_answer_json_pictures_and_html(client, llama):
-    served = llama.path.name
-    tokens = client("/v1/inspect/tokens", {"text": "Olá 🙂", "tokenizers": [served, "gpt2", "bert"]})
-    assert tokens.status_code == 200 and [r["tokenizer"] for r in tokens.json()["results"]] == [served, "gpt2", "bert"]
-    att = client("/v1/inspect/attention", {"text": "I read a good novel.", "layers": [1], "heads": [0, 2]})
+def test_http_loads_the_inspection_model_off_the_event_loop(server):
+    """The first view loads the torch model in a worker thread: the server answers meanwhile."""
+    async def race():
+        async with httpx.AsyncClient(base_url=server.url, timeout=180,
+                                     headers={"Authorization": f"Bearer {KEY}"}) as c:
+            done = []
+
+            async def record(name, request):
+                response = await request
+                done.append(name)
+                return response
+
+            view = asyncio.create_task(record("view", c.post("/v1/inspect/attention", json={"text": "Hello there"})))
+            await asyncio.sleep(0.05)  # the view's request is in: its model is loading
+            health = await record("health", c.get("/health"))
+            return health, await view, done
+
+    health, view, done = asyncio.run(race())
+    assert health.status_code == 200 and view.status_code == 200, view.text
+    assert done == ["health", "view"]
+
+
+def test_http_views_answer_json_pictures_and_html(server):
+    served = tiny_model_dir("llama").name
+    tokens = _post(server, "/v1/inspect/tokens", {"text": "Olá 🙂", "tokenizers": [served, "gpt2", "bert"]})
+    assert tokens.status_code == 200, tokens.text
+    assert [r["tokenizer"] for r in tokens.json()["results"]] == [served, "gpt2", "bert"]
+    att = _post(server, "/v1/inspect/attention", {"text": "I read a good novel.", "layers": [1], "heads": [0, 2]})
     body = att.json()
     assert att.status_code == 200 and body["causal"] and np.array(body["weights"]).shape[:2] == (1, 2)
-    bert = client("/v1/inspect/attention", {"text": "I read a good novel.", "model": BERT, "format": "html"})
-    assert bert.status_code == 200 and bert.headers["content-type"].startswith("text/html") and "[CLS]" in bert.text
-    png = client("/v1/inspect/next", {"prompt": "Hello", "temperature": 0.8, "top_k": 5, "format": "png"})
+    np.testing.assert_allclose(np.array(body["weights"]).sum(-1), 1.0, atol=1e-4)
+    html = _post(server, "/v1/inspect/attention", {"text": "I read a good novel.", "format": "html", "view": "model"})
+    assert html.headers["content-type"].startswith("text/html") and re.search(r"https?://", html.text) is None
+    png = _post(server, "/v1/inspect/next", {"prompt": "Hello", "temperature": 0.8, "top_k": 5, "format": "png"})
     assert png.status_code == 200 and png.headers["content-type"] == "image/png" and png.content[:4] == b"\x89PNG"
-    nxt = client("/v1/inspect/next", {"prompt": "Hello", "top_k": 5, "seed": 3})
+    nxt = _post(server, "/v1/inspect/next", {"prompt": "Hello", "top_k": 5, "seed": 3})
     assert nxt.status_code == 200 and nxt.json()["kept"] == 5 and nxt.json()["chosen"] is not None
-    pos = client("/v1/inspect/positions", {"positions": 16, "dim": 8})
+    pos = _post(server, "/v1/inspect/positions", {"positions": 16, "dim": 8})
     assert pos.status_code == 200 and pos.json()["model"]["kind"] == "rotary"
     assert np.array(pos.json()["sinusoidal"]["values"]).shape == (16, 8)
+    _error(_post(server, "/v1/inspect/positions", {}, key="wrong"), 401, None)  # the API key guards them too
 
 
-def test_http_bad_input_is_a_4xx_naming_the_parameter(client):
-    _error(client("/v1/inspect/tokens", {"text": ""}), 400, "text")
-    _error(client("/v1/inspect/attention", {"text": "   "}), 400, "text")
-    _error(client("/v1/inspect/next", {"prompt": ""}), 400, "prompt")
-    assert "at most 256" in _error(client("/v1/inspect/attention", {"text": "word " * 300}), 400, "text")["message"]
-    _error(client("/v1/inspect/attention", {"text": "hi", "layers": [99]}), 400, "layers")
-    _error(client("/v1/inspect/attention", {"text": "hi", "heads": [99]}), 400, "heads")
-    _error(client("/v1/inspect/attention", {"text": "hi", "model": "/etc"}), 404, "model")
-    _error(client("/v1/inspect/tokens", {"text": "hi", "tokenizers": ["/etc/passwd"]}), 400, "tokenizers")
-    _error(client("/v1/inspect/next", {"prompt": "hi", "temperature": -1}), 400, "temperature")
-    _error(client("/v1/inspect/positions", {"positions": 100000}), 400, "positions")
+def test_http_bad_input_is_a_4xx_naming_the_parameter(server):
+    _error(_post(server, "/v1/inspect/tokens", {"text": ""}), 400, "text")
+    _error(_post(server, "/v1/inspect/attention", {"text": "   "}), 400, "text")
+    _error(_post(server, "/v1/inspect/next", {"prompt": ""}), 400, "prompt")
+    too_long = _error(_post(server, "/v1/inspect/attention", {"text": "word " * 300}), 400, "text")
+    assert "at most 256" in too_long["message"]
+    _error(_post(server, "/v1/inspect/attention", {"text": "hi", "layers": [99]}), 400, "layers")
+    _error(_post(server, "/v1/inspect/attention", {"text": "hi", "heads": [99]}), 400, "heads")
+    _error(_post(server, "/v1/inspect/attention", {"text": "hi", "model": "/etc"}), 404, "model")
+    _error(_post(server, "/v1/inspect/tokens", {"text": "hi", "tokenizers": ["/etc/passwd"]}), 400, "tokenizers")
+    _error(_post(server, "/v1/inspect/next", {"prompt": "hi", "temperature": -1}), 400, "temperature")
+    _error(_post(server, "/v1/inspect/positions", {"positions": 100000}), 400, "positions")
