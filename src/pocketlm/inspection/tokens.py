@@ -174,9 +174,9 @@ def _model_tokenizer(name: str):
 def _gpt2():
     from transformers import GPT2Tokenizer
 
-    from pocketlm.inspection.loading import gpt2_tokenizer_dir
+    from pocketlm.datasets import gpt2_tokenizer_dir
 
-    d = gpt2_tokenizer_dir()
+    d = gpt2_tokenizer_dir()  # shipped with pocketlm
     return GPT2Tokenizer(vocab=str(d / "vocab.json"), merges=str(d / "merges.txt"))
 
 
