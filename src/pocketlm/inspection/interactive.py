@@ -30,9 +30,14 @@ def bertviz_html(amap, view: str = "head") -> str:
 
     if view not in VIEWS:
         raise InvalidParameter("view", f"must be one of {', '.join(VIEWS)}, got {view!r}")
-    attention = [torch.from_numpy(amap.weights[i][None]) for i in range(len(amap.layers))]  # [1, heads, T, T] each
+    # bertviz numbers layers by their place in the list it gets: give it every layer up to the last one
+    # chosen (the others empty, never shown) so that its menu shows the model's own layer numbers.
+    empty = torch.zeros((1, *amap.weights.shape[1:]))
+    attention = [empty] * (max(amap.layers) + 1)
+    for i, layer in enumerate(amap.layers):
+        attention[layer] = torch.from_numpy(amap.weights[i][None])  # [1, heads, T, T]
     render = head_view if view == "head" else model_view
-    page = render(attention, list(amap.tokens), html_action="return").data
+    page = render(attention, list(amap.tokens), include_layers=list(amap.layers), html_action="return").data
     return "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>attention</title></head><body>\n" + \
         offline(page) + "\n</body></html>\n"
 
