@@ -65,12 +65,12 @@ def atomic_path(dst: str | Path, *, directory: bool = False, fsync: bool = False
     try:
         yield tmp
         if fsync:
-            _fsync_tree(tmp)
+            fsync_tree(tmp)
         if directory and dst.is_dir():
             shutil.rmtree(dst)
         os.replace(tmp, dst)
         if fsync:
-            _fsync(dst.parent)
+            fsync_path(dst.parent)
     finally:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -85,17 +85,19 @@ def write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
-def _fsync_tree(path: Path) -> None:
+def fsync_tree(path: Path) -> None:
+    """Flush a file, or a directory with every file below it, to disk (before a rename makes it visible)."""
     if path.is_file():
-        _fsync(path)
+        fsync_path(path)
         return
     for root, _dirs, names in os.walk(path):
         for name in names:
-            _fsync(Path(root) / name)
-    _fsync(path)
+            fsync_path(Path(root) / name)
+    fsync_path(path)
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Flush one file, or a directory's entries (a rename in it), to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
