@@ -12,6 +12,7 @@ The KV cache is a list of token ids per slot, so copying and clearing slots are 
 from __future__ import annotations
 
 import contextlib
+import time
 
 import numpy as np
 
@@ -26,7 +27,9 @@ ALTERNATIVE = ord("?")  # always the second most likely token
 
 
 class FakeBackend(Backend):
-    def __init__(self, script: str = " Paris is lovely.", *, slots: int = 4, n_ctx: int = 128, chat_template: str | None = None):
+    def __init__(self, script: str = " Paris is lovely.", *, slots: int = 4, n_ctx: int = 128, chat_template: str | None = None,
+                 step_seconds: float = 0.0):
+        self.step_seconds = step_seconds  # > 0: a slow model, for timeouts and shutdowns mid-request
         self.script = list(script.encode("utf-8")) + [EOS]
         self.slots, self.n_ctx = slots, n_ctx
         self.eog_ids = frozenset({EOS})
@@ -53,6 +56,7 @@ class FakeBackend(Backend):
         return {BOS: b"", EOS: b""}.get(token) if token >= 256 else bytes([token])
 
     def forward(self, chunks: list[Chunk]) -> np.ndarray:
+        time.sleep(self.step_seconds)
         rows = []
         for chunk in chunks:
             cache = self.cache[chunk.seq]
@@ -82,9 +86,10 @@ class FakeBackend(Backend):
 
 
 @contextlib.contextmanager
-def fake_engine(script: str = " Paris is lovely.", *, slots: int = 4, n_ctx: int = 128, **limits):
+def fake_engine(script: str = " Paris is lovely.", *, slots: int = 4, n_ctx: int = 128, step_seconds: float = 0.0, **limits):
     """A started engine on a FakeBackend; ``limits`` fill ``Limits`` (max_prompt_tokens=..., max_n=...)."""
-    engine = Engine(FakeBackend(script, slots=slots, n_ctx=n_ctx), EngineConfig(slots=slots, n_ctx=n_ctx, limits=Limits(**limits)))
+    backend = FakeBackend(script, slots=slots, n_ctx=n_ctx, step_seconds=step_seconds)
+    engine = Engine(backend, EngineConfig(slots=slots, n_ctx=n_ctx, limits=Limits(**limits)))
     engine.start()
     try:
         yield engine

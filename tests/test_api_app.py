@@ -7,6 +7,8 @@ real clients is tested in test_api_clients.py and test_api_serving.py.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from api_server import assert_openai_error, sse_events
 from fake_backend import BOS, fake_engine
@@ -286,6 +288,40 @@ def test_completion_stream_chunks(client):
 
 def test_stream_errors_before_the_first_byte_are_plain_errors(client):
     error(client, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "stream": True, "max_tokens": 0}, "max_tokens")
+
+
+# ------------------------------------------------------------------------------ failures after the answer started
+
+LONG = {"max_tokens": 200, "ignore_eos": True}
+
+
+def test_request_timeout_is_504_or_an_error_event():
+    with fake_engine(step_seconds=0.01) as slow, TestClient(create_app(slow, Settings(request_timeout=0.2))) as client:
+        err = error(client, "/v1/completions", {"prompt": "x", **LONG}, None, status=504)
+        assert err["code"] == "request_timeout"
+        events = stream(client, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "stream": True, **LONG})
+        assert events[-1]["error"]["code"] == "request_timeout"  # OpenAI's shape, then the stream ends
+        tgi_events = stream(client, "/generate_stream", {"inputs": "x", "parameters": {"max_new_tokens": 200}})
+        assert tgi_events[-1] == {"error": tgi_events[-1]["error"], "error_type": "generation"}
+        assert _slots_freed(slow)  # the timed-out requests gave their slots back
+
+
+def _slots_freed(engine, within: float = 5.0) -> bool:
+    """Cancelled requests free their slot at the engine's next step (one 10 ms step here)."""
+    deadline = time.monotonic() + within
+    while engine.stats().active_slots and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return engine.stats().active_slots == 0
+
+
+def test_a_shutdown_mid_stream_ends_it_with_an_error_event():
+    with fake_engine(step_seconds=0.01) as slow, TestClient(create_app(slow, Settings())) as client:
+        with client.stream("POST", "/v1/completions", json={"prompt": "x", "stream": True, **LONG}) as response:
+            lines = response.iter_lines()
+            first = next(line for line in lines if line.startswith("data: "))
+            slow.stop(0)  # what SIGTERM does once the grace period is over
+            events = sse_events([first, *lines])
+    assert events[-1]["error"]["code"] == "shutting_down" and events[-1]["error"]["type"] == "overloaded_error"
 
 
 # ------------------------------------------------------------------------------ /docs
