@@ -235,7 +235,7 @@ def test_chat_roles_and_content_parts(client, engine):
           "messages[1].role")
     error(client, "/v1/chat/completions", {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages[0].content")
     error(client, "/v1/chat/completions", {"messages": [{"role": "user"}]}, "messages[0].content")
-    error(client, "/v1/chat/completions", {"messages": []}, "messages")
+    assert "non-empty" in error(client, "/v1/chat/completions", {"messages": []}, "messages")["message"]  # the engine's check
 
 
 def test_chat_refuses_tools_and_non_text_formats(client):
@@ -296,7 +296,8 @@ LONG = {"max_tokens": 200, "ignore_eos": True}
 
 
 def test_request_timeout_is_504_or_an_error_event():
-    with fake_engine(step_seconds=0.01) as slow, TestClient(create_app(slow, Settings(request_timeout=0.2))) as client:
+    # 300 scripted tokens with no "User:" turn, 10 ms a step: every request outlives the 0.2 s timeout.
+    with fake_engine("la " * 100, n_ctx=512, step_seconds=0.01) as slow, TestClient(create_app(slow, Settings(request_timeout=0.2))) as client:
         err = error(client, "/v1/completions", {"prompt": "x", **LONG}, None, status=504)
         assert err["code"] == "request_timeout"
         events = stream(client, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "stream": True, **LONG})
@@ -315,8 +316,9 @@ def _slots_freed(engine, within: float = 5.0) -> bool:
 
 
 def test_a_shutdown_mid_stream_ends_it_with_an_error_event():
-    with fake_engine(step_seconds=0.01) as slow, TestClient(create_app(slow, Settings())) as client:
-        with client.stream("POST", "/v1/completions", json={"prompt": "x", "stream": True, **LONG}) as response:
+    with fake_engine(n_ctx=512, step_seconds=0.01) as slow, TestClient(create_app(slow, Settings())) as client:
+        body = {"prompt": "x", "stream": True, "max_tokens": 400, "ignore_eos": True}  # 4 s: still running at stop()
+        with client.stream("POST", "/v1/completions", json=body) as response:
             lines = response.iter_lines()
             first = next(line for line in lines if line.startswith("data: "))
             slow.stop(0)  # what SIGTERM does once the grace period is over

@@ -113,7 +113,7 @@ class ChatMessage(BaseModel):
 
 
 class ChatCompletionRequest(_OpenAISampling):
-    messages: list[ChatMessage] = Field(min_length=1, description="The conversation so far, rendered with the model's chat template.")
+    messages: list[ChatMessage] = Field(description="The conversation so far (at least one message), rendered with the model's chat template.")
     max_tokens: int | None = sampling_field("max_new_tokens", note="Deprecated OpenAI name of max_completion_tokens.")
     max_completion_tokens: int | None = sampling_field("max_new_tokens", note="Default: until the end of the turn (capped by the server).")
     logprobs: bool = Field(False, description="Return the log-probability of each chosen token (choices[].logprobs.content).")
