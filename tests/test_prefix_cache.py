@@ -1,7 +1,7 @@
 """Prompt-prefix reuse: a free slot keeps its tokens' KV, and a prompt that starts with them skips their prefill.
 
 On the real embedded model (llama.cpp). Each test loads its own engine, so "cold" really means
-nothing cached; the prompts are long enough (~250 tokens) for several prefill micro-batches.
+nothing cached; the prompts are long enough (~190 tokens) for several prefill micro-batches.
 """
 
 import asyncio
@@ -54,7 +54,7 @@ def test_a_new_question_after_the_same_system_prompt_reuses_exactly_the_shared_t
     warm, usage = run(engine, b, temperature=0, max_new_tokens=16)
     ids_a, ids_b = engine.tokenize(a), engine.tokenize(b)
     shared = next(i for i, (x, y) in enumerate(zip(ids_a, ids_b)) if x != y)
-    assert usage.cached_tokens == shared > 200
+    assert usage.cached_tokens == shared > 150
 
     cold = fresh_engine()
     try:
@@ -77,7 +77,7 @@ def test_least_recently_used_slot_is_evicted_when_all_hold_prefixes():
         for p in other:
             run(eng, p, temperature=0, max_new_tokens=2)
         # other[0]'s slot was evicted for other[2]; other[1] is still held
-        assert run(eng, other[1], temperature=0, max_new_tokens=2)[1].cached_tokens > 200
+        assert run(eng, other[1], temperature=0, max_new_tokens=2)[1].cached_tokens > 150
         assert run(eng, other[0], temperature=0, max_new_tokens=2)[1].cached_tokens <= 1
     finally:
         eng.stop(0)
@@ -88,7 +88,7 @@ def test_n_samples_and_concurrent_requests_keep_their_text_with_a_warm_cache(eng
     kw = dict(temperature=0.9, seed=3, n=2, max_new_tokens=12, ignore_eos=True)
     cold = asyncio.run(engine.complete(prompt, SamplingParams(**kw)))
     warm = asyncio.run(engine.complete(prompt, SamplingParams(**kw)))
-    assert warm.usage.cached_tokens > 200
+    assert warm.usage.cached_tokens > 150
     assert [s.token_ids for s in warm.samples] == [s.token_ids for s in cold.samples]
 
 
