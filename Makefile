@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test bench data browser
+.PHONY: install serve test bench data soak fuzz browser
 
 install: $(STAMP)
 
@@ -39,3 +39,10 @@ test: $(STAMP) data browser
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[torch,test,bench]'
 	$(PY) benchmarks/run.py
+
+# Not part of CI. 32 clients for 10 minutes of mixed requests against a real server on loopback (streamed and
+# not, chat and completion, some abandoned mid-stream, some invalid): unexpected errors, RSS, /metrics totals.
+# Writes benchmarks/soak.json and benchmarks/soak.png (see RELIABILITY.md).
+soak: $(STAMP)
+	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) benchmarks/soak.py --clients 32 --duration 600
