@@ -58,7 +58,9 @@ class Tally:
         self.unexpected.append(f"{kind}: {what}")
 
 
-async def one_request(client: httpx.AsyncClient, kind: str, rng: random.Random, tally: Tally, t0: float) -> None:
+async def one_request(client: httpx.AsyncClient, kind: str, rng: random.Random, tally: Tally, t0: float,
+                      seen: list) -> None:
+    """One request of ``kind``; ``seen`` gets its status once the response starts."""
     route = MIX[kind][1]
     max_tokens = rng.randint(8, 48)
     prompt = rng.choice(PROMPTS)
@@ -69,18 +71,21 @@ async def one_request(client: httpx.AsyncClient, kind: str, rng: random.Random, 
     if kind == "invalid_param":
         response = await client.post(route, json={**body, "temperature": -1})
         tally.statuses[(route, response.status_code)] += 1
+        seen.append(response.status_code)
         if response.status_code != 400 or response.json()["error"]["param"] != "temperature":
             tally.bad(kind, f"{response.status_code} {response.text[:200]}")
         return
     if kind == "invalid_json":
         response = await client.post(route, content=b'{"messages": [', headers={"Content-Type": "application/json"})
         tally.statuses[(route, response.status_code)] += 1
+        seen.append(response.status_code)
         if response.status_code != 400 or "error" not in response.json():
             tally.bad(kind, f"{response.status_code} {response.text[:200]}")
         return
     if not kind.endswith("stream"):
         response = await client.post(route, json=body)
         tally.statuses[(route, response.status_code)] += 1
+        seen.append(response.status_code)
         if response.status_code != 200:
             tally.bad(kind, f"{response.status_code} {response.text[:200]}")
             return
@@ -91,6 +96,7 @@ async def one_request(client: httpx.AsyncClient, kind: str, rng: random.Random, 
     events, done = 0, False
     async with client.stream("POST", route, json=body) as response:
         tally.statuses[(route, response.status_code)] += 1
+        seen.append(response.status_code)
         if response.status_code != 200:
             tally.bad(kind, f"{response.status_code} {(await response.aread())[:200]!r}")
             return
@@ -119,10 +125,13 @@ async def client_loop(url: str, seed: int, deadline: float, tally: Tally, t0: fl
         while time.monotonic() < deadline:
             kind = rng.choices(kinds, weights)[0]
             tally.by_kind[kind] += 1
+            seen: list[int] = []
             try:
-                await one_request(client, kind, rng, tally, t0)
+                await one_request(client, kind, rng, tally, t0, seen)
             except (httpx.HTTPError, ValueError, KeyError) as e:
                 tally.bad(kind, f"{type(e).__name__}: {e}")
+                if isinstance(e, httpx.TimeoutException) and not seen:
+                    tally.statuses[(MIX[kind][1], 499)] += 1  # hung up before the status: the server counts a 499
 
 
 def rss_mb(pid: int) -> float:

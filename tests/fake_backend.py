@@ -80,8 +80,9 @@ class FakeBackend(Backend):
         self.cache[dst] = list(self.cache[src])
         self.prompt_end[dst] = self.prompt_end[src]
 
-    def clear_sequence(self, seq: int) -> None:
-        self.cache[seq] = []
+    def clear_sequence(self, seq: int, keep: int = 0) -> None:
+        # The slot pool keeps a reused prompt prefix (keep > 0); the scripted answer restarts after the next prompt.
+        self.cache[seq] = self.cache[seq][:keep]
         self.prompt_end[seq] = None
 
 

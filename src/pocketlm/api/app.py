@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.middleware import Middleware
 
 from pocketlm import __version__
-from pocketlm.api import docs, errors, routes_generate, routes_openai, routes_service
+from pocketlm.api import docs, errors, openapi, routes_generate, routes_openai, routes_service
 from pocketlm.api.auth import require_api_key
 from pocketlm.api.generation import ClientDisconnected
 from pocketlm.api.metrics import Metrics
@@ -55,6 +55,7 @@ def create_app(engine, settings: Settings | None = None) -> FastAPI:
     keyed = [Depends(require_api_key)]
     errors.install(app)
     docs.install(app, keyed=[] if settings.public_docs else keyed)
+    openapi.install(app)
 
     @app.exception_handler(ClientDisconnected)
     async def client_left(request, exc):  # nobody reads this; the access log records 499
