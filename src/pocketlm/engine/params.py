@@ -45,6 +45,9 @@ DESCRIPTIONS = {
 }
 
 
+GREEDY_BELOW = 1e-4  # a temperature this small picks the most likely token, like 0
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     max_new_tokens: int | None = None  # None: until the context is full (capped by Limits)
@@ -63,7 +66,8 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0.0 or self.top_k == 1
+        # Below GREEDY_BELOW, sampling is argmax anyway; dividing logits by it would overflow float32.
+        return self.temperature < GREEDY_BELOW or self.top_k == 1
 
     def validated(self, limits: Limits = Limits()) -> "SamplingParams":
         """Return a normalised copy, or raise InvalidParameter naming the field."""
