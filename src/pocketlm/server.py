@@ -27,6 +27,7 @@ from pocketlm.api.app import create_app
 from pocketlm.api.settings import Settings
 from pocketlm.engine.options import engine_options
 from pocketlm.models.options import env_var, model_options
+from pocketlm.web import install as install_web
 
 log = logging.getLogger("pocketlm.serve")
 
@@ -59,6 +60,7 @@ def serve(model_options, engine_config, api_keys, cors_origins, **options):
 def build_app(engine, settings: Settings) -> FastAPI:
     """The whole HTTP service around one loaded engine: the API, and every package's routes."""
     app = create_app(engine, settings)
+    install_web(app)  # the playground at GET / (POST / stays TGI's)
     return app
 
 

@@ -438,6 +438,7 @@ class Health(BaseModel):
 
 
 class Ready(BaseModel):
-    status: str
-    model: str
-    slots: int
+    status: str = Field(description="ready, or draining after SIGTERM.")
+    model: str = Field(description="The served model's id.")
+    slots: int = Field(description="Requests decoded together (--slots).")
+    n_ctx: int = Field(description="Context of one slot in tokens (prompt + new tokens): what one conversation can hold.")
