@@ -119,6 +119,7 @@ def test_chat_streams_the_answer(page):
 
 def test_stop_cancels_on_the_server(page, server):
     set_param(page, "max_new_tokens", 2000)
+    set_param(page, "temperature", 0)  # greedy: this model then counts on and on ("1. 1", "2. 2", ...)
     send(page, "Count from 1 to 1000, one number per line.")
     expect(page.locator(".msg.assistant.streaming .body")).to_have_text(re.compile(r"\S"), timeout=60_000)
     assert server.metric("pocketlm_active_slots") == 1
@@ -261,3 +262,79 @@ def test_api_key_is_asked_for_on_401(browser):
         page.context.close()
     finally:
         keyed.stop()
+
+
+# --------------------------------------------------------------------------- the task tabs
+# Each tab is on the page only when the server has its endpoint (read from /openapi.json at start-up):
+# without it the tab stays hidden; with it the tab must produce its result.
+
+def has_path(server, path: str) -> bool:
+    return path in httpx.get(server.url + "/openapi.json", timeout=30).json()["paths"]
+
+
+def open_tab(page, server, name: str, path: str) -> bool:
+    tab = page.locator(f"[role=tab][data-tab={name}]")
+    if not has_path(server, path):
+        expect(tab).to_be_hidden()
+        return False
+    tab.click()
+    expect(page.locator(f"#panel-{name}")).to_be_visible()
+    return True
+
+
+def test_inspect_tab(page, server):
+    if not open_tab(page, server, "inspect", "/v1/inspect/tokens"):
+        return
+    page.fill("#inspect-text", "I read a good novel.")
+    page.click("#inspect-tokens-run")
+    pieces = page.locator("#inspect-tokens .piece")
+    expect(pieces.first).to_be_visible(timeout=60_000)
+    assert "".join(p.split("\n")[0] for p in pieces.all_inner_texts()).replace("␣", " ") == "I read a good novel."
+    page.click("#inspect-attention-run")
+    expect(page.locator("#inspect-attention canvas")).to_be_visible(timeout=120_000)
+    page.click("#inspect-next-run")
+    after = page.locator("#inspect-after")
+    expect(after.locator(".bars code").first).to_be_visible(timeout=120_000)
+    kept_before = after.locator("h4").inner_text()
+    page.fill("#inspect-top_k", "1")  # a range input: fill sets it and fires input, as dragging does
+    expect(after.locator("h4")).to_contain_text("· 1 ", timeout=60_000)  # the view re-asked: one token kept
+    assert kept_before != after.locator("h4").inner_text()
+
+
+def test_translate_tab(page, server):
+    if not open_tab(page, server, "translate", "/translate"):
+        return
+    page.select_option("#translate-source", "en")
+    page.select_option("#translate-target", page.locator("#translate-target option[value^=pt]").get_attribute("value"))
+    page.fill("#translate-text", "The cat sleeps on the sofa.")
+    page.click("#translate-run")
+    expect(page.locator("#translate-out")).to_contain_text("gato", timeout=120_000)
+
+
+def test_speak_tab(page, server):
+    if not open_tab(page, server, "speak", "/v1/audio/speech"):
+        return
+    page.select_option("#speak-format", "wav")
+    page.fill("#speak-text", "Hello from pocketlm.")
+    page.click("#speak-run")
+    audio = page.locator("#speak-out audio")
+    expect(audio).to_be_visible(timeout=120_000)
+    duration = page.evaluate("""() => new Promise((done) => {
+        const audio = document.querySelector('#speak-out audio');
+        if (audio.readyState >= 1) done(audio.duration); else audio.onloadedmetadata = () => done(audio.duration); })""")
+    assert 0.5 < duration < 10  # the browser decoded real speech, a second or two long
+    assert page.locator("#speak-out a[download]").get_attribute("href").startswith("blob:")
+
+
+def test_describe_tab_speaks_the_servers_words(page, server):
+    # This server has no captioning model: the tab shows the server's explanation of how to provide one.
+    if not open_tab(page, server, "describe", "/v1/pipelines/describe"):
+        return
+    page.set_input_files("#describe-image", files=[{"name": "dot.png", "mimeType": "image/png", "buffer": PNG_1x1}])
+    page.click("#describe-run")
+    expect(page.locator("#describe-out .error")).to_contain_text("--caption-model", timeout=60_000)
+
+
+PNG_1x1 = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de0000000c4944415408d763f8cfc0000003010100"
+    "18dd8db00000000049454e44ae426082")

@@ -9,7 +9,7 @@ import { applyLabels, t } from "./i18n.js";
 import { renderParams } from "./params.js";
 import { installTokenPopover } from "./tokens.js";
 
-// Tabs whose code loads only when the server has their endpoint.
+// Tabs shown only when the server has their endpoint; their code loads when first opened.
 const LATER = { inspect: "./inspect.js", translate: "./translate.js", speak: "./speak.js", describe: "./describe.js" };
 
 async function main() {
@@ -26,19 +26,20 @@ async function main() {
   renderParams($("#params"));
   createChat($("#panel-chat"), server);
   createCompletion($("#panel-completion"), server);
-  for (const tab of document.querySelectorAll("[data-needs]")) {
-    if (!paths.includes(tab.dataset.needs)) continue;
-    tab.hidden = false;
-    const name = tab.dataset.tab;
-    import(LATER[name]).then((module) => module.create($(`#panel-${name}`), server, paths));
-  }
-  setUpTabs();
+  for (const tab of document.querySelectorAll("[data-needs]")) tab.hidden = !paths.includes(tab.dataset.needs);
+  setUpTabs(server);
   document.body.dataset.ready = "true"; // for tests and scripts: start-up is over
 }
 
-function setUpTabs() {
+function setUpTabs(server) {
   const tabs = [...document.querySelectorAll("[role=tab]")];
+  const opened = new Set();
   const select = (tab, focus = false) => {
+    const name = tab.dataset.tab;
+    if (LATER[name] && !opened.has(name)) { // a task tab loads its code and data when first opened
+      opened.add(name);
+      import(LATER[name]).then((module) => module.create($(`#panel-${name}`), server));
+    }
     for (const other of tabs) {
       const on = other === tab;
       other.setAttribute("aria-selected", String(on));
@@ -62,18 +63,24 @@ function setUpTabs() {
 }
 
 // The API-key dialog; resolves true when the user saved a key (then the request is tried again).
+// Requests that meet a 401 while it is open (the tabs load at once) wait for the same answer.
+let asking = null;
 function askKey(reason) {
   const dialog = $("#key-dialog");
   $("#key-reason").textContent = reason ? `${t("api_key_prompt")} ${reason}` : t("api_key_prompt");
+  if (asking) return asking;
   $("#key-input").value = apiKey.get();
+  dialog.returnValue = ""; // Escape closes with the previous value otherwise
   dialog.showModal();
-  return new Promise((resolve) => {
+  asking = new Promise((resolve) => {
     dialog.addEventListener("close", () => {
       const saved = dialog.returnValue === "save";
       if (saved) apiKey.set($("#key-input").value.trim());
+      asking = null;
       resolve(saved && Boolean(apiKey.get()));
     }, { once: true });
   });
+  return asking;
 }
 
 main();
