@@ -59,7 +59,7 @@ export function create(root, server) {
       attention = await postJSON("/v1/inspect/attention", { text: text.value, layers: [Number(layer.value)] });
       const chosen = head.value;
       head.replaceChildren(...attention.heads.map((k) => h("option", { value: k }, k)));
-      head.value = attention.heads.includes(Number(chosen)) ? chosen : String(attention.heads[0]);
+      head.value = chosen !== "" && attention.heads.includes(Number(chosen)) ? chosen : String(attention.heads[0]);
       drawAttention();
     });
   }
