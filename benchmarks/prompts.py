@@ -1,6 +1,6 @@
 """The fixed prompt set and the token counter every server is measured with.
 
-Prompts are ~100-token windows of Hamlet and Othello (shared/data/shakespeare/valid.txt),
+Prompts are ~100-token windows of Hamlet and Othello (the dataset `shakespeare:valid`),
 cut with the served model's own tokenizer so "100 tokens" means 100 tokens to the model.
 The set is a pure function of the file and the tokenizer: every run, every server, the
 same prompts in the same order.
@@ -11,9 +11,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from shared_data import shared_data_dir
-
-VALID_TXT = shared_data_dir() / "shakespeare" / "valid.txt"
+from pocketlm import datasets
 
 
 class GGUFTokenizer:
@@ -38,13 +36,14 @@ class GGUFTokenizer:
         return len(self.encode(text)) if text else 0
 
 
-def build_prompts(tokenizer: GGUFTokenizer, n: int = 64, n_tokens: int = 100, path: Path = VALID_TXT) -> list[str]:
+def build_prompts(tokenizer: GGUFTokenizer, n: int = 64, n_tokens: int = 100, path: Path | None = None) -> list[str]:
     """`n` prompts of ~`n_tokens` tokens, starting at evenly spaced lines of the corpus.
 
     Each window starts at the beginning of a line (skipping blank lines and the
     `=== Title ===` markers) so prompts read like the play, then is cut at exactly
     `n_tokens` tokens. Re-tokenizing the cut text may differ by a token at the edge.
     """
+    path = path or datasets.resolve("shakespeare:valid")  # fetched once, cached
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     starts = [i for i, line in enumerate(lines) if line.strip() and not line.startswith("===")]
     # Leave room at the end so the last window still has n_tokens of text after it.

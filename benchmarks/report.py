@@ -179,7 +179,7 @@ def write_report(results: dict, path: Path, chart: Path, results_path: Path) -> 
         f"- Model: `{Path(results['model']).name}` (SmolLM2-135M-Instruct) for the llama.cpp-based servers; the same "
         "file dequantized to fp32 safetensors (`benchmarks/hf_weights.py`) for the torch-based ones.",
         f"- Workload: {len(prompt_tokens)} fixed prompts of {min(prompt_tokens)}–{max(prompt_tokens)} tokens from "
-        f"Hamlet/Othello (`shared/data/shakespeare/valid.txt`), cycled in order; {s['max_tokens']} new tokens per request, "
+        f"Hamlet/Othello (the dataset `shakespeare:valid`), cycled in order; {s['max_tokens']} new tokens per request, "
         f"EOS ignored; temperature {s['temperature']}; closed loop: c clients each send the next request when the last "
         f"ends; requests per level: {', '.join(f'c={c}: {n}' for c, n in s['requests'].items())}, sent during at most "
         f"{s.get('issue_window_s', s['time_limit_s']):.0f} s per (server, level) (a slow server finishes the requests it was sent; then "

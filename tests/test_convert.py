@@ -17,8 +17,9 @@ import pytest
 torch = pytest.importorskip("torch")
 llama_cpp = pytest.importorskip("llama_cpp")
 
-from tiny_models import SHAKESPEARE, build_tiny_gpt_neo, tiny_model_dir  # noqa: E402
+from tiny_models import build_tiny_gpt_neo, tiny_model_dir  # noqa: E402
 
+from pocketlm import datasets  # noqa: E402
 from pocketlm.backends.torch_backend import token_pieces  # noqa: E402
 from pocketlm.errors import InvalidParameter, ModelLoadError  # noqa: E402
 from pocketlm.models import convert  # noqa: E402
@@ -147,7 +148,7 @@ def test_f32_greedy_tokens_identical(kind, f32_gguf):
 def parity_strings() -> list[str]:
     """1,000+ strings: English, Portuguese with accents, emoji, code, whitespace runs, special tokens."""
     rng = random.Random(0)
-    lines = [ln for ln in (SHAKESPEARE / "valid.txt").read_text(encoding="utf-8").splitlines() if ln.strip()]
+    lines = [ln for ln in datasets.resolve("shakespeare:valid").read_text(encoding="utf-8").splitlines() if ln.strip()]
     english = lines[:400]
     portuguese = [
         "Não há nada mais difícil do que começar.", "A ação e a reação são iguais e opostas.",

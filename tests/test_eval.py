@@ -21,15 +21,16 @@ import pytest
 pytest.importorskip("torch")
 
 import torch  # noqa: E402
-from tiny_models import SHAKESPEARE, build_tiny_gpt2  # noqa: E402
+from tiny_models import build_tiny_gpt2  # noqa: E402
 
+from pocketlm import datasets  # noqa: E402
 from pocketlm.backends import load_backend  # noqa: E402
 from pocketlm.models.options import ModelOptions  # noqa: E402
 from pocketlm.errors import InvalidParameter  # noqa: E402
 from pocketlm.evaluation.perplexity import perplexity, text_perplexity, windows  # noqa: E402
 from pocketlm.models import resolve  # noqa: E402
 
-VALID = SHAKESPEARE / "valid.txt"
+VALID = datasets.resolve("shakespeare:valid")
 # 1,024 tokens, a 256-token window, stride 128: 7 windows, so the stride bookkeeping (each token
 # scored once, with 128+ tokens of history after the first window) runs as in the full 50k run.
 # Not fewer: llama.cpp (Q4_1 weights times 8-bit-quantized activations) scores slightly worse than
@@ -126,6 +127,21 @@ def test_eval_command_prints_json(tiny, tmp_path, monkeypatch):
     seen = CliRunner().invoke(main, ["eval", "--model", str(tiny), "--data", str(data), "--backend", "torch", "--json"])
     assert seen.exit_code == 0, seen.output
     assert json.loads(seen.output[seen.output.index("{"):])["n_ctx"] == 256
+
+
+def test_eval_takes_a_dataset_name(tiny, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from pocketlm.cli import main
+
+    monkeypatch.setenv("POCKETLM_CACHE", str(tmp_path / "cache"))
+    res = CliRunner().invoke(main, ["eval", "--model", str(tiny), "--data", "shakespeare:sample", "--n-ctx", "128",
+                                    "--backend", "torch", "--json"])
+    assert res.exit_code == 0, res.output
+    row = json.loads(res.output[res.output.index("{"):])
+    assert row["data"] == "shakespeare:sample" and row["tokens"] > 1_000
+    bad = CliRunner().invoke(main, ["eval", "--model", str(tiny), "--data", "shakespeare:nope", "--backend", "torch"])
+    assert bad.exit_code != 0 and "data" in bad.output and "shakespeare:valid" in bad.output
 
 
 @pytest.fixture(scope="module")

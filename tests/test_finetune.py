@@ -24,8 +24,9 @@ pytest.importorskip("peft")
 
 import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
-from tiny_models import SHAKESPEARE, build_tiny_gpt2  # noqa: E402
+from tiny_models import build_tiny_gpt2  # noqa: E402
 
+from pocketlm import datasets  # noqa: E402
 from pocketlm.errors import InvalidParameter  # noqa: E402
 from pocketlm.training.checkpoints import CHECKPOINTS, STAGING, checkpoint_steps, latest_checkpoint  # noqa: E402
 from pocketlm.models.options import ModelOptions  # noqa: E402
@@ -43,8 +44,8 @@ def tiny(tmp_path_factory) -> Path:
 def corpus(tmp_path_factory) -> tuple[Path, Path]:
     d = tmp_path_factory.mktemp("corpus")
     train, valid = d / "train.txt", d / "valid.txt"
-    train.write_text((SHAKESPEARE / "train.txt").read_text(encoding="utf-8")[200_000:230_000], encoding="utf-8")
-    valid.write_text((SHAKESPEARE / "valid.txt").read_text(encoding="utf-8")[:3_000], encoding="utf-8")
+    train.write_text(datasets.resolve("shakespeare:train").read_text(encoding="utf-8")[200_000:230_000], encoding="utf-8")
+    valid.write_text(datasets.resolve("shakespeare:valid").read_text(encoding="utf-8")[:3_000], encoding="utf-8")
     return train, valid
 
 
@@ -343,7 +344,7 @@ def test_big_text_is_tokenized_in_pieces_with_identical_ids(tiny, monkeypatch, t
     from pocketlm.training import data
 
     tok = AutoTokenizer.from_pretrained(tiny)
-    text = (SHAKESPEARE / "valid.txt").read_text(encoding="utf-8")[:40_000]
+    text = datasets.resolve("shakespeare:valid").read_text(encoding="utf-8")[:40_000]
     src = tmp_path / "big.txt"
     src.write_text(text, encoding="utf-8")
     monkeypatch.setattr(data, "PIECE_CHARS", 2_000)

@@ -1,8 +1,8 @@
 """Small random Hugging Face models for tests: real tokenizers, tiny weights.
 
 No package ships GPT-2 weights and tests may not use the network, so tests build
-their own models. They use the real tokenizers (GPT-2's byte-level BPE from
-the shared data, see benchmarks/shared_data.py; SmolLM2's from the embedded GGUF) so tokenization paths are the
+their own models. They use the real tokenizers (GPT-2's byte-level BPE, whose files
+ship in the package; SmolLM2's from the embedded GGUF) so tokenization paths are the
 real ones; only the weights are random.
 """
 
@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared_data import shared_data_dir
+from pocketlm import datasets
 
-SHARED = shared_data_dir()
-GPT2_TOKENIZER = SHARED / "gpt2-tokenizer"
-SHAKESPEARE = SHARED / "shakespeare"
+GPT2_TOKENIZER = datasets.gpt2_tokenizer_dir()
 
 
 def build_tiny_gpt2(out: Path, *, n_layer: int = 2, n_embd: int = 64, n_head: int = 4, n_positions: int = 256, seed: int = 0) -> Path:
@@ -100,7 +98,7 @@ def build_tiny_spm_llama(out: Path, *, vocab_size: int = 1200, seed: int = 0) ->
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, LlamaTokenizerFast
 
-    text = (SHAKESPEARE / "train.txt").read_text(encoding="utf-8")[:300_000]
+    text = datasets.resolve("shakespeare:train").read_text(encoding="utf-8")[:300_000]
     bpe = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>"))
     bpe.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=True)
     specials = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]  # Llama's first 259 ids

@@ -39,6 +39,14 @@ class ContextLengthExceeded(InvalidParameter):
     code = "context_length_exceeded"
 
 
+class DataUnavailable(InvalidParameter):
+    """A known dataset name whose files are not on this machine and cannot be fetched now."""
+
+    http_status = 503
+    type = "server_error"
+    code = "data_unavailable"
+
+
 class ModelNotFound(PocketLMError):
     """The model name resolves to nothing available on this machine."""
 

@@ -71,8 +71,8 @@ class Backend(ABC):
         """Make ``dst`` share ``src``'s cached prefix (for ``n`` samples of one prompt)."""
 
     @abstractmethod
-    def clear_sequence(self, seq: int) -> None:
-        """Forget everything cached for ``seq`` so its slot can be reused."""
+    def clear_sequence(self, seq: int, keep: int = 0) -> None:
+        """Forget what is cached for ``seq`` from position ``keep`` on (0: everything), so its slot can be reused."""
 
     def close(self) -> None:
         """Release native resources; the backend is unusable afterwards."""

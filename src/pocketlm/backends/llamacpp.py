@@ -139,8 +139,8 @@ class LlamaCppBackend(Backend):
     def copy_sequence(self, src: int, dst: int) -> None:
         C.llama_memory_seq_cp(self.memory, src, dst, -1, -1)
 
-    def clear_sequence(self, seq: int) -> None:
-        C.llama_memory_seq_rm(self.memory, seq, -1, -1)
+    def clear_sequence(self, seq: int, keep: int = 0) -> None:
+        C.llama_memory_seq_rm(self.memory, seq, keep if keep > 0 else -1, -1)
 
     def close(self) -> None:
         if getattr(self, "ctx", None):

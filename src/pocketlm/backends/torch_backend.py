@@ -105,8 +105,11 @@ class SlotCache:
                 slots[dst] = None if slots[src] is None else slots[src].clone()
         self.lengths[dst] = n
 
-    def clear(self, seq: int) -> None:
-        self.lengths[seq] = 0
+    def clear(self, seq: int, keep: int = 0) -> None:
+        """Forget positions ``keep`` on; the buffer stays while anything is kept (later writes overwrite the rest)."""
+        self.lengths[seq] = keep
+        if keep:
+            return
         for store in (self.keys, self.values):
             for slots in store:
                 slots[seq] = None
@@ -228,11 +231,13 @@ class TorchBackend(Backend):
         elif src in self.caches:
             self.caches[dst] = copy.deepcopy(self.caches[src])
 
-    def clear_sequence(self, seq: int) -> None:
+    def clear_sequence(self, seq: int, keep: int = 0) -> None:
         if self.batched:
-            self.cache.clear(seq)
-        else:
+            self.cache.clear(seq, keep)
+        elif keep == 0:
             self.caches.pop(seq, None)
+        elif seq in self.caches:
+            self.caches[seq].crop(keep)
 
     def close(self) -> None:
         self.caches.clear()

@@ -51,6 +51,7 @@ class SampleFinished:
 class Usage:
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0  # prompt tokens whose KV was kept from an earlier request (not recomputed)
 
     @property
     def total_tokens(self) -> int:

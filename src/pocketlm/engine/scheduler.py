@@ -34,6 +34,7 @@ from pocketlm.engine.outputs import (
 )
 from pocketlm.engine.params import Limits, SamplingParams
 from pocketlm.engine.sampling import SequenceSampler, log_softmax, sample
+from pocketlm.engine.slots import SlotPool
 from pocketlm.engine.text import TextAssembler
 from pocketlm.errors import ContextLengthExceeded, EngineStopped, GenerationFailed, InvalidParameter, Overloaded
 
@@ -65,6 +66,7 @@ class _Sequence:
         self.pos = 0
         self.last_token = -1
         self.generated = 0
+        self.fed: list[int] = []  # generated tokens whose KV is in the slot (decode inputs)
         self.done = False
         self.sampler = SequenceSampler(request.params, request.prompt, index, eog_ids)
         self.text = TextAssembler(request.params.stop)
@@ -77,7 +79,8 @@ class _Request:
         self.params = params
         self.max_new = max_new
         self.stream = stream
-        self.prefilled = 0
+        self.prefilled = 0  # prompt tokens in the first sample's slot
+        self.cached = 0  # of which were already there (a prefix kept from an earlier request)
         self.seqs: list[_Sequence] = []
         self.cancelled = False
 
@@ -138,7 +141,7 @@ class Engine:
         self._waiting: deque[_Request] = deque()
         self._prefilling: list[_Request] = []
         self._running: list[_Request] = []
-        self._free_slots = list(range(config.slots))
+        self._slots = SlotPool(config.slots, self.backend.clear_sequence)
         self._accepting = True
         self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="pocketlm-engine", daemon=True)
@@ -217,7 +220,7 @@ class Engine:
         with self._lock:
             return EngineStats(
                 slots=self.config.slots,
-                active_slots=self.config.slots - len(self._free_slots),
+                active_slots=self.config.slots - len(self._slots),
                 queued=len(self._waiting),
                 running_requests=len(self._running) + len(self._prefilling),
             )
@@ -280,10 +283,13 @@ class Engine:
 
     def _admit(self) -> None:
         """FIFO: the oldest waiting request goes first once it has a slot for each sample."""
-        while self._waiting and len(self._free_slots) >= self._waiting[0].params.n:
+        while self._waiting and len(self._slots) >= self._waiting[0].params.n:
             r = self._waiting.popleft()
-            for s in r.seqs:
-                s.slot = self._free_slots.pop(0)
+            first, *others = r.seqs
+            first.slot, r.cached = self._slots.take(r.prompt)
+            r.prefilled = r.cached
+            for s in others:
+                s.slot = self._slots.take_empty()
             self._prefilling.append(r)
 
     def _step(self) -> None:
@@ -293,7 +299,8 @@ class Engine:
             return
         logits = self.backend.forward(chunks)
         for s in decoding:
-            s.pos += 1  # its last token is now in the cache
+            s.fed.append(s.last_token)  # its last token is now in the cache
+            s.pos += 1
         rows = iter(range(len(logits)))
         picked: list[tuple[_Sequence, int]] = [(s, next(rows)) for s in decoding]
         for r in prefill_done:
@@ -395,20 +402,25 @@ class Engine:
                 for r in [r for r in group if r.cancelled or all(s.done for s in r.seqs)]:
                     group.remove(r)
                     self._release(r)
-                    r.stream._push([Usage(len(r.prompt), r.completion_tokens)])
+                    r.stream._push([Usage(len(r.prompt), r.completion_tokens, r.cached)])
 
-    def _release(self, r: _Request) -> None:
+    def _release(self, r: _Request, failed: bool = False) -> None:
         for s in r.seqs:
-            self.backend.clear_sequence(s.slot)
-            self._free_slots.append(s.slot)
-        self._free_slots.sort()
+            self._slots.give_back(s.slot, [] if failed else self._held(r, s))  # after a failure: trust nothing
+
+    @staticmethod
+    def _held(r: _Request, s: _Sequence) -> list[int]:
+        """The tokens whose KV sits in ``s``'s slot: what a later prompt may reuse."""
+        if s.pos == 0:  # not decoding yet: only the first sample's slot has (part of) the prompt
+            return r.prompt[:r.prefilled] if s is r.seqs[0] else []
+        return r.prompt + s.fed[:s.pos - len(r.prompt)]
 
     def _fail_all(self, error: Exception) -> None:
         with self._lock:
             for group in (self._running, self._prefilling):
                 for r in list(group):
                     group.remove(r)
-                    self._release(r)
+                    self._release(r, failed=True)
                     r.stream._push([error])
 
 

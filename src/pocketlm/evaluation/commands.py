@@ -18,7 +18,8 @@ EVAL_N_CTX = 1024  # the window `eval` scores with, unless the model sees less o
 
 @click.command(name="eval")
 @model_options()
-@click.option("--data", required=True, help="Text to score: .txt, .jsonl, .csv, a directory of them, or a saved dataset.")
+@click.option("--data", required=True, help="Text to score: .txt, .jsonl, .csv, a directory of them, a saved dataset, "
+              "or a dataset name: shakespeare:valid, shakespeare:train, shakespeare:sample (fetched once, cached).")
 @click.option("--text-field", default="text", show_default=True, help="JSONL field / CSV column with the text.")
 @click.option("--n-ctx", type=click.IntRange(min=2), default=None,
               help=f"Tokens the model sees per window [default: its context, at most {EVAL_N_CTX}].")
@@ -31,7 +32,7 @@ def eval_command(model_options, data, text_field, n_ctx, stride, max_tokens, as_
     from pocketlm.errors import InvalidParameter
     from pocketlm.evaluation.perplexity import text_perplexity
     from pocketlm.models import resolve
-    from pocketlm.training.data import iter_documents
+    from pocketlm.texts import iter_documents
 
     text = "\n\n".join("".join(doc) for doc in iter_documents(data, text_field, param="data"))
     if not text.strip():

@@ -14,7 +14,8 @@ from pocketlm.models.options import model_options
 
 @click.command()
 @model_options("model", "threads", "allow_pickle", "trust_remote_code")
-@click.option("--data", required=True, help="Training text: .txt, .jsonl, .csv, a directory of them, or a saved `datasets` dataset.")
+@click.option("--data", required=True, help="Training text: .txt, .jsonl, .csv, a directory of them, a saved `datasets` dataset, "
+              "or a dataset name: shakespeare:train, shakespeare:valid, shakespeare:sample (fetched once, cached).")
 @click.option("--valid", default=None, help="Validation text, same formats (default: the last 5% of --data is held out).")
 @click.option("--out", required=True, help="Output directory: the fine-tuned model, checkpoints, metrics.json, loss.png.")
 @click.option("--text-field", default="text", show_default=True, help="JSONL field / CSV column / dataset column with the text.")

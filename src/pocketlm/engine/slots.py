@@ -1,0 +1,68 @@
+"""Which slot a sequence gets, and the prompt prefixes free slots still hold.
+
+A finished sequence leaves its tokens in its slot's KV cache. When a new
+request arrives, it takes the free slot whose cached tokens share the longest
+prefix with its prompt, keeps that prefix and prefills only the rest: chat
+requests that repeat a system prompt and the conversation so far, or many
+clients sharing one long instruction, skip most of their prefill.
+
+Memory: the KV cache is allocated once for every slot (slots x n_ctx cells), so
+holding prefixes in free slots costs nothing more; the bound is the slots
+themselves. Eviction: a request that finds no useful prefix takes the free slot
+used least recently, and that slot's tokens are forgotten.
+
+Reuse is by exact token ids within one engine (one model, one tokenizer): a
+slot is only ever reused for a prompt that starts with the very same tokens.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+
+class SlotPool:
+    def __init__(self, slots: int, forget: Callable[[int, int], None]):
+        """``forget(slot, keep)`` drops a slot's cached positions from ``keep`` on (the backend's clear)."""
+        self.size = slots
+        self._forget = forget
+        self._free: OrderedDict[int, tuple[int, ...]] = OrderedDict((s, ()) for s in range(slots))  # oldest first
+
+    def __len__(self) -> int:
+        """Free slots."""
+        return len(self._free)
+
+    def take(self, prompt: Sequence[int]) -> tuple[int, int]:
+        """A free slot for ``prompt`` and how many of its first tokens that slot already holds.
+
+        At least the prompt's last token is always recomputed: its logits pick the first new token.
+        """
+        best, kept = next(iter(self._free)), 0
+        for slot, cached in self._free.items():  # oldest first: on a tie the older cache goes
+            n = min(_common_prefix(cached, prompt), len(prompt) - 1)
+            if n > kept:
+                best, kept = slot, n
+        del self._free[best]
+        self._forget(best, kept)
+        return best, kept
+
+    def take_empty(self) -> int:
+        """The least recently used free slot, emptied."""
+        slot, _ = self._free.popitem(last=False)
+        self._forget(slot, 0)
+        return slot
+
+    def give_back(self, slot: int, cached: Sequence[int]) -> None:
+        """Free ``slot``, which holds the KV of ``cached`` (positions 0..len-1); () if unknown."""
+        if not cached:
+            self._forget(slot, 0)
+        self._free[slot] = tuple(cached)
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
