@@ -173,6 +173,48 @@ def test_conversation_survives_a_reload(page):
     assert page.locator(".msg.assistant .body").inner_text().strip()
 
 
+def test_edit_and_resend_answers_again_from_there(page):
+    set_param(page, "max_new_tokens", 6)
+    set_param(page, "temperature", 0)
+    send(page, "Say one word.")
+    wait_answered(page)
+    send(page, "Say another word.")
+    wait_answered(page)
+    page.locator(".msg.user").first.get_by_role("button", name="Edit").click()
+    box = page.locator("textarea.edit")
+    expect(box).to_have_value("Say one word.")  # the message to edit, as it was
+    box.fill("Say one colour.")
+    page.get_by_role("button", name="Save and send").click()
+    wait_answered(page)
+    messages = stored_conversations(page)[0]["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant"]  # the later turns were dropped
+    assert messages[0]["content"] == "Say one colour." and messages[1]["variants"][0]["content"].strip()
+
+
+def test_export_then_import_in_another_browser(browser, server, page, tmp_path):
+    page.click(".system summary")  # the system prompt folds away
+    page.fill("#system-prompt", "Answer briefly.")
+    set_param(page, "max_new_tokens", 4)
+    send(page, "Export me.")
+    wait_answered(page)
+    with page.expect_download() as download:
+        page.click("#export")
+    path = tmp_path / "conversations.json"
+    download.value.save_as(path)
+    exported = json.loads(path.read_text())
+    assert exported["pocketlm_conversations"] == 1 and exported["conversations"][0]["system"] == "Answer briefly."
+    other = open_page(browser, server.url)
+    try:
+        other.set_input_files("#import", str(path))
+        expect(other.locator("#chat-note")).to_contain_text("Imported 1 conversations.")
+        expect(other.locator(".msg.user")).to_have_text(re.compile("Export me."))
+        expect(other.locator("#system-prompt")).to_have_value("Answer briefly.")
+        other.set_input_files("#import", files=[{"name": "bad.json", "mimeType": "application/json", "buffer": b'{"a": 1}'}])
+        expect(other.locator("#chat-note")).to_contain_text("Not a pocketlm conversations file")
+    finally:
+        other.context.close()
+
+
 def test_model_output_with_markup_is_shown_as_text(page):
     # Completion with echo: the model's output repeats the prompt, markup and all, deterministically.
     page.click("[data-tab=completion]")
