@@ -28,7 +28,8 @@ def test_sampling_at_any_temperature_reads_the_script(engine):
         result = run(engine.complete("Capital of France?", params))
         assert [s.text for s in result.samples] == [SCRIPT] * params.n
         assert all(s.finish_reason == "stop" and s.token_ids[-1] == EOS for s in result.samples)
-        assert result.usage == Usage(prompt_tokens=19, completion_tokens=params.n * (len(SCRIPT) + 1))
+        assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (19, params.n * (len(SCRIPT) + 1))
+        assert result.usage.cached_tokens in (0, 18)  # the loop before may have left the prompt in a free slot
 
 
 def test_complete_is_the_fold_of_the_stream(engine):
@@ -42,7 +43,9 @@ def test_complete_is_the_fold_of_the_stream(engine):
 
     events, folded, completed = run(scenario())
     assert isinstance(events[-1], Usage) and sum(isinstance(e, SampleFinished) for e in events) == 2
-    assert folded == completed
+    assert folded.samples == completed.samples  # usage differs only in cached_tokens: the second run reuses "Hi"
+    assert folded.usage.total_tokens == completed.usage.total_tokens == 13
+    assert completed.usage.cached_tokens == 2  # all of "Hi" but its last token was still in a free slot
     assert folded.done and folded.unfinished == 0
     assert folded.samples[1].text == " Pari" and folded.samples[1].finish_reason == "length"
     top = folded.samples[0].logprobs[0].top
