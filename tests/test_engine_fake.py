@@ -8,7 +8,7 @@ import pytest
 from fake_backend import ALTERNATIVE, BOS, EOS, fake_engine
 
 from pocketlm.engine import Completion, SampleFinished, SamplingParams, TextDelta, Usage
-from pocketlm.errors import ContextLengthExceeded, InvalidParameter
+from pocketlm.errors import ContextLengthExceeded, GenerationFailed, InvalidParameter
 
 SCRIPT = " Paris.\nUser: and Rome?"
 
@@ -117,3 +117,14 @@ def test_chat_without_a_template_stops_at_the_next_user_turn(engine):
 
     sample = run(scenario()).samples[0]
     assert sample.text == " Paris." and sample.stop == "\nUser:"
+
+
+def test_a_backend_failure_while_admitting_fails_that_request_and_the_engine_goes_on():
+    with fake_engine(SCRIPT) as eng:
+        clear = eng.backend.clear_sequence
+        eng.backend.clear_sequence = lambda seq, keep=0: (_ for _ in ()).throw(RuntimeError("KV cache gone"))
+        with pytest.raises(GenerationFailed, match="KV cache gone"):
+            run(asyncio.wait_for(eng.complete("Hi", SamplingParams(max_new_tokens=3)), timeout=10))
+        eng.backend.clear_sequence = clear
+        again = run(asyncio.wait_for(eng.complete("Hi", SamplingParams(max_new_tokens=3)), timeout=10))
+        assert again.samples[0].text == SCRIPT[:3] and eng.stats().active_slots == 0

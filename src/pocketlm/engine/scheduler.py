@@ -139,7 +139,7 @@ class Engine:
         self._waiting: deque[_Request] = deque()
         self._prefilling: list[_Request] = []
         self._running: list[_Request] = []
-        self._slots = SlotPool(config.slots, self.backend.clear_sequence)
+        self._slots = SlotPool(config.slots, backend)
         self._accepting = True
         self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="pocketlm-engine", daemon=True)
