@@ -80,9 +80,9 @@ class FakeBackend(Backend):
         self.cache[dst] = list(self.cache[src])
         self.prompt_end[dst] = self.prompt_end[src]
 
-    def clear_sequence(self, seq: int) -> None:
-        self.cache[seq] = []
-        self.prompt_end[seq] = None
+    def clear_sequence(self, seq: int, keep: int = 0) -> None:
+        self.cache[seq] = self.cache[seq][:keep]
+        self.prompt_end[seq] = None  # the next request's prompt ends where it first asks for logits
 
 
 @contextlib.contextmanager

@@ -155,7 +155,14 @@ def test_completions_16_tokens_by_default_with_usage(client):
     body = client.post("/v1/completions", json={"prompt": PROMPT}).json()
     assert body["object"] == "text_completion" and body["model"] == "fake-model"
     assert body["choices"] == [{"index": 0, "text": SCRIPT[:16], "logprobs": None, "finish_reason": "length"}]
-    assert body["usage"] == {"prompt_tokens": len(tokenize(PROMPT)), "completion_tokens": 16, "total_tokens": len(tokenize(PROMPT)) + 16}
+    n = len(tokenize(PROMPT))
+    usage = body["usage"]
+    assert {k: usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")} == {
+        "prompt_tokens": n, "completion_tokens": 16, "total_tokens": n + 16}
+    # Asked again, the prompt's keys/values are still in a free slot: all but its last token are reused.
+    again = client.post("/v1/completions", json={"prompt": PROMPT}).json()
+    assert again["usage"]["prompt_tokens_details"] == {"cached_tokens": n - 1}
+    assert again["choices"] == body["choices"]
 
 
 def test_completions_echo_n_stop_and_prompt_forms(client):
