@@ -51,6 +51,7 @@ export function createChat(root, server) {
   }
 
   function remove(c) {
+    if (running) return;
     conversations = conversations.filter((x) => x !== c);
     store.saveAll(conversations);
     if (c === current) open(conversations[0] || store.newConversation());
