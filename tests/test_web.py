@@ -74,6 +74,7 @@ def page(browser, server):
     page = open_page(browser, server.url)
     yield page
     page.context.close()
+    assert page.errors == []  # no uncaught exception in the page during the test
 
 
 def set_param(page, name: str, value) -> None:
