@@ -161,6 +161,10 @@ def test_hovering_a_token_shows_its_alternatives(page):
     assert rows.count() >= 2  # the chosen token and at least one alternative
     assert all(text.endswith("%") for text in pop.locator("td.num").all_inner_texts())
     assert first.get_attribute("style").startswith("background:hsla(")  # coloured by probability
+    page.keyboard.press("Escape")
+    expect(pop).to_be_hidden()
+    page.locator(".msg.assistant .tok").nth(1).focus()  # keyboard: Tab reaches each token, focus shows the same
+    expect(pop).to_be_visible()
 
 
 def test_conversation_survives_a_reload(page):
