@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test bench
+.PHONY: install serve test bench image
 
 install: $(STAMP)
 
@@ -29,3 +29,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[torch,test,bench]'
 	$(PY) benchmarks/run.py
+
+# Not part of CI. The container: builds the image (a local Debian base when Docker Hub is unreachable: BASE=...
+# takes any bookworm image with python3), runs it, answers the README's curl; prints size and start-to-ready.
+# Needs a running dockerd and BuildKit (DOCKER=/usr/bin/docker for Debian's docker.io client).
+IMAGE ?= pocketlm:latest
+BASE ?= pocketlm-base:bookworm
+image:
+	docker/prove.sh $(IMAGE) $(BASE)
