@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from pocketlm.api.settings import Settings
+from pocketlm.errors import InvalidParameter
 from pocketlm.server import serve_options
 
 
@@ -20,5 +21,14 @@ def _read(settings: Settings) -> Settings:
 
 
 def settings_from_env(args: tuple[str, ...] = ()) -> Settings:
-    """Settings from ``POCKETLM_*`` (and optional ``args``, as on the command line); a bad value raises click's error."""
-    return _read.main(args=list(args), prog_name="pocketlm", standalone_mode=False)
+    """Settings from ``POCKETLM_*`` (and optional ``args``, as on the command line).
+
+    A bad value raises InvalidParameter naming the flag and its variable, e.g.
+    "Invalid value for '--slots' (env var: 'POCKETLM_SLOTS'): 0 is not in the range x>=1."
+    """
+    try:
+        return _read.main(args=list(args), prog_name="pocketlm", standalone_mode=False)
+    except click.BadParameter as e:
+        raise InvalidParameter(e.param.name if e.param else "settings", e.format_message()) from None
+    except click.ClickException as e:
+        raise InvalidParameter("settings", e.format_message()) from None
