@@ -21,10 +21,12 @@ RUN python3 -m venv /opt/uv && /opt/uv/bin/pip install --no-cache-dir uv==0.13.9
 ARG LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
 ENV UV_NATIVE_TLS=1 UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 CMAKE_BUILD_PARALLEL_LEVEL=2
 RUN /opt/uv/bin/uv venv /opt/venv --python /usr/bin/python3
-# Dependencies first, from pyproject.toml alone: this layer is reused while only src/ changes.
-COPY pyproject.toml README.md /src/
+# Dependencies first, from pyproject.toml alone: this layer (and its 5-30 min llama.cpp compile) is reused
+# while only src/ or the README change.
+COPY pyproject.toml /src/
 RUN CMAKE_ARGS="$LLAMA_CMAKE_ARGS" /opt/uv/bin/uv pip install --no-cache --python /opt/venv/bin/python \
         -r /src/pyproject.toml --extra lambda
+COPY README.md /src/
 COPY src /src/src
 RUN /opt/uv/bin/uv pip install --no-cache --no-deps --python /opt/venv/bin/python /src
 # Run the model once: requantizes the embedded Q4_1 file to q8_0 into the cache shipped with the image, so
@@ -34,7 +36,11 @@ RUN /opt/venv/bin/pocketlm generate "The capital of France is" --temperature 0 -
 
 # ---- runtime: Python, the venv and the prepared model; no compiler ----
 FROM ${BASE} AS runtime
-RUN useradd --system --uid 10001 --home-dir /home/pocketlm --create-home pocketlm
+# libgomp1: llama.cpp's threads are OpenMP's (the builder had it with gcc).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libgomp1 \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home-dir /home/pocketlm --create-home pocketlm
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /opt/pocketlm-cache /opt/pocketlm-cache
 # Every flag of `pocketlm serve` is a POCKETLM_* variable: override any of them with `docker run -e`.

@@ -25,11 +25,13 @@ echo "image size: $(( size / 1000000 )) MB ($size bytes)"
 name=pocketlm-prove-$$
 now() { python3 -c 'import time; print(time.time())'; }
 start=$(now)
-$DOCKER run -d --rm --name "$name" -p "127.0.0.1:$PORT:5000" "$IMAGE" >/dev/null
-trap '$DOCKER stop -t 35 "$name" >/dev/null 2>&1 || true' EXIT
+$DOCKER run -d --name "$name" -p "127.0.0.1:$PORT:5000" "$IMAGE" >/dev/null
+trap '$DOCKER stop -t 35 "$name" >/dev/null 2>&1; $DOCKER rm "$name" >/dev/null 2>&1 || true' EXIT
 for _ in $(seq 1 600); do
     if curl -sf "http://127.0.0.1:$PORT/ready" >/dev/null; then break; fi
-    if ! $DOCKER inspect "$name" >/dev/null 2>&1; then echo "container exited"; exit 1; fi
+    if [ "$($DOCKER inspect -f '{{.State.Running}}' "$name")" != true ]; then
+        echo "the container exited:"; $DOCKER logs "$name" 2>&1 | tail -20; exit 1
+    fi
     sleep 0.1
 done
 ready=$(now)

@@ -120,3 +120,29 @@ def test_sam_template_builds_both_lambda_targets_from_the_dockerfile():
         assert f"DockerBuildTarget: {target}\n" in text
         assert f" AS {target}\n" in dockerfile
     assert "InvokeMode: BUFFERED" in text and "InvokeMode: RESPONSE_STREAM" in text
+
+
+@pytest.mark.parametrize("args", [
+    ["--min-replicas", "1"],
+    ["--min-replicas", "3", "--max-replicas", "2"],
+])
+def test_ray_scaling_is_checked_before_ray_starts(args):
+    from click.testing import CliRunner
+
+    from pocketlm.cli import main
+
+    result = CliRunner().invoke(main, ["deploy", "ray", *args])
+    assert result.exit_code != 0 and "replicas" in result.output
+
+
+def test_ray_deployment_options_follow_the_settings():
+    from pocketlm.deploy.ray_serve import Scaling, replica_settings
+
+    settings = Settings(engine=EngineConfig(slots=4, max_queue=8))
+    fixed = Scaling(replicas=3, cpus_per_replica=2).deployment_options(settings)
+    assert fixed["num_replicas"] == 3 and fixed["ray_actor_options"] == {"num_cpus": 2}
+    assert fixed["max_ongoing_requests"] == 12 and "autoscaling_config" not in fixed
+    auto = Scaling(min_replicas=1, max_replicas=4, target_ongoing_requests=2).deployment_options(settings)
+    assert auto["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 2}
+    assert "num_replicas" not in auto
+    assert replica_settings(settings, Scaling(cpus_per_replica=2)).model_options.threads == 2
