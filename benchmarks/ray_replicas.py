@@ -2,7 +2,8 @@
 
     PYTHONPATH=src python benchmarks/ray_replicas.py [--cpus 2] [--concurrency 32] [--requests 64] [--max-tokens 64]
 
-A local Ray gets ``--cpus`` CPUs. Configurations, back to back in one Ray session:
+A local Ray gets ``--cpus`` CPUs. Configurations, back to back in one Ray session
+(default; ``--configs 2x1,1x1,1x2`` picks others and their order):
   - 1 replica  x cpus CPUs (llama.cpp threads = cpus, 16 slots)
   - cpus replicas x 1 CPU  (1 thread each, 16 slots each)
 Load: the closed-loop generator of benchmarks/loadgen.py, streaming /v1/completions with ignore_eos, so
@@ -55,7 +56,11 @@ def main():
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--requests", type=int, default=64)
     ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--configs", default=None,
+                    help="REPLICASxCPUS list, in the order run, e.g. 2x1,1x1,1x2 (default: 1xCPUS,CPUSx1)")
     args = ap.parse_args()
+    configs = args.configs or f"1x{args.cpus},{args.cpus}x1"
+    scalings = [Scaling(replicas=int(r), cpus_per_replica=float(c)) for r, c in (x.split("x") for x in configs.split(","))]
 
     from pocketlm.models import resolve
 
@@ -68,7 +73,7 @@ def main():
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     rows = []
     try:
-        for scaling in (Scaling(replicas=1, cpus_per_replica=args.cpus), Scaling(replicas=args.cpus, cpus_per_replica=1)):
+        for scaling in scalings:
             rows.append(measure(f"http://127.0.0.1:{port}", scaling, args, prompts, tokenizer))
             print(json.dumps(rows[-1]), flush=True)
     finally:
