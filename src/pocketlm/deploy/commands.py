@@ -42,6 +42,10 @@ def ray(settings: Settings, address, **scaling):
     configure_logging(settings.log_format)
     scaling = Scaling(**scaling)
     scaling.check()
+    try:
+        import ray  # noqa: F401  (an optional extra: say how to get it rather than a traceback)
+    except ImportError:
+        raise click.ClickException("Ray Serve is not installed: pip install 'pocketlm[deploy]'") from None
     run(settings, scaling, address=address)
 
 
