@@ -86,10 +86,11 @@ class FakeBackend(Backend):
 
 
 @contextlib.contextmanager
-def fake_engine(script: str = " Paris is lovely.", *, slots: int = 4, n_ctx: int = 128, step_seconds: float = 0.0, **limits):
+def fake_engine(script: str = " Paris is lovely.", *, slots: int = 4, n_ctx: int = 128, step_seconds: float = 0.0,
+                max_queue: int = EngineConfig.max_queue, **limits):
     """A started engine on a FakeBackend; ``limits`` fill ``Limits`` (max_prompt_tokens=..., max_n=...)."""
     backend = FakeBackend(script, slots=slots, n_ctx=n_ctx, step_seconds=step_seconds)
-    engine = Engine(backend, EngineConfig(slots=slots, n_ctx=n_ctx, limits=Limits(**limits)))
+    engine = Engine(backend, EngineConfig(slots=slots, n_ctx=n_ctx, max_queue=max_queue, limits=Limits(**limits)))
     engine.start()
     try:
         yield engine

@@ -128,3 +128,8 @@ def test_a_backend_failure_while_admitting_fails_that_request_and_the_engine_goe
         eng.backend.clear_sequence = clear
         again = run(asyncio.wait_for(eng.complete("Hi", SamplingParams(max_new_tokens=3)), timeout=10))
         assert again.samples[0].text == SCRIPT[:3] and eng.stats().active_slots == 0
+
+
+def test_max_queue_zero_still_serves_whoever_finds_a_free_slot():
+    with fake_engine(SCRIPT, slots=1, max_queue=0) as eng:
+        assert run(eng.complete("Hi", SamplingParams(max_new_tokens=2))).samples[0].text == SCRIPT[:2]

@@ -144,13 +144,14 @@ def _mb(n: int) -> str:
 
 def _add_package_commands():
     """Each package owns its commands; the CLI only lists them."""
+    from pocketlm.deploy.commands import deploy, insight
     from pocketlm.evaluation.commands import eval_command
     from pocketlm.inspection.commands import inspect
     from pocketlm.models.commands import convert
     from pocketlm.server import serve
     from pocketlm.training.commands import finetune
 
-    for command in (serve, convert, finetune, eval_command, inspect):
+    for command in (serve, convert, finetune, eval_command, inspect, deploy, insight):
         main.add_command(command)
 
 

@@ -12,6 +12,7 @@ take space-separated values there (``POCKETLM_API_KEY="key1 key2"``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 import logging
@@ -40,21 +41,44 @@ def _option(flag: str, name: str | None = None, **kwargs):
     return click.option(flag, name, envvar=env_var(flag), show_envvar=True, **kwargs)
 
 
+def serve_options(f):
+    """Every flag of ``pocketlm serve``, for any command that serves the app; it receives one ``settings: Settings``.
+
+    The commands that deploy the same app elsewhere (a container, Lambda, Ray Serve) take
+    exactly these flags and environment variables, so a setting has one name everywhere.
+    """
+
+    @functools.wraps(f)
+    def command(*args, model_options, engine_config, api_keys, cors_origins, **kwargs):
+        own = {name: kwargs.pop(name) for name in _SERVER_FIELDS if name in kwargs}
+        settings = Settings(model_options=model_options, engine=engine_config, api_keys=tuple(api_keys),
+                            cors_origins=tuple(cors_origins), **own)
+        return f(*args, settings=settings, **kwargs)
+
+    decorators = (
+        model_options(),
+        engine_options("slots", "n_ctx", "max_queue", "max_prompt_tokens", "max_new_tokens", "max_n", "max_stop"),
+        _option("--host", default=Settings.host, show_default=True, help="Address to bind; 0.0.0.0 inside containers."),
+        _option("--port", type=int, default=Settings.port, show_default=True),
+        _option("--api-key", "api_keys", multiple=True, help="Accept this key as 'Authorization: Bearer <key>' (repeatable). None: no auth."),
+        _option("--cors-origin", "cors_origins", multiple=True, help="Allow browser requests from this origin (repeatable; '*' for any). Default: CORS off."),
+        _option("--max-body-bytes", type=click.IntRange(min=1), default=Settings.max_body_bytes, show_default=True, help="Largest request body accepted (413 beyond)."),
+        _option("--request-timeout", type=click.FloatRange(min=0, min_open=True), default=Settings.request_timeout, show_default=True, help="Seconds a request may run."),
+        _option("--log-format", type=click.Choice(["text", "json"]), default=Settings.log_format, show_default=True, help="json: one JSON object per log line (access log included)."),
+        _option("--grace-period", type=click.FloatRange(min=0), default=Settings.grace_period, show_default=True, help="Seconds SIGTERM waits for in-flight requests."),
+    )
+    for decorate in reversed(decorators):
+        command = decorate(command)
+    return command
+
+
+_SERVER_FIELDS = ("host", "port", "max_body_bytes", "request_timeout", "log_format", "grace_period")
+
+
 @click.command()
-@model_options()
-@engine_options("slots", "n_ctx", "max_queue", "max_prompt_tokens", "max_new_tokens", "max_n", "max_stop")
-@_option("--host", default=Settings.host, show_default=True, help="Address to bind; 0.0.0.0 inside containers.")
-@_option("--port", type=int, default=Settings.port, show_default=True)
-@_option("--api-key", "api_keys", multiple=True, help="Accept this key as 'Authorization: Bearer <key>' (repeatable). None: no auth.")
-@_option("--cors-origin", "cors_origins", multiple=True, help="Allow browser requests from this origin (repeatable; '*' for any). Default: CORS off.")
-@_option("--max-body-bytes", type=click.IntRange(min=1), default=Settings.max_body_bytes, show_default=True, help="Largest request body accepted (413 beyond).")
-@_option("--request-timeout", type=click.FloatRange(min=0, min_open=True), default=Settings.request_timeout, show_default=True, help="Seconds a request may run.")
-@_option("--log-format", type=click.Choice(["text", "json"]), default=Settings.log_format, show_default=True, help="json: one JSON object per log line (access log included).")
-@_option("--grace-period", type=click.FloatRange(min=0), default=Settings.grace_period, show_default=True, help="Seconds SIGTERM waits for in-flight requests.")
-def serve(model_options, engine_config, api_keys, cors_origins, **options):
+@serve_options
+def serve(settings: Settings):
     """Serve a model over HTTP: the seeds' POST /generate, OpenAI's /v1 routes, Hugging Face TGI's routes."""
-    settings = Settings(model_options=model_options, engine=engine_config, api_keys=tuple(api_keys),
-                        cors_origins=tuple(cors_origins), **options)
     configure_logging(settings.log_format)
     sys.exit(run(settings))
 

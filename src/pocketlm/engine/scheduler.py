@@ -186,7 +186,8 @@ class Engine:
         with self._lock:
             if not self._accepting:
                 raise EngineStopped("the server is shutting down and accepts no new requests")
-            if len(self._waiting) >= self.config.max_queue:
+            # Waiting requests that free slots will take at the next step are not queued for long.
+            if len(self._waiting) >= self.config.max_queue + len(self._slots):
                 raise Overloaded(f"all {self.config.slots} slots are busy and {len(self._waiting)} requests are "
                                  f"queued; retry shortly", retry_after=1.0)
             self._waiting.append(request)
