@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: the CPU build (an unpinned torch pulls a multi-GB CUDA build)
 	$(PY) -m pip install -q torch==2.13.0
 	# llama-cpp-python compiles from source on first install (~5 min), then pip's cache reuses the wheel
-	$(PY) -m pip install -q -e '.[torch,test,gemma,deploy]'
+	$(PY) -m pip install -q -e '.[torch,test,gemma,deploy,tasks]'
 	touch $@
 
 serve: $(STAMP)

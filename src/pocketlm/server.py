@@ -29,6 +29,7 @@ from pocketlm.api.auth import require_api_key
 from pocketlm.api.settings import Settings
 from pocketlm.engine.options import engine_options
 from pocketlm.inspection import routes as inspection_routes
+from pocketlm.tasks import routes as task_routes
 from pocketlm.models.options import env_var, model_options
 from pocketlm.web import install as install_web
 
@@ -88,6 +89,7 @@ def build_app(engine, settings: Settings) -> FastAPI:
     app = create_app(engine, settings)
     app.include_router(inspection_routes.router, dependencies=[Depends(require_api_key)])
     install_web(app)  # the playground at GET / (POST / stays TGI's)
+    task_routes.include(app, dependencies=[Depends(require_api_key)])  # translation, speech, captions
     return app
 
 

@@ -270,6 +270,7 @@ class ModelCard(BaseModel):
     object: Literal["model"] = Field("model", description="Always model.")
     created: int = Field(description="Unix time the server started.")
     owned_by: str = Field("pocketlm", description="Always pocketlm.")
+    task: str = Field("text-generation", description="What the model does: text-generation, translation, text-to-speech or image-to-text.")
 
 
 class ModelList(BaseModel):
