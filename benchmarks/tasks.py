@@ -33,14 +33,21 @@ import httpx
 
 from loadgen import run_load
 from peers import RunningServer, specs
-from prompts import VALID_TXT, GGUFTokenizer, build_prompts
+from prompts import GGUFTokenizer, build_prompts
 
 HERE = Path(__file__).parent
 
 
+def corpus_text() -> str:
+    """The text prompts come from (the dataset shakespeare:valid, fetched once and cached)."""
+    from pocketlm import datasets
+
+    return datasets.resolve("shakespeare:valid").read_text(encoding="utf-8")
+
+
 def english_sentences(n: int) -> list[str]:
     """Plain sentences of 30-160 characters from the corpus (a pure function of the file)."""
-    text = re.sub(r"\s+", " ", VALID_TXT.read_text(encoding="utf-8"))
+    text = re.sub(r"\s+", " ", corpus_text())
     found = [s.strip() for s in re.split(r"(?<=[.!?])\s+", text)]
     found = [s for s in found if 30 <= len(s) <= 160 and "===" not in s and not s.isupper()]
     return found[:n]
@@ -153,7 +160,7 @@ def pt_phoneme_coverage(n_sentences: int = 150) -> dict:
     from pocketlm.tasks import speech, translation
 
     speaker = speech.speaker()
-    english = VALID_TXT.read_text(encoding="utf-8")[:30_000]
+    english = corpus_text()[:30_000]
     seen = set(speaker.phonemes(english, "joe"))
     sentences = english_sentences(n_sentences)
     portuguese = " ".join(translation.translator().translate_many(sentences, "en", "pt"))
