@@ -180,6 +180,8 @@ def main(argv=None):
     ap.add_argument("--generation-time-limit", type=float, default=600.0, help="seconds; requests still running are cut")
     ap.add_argument("--skip-generation", action="store_true", help="only the task models")
     ap.add_argument("--pt-phonemes", action="store_true", help="only the Portuguese phoneme coverage of the voice (no server)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="the server's --threads (llama.cpp); 1 keeps a busy machine from stalling its thread barriers")
     ap.add_argument("--out", type=Path, default=HERE / "tasks_results.json")
     args = ap.parse_args(argv)
     if args.pt_phonemes:
@@ -188,7 +190,8 @@ def main(argv=None):
 
     from pocketlm.models import resolve
 
-    spec = specs(resolve(None).path, None, model="smollm2-135m-instruct")["pocketlm"]
+    extra = {"pocketlm": ["--threads", str(args.threads)]} if args.threads else None
+    spec = specs(resolve(None).path, None, extra, model="smollm2-135m-instruct")["pocketlm"]
     import os
 
     load_before = os.getloadavg()[0]  # other work on the machine makes every number here smaller
