@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test bench data soak fuzz browser
+.PHONY: install serve test bench data soak fuzz browser image
 
 install: $(STAMP)
 
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: the CPU build (an unpinned torch pulls a multi-GB CUDA build)
 	$(PY) -m pip install -q torch==2.13.0
 	# llama-cpp-python compiles from source on first install (~5 min), then pip's cache reuses the wheel
-	$(PY) -m pip install -q -e '.[torch,test,gemma]'
+	$(PY) -m pip install -q -e '.[torch,test,gemma,deploy,tasks]'
 	touch $@
 
 serve: $(STAMP)
@@ -54,3 +54,11 @@ fuzz: $(STAMP)
 	for seed in 1 2 3; do POCKETLM_FUZZ_EXAMPLES=200 POCKETLM_FUZZ_REPORT=benchmarks/fuzz.txt \
 		$(PY) -m pytest -q -p no:cacheprovider tests/test_openapi_fuzz.py --hypothesis-seed=$$seed || exit 1; done
 	cat benchmarks/fuzz.txt
+
+# Not part of CI. The container: builds the image (a local Debian base when Docker Hub is unreachable: BASE=...
+# takes any bookworm image with python3), runs it, answers the README's curl; prints size and start-to-ready.
+# Needs a running dockerd and BuildKit (DOCKER=/usr/bin/docker for Debian's docker.io client).
+IMAGE ?= pocketlm:latest
+BASE ?= pocketlm-base:bookworm
+image:
+	docker/prove.sh $(IMAGE) $(BASE)

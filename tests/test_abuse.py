@@ -217,7 +217,7 @@ def fast_server():
     """A tiny random Llama (thousands of tokens/s even on a busy machine), so a stream outruns a small buffer."""
     from tiny_models import tiny_model_dir
 
-    s = Server("--model", str(tiny_model_dir("llama")), "--slots", "2", "--n-ctx", "4096", "--api-key", KEY,
+    s = Server("--model", str(tiny_model_dir("llama")), "--slots", "3", "--n-ctx", "4096", "--api-key", KEY,  # one slot stays free
                "--send-timeout", "2", "--send-buffer-bytes", "16384")
     yield s
     s.stop()

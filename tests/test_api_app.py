@@ -156,7 +156,14 @@ def test_completions_16_tokens_by_default_with_usage(client):
     body = client.post("/v1/completions", json={"prompt": PROMPT}).json()
     assert body["object"] == "text_completion" and body["model"] == "fake-model"
     assert body["choices"] == [{"index": 0, "text": SCRIPT[:16], "logprobs": None, "finish_reason": "length"}]
-    assert body["usage"] == {"prompt_tokens": len(tokenize(PROMPT)), "completion_tokens": 16, "total_tokens": len(tokenize(PROMPT)) + 16}
+    n = len(tokenize(PROMPT))
+    usage = body["usage"]
+    assert {k: usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")} == {
+        "prompt_tokens": n, "completion_tokens": 16, "total_tokens": n + 16}
+    # Asked again, the prompt's keys/values are still in a free slot: all but its last token are reused.
+    again = client.post("/v1/completions", json={"prompt": PROMPT}).json()
+    assert again["usage"]["prompt_tokens_details"] == {"cached_tokens": n - 1}
+    assert again["choices"] == body["choices"]
 
 
 def test_completions_echo_n_stop_and_prompt_forms(client):
@@ -339,3 +346,8 @@ def test_openapi_describes_every_field(client):
                                   ("GenerateRequest", "num_return_sequences", "n"), ("ChatCompletionRequest", "max_tokens", "max_new_tokens")):
         assert ours[model]["properties"][field]["description"].startswith(DESCRIPTIONS[concept])
     assert ours["ChatMessage"]["properties"]["role"]["enum"] == ["system", "developer", "user", "assistant"]
+
+
+def test_ready_reports_the_slots_and_each_slots_context(client):
+    # The web playground shows "context used of n_ctx" from these numbers.
+    assert client.get("/ready").json() == {"status": "ready", "model": "fake-model", "slots": 4, "n_ctx": 256}

@@ -176,14 +176,21 @@ class ChatCompletionRequest(_OpenAISampling):
 
 # --------------------------------------------------------------------------- responses
 
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int = Field(description="Prompt tokens whose keys/values were kept from an earlier request with the "
+                                           "same beginning, so they were not computed again.")
+
+
 class UsageInfo(BaseModel):
     prompt_tokens: int = Field(description="Tokens in the prompt.")
     completion_tokens: int = Field(description="Tokens generated, over all choices.")
     total_tokens: int = Field(description="prompt_tokens + completion_tokens.")
+    prompt_tokens_details: PromptTokensDetails = Field(description="How the prompt was processed.")
 
     @classmethod
     def of(cls, usage: Usage) -> "UsageInfo":
-        return cls(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens, total_tokens=usage.total_tokens)
+        return cls(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                   total_tokens=usage.total_tokens, prompt_tokens_details=PromptTokensDetails(cached_tokens=usage.cached_tokens))
 
 
 class CompletionLogprobs(BaseModel):
@@ -299,6 +306,7 @@ class ModelCard(BaseModel):
     object: Literal["model"] = Field("model", description="Always model.")
     created: int = Field(description="Unix time the server started.")
     owned_by: str = Field("pocketlm", description="Always pocketlm.")
+    task: str = Field("text-generation", description="What the model does: text-generation, translation, text-to-speech or image-to-text.")
 
 
 class ModelList(BaseModel):

@@ -34,3 +34,4 @@ class Ready(BaseModel):
     status: str = Field(description="'ready', or 'draining' once SIGTERM was received.")
     model: str = Field(description="The served model's id.")
     slots: int = Field(description="Sequences the engine decodes together.")
+    n_ctx: int = Field(description="Context of one slot in tokens (prompt + new tokens): what one conversation can hold.")
