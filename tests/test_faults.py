@@ -238,3 +238,20 @@ def test_a_server_killed_mid_stream_restarts_clean(tmp_path):
     finally:
         second.stop()
     assert leftovers(tmp_path / "converted") == []
+
+
+def test_finished_cache_files_have_the_usual_mode_not_a_private_one(tmp_path):
+    import os
+
+    from pocketlm.files import atomic_path
+
+    umask = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "f.bin") as tmp:
+            tmp.write_bytes(b"x")
+        with atomic_path(tmp_path / "d", directory=True) as tmp:
+            (tmp / "a").write_bytes(b"y")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

@@ -77,6 +77,7 @@ def atomic_path(dst: str | Path, *, directory: bool = False, durable: bool = Fal
         fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent)
         os.close(fd)
         tmp = Path(name)
+    _readable_like_any_new_file(tmp)
     try:
         try:
             yield tmp
@@ -95,6 +96,23 @@ def atomic_path(dst: str | Path, *, directory: bool = False, durable: bool = Fal
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
+
+
+def _readable_like_any_new_file(path: Path) -> None:
+    """mkstemp/mkdtemp make private (0600/0700) paths; a finished file gets the usual mode (umask applies),
+    so a cache made by one user (a container's build step) can be read by another (its runtime user)."""
+    path.chmod((0o777 if path.is_dir() else 0o666) & ~_umask())
+
+
+def _umask() -> int:
+    """The process's umask, read without setting it (os.umask would change it for every thread a moment)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
 
 
 def cached(dst: str | Path, make: Callable[[Path], object], *, directory: bool = False) -> Path:
