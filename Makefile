@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test bench data llama-server
+.PHONY: install serve test bench data browser llama-server
 
 install: $(STAMP)
 
@@ -25,7 +25,13 @@ serve: $(STAMP)
 data: $(STAMP)
 	$(PY) -m pocketlm.datasets
 
-test: $(STAMP) data
+# Headless Chromium for the page tests: Debian's package, driven by Playwright (its own browser download
+# needs the internet). Installed when missing and we may (root); otherwise the page tests say what to install.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -q && apt-get install -y -q chromium; } \
+	  || echo "page tests need Debian's chromium: sudo apt-get install chromium"
+
+test: $(STAMP) data browser
 	$(PY) -m pytest -q
 
 # llama.cpp's own HTTP server, a peer in make bench: built once (~8 min on 2 idle cores) from the

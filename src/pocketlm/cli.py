@@ -18,7 +18,7 @@ from dataclasses import asdict, replace
 
 import click
 
-from pocketlm.engine import Engine, EngineConfig, SampleFinished, TextDelta, load_engine
+from pocketlm.engine import Completion, Engine, EngineConfig, SampleFinished, TextDelta, load_engine
 from pocketlm.engine.options import engine_options, sampling_options
 from pocketlm.errors import PocketLMError
 from pocketlm.models.options import ModelOptions, model_options
@@ -107,13 +107,13 @@ async def chat(system, model_options, engine_config, sampling):
             if not line.strip():
                 continue
             messages.append({"role": "user", "content": line})
-            reply = ""
+            reply = Completion.empty(sampling.n)
             async for event in engine.submit_chat(messages, sampling):
-                if isinstance(event, TextDelta):
-                    reply += event.text
+                reply.add(event)
+                if isinstance(event, TextDelta) and event.index == 0:
                     click.echo(event.text, nl=False)
             click.echo()
-            messages.append({"role": "assistant", "content": reply})
+            messages.append({"role": "assistant", "content": reply.samples[0].text})
     finally:
         engine.stop(0)
 
@@ -145,11 +145,12 @@ def _mb(n: int) -> str:
 def _add_package_commands():
     """Each package owns its commands; the CLI only lists them."""
     from pocketlm.evaluation.commands import eval_command
+    from pocketlm.inspection.commands import inspect
     from pocketlm.models.commands import convert
     from pocketlm.server import serve
     from pocketlm.training.commands import finetune
 
-    for command in (serve, convert, finetune, eval_command):
+    for command in (serve, convert, finetune, eval_command, inspect):
         main.add_command(command)
 
 

@@ -45,13 +45,13 @@ def cache_key(*, files: Iterable[Path] = (), text: Iterable[str] = ()) -> str:
 
 
 @contextlib.contextmanager
-def atomic_path(dst: str | Path, *, directory: bool = False, fsync: bool = False) -> Iterator[Path]:
+def atomic_path(dst: str | Path, *, directory: bool = False, durable: bool = False) -> Iterator[Path]:
     """Yield a scratch path beside ``dst``; when the block ends without error, it replaces ``dst``.
 
     The scratch name starts with a dot and ends in ``.partial``, so nothing
     mistakes it for a finished file; it is removed whatever happens. With
     ``directory`` the scratch path is an (empty) directory, and an existing
-    ``dst`` directory is replaced. ``fsync`` flushes the data to disk before
+    ``dst`` directory is replaced. ``durable`` flushes the data to disk before
     the rename makes it visible (for files that must survive a power cut).
     """
     dst = Path(dst)
@@ -64,13 +64,13 @@ def atomic_path(dst: str | Path, *, directory: bool = False, fsync: bool = False
         tmp = Path(name)
     try:
         yield tmp
-        if fsync:
-            _fsync_tree(tmp)
+        if durable:
+            fsync_tree(tmp)
         if directory and dst.is_dir():
             shutil.rmtree(dst)
         os.replace(tmp, dst)
-        if fsync:
-            _fsync(dst.parent)
+        if durable:
+            fsync(dst.parent)
     finally:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -85,17 +85,18 @@ def write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
-def _fsync_tree(path: Path) -> None:
+def fsync_tree(path: Path) -> None:
+    """Flush a file, or every file of a directory and the directory itself, to disk."""
     if path.is_file():
-        _fsync(path)
+        fsync(path)
         return
     for root, _dirs, names in os.walk(path):
         for name in names:
-            _fsync(Path(root) / name)
-    _fsync(path)
+            fsync(Path(root) / name)
+    fsync(path)
 
 
-def _fsync(path: Path) -> None:
+def fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -21,11 +21,13 @@ import time
 
 import click
 import uvicorn
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from pocketlm.api.app import create_app
+from pocketlm.api.auth import require_api_key
 from pocketlm.api.settings import Settings
 from pocketlm.engine.options import engine_options
+from pocketlm.inspection import routes as inspection_routes
 from pocketlm.models.options import env_var, model_options
 
 log = logging.getLogger("pocketlm.serve")
@@ -59,6 +61,7 @@ def serve(model_options, engine_config, api_keys, cors_origins, **options):
 def build_app(engine, settings: Settings) -> FastAPI:
     """The whole HTTP service around one loaded engine: the API, and every package's routes."""
     app = create_app(engine, settings)
+    app.include_router(inspection_routes.router, dependencies=[Depends(require_api_key)])
     return app
 
 

@@ -7,18 +7,15 @@ speaks TGI too (as TGI's own server does).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from fastapi import APIRouter, Request
 
-from pocketlm.api import render
-from pocketlm.api.generation import collect, prompt_ids, start, with_max_length
-from pocketlm.api.schemas import GenerateRequest, GenerateResponse, TGIDetails, TGIRequest, TGIResponse
+from pocketlm.api.generation import collect, start
 from pocketlm.api.streaming import tgi_stream
+from pocketlm.api.wire import tgi
+from pocketlm.api.wire.seeds import GenerateRequest, GenerateResponse
+from pocketlm.api.wire.tgi import TGIDetails, TGIRequest, TGIResponse, TGIToken
 
 router = APIRouter(tags=["generate"])
-
-DEFAULT_MAX_NEW_TOKENS = 50  # the seeds' GPT-2 text-generation pipeline stops at 50 tokens
 
 _SSE = {200: {"content": {"text/event-stream": {}}, "description": "Server-sent events when streaming."}}
 
@@ -31,16 +28,9 @@ async def generate(body: GenerateRequest, request: Request):
     """`{"prompt": "..."}` -> `{"response": "<prompt + continuation>"}`; `{"inputs": ...}` -> `{"generated_text": ...}`."""
     if body.is_tgi:
         return await _tgi(request, body.tgi())
-    params, aliases = body.sampling_params()
-    ids = prompt_ids(request, body.prompt)
-    if body.max_length is not None:
-        aliases["max_new_tokens"] = "max_length"
-    elif params.max_new_tokens is None:
-        params = replace(params, max_new_tokens=DEFAULT_MAX_NEW_TOKENS)
-    params = with_max_length(params, body.max_length, len(ids))
-    job = start(request, ids, params, aliases)
-    samples, _ = await collect(request, job)
-    texts = [body.prompt + sample.text for sample in samples]
+    prompt, params, aliases = body.engine_request(request.app.state.engine.tokenize)
+    completion = await collect(request, start(request, params, aliases, prompt=prompt))
+    texts = [body.prompt + sample.text for sample in completion.samples]
     if body.num_return_sequences is not None:
         return GenerateResponse(responses=texts)
     return GenerateResponse(response=texts[0])
@@ -57,19 +47,17 @@ async def tgi_root(body: TGIRequest, request: Request):
 
 
 async def _tgi(request: Request, body: TGIRequest):
-    params, aliases = body.sampling_params()
-    ids = prompt_ids(request, body.inputs, param="inputs", truncate=body.parameters.truncate)
-    aliases["prompt"] = "inputs"
-    job = start(request, ids, params, aliases)
+    prompt, params, aliases = body.engine_request(request.app.state.engine.tokenize)
+    job = start(request, params, aliases, prompt=prompt)
     full_text = bool(body.parameters.return_full_text)
     if body.stream:
         return tgi_stream(request, job, prompt=body.inputs, full_text=full_text, eos_id=request.app.state.eos_id)
-    samples, usage = await collect(request, job)
-    sample = samples[0]
+    completion = await collect(request, job)
+    sample = completion.samples[0]
     details = None
     if body.parameters.details:
         details = TGIDetails(
-            finish_reason=render.tgi_finish_reason(sample), generated_tokens=usage.completion_tokens,
-            seed=params.seed, input_length=len(ids), tokens=render.tgi_tokens(sample),
+            finish_reason=tgi.finish_reason(sample), generated_tokens=completion.usage.completion_tokens,
+            seed=params.seed, input_length=len(job.prompt_ids), tokens=TGIToken.of_sample(sample),
         )
     return TGIResponse(generated_text=(body.inputs if full_text else "") + sample.text, details=details)

@@ -7,13 +7,12 @@ import uuid
 
 from fastapi import APIRouter, Request
 
-from pocketlm.api import render
-from pocketlm.api.generation import collect, prompt_ids, start
-from pocketlm.api.schemas import (
-    AssistantMessage, ChatChoice, ChatCompletionRequest, ChatCompletionResponse, CompletionChoice, CompletionRequest,
-    CompletionResponse, ModelCard, ModelList,
-)
+from pocketlm.api.generation import collect, start
 from pocketlm.api.streaming import chat_stream, completion_stream
+from pocketlm.api.wire.openai import (
+    AssistantMessage, ChatChoice, ChatCompletionRequest, ChatCompletionResponse, ChatLogprobs, CompletionChoice,
+    CompletionLogprobs, CompletionRequest, CompletionResponse, ModelCard, ModelList, UsageInfo,
+)
 from pocketlm.errors import ModelNotFound
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -32,44 +31,45 @@ def served_model(request: Request, asked: str | None) -> str:
 @router.post("/completions", response_model=CompletionResponse, responses=_SSE)
 async def completions(body: CompletionRequest, request: Request):
     model = served_model(request, body.model)
-    params, aliases = body.sampling_params()
-    prompt = body.prompt_input()
-    ids = prompt_ids(request, prompt)
-    echo = (prompt if isinstance(prompt, str) else request.app.state.engine.detokenize(ids)) if body.echo else ""
-    job = start(request, ids, params, aliases)
+    prompt, params, aliases = body.engine_request()
+    job = start(request, params, aliases, prompt=prompt)
+    echo = ""
+    if body.echo:  # the prompt as sent; token ids are shown as the text they stand for
+        echo = prompt if isinstance(prompt, str) else request.app.state.engine.detokenize(job.prompt_ids)
     if body.stream:
         return completion_stream(request, job, model, body.include_usage, echo)
-    samples, usage = await collect(request, job)
+    completion = await collect(request, job)
     choices = [
         CompletionChoice(
             index=s.index, text=echo + s.text, finish_reason=s.finish_reason,
-            logprobs=render.completion_logprobs(s.logprobs, len(echo)) if params.logprobs is not None else None,
+            logprobs=CompletionLogprobs.of(s.logprobs, len(echo)) if params.logprobs is not None else None,
         )
-        for s in samples
+        for s in completion.samples
     ]
-    return CompletionResponse(id=f"cmpl-{uuid.uuid4().hex}", created=int(time.time()), model=model, choices=choices, usage=render.usage(usage))
+    return CompletionResponse(id=f"cmpl-{uuid.uuid4().hex}", created=int(time.time()), model=model, choices=choices,
+                              usage=UsageInfo.of(completion.usage))
 
 
 @router.post("/chat/completions", response_model=ChatCompletionResponse, responses=_SSE)
 async def chat_completions(body: ChatCompletionRequest, request: Request):
-    """Messages are rendered with the model's own chat template. Roles: system, developer (= system), user, assistant."""
+    """Messages are rendered with the model's own chat template (the engine's chat path, which also stops a model
+    without one at the transcript's next user turn). Roles: system, developer (= system), user, assistant."""
     model = served_model(request, body.model)
-    params, aliases = body.sampling_params()
-    prompt = request.app.state.engine.render_chat(body.template_messages(), add_generation_prompt=True)
-    aliases["prompt"] = "messages"
-    job = start(request, prompt_ids(request, prompt, param="messages"), params, aliases)
+    messages, params, aliases = body.engine_request()
+    job = start(request, params, aliases, messages=messages)
     if body.stream:
         return chat_stream(request, job, model, body.include_usage)
-    samples, usage = await collect(request, job)
+    completion = await collect(request, job)
     choices = [
         ChatChoice(
             index=s.index, message=AssistantMessage(content=s.text), finish_reason=s.finish_reason,
-            logprobs=render.chat_logprobs(s.logprobs) if params.logprobs is not None else None,
+            logprobs=ChatLogprobs.of(s.logprobs) if params.logprobs is not None else None,
         )
-        for s in samples
+        for s in completion.samples
     ]
     return ChatCompletionResponse(
-        id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()), model=model, choices=choices, usage=render.usage(usage)
+        id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()), model=model, choices=choices,
+        usage=UsageInfo.of(completion.usage),
     )
 
 

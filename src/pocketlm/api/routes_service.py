@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from pocketlm.api.schemas import DetokenizeRequest, DetokenizeResponse, Health, Ready, TokenizeRequest, TokenizeResponse
+from pocketlm.api.wire.service import DetokenizeRequest, DetokenizeResponse, Health, Ready, TokenizeRequest, TokenizeResponse
 
 probes = APIRouter(tags=["service"])  # open even when API keys are set
 router = APIRouter(tags=["service"])

@@ -23,13 +23,15 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from pocketlm.api import render
 from pocketlm.api.errors import error_body
 from pocketlm.api.generation import Job, events
-from pocketlm.api.schemas import (
-    ChatChunkChoice, ChatCompletionChunk, ChatDelta, CompletionChoice, CompletionChunk, TGIStreamDetails, TGIStreamEvent, TGIToken,
+from pocketlm.api.wire import tgi
+from pocketlm.api.wire.openai import (
+    ChatChunkChoice, ChatCompletionChunk, ChatDelta, ChatLogprobs, CompletionChoice, CompletionChunk, CompletionLogprobs,
+    UsageInfo,
 )
-from pocketlm.engine.outputs import SampleFinished, TextDelta, Usage
+from pocketlm.api.wire.tgi import TGIStreamDetails, TGIStreamEvent, TGIToken
+from pocketlm.engine import SampleFinished, TextDelta, Usage
 from pocketlm.errors import PocketLMError
 
 log = logging.getLogger("pocketlm.api")
@@ -86,57 +88,77 @@ def tgi_error_event(err: PocketLMError) -> dict:
 
 # --------------------------------------------------------------------------- OpenAI
 
-def completion_stream(request: Request, job: Job, model: str, include_usage: bool, echo_text: str | None) -> StreamingResponse:
-    return EventStream(_guarded(_completion_chunks(request, job, model, include_usage, echo_text), openai_error_event), job)
+class _CompletionChunks:
+    """/v1/completions' chunks: text (after the echoed prompt), legacy logprobs with text offsets."""
+
+    id_prefix, chunk = "cmpl", CompletionChunk
+
+    def __init__(self, job: Job, echo_text: str):
+        self.job, self.echo_text = job, echo_text
+        self.offsets = [len(echo_text)] * job.params.n
+
+    def opening(self) -> list[CompletionChoice]:
+        return [CompletionChoice(index=i, text=self.echo_text) for i in range(self.job.params.n)] if self.echo_text else []
+
+    def delta(self, event: TextDelta) -> CompletionChoice | None:
+        logprobs = None
+        if self.job.params.logprobs is not None:
+            logprobs = CompletionLogprobs.of(event.logprobs, self.offsets[event.index])
+        self.offsets[event.index] += len(event.text)
+        return CompletionChoice(index=event.index, text=event.text, logprobs=logprobs) if event.text or logprobs else None
+
+    def finished(self, event: SampleFinished) -> CompletionChoice:
+        return CompletionChoice(index=event.index, text="", finish_reason=event.reason)
 
 
-async def _completion_chunks(request, job, model, include_usage, echo_text):
-    chunk_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
-    offsets = [len(echo_text or "")] * job.params.n
+class _ChatChunks:
+    """/v1/chat/completions' chunks: each choice opens with the role (content empty, as OpenAI), then deltas."""
 
-    def chunk(choices, usage=None):
-        return sse(CompletionChunk(id=chunk_id, created=created, model=model, choices=choices, usage=usage))
+    id_prefix, chunk = "chatcmpl", ChatCompletionChunk
 
-    if echo_text:
-        for index in range(job.params.n):
-            yield chunk([CompletionChoice(index=index, text=echo_text)])
+    def __init__(self, job: Job):
+        self.job = job
+
+    def opening(self) -> list[ChatChunkChoice]:
+        return [ChatChunkChoice(index=i, delta=ChatDelta(role="assistant", content="")) for i in range(self.job.params.n)]
+
+    def delta(self, event: TextDelta) -> ChatChunkChoice | None:
+        logprobs = ChatLogprobs.of(event.logprobs) if self.job.params.logprobs is not None else None
+        return ChatChunkChoice(index=event.index, delta=ChatDelta(content=event.text), logprobs=logprobs) if event.text or logprobs else None
+
+    def finished(self, event: SampleFinished) -> ChatChunkChoice:
+        return ChatChunkChoice(index=event.index, delta=ChatDelta(), finish_reason=event.reason)
+
+
+async def _openai_chunks(request: Request, job: Job, shape, model: str, include_usage: bool):
+    """The one loop behind both OpenAI streams: a chunk per delta and per finished choice, usage, [DONE]."""
+    chunk_id, created = f"{shape.id_prefix}-{uuid.uuid4().hex}", int(time.time())
+
+    def chunk(choices, usage: Usage | None = None) -> str:
+        return sse(shape.chunk(id=chunk_id, created=created, model=model, choices=choices,
+                               usage=UsageInfo.of(usage) if usage else None))
+
+    opening = shape.opening()
+    if opening:
+        yield chunk(opening)
     async for event in events(request, job):
-        if isinstance(event, TextDelta):
-            logprobs = None
-            if job.params.logprobs is not None:
-                logprobs = render.completion_logprobs(event.logprobs, offsets[event.index])
-            offsets[event.index] += len(event.text)
-            if event.text or logprobs:
-                yield chunk([CompletionChoice(index=event.index, text=event.text, logprobs=logprobs)])
-        elif isinstance(event, SampleFinished):
-            yield chunk([CompletionChoice(index=event.index, text="", finish_reason=event.reason)])
-        elif isinstance(event, Usage) and include_usage:
-            yield chunk([], usage=render.usage(event))
+        if isinstance(event, Usage):
+            if include_usage:
+                yield chunk([], event)
+            continue
+        choice = shape.delta(event) if isinstance(event, TextDelta) else shape.finished(event)
+        if choice is not None:
+            yield chunk([choice])
     yield "data: [DONE]\n\n"
+
+
+def completion_stream(request: Request, job: Job, model: str, include_usage: bool, echo_text: str) -> StreamingResponse:
+    body = _openai_chunks(request, job, _CompletionChunks(job, echo_text), model, include_usage)
+    return EventStream(_guarded(body, openai_error_event), job)
 
 
 def chat_stream(request: Request, job: Job, model: str, include_usage: bool) -> StreamingResponse:
-    return EventStream(_guarded(_chat_chunks(request, job, model, include_usage), openai_error_event), job)
-
-
-async def _chat_chunks(request, job, model, include_usage):
-    chunk_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-
-    def chunk(choices, usage=None):
-        return sse(ChatCompletionChunk(id=chunk_id, created=created, model=model, choices=choices, usage=usage))
-
-    # OpenAI opens every choice with the role, content empty.
-    yield chunk([ChatChunkChoice(index=i, delta=ChatDelta(role="assistant", content="")) for i in range(job.params.n)])
-    async for event in events(request, job):
-        if isinstance(event, TextDelta):
-            logprobs = render.chat_logprobs(event.logprobs) if job.params.logprobs is not None else None
-            if event.text or logprobs:
-                yield chunk([ChatChunkChoice(index=event.index, delta=ChatDelta(content=event.text), logprobs=logprobs)])
-        elif isinstance(event, SampleFinished):
-            yield chunk([ChatChunkChoice(index=event.index, delta=ChatDelta(), finish_reason=event.reason)])
-        elif isinstance(event, Usage) and include_usage:
-            yield chunk([], usage=render.usage(event))
-    yield "data: [DONE]\n\n"
+    return EventStream(_guarded(_openai_chunks(request, job, _ChatChunks(job), model, include_usage), openai_error_event), job)
 
 
 # --------------------------------------------------------------------------- TGI
@@ -149,24 +171,22 @@ async def _tgi_events(request, job, prompt, full_text, eos_id):
     """One event per text delta, held back by one so the last event can carry the final token and the summary."""
     held: TGIStreamEvent | None = None
     count = 0
-    text = prompt if full_text else ""
     async for event in events(request, job):
         if isinstance(event, TextDelta):
-            text += event.text
             if not event.token_ids and held is not None:  # text the engine held back (a flush): same token
                 held.token.text += event.text
                 continue
             if held is not None:
                 yield sse(held)
-            held = TGIStreamEvent(index=count, token=render.tgi_token(event), top_tokens=render.tgi_top_tokens(event))
+            held = TGIStreamEvent(index=count, token=TGIToken.of_delta(event), top_tokens=TGIToken.alternatives(event))
             count += 1
         elif isinstance(event, SampleFinished):
             if held is None:  # finished before any text: report the end-of-sequence token itself
                 held = TGIStreamEvent(index=count, token=TGIToken(id=eos_id, text="", special=True))
-            held.generated_text = text
+            held.generated_text = (prompt if full_text else "") + job.completion.samples[0].text
             held.details = TGIStreamDetails(
-                finish_reason=render.tgi_finish_reason(event), generated_tokens=count, seed=job.params.seed,
-                input_length=job.prompt_tokens,
+                finish_reason=tgi.finish_reason(event), generated_tokens=count, seed=job.params.seed,
+                input_length=len(job.prompt_ids),
             )
         elif isinstance(event, Usage) and held is not None and held.details is not None:
             held.details.generated_tokens = event.completion_tokens

@@ -18,7 +18,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pocketlm.backends.base import ModelInfo
 from pocketlm.errors import InvalidParameter
 
-ROLES = ("system", "developer", "user", "assistant", "tool")
+ROLES = ("system", "developer", "user", "assistant")  # developer: OpenAI's newer name for system
+_TOOL_ROLES = ("tool", "function")  # tool calling is not implemented: refused, never silently dropped
 
 FALLBACK_TEMPLATE = (
     "{% for m in messages %}{{ m.role | capitalize }}: {{ m.content }}\n{% endfor %}"
@@ -60,6 +61,9 @@ def _check_message(i: int, m) -> dict:
     if not isinstance(m, dict):
         raise InvalidParameter(f"messages[{i}]", "must be an object with 'role' and 'content'")
     role, content = m.get("role"), m.get("content")
+    if role in _TOOL_ROLES:
+        raise InvalidParameter(f"messages[{i}].role", f"'{role}' is not supported: pocketlm does not do tool calling; "
+                               f"use {', '.join(ROLES)}")
     if role not in ROLES:
         raise InvalidParameter(f"messages[{i}].role", f"must be one of {', '.join(ROLES)}, got {role!r}")
     if isinstance(content, list):  # OpenAI content parts: keep the text ones
@@ -67,5 +71,5 @@ def _check_message(i: int, m) -> dict:
             raise InvalidParameter(f"messages[{i}].content", "only text content parts are supported")
         content = "".join(p["text"] for p in content)
     if not isinstance(content, str):
-        raise InvalidParameter(f"messages[{i}].content", "must be a string")
-    return {**m, "role": role, "content": content}
+        raise InvalidParameter(f"messages[{i}].content", "is required: a string or a list of text parts")
+    return {**m, "role": "system" if role == "developer" else role, "content": content}

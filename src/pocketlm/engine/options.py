@@ -13,25 +13,10 @@ from dataclasses import fields
 
 import click
 
-from pocketlm.engine.params import Limits, SamplingParams
+from pocketlm.engine.params import DESCRIPTIONS, Limits, SamplingParams
 from pocketlm.engine.scheduler import EngineConfig
 from pocketlm.models.options import env_var
 
-_SAMPLING_HELP = {
-    "max_new_tokens": "Tokens to generate at most (default: to the end of the context, capped).",
-    "temperature": "0 = greedy.",
-    "top_k": "Keep the k most likely tokens; 0 = off.",
-    "top_p": "Keep the most likely tokens whose probabilities add up to p (nucleus).",
-    "min_p": "Drop tokens less likely than min_p times the most likely one.",
-    "repetition_penalty": "Divide the logits of tokens already seen (prompt and output); 1 = off.",
-    "presence_penalty": "Subtract from the logits of tokens already generated (OpenAI's); 0 = off.",
-    "frequency_penalty": "Subtract, per occurrence, from the logits of tokens already generated; 0 = off.",
-    "seed": "Same seed, same text, alone or under load.",
-    "stop": "Stop when this string is generated (repeatable).",
-    "n": "Samples of the prompt.",
-    "logprobs": "Log-probability of each chosen token and this many alternatives.",
-    "ignore_eos": "Keep generating past the end-of-sequence token.",
-}
 
 
 def _flag(name: str) -> str:
@@ -51,14 +36,14 @@ def sampling_options(f):
     for field in reversed(fields(SamplingParams)):
         default = getattr(defaults, field.name)
         if field.name == "stop":
-            option = click.option("--stop", multiple=True, help=_SAMPLING_HELP["stop"])
+            option = click.option("--stop", multiple=True, help=DESCRIPTIONS["stop"] + " Repeatable.")
         elif field.name == "ignore_eos":
-            option = click.option("--ignore-eos", is_flag=True, help=_SAMPLING_HELP["ignore_eos"])
+            option = click.option("--ignore-eos", is_flag=True, help=DESCRIPTIONS["ignore_eos"])
         else:
             kind = {"max_new_tokens": int, "seed": int, "logprobs": int, "top_k": int, "n": int}.get(field.name, float)
             names = ("-n", "--n") if field.name == "n" else (_flag(field.name),)
             option = click.option(*names, field.name, type=kind, default=default,
-                                  show_default=default is not None, help=_SAMPLING_HELP[field.name])
+                                  show_default=default is not None, help=DESCRIPTIONS[field.name])
         command = option(command)
     return command
 

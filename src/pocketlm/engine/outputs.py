@@ -1,8 +1,10 @@
-"""What the engine streams back for a request.
+"""What the engine streams back for a request, and the one fold of those events into a result.
 
 A request with ``n`` samples yields ``TextDelta`` events for each sample as text
 becomes final (never half a UTF-8 character, never part of a stop string), one
 ``SampleFinished`` per sample, and a single ``Usage`` at the very end.
+``Completion.add`` is the only code that folds them into whole samples: the
+engine's ``complete``, the HTTP routes and the CLI all collect through it.
 """
 
 from __future__ import annotations
@@ -70,7 +72,37 @@ class Sample:
     stop: str | None = None
 
 
+Event = TextDelta | SampleFinished | Usage
+
+
 @dataclass
 class Completion:
+    """A request's samples as its events arrive; ``usage`` is set by the last event."""
+
     samples: list[Sample]
-    usage: Usage
+    usage: Usage | None = None
+
+    @classmethod
+    def empty(cls, n: int) -> "Completion":
+        return cls([Sample(i) for i in range(n)])
+
+    @property
+    def done(self) -> bool:
+        return self.usage is not None
+
+    def add(self, event: Event) -> None:
+        if isinstance(event, TextDelta):
+            sample = self.samples[event.index]
+            sample.text += event.text
+            sample.token_ids.extend(event.token_ids)
+            sample.logprobs.extend(event.logprobs)
+        elif isinstance(event, SampleFinished):
+            self.samples[event.index].finish_reason = event.reason
+            self.samples[event.index].stop = event.stop
+        elif isinstance(event, Usage):
+            self.usage = event
+
+    @property
+    def unfinished(self) -> int:
+        """Samples still without a finish reason (after ``Usage``: cut off by a shutdown)."""
+        return sum(s.finish_reason is None for s in self.samples)

@@ -26,6 +26,25 @@ class Limits:
     max_prompt_tokens: int | None = None  # None: whatever fits the context
 
 
+# What each SamplingParams field means, written once: the CLI's --help and the HTTP API's
+# /docs (every protocol's field that fills it) show these words.
+DESCRIPTIONS = {
+    "max_new_tokens": "Tokens to generate at most, per sample; never beyond the context (finish_reason 'length').",
+    "temperature": "Randomness of sampling: 0 = greedy (always the most likely token); higher = more varied.",
+    "top_k": "Sample only among the k most likely tokens; 0 = off.",
+    "top_p": "Nucleus sampling: sample among the most likely tokens whose probabilities add up to p; 1 = off.",
+    "min_p": "Drop tokens less likely than min_p times the most likely one; 0 = off.",
+    "repetition_penalty": "Divide the logits of tokens already seen (prompt and output) by this; 1 = off.",
+    "presence_penalty": "Subtract this from the logits of tokens already generated (OpenAI's); 0 = off.",
+    "frequency_penalty": "Subtract this, per occurrence, from the logits of tokens already generated; 0 = off.",
+    "seed": "Random seed: the same seed gives the same text, alone or under load.",
+    "stop": "Stop when one of these strings is generated; it is not included in the text.",
+    "n": "How many samples of the prompt to generate.",
+    "logprobs": "Return the log-probability of each chosen token and this many most likely alternatives.",
+    "ignore_eos": "Keep generating past the end-of-sequence token.",
+}
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     max_new_tokens: int | None = None  # None: until the context is full (capped by Limits)

@@ -77,6 +77,15 @@ def _sample_plain(logits: np.ndarray, samplers: list[SequenceSampler]) -> np.nda
     costliest step at 16 rows x 49k tokens): sum the probabilities in blocks,
     find the block where the draw lands, then walk only inside that block.
     """
+    probs = _plain_weights(logits, samplers)
+    starts = np.arange(0, probs.shape[1], _BLOCK)
+    block_cdf = np.cumsum(np.add.reduceat(probs, starts, axis=1), axis=1, dtype=np.float64)
+    draws = np.array([s.rng.random() for s in samplers]) * block_cdf[:, -1]
+    return np.array([_invert(p, c, u) for p, c, u in zip(probs, block_cdf, draws)], dtype=np.int64)
+
+
+def _plain_weights(logits: np.ndarray, samplers: list[SequenceSampler]) -> np.ndarray:
+    """Temperature and min-p over whole rows: unnormalised probabilities, the most likely token at 1."""
     temps = np.array([s.params.temperature for s in samplers], dtype=np.float32)[:, None]
     z = logits / temps
     z -= z.max(axis=1, keepdims=True)
@@ -84,10 +93,7 @@ def _sample_plain(logits: np.ndarray, samplers: list[SequenceSampler]) -> np.nda
     min_p = np.array([s.params.min_p for s in samplers], dtype=np.float32)[:, None]
     if min_p.any():
         probs[probs < min_p] = 0.0
-    starts = np.arange(0, probs.shape[1], _BLOCK)
-    block_cdf = np.cumsum(np.add.reduceat(probs, starts, axis=1), axis=1, dtype=np.float64)
-    draws = np.array([s.rng.random() for s in samplers]) * block_cdf[:, -1]
-    return np.array([_invert(p, c, u) for p, c, u in zip(probs, block_cdf, draws)], dtype=np.int64)
+    return probs
 
 
 def _invert(probs: np.ndarray, block_cdf: np.ndarray, u: float) -> int:
@@ -104,16 +110,38 @@ def _invert(probs: np.ndarray, block_cdf: np.ndarray, u: float) -> int:
 
 
 def _sample_row(logits: np.ndarray, s: SequenceSampler) -> int:
-    p = s.params
+    ids, probs = _filtered(logits, s.params)
+    cdf = np.cumsum(probs, dtype=np.float64)
+    pick = int(np.searchsorted(cdf, s.rng.random() * cdf[-1], side="right"))
+    return int(ids[min(pick, len(ids) - 1)])
+
+
+def _filtered(logits: np.ndarray, p: SamplingParams) -> tuple[np.ndarray, np.ndarray]:
+    """Temperature, top-k, min-p and top-p on one row: the kept ids, in draw order, and their probabilities."""
     ids, probs = _candidates(logits / p.temperature, p.top_k)
     if p.min_p > 0.0:
         keep = probs >= p.min_p * probs.max()
         ids, probs = ids[keep], probs[keep]
     if p.top_p < 1.0:
         ids, probs = _nucleus(ids, probs, p.top_p, logits / p.temperature)
-    cdf = np.cumsum(probs, dtype=np.float64)
-    pick = int(np.searchsorted(cdf, s.rng.random() * cdf[-1], side="right"))
-    return int(ids[min(pick, len(ids) - 1)])
+    return ids, probs
+
+
+def distribution(logits: np.ndarray, sampler: SequenceSampler) -> tuple[np.ndarray, np.ndarray]:
+    """What ``sample`` draws from for one row of logits already passed through ``sampler.adjust``.
+
+    Token ids in the order the draw walks them, and their probabilities (summing
+    to 1), computed by the very functions ``sample`` uses, so that looking at the
+    distribution (``pocketlm inspect next``) shows what the engine samples from.
+    """
+    p = sampler.params
+    if p.greedy:
+        return np.array([int(np.argmax(logits))]), np.ones(1)
+    if p.top_k == 0 and p.top_p == 1.0:
+        weights = _plain_weights(logits[None, :], [sampler])[0].astype(np.float64)
+        return np.arange(logits.size), weights / weights.sum()
+    ids, probs = _filtered(logits, p)
+    return ids, probs.astype(np.float64) / probs.sum(dtype=np.float64)
 
 
 def _candidates(scaled: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:

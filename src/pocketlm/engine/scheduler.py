@@ -29,9 +29,7 @@ import numpy as np
 
 from pocketlm.backends.base import Backend, Chunk
 from pocketlm.engine.chat import ChatTemplate
-from pocketlm.engine.outputs import (
-    Completion, Sample, SampleFinished, TextDelta, TokenLogprob, TopLogprob, Usage,
-)
+from pocketlm.engine.outputs import Completion, SampleFinished, TextDelta, TokenLogprob, TopLogprob, Usage
 from pocketlm.engine.params import Limits, SamplingParams
 from pocketlm.engine.sampling import SequenceSampler, log_softmax, sample
 from pocketlm.engine.slots import SlotPool, common_prefix
@@ -97,8 +95,8 @@ class _Request:
 class RequestStream:
     """The caller's handle: an async iterator of engine events, cancellable."""
 
-    def __init__(self, engine: "Engine", prompt_tokens: int):
-        self.prompt_tokens = prompt_tokens
+    def __init__(self, engine: "Engine", prompt_ids: list[int]):
+        self.prompt_ids = prompt_ids  # the prompt as the model reads it (after tokenizing and checks)
         self._engine = engine
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue = asyncio.Queue()
@@ -182,15 +180,11 @@ class Engine:
         params = params.validated(self.config.limits)
         if params.n > self.config.slots:
             raise InvalidParameter("n", f"must be <= {self.config.slots}, the number of slots this server runs")
-        tokens = self._prompt_tokens(prompt)
+        tokens = self.prompt_ids(prompt)
         room = self.n_ctx_seq - len(tokens)
-        if room <= 0:
-            raise ContextLengthExceeded(
-                "prompt", f"the prompt has {len(tokens)} tokens but the context holds {self.n_ctx_seq}; "
-                "shorten it, or start the server with a larger --n-ctx")
         # Like OpenAI's servers, a max_new_tokens beyond the context ends with finish_reason "length".
         max_new = min(params.max_new_tokens or self.config.limits.max_new_tokens, room)
-        stream = RequestStream(self, len(tokens))
+        stream = RequestStream(self, tokens)
         request = _Request(next(self._ids), tokens, params, max_new, stream)
         request.seqs = [_Sequence(i, request, self.backend.eog_ids) for i in range(params.n)]
         stream._request = request
@@ -206,20 +200,10 @@ class Engine:
 
     async def complete(self, prompt: str | list[int], params: SamplingParams) -> Completion:
         """Run a request to the end and collect its samples."""
-        stream = self.submit(prompt, params)
-        samples = [Sample(i) for i in range(params.n)]
-        async for event in stream:
-            if isinstance(event, TextDelta):
-                s = samples[event.index]
-                s.text += event.text
-                s.token_ids.extend(event.token_ids)
-                s.logprobs.extend(event.logprobs)
-            elif isinstance(event, SampleFinished):
-                samples[event.index].finish_reason = event.reason
-                samples[event.index].stop = event.stop
-            elif isinstance(event, Usage):
-                return Completion(samples, event)
-        raise RuntimeError("engine stream ended without usage")  # unreachable: streams end with Usage
+        completion = Completion.empty(params.n)
+        async for event in self.submit(prompt, params):
+            completion.add(event)
+        return completion
 
     def stats(self) -> EngineStats:
         with self._lock:
@@ -252,17 +236,30 @@ class Engine:
         with self._lock:
             self._lock.notify()
 
-    def _prompt_tokens(self, prompt: str | list[int]) -> list[int]:
+    def prompt_ids(self, prompt: str | list[int]) -> list[int]:
+        """The prompt's token ids, checked: known tokens, not empty, within --max-prompt-tokens and the context.
+
+        Every prompt check lives here; errors name ``prompt`` (callers rename it to their client's spelling).
+        """
         if isinstance(prompt, str):
             tokens = self.backend.tokenize(prompt)
         elif isinstance(prompt, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
             tokens = list(prompt)
-            if any(not 0 <= t < self.info.n_vocab for t in tokens):
-                raise InvalidParameter("prompt", f"token ids must be in [0, {self.info.n_vocab})")
+            bad = next((t for t in tokens if not 0 <= t < self.info.n_vocab), None)
+            if bad is not None:
+                raise InvalidParameter("prompt", f"token id {bad} is outside the vocabulary (0..{self.info.n_vocab - 1})")
         else:
             raise InvalidParameter("prompt", "must be a string or a list of token ids")
         if not tokens:
-            raise InvalidParameter("prompt", "must not be empty")
+            raise InvalidParameter("prompt", "is empty; give at least one character of text")
+        limit = self.config.limits.max_prompt_tokens
+        if limit is not None and len(tokens) > limit:
+            raise ContextLengthExceeded(
+                "prompt", f"has {len(tokens)} tokens; this server accepts at most {limit} (--max-prompt-tokens); shorten it")
+        if len(tokens) >= self.n_ctx_seq:
+            raise ContextLengthExceeded(
+                "prompt", f"has {len(tokens)} tokens but the context holds {self.n_ctx_seq}; "
+                "shorten it, or start the server with a larger --n-ctx")
         return tokens
 
     # ---- engine thread ------------------------------------------------------------------------

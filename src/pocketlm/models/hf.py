@@ -166,10 +166,15 @@ def load_tokenizer(hf: HFDir, *, trust_remote_code: bool = False):
         raise ModelLoadError(f"could not load the tokenizer of {hf.path}: {e}") from None
 
 
-def load_model(hf: HFDir, *, trust_remote_code: bool = False, dtype=None):
-    """``AutoModelForCausalLM`` on the checked directory, eval mode, no gradients."""
+def load_model(hf: HFDir, *, trust_remote_code: bool = False, dtype=None, attn_implementation: str | None = None,
+               causal: bool = True):
+    """``AutoModelForCausalLM`` on the checked directory, eval mode, no gradients.
+
+    ``attn_implementation="eager"``: attention computed as an explicit softmax, so its weights can be
+    returned (pocketlm.inspection). ``causal=False``: the bare ``AutoModel`` (an encoder such as BERT).
+    """
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModel, AutoModelForCausalLM
 
     if hf.needs_remote_code and not trust_remote_code:
         raise ModelLoadError(
@@ -177,9 +182,10 @@ def load_model(hf: HFDir, *, trust_remote_code: bool = False, dtype=None):
             "does not run downloaded code by default: read that code first, then pass --trust-remote-code "
             "(or set POCKETLM_TRUST_REMOTE_CODE=1)")
     try:
-        model = AutoModelForCausalLM.from_pretrained(
+        extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        model = (AutoModelForCausalLM if causal else AutoModel).from_pretrained(
             str(hf.path), dtype=dtype or torch.float32, trust_remote_code=trust_remote_code,
-            use_safetensors=not hf.pickle)
+            use_safetensors=not hf.pickle, **extra)
     except Exception as e:
         raise ModelLoadError(f"transformers could not load {hf.path} ({hf.architecture}): {e}") from None
     return model.eval().requires_grad_(False)

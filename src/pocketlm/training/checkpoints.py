@@ -19,6 +19,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from pocketlm.files import fsync, fsync_tree
+
 STAGING = ".staging"  # the Trainer's output_dir: scratch space, never resumed from
 CHECKPOINTS = "checkpoints"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
@@ -52,35 +54,16 @@ def clear_staging(out: Path) -> None:
     shutil.rmtree(out / STAGING, ignore_errors=True)
 
 
-def _fsync_tree(path: Path) -> None:
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            fd = os.open(os.path.join(root, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-    _fsync_dir(path)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def publish(staged: Path, out: Path, keep: int) -> Path:
     """Move a finished checkpoint from staging into ``checkpoints/`` and drop the oldest beyond ``keep``."""
     root = out / CHECKPOINTS
     root.mkdir(exist_ok=True)
     final = root / staged.name
-    _fsync_tree(staged)  # the data must be on disk before the rename makes it visible
+    fsync_tree(staged)  # the data must be on disk before the rename makes it visible
     if final.exists():  # the same step saved again (a resumed run that had nothing left to do)
         shutil.rmtree(final)
     os.rename(staged, final)
-    _fsync_dir(root)
+    fsync(root)
     for _step, old in checkpoint_steps(out)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final

@@ -1,0 +1,41 @@
+"""What every protocol's schema shares: sampling fields described once, stop lists, refusals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from pocketlm.api.errors import Unsupported
+from pocketlm.engine.params import DESCRIPTIONS
+
+Stop = str | list[str] | None
+Aliases = dict[str, str]  # engine parameter name -> the client's name for it
+
+
+def sampling_field(name: str, default: Any = None, note: str = "", **kwargs) -> Any:
+    """A field that fills ``SamplingParams.<name>``: the engine's description of it, plus this protocol's ``note``
+    (usually its default), so /docs explains each sampling field in the same words on every route."""
+    return Field(default, description=f"{DESCRIPTIONS[name]} {note}".strip(), **kwargs)
+
+
+def unsupported_field(note: str = "", default: Any = None) -> Any:
+    """A field other servers implement and pocketlm does not: accepted in the schema, refused when set."""
+    return Field(default, description=f"Not supported by pocketlm: refused when set. {note}".strip())
+
+
+def stop_tuple(stop: Stop) -> tuple[str, ...]:
+    if stop is None:
+        return ()
+    return (stop,) if isinstance(stop, str) else tuple(stop)
+
+
+def reject_unsupported(values: dict[str, Any]) -> None:
+    """Refuse parameters pocketlm does not implement, rather than ignore them."""
+    for name, value in values.items():
+        if value is not None and value is not False and value != [] and value != {}:
+            raise Unsupported(name, "is not supported by pocketlm; remove it from the request")
+
+
+def or_default(value, default):
+    return default if value is None else value

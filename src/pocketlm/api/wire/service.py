@@ -1,0 +1,33 @@
+"""Bodies of the service routes: tokenizer, liveness, readiness."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class TokenizeRequest(BaseModel):
+    text: str = Field(description="Text to turn into token ids.")
+    add_special: bool = Field(True, description="Add BOS where the model expects one and parse special tokens such as <|im_start|>.")
+
+
+class TokenizeResponse(BaseModel):
+    tokens: list[int] = Field(description="The token ids.")
+    count: int = Field(description="How many tokens.")
+
+
+class DetokenizeRequest(BaseModel):
+    tokens: list[int] = Field(description="Token ids to turn back into text.")
+
+
+class DetokenizeResponse(BaseModel):
+    text: str = Field(description="The text the tokens stand for.")
+
+
+class Health(BaseModel):
+    status: str = Field(description="'ok' while the process answers.")
+
+
+class Ready(BaseModel):
+    status: str = Field(description="'ready', or 'draining' once SIGTERM was received.")
+    model: str = Field(description="The served model's id.")
+    slots: int = Field(description="Sequences the engine decodes together.")

@@ -1,0 +1,97 @@
+"""A scripted backend: the engine and the HTTP app run in-process, in milliseconds, on known tokens.
+
+Its vocabulary is the 256 single bytes plus two specials (BOS, EOS), so any text
+tokenizes (one token per UTF-8 byte: "ç" is two tokens, as with real byte-level
+tokenizers). Its "model" ignores what the prompt says: after any prompt, sample k
+of every request reads ``script`` token by token and then ends with EOS. Each
+position's logits put the scripted token far ahead (sampling at any temperature
+picks it), ``ALTERNATIVE`` second, so logprobs and top alternatives are known too.
+The KV cache is a list of token ids per slot, so copying and clearing slots are real.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import numpy as np
+
+from pocketlm.backends.base import Backend, Chunk, ModelInfo
+from pocketlm.engine import Engine, EngineConfig, Limits
+
+BOS, EOS = 256, 257
+SPECIALS = {"<s>": BOS, "</s>": EOS}
+N_VOCAB = 258
+LEAD = 30.0  # the scripted token's logit over the alternative's: e^-30, no sampler strays
+ALTERNATIVE = ord("?")  # always the second most likely token
+
+
+class FakeBackend(Backend):
+    def __init__(self, script: str = " Paris is lovely.", *, slots: int = 4, n_ctx: int = 128, chat_template: str | None = None,
+                 step_seconds: float = 0.0):
+        self.step_seconds = step_seconds  # > 0: a slow model, for timeouts and shutdowns mid-request
+        self.script = list(script.encode("utf-8")) + [EOS]
+        self.slots, self.n_ctx = slots, n_ctx
+        self.eog_ids = frozenset({EOS})
+        self.info = ModelInfo(
+            name="fake-model", path="", architecture="fake", n_ctx_train=n_ctx, n_vocab=N_VOCAB, n_params=0,
+            quantization="F32", chat_template=chat_template, bos_token="<s>", eos_token="</s>",
+        )
+        self.cache: list[list[int]] = [[] for _ in range(slots)]
+        self.prompt_end: list[int | None] = [None] * slots  # where the scripted answer starts in each slot
+
+    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+        ids = [BOS] if add_special else []
+        while text:
+            special = next((s for s in SPECIALS if add_special and text.startswith(s)), None)
+            if special:
+                ids.append(SPECIALS[special])
+                text = text[len(special):]
+            else:
+                ids.extend(text[0].encode("utf-8"))
+                text = text[1:]
+        return ids
+
+    def token_bytes(self, token: int) -> bytes:
+        return {BOS: b"", EOS: b""}.get(token) if token >= 256 else bytes([token])
+
+    def forward(self, chunks: list[Chunk]) -> np.ndarray:
+        time.sleep(self.step_seconds)
+        rows = []
+        for chunk in chunks:
+            cache = self.cache[chunk.seq]
+            assert len(cache) == chunk.pos, f"slot {chunk.seq}: cache holds {len(cache)} tokens, chunk starts at {chunk.pos}"
+            for i, token in enumerate(chunk.tokens):
+                cache.append(token)
+                if i >= len(chunk.tokens) - chunk.n_logits:
+                    rows.append(self._logits(chunk.seq))
+        return np.array(rows, dtype=np.float32).reshape(len(rows), N_VOCAB)
+
+    def _logits(self, seq: int) -> np.ndarray:
+        if self.prompt_end[seq] is None:  # the first logits asked for: the prompt ends here
+            self.prompt_end[seq] = len(self.cache[seq])
+        k = len(self.cache[seq]) - self.prompt_end[seq]
+        row = np.zeros(N_VOCAB, dtype=np.float32)
+        row[ALTERNATIVE] = LEAD / 2
+        row[self.script[min(k, len(self.script) - 1)]] = LEAD
+        return row
+
+    def copy_sequence(self, src: int, dst: int) -> None:
+        self.cache[dst] = list(self.cache[src])
+        self.prompt_end[dst] = self.prompt_end[src]
+
+    def clear_sequence(self, seq: int) -> None:
+        self.cache[seq] = []
+        self.prompt_end[seq] = None
+
+
+@contextlib.contextmanager
+def fake_engine(script: str = " Paris is lovely.", *, slots: int = 4, n_ctx: int = 128, step_seconds: float = 0.0, **limits):
+    """A started engine on a FakeBackend; ``limits`` fill ``Limits`` (max_prompt_tokens=..., max_n=...)."""
+    backend = FakeBackend(script, slots=slots, n_ctx=n_ctx, step_seconds=step_seconds)
+    engine = Engine(backend, EngineConfig(slots=slots, n_ctx=n_ctx, limits=Limits(**limits)))
+    engine.start()
+    try:
+        yield engine
+    finally:
+        engine.stop(0)

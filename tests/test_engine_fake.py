@@ -1,0 +1,116 @@
+"""The engine on the scripted backend (tests/fake_backend.py): exact tokens, in milliseconds."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from fake_backend import ALTERNATIVE, BOS, EOS, fake_engine
+
+from pocketlm.engine import Completion, SampleFinished, SamplingParams, TextDelta, Usage
+from pocketlm.errors import ContextLengthExceeded, InvalidParameter
+
+SCRIPT = " Paris.\nUser: and Rome?"
+
+
+@pytest.fixture(scope="module")
+def engine():
+    with fake_engine(SCRIPT, n_ctx=64, max_prompt_tokens=40) as eng:
+        yield eng
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_sampling_at_any_temperature_reads_the_script(engine):
+    for params in (SamplingParams(temperature=0), SamplingParams(temperature=1.5, seed=3), SamplingParams(top_p=0.5, n=3)):
+        result = run(engine.complete("Capital of France?", params))
+        assert [s.text for s in result.samples] == [SCRIPT] * params.n
+        assert all(s.finish_reason == "stop" and s.token_ids[-1] == EOS for s in result.samples)
+        assert result.usage == Usage(prompt_tokens=19, completion_tokens=params.n * (len(SCRIPT) + 1))
+
+
+def test_complete_is_the_fold_of_the_stream(engine):
+    async def scenario():
+        params = SamplingParams(max_new_tokens=5, n=2, logprobs=2)
+        events = [event async for event in engine.submit("Hi", params)]
+        folded = Completion.empty(2)
+        for event in events:
+            folded.add(event)
+        return events, folded, await engine.complete("Hi", params)
+
+    events, folded, completed = run(scenario())
+    assert isinstance(events[-1], Usage) and sum(isinstance(e, SampleFinished) for e in events) == 2
+    assert folded == completed
+    assert folded.done and folded.unfinished == 0
+    assert folded.samples[1].text == " Pari" and folded.samples[1].finish_reason == "length"
+    top = folded.samples[0].logprobs[0].top
+    assert [t.token_id for t in top] == [ord(" "), ALTERNATIVE] and top[0].logprob > top[1].logprob
+
+
+def test_stop_string_and_utf8_split_over_byte_tokens():
+    with fake_engine("olá 🙂 fim", slots=1) as eng:
+        deltas = run(_texts(eng, SamplingParams(stop=("fim",))))
+    assert "".join(deltas) == "olá 🙂 " and all("\ufffd" not in d for d in deltas)
+
+
+async def _texts(engine, params):
+    return [e.text async for e in engine.submit("x", params) if isinstance(e, TextDelta)]
+
+
+def test_prompt_checks_live_in_the_engine(engine):
+    assert engine.prompt_ids("ab") == [BOS, ord("a"), ord("b")]
+    cases = [
+        ([], InvalidParameter, "is empty"),
+        ([1, 999], InvalidParameter, "token id 999 is outside the vocabulary"),
+        ([1, True], InvalidParameter, "list of token ids"),
+        ("x" * 45, ContextLengthExceeded, "at most 40 (--max-prompt-tokens)"),
+    ]
+    for prompt, kind, words in cases:
+        with pytest.raises(kind) as err:
+            engine.submit(prompt, SamplingParams())
+        assert err.value.param == "prompt" and words in err.value.message
+
+
+def test_a_prompt_that_fills_the_context_is_refused():
+    with fake_engine(slots=1, n_ctx=16) as eng:
+        with pytest.raises(ContextLengthExceeded, match="the context holds 16"):
+            eng.submit([1] * 16, SamplingParams())
+        result = run(eng.complete([1] * 10, SamplingParams(max_new_tokens=100, ignore_eos=True)))
+    assert result.samples[0].finish_reason == "length" and result.usage.completion_tokens == 6
+
+
+def test_the_request_stream_carries_the_prompt_ids(engine):
+    async def scenario():
+        stream = engine.submit("ab", SamplingParams(max_new_tokens=1))
+        ids = stream.prompt_ids
+        async for _ in stream:
+            pass
+        return ids
+
+    assert run(scenario()) == [BOS, ord("a"), ord("b")]
+
+
+def test_chat_roles_one_rule(engine):
+    assert "System: be brief" in engine.render_chat([{"role": "developer", "content": "be brief"}])
+    for role in ("tool", "function"):
+        with pytest.raises(InvalidParameter, match="does not do tool calling") as err:
+            engine.render_chat([{"role": role, "content": "42"}])
+        assert err.value.param == "messages[0].role"
+    with pytest.raises(InvalidParameter, match="must be one of system, developer, user, assistant"):
+        engine.render_chat([{"role": "user", "content": "hi"}, {"role": "wizard", "content": "x"}])
+    with pytest.raises(InvalidParameter, match="only text content parts") as err:
+        engine.render_chat([{"role": "user", "content": [{"type": "image_url"}]}])
+    assert err.value.param == "messages[0].content"
+
+
+def test_chat_without_a_template_stops_at_the_next_user_turn(engine):
+    async def scenario():
+        completion = Completion.empty(1)
+        async for event in engine.submit_chat([{"role": "user", "content": "Capital of France?"}], SamplingParams()):
+            completion.add(event)
+        return completion
+
+    sample = run(scenario()).samples[0]
+    assert sample.text == " Paris." and sample.stop == "\nUser:"
