@@ -128,6 +128,10 @@ class LlamaCppBackend(Backend):
                  for c in chunks for i, tok in enumerate(c.tokens)]
         for start in range(0, len(items), self.n_batch):
             rows.append(self._decode(items[start:start + self.n_batch]))
+            if start + self.n_batch < len(items):  # the next call overwrites llama.cpp's logits buffer
+                rows[-1] = rows[-1].copy()
+        if len(rows) == 1:
+            return rows[0]  # a view of llama.cpp's buffer: the engine copies the rows it samples from
         return np.concatenate(rows) if rows else np.empty((0, self.n_vocab), np.float32)
 
     def _decode(self, items) -> np.ndarray:
@@ -144,7 +148,7 @@ class LlamaCppBackend(Backend):
         if n_out == 0:
             return np.empty((0, self.n_vocab), np.float32)
         ptr = C.llama_get_logits(self.ctx)
-        return np.ctypeslib.as_array(ptr, shape=(n_out, self.n_vocab)).copy()
+        return np.ctypeslib.as_array(ptr, shape=(n_out, self.n_vocab))
 
     def copy_sequence(self, src: int, dst: int) -> None:
         C.llama_memory_seq_cp(self.memory, src, dst, -1, -1)
