@@ -173,7 +173,7 @@ def main():
           f"cached prompt tokens {result['cached_tokens']}")
     evals = llama["prompt_eval_ms"] + llama["eval_ms"]
     print(f"llama.cpp: {evals / 1000:.2f} s evaluating ({evals / 1000 / result['wall_s']:.0%} of wall), "
-          f"{llama['eval_calls']} decode calls, {llama['prompt_tokens']} prompt tokens, "
+          f"{llama['prompt_tokens']} tokens in batches of several, {llama['eval_calls']} one-token calls, "
           f"{llama['graphs_reused']} graphs reused")
     if spy is not None:
         spy.send_signal(2)  # SIGINT: py-spy writes what it has and exits

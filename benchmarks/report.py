@@ -249,6 +249,9 @@ def write_report(results: dict, path: Path, chart: Path, results_path: Path) -> 
         "",
         f"![output tok/s and p50 TTFT vs concurrency]({_rel(chart, path.parent)})",
         "",
+        (f"**A reduced run**: servers not run this time: {', '.join(results['not_run'])} "
+         f"(`make bench` runs all of them); levels: {', '.join(map(str, results['settings']['concurrency']))}; "
+         f"workloads: {', '.join(_workloads(results))}.\n" if results.get("not_run") else None),
         *_busy_warning(busy),
         "## Setup",
         "",

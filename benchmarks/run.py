@@ -222,6 +222,7 @@ def run(args) -> dict:
                      "time_limit_s": args.time_limit,
                      "requests": {c: requests_for(c, args) for c in args.concurrency}},
         "cells": cells,
+        "not_run": [n for n in ALL_SERVERS if n not in args.servers],
     }
 
 
