@@ -76,6 +76,11 @@ async def closed_loop(engine: Engine, prompts: list, c: int, n_requests: int, ma
             "ttft_p99_ms": float(np.percentile(ms, 99)), "requests": len(ttfts), "cached_tokens": cached}
 
 
+def _peak_rss_mb() -> float:
+    status = Path("/proc/self/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024
+
+
 # ---- py-spy: sort the engine thread's samples into the parts of a step ----------------------------
 
 def _line_kinds() -> dict[tuple[str, int], str]:
@@ -139,7 +144,8 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=None, help="default 128 (completions) / 64 (chat)")
     ap.add_argument("--slots", type=int, default=16)
     ap.add_argument("--ubatch", type=int, default=UBATCH)
-    ap.add_argument("--kv-type", choices=["f16", "q8_0"], default=None)
+    ap.add_argument("--kv-type", choices=["f16", "q8_0", "q8_0/f16", "f16/q8_0"], default=None,
+                    help="KV cache type, or keys/values apart (default: the backend's choice, q8_0 for many slots)")
     ap.add_argument("--prefill-chunk", type=int, default=EngineConfig.prefill_chunk)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--py-spy", action=argparse.BooleanOptionalAction, default=True)
@@ -170,7 +176,7 @@ def main():
           f"kv {args.kv_type or 'default'}, prefill chunk {args.prefill_chunk}, threads {args.threads or 'all'}")
     print(f"output {result['tok_s']:.1f} tok/s over {result['wall_s']:.1f} s, {result['requests']} requests, "
           f"TTFT p50 {result['ttft_p50_ms']:.0f} ms p99 {result['ttft_p99_ms']:.0f} ms, "
-          f"cached prompt tokens {result['cached_tokens']}")
+          f"cached prompt tokens {result['cached_tokens']}, peak RSS {_peak_rss_mb():.0f} MB")
     evals = llama["prompt_eval_ms"] + llama["eval_ms"]
     print(f"llama.cpp: {evals / 1000:.2f} s evaluating ({evals / 1000 / result['wall_s']:.0%} of wall), "
           f"{llama['prompt_tokens']} tokens in batches of several, {llama['eval_calls']} one-token calls, "

@@ -27,7 +27,8 @@ _DECODE_ERRORS = {1: "no free KV cache cells", 2: "aborted", -1: "invalid batch"
 class LlamaCppBackend(Backend):
     def __init__(self, path: Path, *, name: str | None = None, slots: int, n_ctx: int, threads: int | None = None,
                  n_batch: int = 512, n_ubatch: int = UBATCH, kv_type: str | None = None, perf: bool = False):
-        """``n_ubatch``, ``kv_type`` ("f16", "q8_0"; None: chosen below) and ``perf`` (llama.cpp's own
+        """``n_ubatch``, ``kv_type`` ("f16", "q8_0", or "K/V" such as "q8_0/f16" for keys and values apart;
+        None: chosen below) and ``perf`` (llama.cpp's own
         timers, read with ``perf()``) are for measuring levers (benchmarks/profile_engine.py)."""
         path = Path(path)
         gguf = read_gguf_info(path)  # rejects non-GGUF or damaged headers with a clear message
@@ -41,9 +42,12 @@ class LlamaCppBackend(Backend):
         # 377 MB in f16, 200 MB in q8_0; measured ~8% slower at 16 streams, greedy text alone vs
         # batched still identical). q8_0 stores whole blocks of 32 values, so heads must be a
         # multiple of that wide; one slot (evaluation, the CLI) keeps f16 for exact numbers.
-        self.kv_type = C.GGML_TYPE_Q8_0 if slots > 1 and gguf.head_dim % 32 == 0 else C.GGML_TYPE_F16
+        default = C.GGML_TYPE_Q8_0 if slots > 1 and gguf.head_dim % 32 == 0 else C.GGML_TYPE_F16
+        self.k_type = self.v_type = default
         if kv_type is not None:
-            self.kv_type = {"f16": C.GGML_TYPE_F16, "q8_0": C.GGML_TYPE_Q8_0}[kv_type]
+            types = {"f16": C.GGML_TYPE_F16, "q8_0": C.GGML_TYPE_Q8_0}
+            k, _, v = kv_type.partition("/")
+            self.k_type, self.v_type = types[k], types[v or k]
         self.ctx = C.llama_init_from_model(self.model, self._context_params(threads))
         if not self.ctx:
             C.llama_model_free(self.model)
@@ -82,7 +86,7 @@ class LlamaCppBackend(Backend):
         # One KV stream per slot. A unified cache would make every token attend over all
         # slots' cells (masked): at 16 streams that was 1.6x slower per step, measured.
         p.kv_unified = False
-        p.type_k = p.type_v = self.kv_type
+        p.type_k, p.type_v = self.k_type, self.v_type
         p.no_perf = not self._perf
         return p
 
