@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test bench data soak fuzz browser image
+.PHONY: install serve test bench data soak fuzz browser image llama-server
 
 install: $(STAMP)
 
@@ -34,11 +34,18 @@ browser:
 test: $(STAMP) data browser
 	$(PY) -m pytest -q
 
-# Not part of CI. Run on a quiet machine (nothing else using the CPU): ~40 min, all five servers
-# at c = 1, 4, 16, 32; writes BENCHMARKS.md, benchmarks/serving.png and benchmarks/results.json.
+# llama.cpp's own HTTP server, a peer in make bench: built once (~8 min on 2 idle cores) from the
+# llama.cpp inside the pinned llama-cpp-python sdist, into $POCKETLM_CACHE/llama-server/<version>/.
+llama-server: $(STAMP)
+	$(PY) benchmarks/llama_server.py
+
+# Not part of CI. Run on a quiet machine (nothing else using the CPU): over an hour, every server at
+# c = 1, 4, 16, 32 on both workloads; writes BENCHMARKS.md, benchmarks/serving.png and
+# benchmarks/results.json. A reduced run: make bench BENCH_ARGS="--servers pocketlm,llama-server --concurrency 1,16"
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[torch,test,bench]'
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/llama_server.py
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 # Not part of CI. 32 clients for 10 minutes of mixed requests against a real server on loopback (streamed and
 # not, chat and completion, some abandoned mid-stream, some invalid): unexpected errors, RSS, /metrics totals.

@@ -6,7 +6,8 @@ output token after the first (TPOT = (e2e - TTFT) / (tokens - 1)) and end-to-end
 Per run: completed / failed / cut requests, request/s and output tok/s over the run's wall time.
 
 Two wire protocols:
-- "openai": streaming POST /v1/completions (SSE). Output tokens are counted from the server's own
+- "openai": streaming POST /v1/completions (SSE), or /v1/chat/completions when the prompt is a
+  list of chat messages (the shared-system-prompt workload; text arrives in `delta.content`). Output tokens are counted from the server's own
   statements: its `usage` when it streams one (`stream_options.include_usage`); else max_tokens
   when it ended with finish_reason "length" (it stopped because it produced exactly that many);
   else, as vLLM's benchmark does, the streamed text re-tokenized with the model's tokenizer, which
@@ -72,12 +73,16 @@ class RequestResult:
         return (self.e2e - self.ttft) / (self.output_tokens - 1)
 
 
-def _body(target: Target, prompt: str, max_tokens: int, temperature: float) -> dict:
+Prompt = str | list[dict]  # a completion prompt, or chat messages
+
+
+def _body(target: Target, prompt: Prompt, max_tokens: int, temperature: float) -> dict:
     if target.api == "generate":
         body = {"prompt": prompt, "max_new_tokens": max_tokens, "temperature": temperature}
     else:
         body = {
-            "prompt": prompt, "max_tokens": max_tokens, "temperature": temperature,
+            "messages" if isinstance(prompt, list) else "prompt": prompt,
+            "max_tokens": max_tokens, "temperature": temperature,
             "stream": True, "stream_options": {"include_usage": True},
         }
         if target.model is not None:
@@ -90,8 +95,9 @@ async def _openai_request(client: httpx.AsyncClient, target: Target, body: dict,
     res = RequestResult(ok=False)
     pieces: list[str] = []
     usage = finish_reason = None
+    path = "/v1/chat/completions" if "messages" in body else "/v1/completions"
     start = last = time.perf_counter()
-    async with client.stream("POST", f"{target.base_url}/v1/completions", json=body) as resp:
+    async with client.stream("POST", target.base_url + path, json=body) as resp:
         if resp.status_code != 200:
             res.error = f"HTTP {resp.status_code}: {(await resp.aread())[:300]!r}"
             return res
@@ -108,7 +114,7 @@ async def _openai_request(client: httpx.AsyncClient, target: Target, body: dict,
             usage = chunk.get("usage") or usage
             choices = chunk.get("choices") or []
             finish_reason = next((c["finish_reason"] for c in choices if c.get("finish_reason")), finish_reason)
-            text = "".join(choice.get("text") or "" for choice in choices)
+            text = "".join(choice.get("text") or (choice.get("delta") or {}).get("content") or "" for choice in choices)
             if not text:
                 continue
             now = time.perf_counter()
@@ -164,7 +170,7 @@ async def _one(client, target, prompt, max_tokens, temperature, count) -> Reques
 
 
 async def run_load(
-    target: Target, prompts: list[str], *, concurrency: int, n_requests: int, max_tokens: int,
+    target: Target, prompts: list[Prompt], *, concurrency: int, n_requests: int, max_tokens: int,
     time_limit_s: float, count: Callable[[str], int], temperature: float = 0.0, issue_window_s: float | None = None,
 ) -> dict:
     """Send `n_requests` requests (prompts cycled in order) from `concurrency` clients; summarize.

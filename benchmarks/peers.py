@@ -10,7 +10,8 @@ How "ignore EOS" reaches each server (so every request produces max_tokens token
 - llama-cpp-python: `min_tokens: max_tokens` (its request model has no `ignore_eos`);
 - transformers serve: it rejects unknown fields (422), so `generation_config` carries
   `eos_token_id: -1`, which its continuous-batching scheduler reads as "no EOS";
-- the Flask app: our `ignore_eos` field, implemented with `min_new_tokens`.
+- the Flask app: our `ignore_eos` field, implemented with `min_new_tokens`;
+- llama-server: `ignore_eos: true` (its own field, on both completion endpoints).
 """
 
 from __future__ import annotations
@@ -52,12 +53,20 @@ class PeerSpec:
         return (env + " " if env else "") + " ".join(argv)
 
 
+# llama.cpp's own server as a user would run it for 16 concurrent clients: 16 slots sharing a
+# 16,384-token context (1,024 each, pocketlm's default), the machine's 2 threads for decode and batch.
+LLAMA_SERVER_SLOTS, LLAMA_SERVER_CTX = 16, 16384
+
+
 def specs(gguf: Path, hf_dir: Path | None, extra_args: dict[str, list[str]] | None = None,
-          model: str | None = None) -> dict[str, PeerSpec]:
-    """The servers (pocketlm by default and on the GGUF file as it is, three peers).
+          model: str | None = None, served: Path | None = None,
+          llama_server: Path | None = None) -> dict[str, PeerSpec]:
+    """The servers (pocketlm by default and on the GGUF file as it is, and the peers).
 
     `model`: what pocketlm is asked to serve (the embedded alias, which runs as q8_0 by default);
-    None: the GGUF file. `extra_args[name]` are flags appended to that server's command line.
+    None: the GGUF file. `served`: the file pocketlm then runs (the requantized q8_0), which
+    llama-server runs too; `gguf` is the file as shipped. `llama_server`: its binary.
+    `extra_args[name]` are flags appended to that server's command line.
     """
     extra_args = extra_args or {}
     torch_env = {"OMP_NUM_THREADS": str(THREADS), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -67,6 +76,17 @@ def specs(gguf: Path, hf_dir: Path | None, extra_args: dict[str, list[str]] | No
             lambda port: [sys.executable, "-m", "pocketlm", "serve", "--model", served,
                           "--host", "127.0.0.1", "--port", str(port), *extra_args.get(name, ())],
             "/ready", "openai", lambda n: {"ignore_eos": True},
+        )
+
+    def llama_cpp_server(name: str, label: str, file: Path) -> PeerSpec:
+        exe = llama_server or Path("llama-server")
+        return PeerSpec(
+            name, label,
+            lambda port: [str(exe), "-m", str(file), "-t", str(THREADS), "-tb", str(THREADS),
+                          "-np", str(LLAMA_SERVER_SLOTS), "-c", str(LLAMA_SERVER_CTX),
+                          "--host", "127.0.0.1", "--port", str(port), *extra_args.get(name, ())],
+            "/health", "openai", lambda n: {"ignore_eos": True},
+            env={"LD_LIBRARY_PATH": str(exe.parent)},
         )
 
     peers = [
@@ -102,6 +122,8 @@ def specs(gguf: Path, hf_dir: Path | None, extra_args: dict[str, list[str]] | No
             "/health", "generate", lambda n: {"ignore_eos": True},
             env=torch_env,
         ),
+        llama_cpp_server("llama-server", "llama-server (pocketlm's file)", served or gguf),
+        llama_cpp_server("llama-server-file", "llama-server on the GGUF file as it is", gguf),
     ]
     return {p.name: p for p in peers}
 

@@ -60,3 +60,31 @@ def build_prompts(tokenizer: GGUFTokenizer, n: int = 64, n_tokens: int = 100, pa
                 break
         prompts.append(tokenizer.decode(ids[:n_tokens]))
     return prompts
+
+
+SYSTEM_INTRO = ("You are the reading companion of a Shakespeare study group. Answer questions about the passage "
+                "below in plain modern English, briefly, quoting it where that helps.\n\nPassage:\n")
+
+
+def build_chat(tokenizer: GGUFTokenizer, n: int = 64, system_tokens: int = 400, user_tokens: int = 20,
+               path: Path | None = None) -> list[list[dict]]:
+    """`n` chat requests that share one ~`system_tokens`-token system prompt, each with a short user turn.
+
+    What a hosted assistant sees: the same long instruction in front of every conversation, then a
+    question of its own. The system prompt is the intro above plus the corpus's first passage, cut
+    at `system_tokens` tokens in all; each user turn asks about a different line of the play
+    (~`user_tokens` tokens), so only the system prompt is shared between requests.
+    """
+    path = path or datasets.resolve("shakespeare:valid")
+    budget = system_tokens - len(tokenizer.encode(SYSTEM_INTRO))
+    passage = build_prompts(tokenizer, n=1, n_tokens=budget, path=path)[0]
+    system = SYSTEM_INTRO + passage
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
+             if len(line.strip()) > 30 and not line.startswith("===")]
+    step = len(lines) // n
+    chats = []
+    for k in range(n):
+        ids = tokenizer.encode(f'What does "{lines[k * step]}" mean here?')
+        chats.append([{"role": "system", "content": system},
+                      {"role": "user", "content": tokenizer.decode(ids[:user_tokens])}])
+    return chats

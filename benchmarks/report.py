@@ -7,14 +7,27 @@ from pathlib import Path
 
 
 
-def _cells(results: dict) -> dict[tuple[str, int], dict]:
-    return {(c["server"], c["concurrency"]): c for c in results["cells"] if "summary" in c}
+PEER = "llama-server"  # the issue-17 yardstick: llama.cpp's own server on the file pocketlm runs
 
 
-def _servers(results: dict) -> list[tuple[str, str]]:
+def _workload(cell: dict) -> str:
+    return cell.get("workload", "completions")  # runs before the chat workload existed
+
+
+def _workloads(results: dict) -> list[str]:
+    return results["settings"].get("workloads", ["completions"])
+
+
+def _cells(results: dict, workload: str = "completions") -> dict[tuple[str, int], dict]:
+    return {(c["server"], c["concurrency"]): c for c in results["cells"]
+            if "summary" in c and _workload(c) == workload}
+
+
+def _servers(results: dict, workload: str | None = None) -> list[tuple[str, str]]:
     seen = {}
     for c in results["cells"]:
-        seen.setdefault(c["server"], c["label"])
+        if workload is None or _workload(c) == workload:
+            seen.setdefault(c["server"], c["label"])
     return list(seen.items())
 
 
@@ -28,37 +41,42 @@ def write_chart(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cells = _cells(results)
     levels = results["settings"]["concurrency"]
-    fig, (ax_tps, ax_ttft) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for name, label in _servers(results):
-        xs = [c for c in levels if (name, c) in cells]
-        if not xs:
-            continue
-        ax_tps.plot(xs, [cells[name, c]["summary"]["output_throughput"] for c in xs], marker="o", label=label)
-        ttft = [(c, cells[name, c]["summary"]["ttft_ms"]["p50"]) for c in xs]
-        ax_ttft.plot([c for c, t in ttft if t], [t for c, t in ttft if t], marker="o", label=label)
-    for ax, title in ((ax_tps, "output tokens/s (higher is better)"), (ax_ttft, "p50 time to first token, ms (lower is better)")):
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(levels, [str(c) for c in levels])
-        ax.set_xlabel("concurrent clients")
-        ax.set_title(title, fontsize=10)
-        ax.grid(alpha=0.3)
-    ax_ttft.set_yscale("log")
-    ax_tps.legend(fontsize=8)
+    workloads = _workloads(results)
+    fig, axes = plt.subplots(len(workloads), 2, figsize=(11, 4.2 * len(workloads)), squeeze=False)
+    for (ax_tps, ax_ttft), workload in zip(axes, workloads):
+        cells = _cells(results, workload)
+        for name, label in _servers(results, workload):
+            xs = [c for c in levels if (name, c) in cells]
+            if not xs:
+                continue
+            ax_tps.plot(xs, [cells[name, c]["summary"]["output_throughput"] for c in xs], marker="o", label=label)
+            ttft = [(c, cells[name, c]["summary"]["ttft_ms"]["p50"]) for c in xs]
+            ax_ttft.plot([c for c, t in ttft if t], [t for c, t in ttft if t], marker="o", label=label)
+        for ax, title in ((ax_tps, "output tokens/s (higher is better)"),
+                          (ax_ttft, "p50 time to first token, ms (lower is better)")):
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(levels, [str(c) for c in levels])
+            ax.set_xlabel("concurrent clients")
+            ax.set_title(f"{workload}: {title}", fontsize=10)
+            ax.grid(alpha=0.3)
+        ax_ttft.set_yscale("log")
+        ax_tps.legend(fontsize=8)
     m = results["machine"]
-    fig.suptitle(f"{Path(results['model']).stem}, {results['settings']['max_tokens']} new tokens/request, {m['cores']}-core {m['cpu']}", fontsize=10)
+    fig.suptitle(f"{Path(results['model']).stem}, {m['cores']}-core {m['cpu']}", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def _table(results: dict) -> list[str]:
+def _table(results: dict, workload: str = "completions") -> list[str]:
     rows = ["| c | server | done / failed / cut | req/s | output tok/s | TTFT mean / p50 / p99 (ms) | ITL p50 / p99 (ms) "
             "| TPOT mean / p50 / p99 (ms) | E2E p50 / p99 (s) | tokens/req | counted by | peak RSS (MB) | ready / first reply (s) |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for cell in results["cells"]:
+        if _workload(cell) != workload:
+            continue
         c, label = cell["concurrency"], cell["label"]
         if "summary" not in cell:
             rows.append(f"| {c} | {label} | failed to run: {cell['error'].splitlines()[0][:120]} |" + " |" * 10)
@@ -80,9 +98,9 @@ def _mine(results: dict) -> list[str]:
     return [n for n, _ in _servers(results) if n.startswith("pocketlm")]
 
 
-def _ratios(results: dict, mine_name: str) -> list[str]:
-    cells = _cells(results)
-    peers = [(n, label) for n, label in _servers(results) if not n.startswith("pocketlm")]
+def _ratios(results: dict, mine_name: str, workload: str = "completions") -> list[str]:
+    cells = _cells(results, workload)
+    peers = [(n, label) for n, label in _servers(results, workload) if not n.startswith("pocketlm")]
     rows = ["| c | " + " | ".join(f"vs {label}: tok/s ×, TTFT p50 ×" for _, label in peers) + " |",
             "|---|" + "---|" * len(peers)]
     for c in results["settings"]["concurrency"]:
@@ -140,6 +158,58 @@ def _targets(results: dict, mine: str) -> list[str]:
     return rows
 
 
+def _ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def _vs_llama_server(results: dict, mine: str, peer: str = PEER) -> list[str]:
+    """pocketlm ÷ llama-server at each (workload, level) of this run: the issue-17 ratios."""
+    rows = ["| workload | c | output tok/s (pocketlm / llama-server) | tok/s × | TTFT p50 × | TTFT p99 × "
+            "| ITL p50 × | ITL p99 × | peak RSS (MB) |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for workload in _workloads(results):
+        cells = _cells(results, workload)
+        for c in results["settings"]["concurrency"]:
+            a, b = cells.get((mine, c)), cells.get((peer, c))
+            if not a or not b:
+                continue
+            sa, sb = a["summary"], b["summary"]
+            x = lambda k, q: _f(_ratio(sa[k][q], sb[k][q]), "{:.2f}×")
+            rows.append(f"| {workload} | {c} | {sa['output_throughput']:.1f} / {sb['output_throughput']:.1f} "
+                        f"| **{_f(_ratio(sa['output_throughput'], sb['output_throughput']), '{:.2f}×')}** "
+                        f"| {x('ttft_ms', 'p50')} | {x('ttft_ms', 'p99')} | {x('itl_ms', 'p50')} | {x('itl_ms', 'p99')} "
+                        f"| {a['peak_rss_mb']:.0f} / {b['peak_rss_mb']:.0f} |")
+    return rows
+
+
+def _targets_17(results: dict, mine: str, peer: str = PEER) -> list[str]:
+    """Issue 17's targets against llama-server on the same file, same run."""
+    comp, chat = _cells(results, "completions"), _cells(results, "chat")
+
+    def tps(cells, c):
+        a, b = cells.get((mine, c)), cells.get((peer, c))
+        return _ratio(a and a["summary"]["output_throughput"], b and b["summary"]["output_throughput"])
+
+    a, b = chat.get((mine, 16)), chat.get((peer, 16))
+    p99 = (a["summary"]["ttft_ms"]["p99"], b["summary"]["ttft_ms"]["p99"]) if a and b else None
+    rss = [c["peak_rss_mb"] for c in results["cells"] if c["server"] == mine and "peak_rss_mb" in c]
+    rss_peer = [c["peak_rss_mb"] for c in results["cells"] if c["server"] == peer and "peak_rss_mb" in c]
+    checks = [
+        ("completions c=1 output tok/s ≥ 1.0× llama-server", tps(comp, 1), 1.0, "{:.2f}×", True),
+        ("completions c=16 output tok/s ≥ 1.0× llama-server", tps(comp, 16), 1.0, "{:.2f}×", True),
+        ("chat c=16 output tok/s ≥ 1.0× llama-server", tps(chat, 16), 1.0, "{:.2f}×", True),
+        ("chat c=16 TTFT p99 ≤ llama-server's (pocketlm ÷ llama-server)", _ratio(*p99) if p99 else None, 1.0,
+         "{:.2f}×", False),
+        ("peak RSS ≤ llama-server's (max over levels, pocketlm ÷ llama-server)",
+         _ratio(max(rss), max(rss_peer)) if rss and rss_peer else None, 1.0, "{:.2f}×", False),
+    ]
+    rows = ["| target | measured | met |", "|---|---|---|"]
+    for name, value, bound, fmt, at_least in checks:
+        met = "—" if value is None else ("yes" if (value >= bound if at_least else value <= bound) else "**no**")
+        rows.append(f"| {name} | {_f(value, fmt)} | {met} |")
+    return rows
+
+
 def _rel(target: Path, start: Path) -> str:
     return os.path.relpath(target, start)
 
@@ -150,6 +220,16 @@ def _busy_warning(busy: list[float]) -> list[str]:
         return []
     return [f"> **Warning: the machine was busy**: up to {max(busy):.0%} of the CPU was in use by other work just "
             "before a measurement. These numbers measure contention, not the servers; rerun on a quiet machine.", ""]
+
+
+def _chat_line(results: dict) -> str | None:
+    if "chat" not in _workloads(results):
+        return None
+    s, t = results["settings"], results["chat_tokens"]
+    return (f"- Workload `chat`: every request carries the same {t['system']}-token system prompt and its own user turn "
+            f"of {min(t['user'])}–{max(t['user'])} tokens (a different line of the play each), `/v1/chat/completions` "
+            f"with the model's chat template, {s['chat_max_tokens']} new tokens, EOS ignored, same closed loop. "
+            "The warm-up request is a chat request, so each server starts with the system prompt cached in one slot.")
 
 
 def write_report(results: dict, path: Path, chart: Path, results_path: Path) -> None:
@@ -169,6 +249,9 @@ def write_report(results: dict, path: Path, chart: Path, results_path: Path) -> 
         "",
         f"![output tok/s and p50 TTFT vs concurrency]({_rel(chart, path.parent)})",
         "",
+        (f"**A reduced run**: servers not run this time: {', '.join(results['not_run'])} "
+         f"(`make bench` runs all of them); levels: {', '.join(map(str, results['settings']['concurrency']))}; "
+         f"workloads: {', '.join(_workloads(results))}.\n" if results.get("not_run") else None),
         *_busy_warning(busy),
         "## Setup",
         "",
@@ -177,13 +260,16 @@ def write_report(results: dict, path: Path, chart: Path, results_path: Path) -> 
         f"{min(busy):.0%}–{max(busy):.0%} (the load generator itself runs on the same cores)." if busy else "",
         "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
         f"- Model: `{Path(results['model']).name}` (SmolLM2-135M-Instruct) for the llama.cpp-based servers; the same "
-        "file dequantized to fp32 safetensors (`benchmarks/hf_weights.py`) for the torch-based ones.",
-        f"- Workload: {len(prompt_tokens)} fixed prompts of {min(prompt_tokens)}–{max(prompt_tokens)} tokens from "
-        f"Hamlet/Othello (the dataset `shakespeare:valid`), cycled in order; {s['max_tokens']} new tokens per request, "
+        "file dequantized to fp32 safetensors (`benchmarks/hf_weights.py`) for the torch-based ones."
+        + (f" pocketlm runs it requantized, `{Path(results['served_file']).name}`, and so does `llama-server`; "
+           "`llama-server on the GGUF file as it is` runs the shipped file." if results.get("served_file") else ""),
+        f"- Workload `completions`: {len(prompt_tokens)} fixed prompts of {min(prompt_tokens)}–{max(prompt_tokens)} tokens from "
+        f"Hamlet/Othello (the dataset `shakespeare:valid`), cycled in order, `/v1/completions`; {s['max_tokens']} new tokens per request, "
         f"EOS ignored; temperature {s['temperature']}; closed loop: c clients each send the next request when the last "
         f"ends; requests per level: {', '.join(f'c={c}: {n}' for c, n in s['requests'].items())}, sent during at most "
         f"{s.get('issue_window_s', s['time_limit_s']):.0f} s per (server, level) (a slow server finishes the requests it was sent; then "
         f"\"done\" is below the planned count); requests still running after {s['time_limit_s']:.0f} s are cut.",
+        _chat_line(results),
         "- Each server is started fresh for each level, warmed up with one 16-token request, measured, stopped. "
         "At each level all servers run back to back (order rotated between levels) because this VM's speed drifts "
         "20–30% within an hour.",
@@ -198,15 +284,25 @@ def write_report(results: dict, path: Path, chart: Path, results_path: Path) -> 
         "",
     ]
     lines += [f"- {label}: `{cmd}`" for label, cmd in commands.items()]
-    lines += ["", "## Results", ""] + _table(results)
     mine = _mine(results)
+    servers = {n for n, _ in _servers(results)}
+    if "pocketlm" in servers and PEER in servers:
+        lines += ["", "## pocketlm ÷ llama-server (same file, same run)", "",
+                  "Each ratio is pocketlm's figure ÷ llama-server's, measured back to back at the same level: "
+                  "tok/s above 1 = pocketlm faster; TTFT, ITL below 1 = pocketlm sooner.", ""]
+        lines += _vs_llama_server(results, "pocketlm")
+        lines += ["", "### Targets (issue 17)", ""] + _targets_17(results, "pocketlm")
+    for workload in _workloads(results):
+        lines += ["", f"## Results: {workload}", ""] + _table(results, workload)
     if not mine:
         lines += ["", "pocketlm was not measured in this run: no ratios, no targets."]
     for name in mine:
-        lines += ["", f"## {name} vs each peer (same level, same run)", "",
+        lines += ["", f"## {name} vs each peer (completions, same level, same run)", "",
                   f"tok/s ×: {name}'s output tok/s ÷ the peer's (above 1 = pocketlm faster). "
                   f"TTFT p50 ×: {name}'s p50 TTFT ÷ the peer's (below 1 = pocketlm answers sooner).", ""]
         lines += _ratios(results, name)
+        if "chat" in _workloads(results):
+            lines += ["", f"Chat workload, {name} vs each peer:", ""] + _ratios(results, name, "chat")
         lines += ["", f"### Targets (issue 4) for {name}", ""] + _targets(results, name)
     if errors:
         lines += ["", "## Servers that failed", ""]

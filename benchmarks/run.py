@@ -1,6 +1,7 @@
 """Benchmark pocketlm against its peers in one run; write BENCHMARKS.md and the chart.
 
-    python benchmarks/run.py            # the full run (make bench): c = 1, 4, 16, 32, 128 tokens
+    python benchmarks/run.py            # the full run (make bench): c = 1, 4, 16, 32, both workloads
+    python benchmarks/run.py --servers pocketlm,llama-server --concurrency 1,16   # a reduced run
     python benchmarks/run.py --quick    # the whole path in a few minutes, results under /tmp
     python benchmarks/run.py --report-only benchmarks/results.json   # re-render the report
 
@@ -8,6 +9,11 @@ The VM's speed drifts 20-30% within an hour, so servers are compared level by le
 concurrency every server runs back to back (the order rotates from level to level), each one
 started fresh, warmed up with one request, loaded, measured and stopped before the next starts.
 Only one server is ever alive, and the load generator shares the machine's cores with it.
+
+Two workloads: "completions" (~100-token Shakespeare prompts, 128 new tokens, /v1/completions) and
+"chat" (every request carries the same ~400-token system prompt and its own short user turn,
+64 new tokens, /v1/chat/completions): what a hosted assistant sees, where a server that keeps
+prompt prefixes in its KV cache skips most of each prefill.
 """
 
 from __future__ import annotations
@@ -25,10 +31,11 @@ from pathlib import Path
 
 from loadgen import run_load
 from peers import RunningServer, ServerFailed, specs
-from prompts import GGUFTokenizer, build_prompts
+from prompts import GGUFTokenizer, build_chat, build_prompts
 
 REPO = Path(__file__).resolve().parents[1]
-ALL_SERVERS = ["pocketlm", "pocketlm-file", "llama-cpp", "transformers", "flask"]
+ALL_SERVERS = ["pocketlm", "pocketlm-file", "llama-cpp", "transformers", "flask", "llama-server", "llama-server-file"]
+WORKLOADS = ["completions", "chat"]
 
 
 def parse_args(argv=None):
@@ -36,7 +43,11 @@ def parse_args(argv=None):
     ap.add_argument("--quick", action="store_true", help="c = 1 and 4, few requests, 32 tokens, results under /tmp")
     ap.add_argument("--servers", default=",".join(ALL_SERVERS), help=f"comma-separated subset of {ALL_SERVERS}")
     ap.add_argument("--concurrency", default="1,4,16,32")
-    ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma-separated subset of {WORKLOADS}")
+    ap.add_argument("--max-tokens", type=int, default=128, help="new tokens per completions request")
+    ap.add_argument("--chat-max-tokens", type=int, default=64, help="new tokens per chat request")
+    ap.add_argument("--llama-server", type=Path, default=None,
+                    help="llama-server binary (default: built once from the pinned llama-cpp-python's llama.cpp)")
     ap.add_argument("--requests-per-client", type=int, default=2, help="requests per level = max(--min-requests, this x c)")
     ap.add_argument("--min-requests", type=int, default=8)
     ap.add_argument("--issue-window", type=float, default=300.0,
@@ -52,6 +63,7 @@ def parse_args(argv=None):
     args = ap.parse_args(argv)
     if args.quick:
         args.concurrency, args.max_tokens, args.requests_per_client, args.min_requests = "1,4", 32, 1, 2
+        args.chat_max_tokens = 16
         args.issue_window, args.time_limit = 60.0, 180.0
         if args.out_dir == REPO:
             args.out_dir = Path("/tmp/pocketlm-bench-quick")
@@ -59,6 +71,9 @@ def parse_args(argv=None):
     unknown = set(args.servers) - set(ALL_SERVERS)
     if unknown:
         ap.error(f"--servers: unknown {sorted(unknown)}; choose from {ALL_SERVERS}")
+    args.workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    if not args.workloads or set(args.workloads) - set(WORKLOADS):
+        ap.error(f"--workloads: choose from {WORKLOADS}")
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     extra = {}
     for item in args.server_args:
@@ -118,9 +133,11 @@ def requests_for(c: int, args) -> int:
     return max(args.min_requests, args.requests_per_client * c)
 
 
-def measure(spec, c: int, prompts, tokenizer, args, log_dir: Path) -> dict:
-    """Start one server, warm it up, load it at concurrency c, stop it."""
-    cell = {"server": spec.name, "label": spec.label, "concurrency": c, "requests": requests_for(c, args)}
+def measure(spec, workload: str, c: int, prompts, tokenizer, args, log_dir: Path) -> dict:
+    """Start one server, warm it up, load it at concurrency c with one workload, stop it."""
+    max_tokens = args.chat_max_tokens if workload == "chat" else args.max_tokens
+    cell = {"workload": workload, "server": spec.name, "label": spec.label, "concurrency": c,
+            "requests": requests_for(c, args)}
     busy_before = cpu_busy()
     try:
         with RunningServer(spec, log_dir) as server:
@@ -128,22 +145,35 @@ def measure(spec, c: int, prompts, tokenizer, args, log_dir: Path) -> dict:
             cell["ready_s"] = server.ready_s
             common = dict(count=tokenizer.count, temperature=args.temperature, time_limit_s=args.time_limit)
             # The warm-up uses the measured requests' settings: transformers' batching manager keeps
-            # the first request's generation config for all later ones.
-            warm_tokens = min(16, args.max_tokens)
+            # the first request's generation config for all later ones. On the chat workload it also
+            # leaves the shared system prompt in one slot, as on any server that has answered before.
+            warm_tokens = min(16, max_tokens)
             warm = asyncio.run(run_load(server.target(warm_tokens), prompts[-1:], concurrency=1, n_requests=1,
                                         max_tokens=warm_tokens, **common))
             if warm["completed"] != 1:
                 raise ServerFailed(f"warm-up request failed: {warm['errors']}\n{server.log_tail()}")
             # Some servers finish loading on the first request (transformers' batching manager): count it.
             cell["first_reply_s"] = time.perf_counter() - server.started_at
-            cell["summary"] = asyncio.run(run_load(server.target(args.max_tokens), prompts, concurrency=c,
-                                                   n_requests=cell["requests"], max_tokens=args.max_tokens,
+            cell["summary"] = asyncio.run(run_load(server.target(max_tokens), prompts, concurrency=c,
+                                                   n_requests=cell["requests"], max_tokens=max_tokens,
                                                    issue_window_s=args.issue_window, **common))
             cell["peak_rss_mb"] = server.peak_rss_mb()
     except ServerFailed as exc:
         cell["error"] = str(exc)
     cell["cpu_busy_before"] = busy_before
     return cell
+
+
+def served_file(gguf: Path, model: str | None) -> Path:
+    """The GGUF pocketlm actually runs for `model`: the embedded alias is requantized (q8_0), cached."""
+    from pocketlm.models import resolve
+
+    ref = resolve(model)
+    if ref.format != "gguf" or not ref.runs_as:
+        return gguf
+    from pocketlm.models.convert import requantized
+
+    return Path(requantized(ref.path, ref.runs_as))
 
 
 def run(args) -> dict:
@@ -155,28 +185,44 @@ def run(args) -> dict:
     print(f"model: {gguf}", flush=True)
     hf_dir = hf_dir_for(gguf) if {"transformers", "flask"} & set(args.servers) else None
     tokenizer = GGUFTokenizer(gguf)
-    prompts = build_prompts(tokenizer)
-    peers = specs(gguf, hf_dir, args.server_args, model=args.model or DEFAULT_MODEL)
+    workloads = {"completions": build_prompts(tokenizer), "chat": build_chat(tokenizer)}
+    served = served_file(gguf, args.model or DEFAULT_MODEL)
+    exe = None
+    if {"llama-server", "llama-server-file"} & set(args.servers):
+        from llama_server import ensure
+
+        exe = args.llama_server or ensure()
+    peers = specs(gguf, hf_dir, args.server_args, model=args.model or DEFAULT_MODEL, served=served, llama_server=exe)
     started = time.time()
     cells = []
-    for i, c in enumerate(args.concurrency):
-        order = args.servers[i % len(args.servers):] + args.servers[: i % len(args.servers)]
-        for name in order:
-            print(f"[{time.strftime('%H:%M:%S')}] {name} c={c} ...", flush=True)
-            cell = measure(peers[name], c, prompts, tokenizer, args, out["logs"])
-            cells.append(cell)
-            print("   ", _one_line(cell), flush=True)
+    turn = 0
+    for workload in args.workloads:
+        # The seeds' /generate has no chat messages: the Flask app sits the chat workload out.
+        servers = [n for n in args.servers if workload != "chat" or peers[n].api == "openai"]
+        for c in args.concurrency:
+            order = servers[turn % len(servers):] + servers[: turn % len(servers)]
+            turn += 1
+            for name in order:
+                print(f"[{time.strftime('%H:%M:%S')}] {workload} {name} c={c} ...", flush=True)
+                cell = measure(peers[name], workload, c, workloads[workload], tokenizer, args, out["logs"])
+                cells.append(cell)
+                print("   ", _one_line(cell), flush=True)
     return {
         "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
         "duration_min": (time.time() - started) / 60,
         "command": "python benchmarks/run.py " + " ".join(sys.argv[1:]),
         "machine": machine(), "versions": versions(), "model": str(gguf), "hf_dir": str(hf_dir),
-        "prompt_tokens": [tokenizer.count(p) for p in prompts],
-        "settings": {"concurrency": args.concurrency, "max_tokens": args.max_tokens,
+        "served_file": str(served), "llama_server": str(exe) if exe else None,
+        "prompt_tokens": [tokenizer.count(p) for p in workloads["completions"]],
+        "chat_tokens": {"system": tokenizer.count(workloads["chat"][0][0]["content"]),
+                        "user": [tokenizer.count(m[1]["content"]) for m in workloads["chat"]]},
+        "settings": {"concurrency": args.concurrency, "max_tokens": args.max_tokens, "workloads": args.workloads,
+                     "chat_max_tokens": args.chat_max_tokens,
                      "temperature": args.temperature, "issue_window_s": args.issue_window, "server_args": args.server_args,
                      "time_limit_s": args.time_limit,
                      "requests": {c: requests_for(c, args) for c in args.concurrency}},
         "cells": cells,
+        "not_run": [n for n in ALL_SERVERS if n not in args.servers],
     }
 
 
@@ -185,7 +231,7 @@ def _one_line(cell: dict) -> str:
         return "ERROR " + cell["error"].splitlines()[0]
     s = cell["summary"]
     return (f"ok {s['completed']} fail {s['failed']} cut {s['cut']} | {s['output_throughput']:.1f} tok/s | "
-            f"TTFT p50 {s['ttft_ms']['p50']:.0f} ms | RSS {cell['peak_rss_mb']:.0f} MB | ready {cell['ready_s']:.1f} s | "
+            f"TTFT p50 {s['ttft_ms']['p50']:.0f} p99 {s['ttft_ms']['p99']:.0f} ms | ITL p50 {s['itl_ms']['p50'] or 0:.1f} ms | RSS {cell['peak_rss_mb']:.0f} MB | ready {cell['ready_s']:.1f} s | "
             f"first reply {cell['first_reply_s']:.1f} s")
 
 

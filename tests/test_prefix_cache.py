@@ -106,3 +106,30 @@ def test_slot_pool_prefers_the_longest_prefix_then_the_oldest_slot():
     assert pool.take([1, 2, 3]) == (1, 2)  # the last prompt token is always recomputed
     assert pool.take([7]) == (2, 0) and len(pool) == 0
     assert forgotten[-3:] == [(0, 4), (1, 2), (2, 0)]
+
+
+def test_requests_arriving_together_copy_the_shared_prefix_from_the_first_and_keep_their_text():
+    questions = ["what is attention?", "why do models need positions?", "what is a token?", "what is a slot?"]
+    prompts = [SYSTEM + f"Question: {q}\nAnswer:" for q in questions]
+    kw = [dict(temperature=0), dict(temperature=0.8, seed=5), dict(temperature=0), dict(temperature=0.7, seed=9)]
+    eng = load_engine(ModelOptions(), EngineConfig(slots=4, n_ctx=1024))
+    try:
+        async def together():
+            return await asyncio.gather(*(eng.complete(p, SamplingParams(max_new_tokens=12, ignore_eos=True, **k))
+                                          for p, k in zip(prompts, kw)))
+        shared = eng.tokenize(prompts[0])
+        shared = next(i for i, (x, y) in enumerate(zip(shared, eng.tokenize(prompts[1]))) if x != y)
+        results = asyncio.run(together())
+        # Nothing was cached before: the first computes the system prompt, the other three copy it.
+        cached = sorted(r.usage.cached_tokens for r in results)
+        assert cached[0] <= 1 and all(c >= shared - 1 for c in cached[1:]), cached
+    finally:
+        eng.stop(0)
+    for prompt, k, together_result in zip(prompts, kw, results):
+        cold = fresh_engine()
+        try:
+            alone, usage = run(cold, prompt, max_new_tokens=12, ignore_eos=True, **k)
+        finally:
+            cold.stop(0)
+        assert usage.cached_tokens <= 1
+        assert together_result.samples[0].token_ids == alone.token_ids

@@ -64,7 +64,10 @@ class Backend(ABC):
 
     @abstractmethod
     def forward(self, chunks: list[Chunk]) -> np.ndarray:
-        """Run one batch; return float32 logits, one row per requested position, in chunk order."""
+        """Run one batch; return float32 logits, one row per requested position, in chunk order.
+
+        The array may be a view of the backend's own buffer, valid until the next ``forward``.
+        """
 
     @abstractmethod
     def copy_sequence(self, src: int, dst: int) -> None:

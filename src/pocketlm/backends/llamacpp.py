@@ -26,10 +26,13 @@ _DECODE_ERRORS = {1: "no free KV cache cells", 2: "aborted", -1: "invalid batch"
 
 class LlamaCppBackend(Backend):
     def __init__(self, path: Path, *, name: str | None = None, slots: int, n_ctx: int, threads: int | None = None,
-                 n_batch: int = 512):
+                 n_batch: int = 512, n_ubatch: int = UBATCH, kv_type: str | None = None, perf: bool = False):
+        """``n_ubatch``, ``kv_type`` ("f16", "q8_0", or "K/V" such as "q8_0/f16" for keys and values apart;
+        None: chosen below) and ``perf`` (llama.cpp's own
+        timers, read with ``perf()``) are for measuring levers (benchmarks/profile_engine.py)."""
         path = Path(path)
         gguf = read_gguf_info(path)  # rejects non-GGUF or damaged headers with a clear message
-        self.slots, self.n_batch = slots, n_batch
+        self.slots, self.n_batch, self.n_ubatch, self._perf = slots, n_batch, n_ubatch, perf
         self.n_ctx = n_ctx
         self.model = C.llama_model_load_from_file(str(path).encode(), C.llama_model_default_params())
         if not self.model:
@@ -39,7 +42,12 @@ class LlamaCppBackend(Backend):
         # 377 MB in f16, 200 MB in q8_0; measured ~8% slower at 16 streams, greedy text alone vs
         # batched still identical). q8_0 stores whole blocks of 32 values, so heads must be a
         # multiple of that wide; one slot (evaluation, the CLI) keeps f16 for exact numbers.
-        self.kv_type = C.GGML_TYPE_Q8_0 if slots > 1 and gguf.head_dim % 32 == 0 else C.GGML_TYPE_F16
+        default = C.GGML_TYPE_Q8_0 if slots > 1 and gguf.head_dim % 32 == 0 else C.GGML_TYPE_F16
+        self.k_type = self.v_type = default
+        if kv_type is not None:
+            types = {"f16": C.GGML_TYPE_F16, "q8_0": C.GGML_TYPE_Q8_0}
+            k, _, v = kv_type.partition("/")
+            self.k_type, self.v_type = types[k], types[v or k]
         self.ctx = C.llama_init_from_model(self.model, self._context_params(threads))
         if not self.ctx:
             C.llama_model_free(self.model)
@@ -72,15 +80,21 @@ class LlamaCppBackend(Backend):
         # Micro-batches below that make a sequence's logits independent of what else is batched
         # with it, so a seeded request gives the same text alone or under load; measured prefill
         # speed on this CPU is the same (82 vs 84 tok/s for 640 tokens).
-        p.n_ubatch = UBATCH
+        p.n_ubatch = self.n_ubatch
         p.n_seq_max = self.slots
         p.n_threads = p.n_threads_batch = threads or os.cpu_count() or 1
         # One KV stream per slot. A unified cache would make every token attend over all
         # slots' cells (masked): at 16 streams that was 1.6x slower per step, measured.
         p.kv_unified = False
-        p.type_k = p.type_v = self.kv_type
-        p.no_perf = True
+        p.type_k, p.type_v = self.k_type, self.v_type
+        p.no_perf = not self._perf
         return p
+
+    def perf(self) -> dict:
+        """llama.cpp's own counters since load (needs ``perf=True``): eval times, tokens, graphs reused."""
+        d = C.llama_perf_context(self.ctx)
+        return {"prompt_eval_ms": d.t_p_eval_ms, "eval_ms": d.t_eval_ms, "prompt_tokens": d.n_p_eval,
+                "eval_calls": d.n_eval, "graphs_reused": d.n_reused}
 
     def _all_pieces(self) -> list[bytes]:
         """Every token's bytes, read once at load (one shared buffer: 49k tokens in ~0.1 s)."""
@@ -118,6 +132,10 @@ class LlamaCppBackend(Backend):
                  for c in chunks for i, tok in enumerate(c.tokens)]
         for start in range(0, len(items), self.n_batch):
             rows.append(self._decode(items[start:start + self.n_batch]))
+            if start + self.n_batch < len(items):  # the next call overwrites llama.cpp's logits buffer
+                rows[-1] = rows[-1].copy()
+        if len(rows) == 1:
+            return rows[0]  # a view of llama.cpp's buffer: the engine copies the rows it samples from
         return np.concatenate(rows) if rows else np.empty((0, self.n_vocab), np.float32)
 
     def _decode(self, items) -> np.ndarray:
@@ -134,7 +152,7 @@ class LlamaCppBackend(Backend):
         if n_out == 0:
             return np.empty((0, self.n_vocab), np.float32)
         ptr = C.llama_get_logits(self.ctx)
-        return np.ctypeslib.as_array(ptr, shape=(n_out, self.n_vocab)).copy()
+        return np.ctypeslib.as_array(ptr, shape=(n_out, self.n_vocab))
 
     def copy_sequence(self, src: int, dst: int) -> None:
         C.llama_memory_seq_cp(self.memory, src, dst, -1, -1)

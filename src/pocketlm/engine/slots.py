@@ -39,7 +39,7 @@ class SlotPool:
         """
         best, kept = next(iter(self._free)), 0
         for slot, cached in self._free.items():  # oldest first: on a tie the older cache goes
-            n = min(_common_prefix(cached, prompt), len(prompt) - 1)
+            n = min(common_prefix(cached, prompt), len(prompt) - 1)
             if n > kept:
                 best, kept = slot, n
         self._claim(best, kept)
@@ -65,10 +65,14 @@ class SlotPool:
         self._free[slot] = tuple(cached)
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens ``a`` and ``b`` share (bisection over slice comparisons, which run in C)."""
+    a, b = list(a), list(b)
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo

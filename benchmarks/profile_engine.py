@@ -1,0 +1,200 @@
+"""Where the engine's time goes, per step: llama_decode, sampling, logits copies, batch building, events.
+
+    python benchmarks/profile_engine.py                        # 16 clients, completions workload, py-spy on
+    python benchmarks/profile_engine.py --workload chat --ubatch 512 --kv-type f16
+
+Runs the engine in-process (no HTTP) on the file `pocketlm serve` runs (the embedded model requantized
+to q8_0), under the serving benchmark's workloads (prompts.py) with `--concurrency` closed-loop
+clients, and reports:
+- output tok/s, TTFT p50/p99 of the measured requests;
+- llama.cpp's own timers (`llama_perf_context`): time inside its evaluation, tokens, graphs reused;
+- with py-spy (`--py-spy`, default on; needs ptrace rights), the engine thread's samples sorted into
+  the parts of a step: llama_decode, logits copy, batch building, sampling, token/text/event
+  delivery, bookkeeping; and how much the other Python threads (HTTP would live there) took.
+
+Backend settings (`--ubatch`, `--kv-type`, `--prefill-chunk`, `--threads`) are the levers of
+benchmarks/NOTES.md, one at a time against the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from pocketlm.backends.llamacpp import UBATCH, LlamaCppBackend
+from pocketlm.engine import Engine, EngineConfig, SamplingParams
+from prompts import GGUFTokenizer, build_chat, build_prompts
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def served_file() -> Path:
+    """The GGUF `pocketlm serve` runs by default (the embedded model as its registry asks, cached)."""
+    from run import served_file as served
+
+    from pocketlm.models import DEFAULT_MODEL, resolve
+
+    return served(resolve(None).path, DEFAULT_MODEL)
+
+
+async def closed_loop(engine: Engine, prompts: list, c: int, n_requests: int, max_tokens: int) -> dict:
+    """`c` clients, each submitting its next request when its last one ends; TTFT and tokens per request."""
+    params = SamplingParams(max_new_tokens=max_tokens, ignore_eos=True, temperature=0.0)
+    ttfts, tokens, cached = [], 0, 0
+    next_index = 0
+
+    async def client():
+        nonlocal next_index, tokens, cached
+        while next_index < n_requests:
+            prompt = prompts[next_index % len(prompts)]
+            next_index += 1
+            start = time.perf_counter()
+            stream = engine.submit_chat(prompt, params) if isinstance(prompt, list) else engine.submit(prompt, params)
+            first = True
+            async for ev in stream:
+                if getattr(ev, "token_ids", None) and first:
+                    ttfts.append(time.perf_counter() - start)
+                    first = False
+                if hasattr(ev, "completion_tokens"):
+                    tokens += ev.completion_tokens
+                    cached += ev.cached_tokens
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(c)))
+    wall = time.perf_counter() - start
+    ms = np.asarray(ttfts) * 1000
+    return {"wall_s": wall, "tok_s": tokens / wall, "ttft_p50_ms": float(np.percentile(ms, 50)),
+            "ttft_p99_ms": float(np.percentile(ms, 99)), "requests": len(ttfts), "cached_tokens": cached}
+
+
+def _peak_rss_mb() -> float:
+    status = Path("/proc/self/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024
+
+
+# ---- py-spy: sort the engine thread's samples into the parts of a step ----------------------------
+
+def _line_kinds() -> dict[tuple[str, int], str]:
+    """(file name, line) -> part, for the lines of the llama.cpp backend that matter."""
+    import pocketlm.backends.llamacpp as mod
+
+    kinds = {}
+    for i, text in enumerate(Path(mod.__file__).read_text().splitlines(), 1):
+        if "C.llama_decode(" in text:
+            kinds["llamacpp.py", i] = "llama_decode"
+        elif "as_array(" in text or ".copy()" in text or "np.concatenate" in text:
+            kinds["llamacpp.py", i] = "logits copy"
+    return kinds
+
+
+def _part(frames: list[str], kinds) -> str:
+    """The part of a step one stack (root first) belongs to, judged from its innermost pocketlm frame."""
+    for frame in reversed(frames):
+        name, _, where = frame.partition(" (")
+        name = name.rpartition(".")[2]  # py-spy writes methods as Class.method
+        file, _, line = where.rstrip(")").rpartition(":")
+        base = os.path.basename(file)
+        if base == "llamacpp.py":
+            return kinds.get((base, int(line) if line.isdigit() else 0), "batch building")
+        if base == "sampling.py" or name in ("log_softmax", "_logprob"):
+            return "sampling"
+        if base in ("text.py", "outputs.py") or name in ("_advance", "_finish", "_push", "_sample_and_emit"):
+            return "tokens, text, events"
+        if name in ("_plan", "forward"):
+            return "batch building"
+        if base in ("slots.py",) or name in ("_retire", "_admit", "_release", "_held", "_drop_cancelled_waiting"):
+            return "bookkeeping (admit, retire, slots)"
+        if name == "_step":
+            return "step (other lines)"
+    return "other"
+
+
+def py_spy_breakdown(raw: Path) -> dict:
+    kinds = _line_kinds()
+    engine, others = Counter(), 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        frames = stack.split(";")
+        if any("._loop (" in f and "scheduler.py" in f for f in frames):
+            engine[_part(frames, kinds)] += int(count)
+        else:
+            others += int(count)
+    total = sum(engine.values())
+    return {"engine_samples": total, "other_thread_samples": others,
+            "engine_parts": {k: v / total for k, v in engine.most_common()} if total else {}}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, default=None, help="GGUF file (default: the one pocketlm serve runs)")
+    ap.add_argument("--workload", choices=["completions", "chat"], default="completions")
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--requests", type=int, default=None, help="measured requests (default 2 x concurrency)")
+    ap.add_argument("--max-tokens", type=int, default=None, help="default 128 (completions) / 64 (chat)")
+    ap.add_argument("--slots", type=int, default=16)
+    ap.add_argument("--ubatch", type=int, default=UBATCH)
+    ap.add_argument("--kv-type", choices=["f16", "q8_0", "q8_0/f16", "f16/q8_0"], default=None,
+                    help="KV cache type, or keys/values apart (default: the backend's choice, q8_0 for many slots)")
+    ap.add_argument("--prefill-chunk", type=int, default=EngineConfig.prefill_chunk)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--py-spy", action=argparse.BooleanOptionalAction, default=True)
+    args = ap.parse_args()
+    path = args.model or served_file()
+    tok = GGUFTokenizer(path)
+    prompts = build_chat(tok) if args.workload == "chat" else build_prompts(tok)
+    max_tokens = args.max_tokens or (64 if args.workload == "chat" else 128)
+    backend = LlamaCppBackend(path, slots=args.slots, n_ctx=1024, threads=args.threads, n_ubatch=args.ubatch,
+                              kv_type=args.kv_type, perf=True)
+    engine = Engine(backend, EngineConfig(slots=args.slots, prefill_chunk=args.prefill_chunk)).start()
+    # Warm-up as the server benchmark does: one short request (on chat it leaves the system prompt in a slot).
+    asyncio.run(closed_loop(engine, prompts[-1:], 1, 1, 16))
+    before = backend.perf()
+    spy = raw = None
+    if args.py_spy:
+        raw = Path(tempfile.mkstemp(suffix=".txt")[1])
+        spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(os.getpid()), "--format", "raw", "--rate", "200",
+                                "--output", str(raw), "--nonblocking"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(1.0)  # let it attach
+    result = asyncio.run(closed_loop(engine, prompts, args.concurrency, args.requests or 2 * args.concurrency,
+                                     max_tokens))
+    after = backend.perf()
+    llama = {k: after[k] - before[k] for k in after}
+    engine.stop(0)
+    print(f"file {path.name}, workload {args.workload}, c={args.concurrency}, ubatch {args.ubatch}, "
+          f"kv {args.kv_type or 'default'}, prefill chunk {args.prefill_chunk}, threads {args.threads or 'all'}")
+    print(f"output {result['tok_s']:.1f} tok/s over {result['wall_s']:.1f} s, {result['requests']} requests, "
+          f"TTFT p50 {result['ttft_p50_ms']:.0f} ms p99 {result['ttft_p99_ms']:.0f} ms, "
+          f"cached prompt tokens {result['cached_tokens']}, peak RSS {_peak_rss_mb():.0f} MB")
+    evals = llama["prompt_eval_ms"] + llama["eval_ms"]
+    print(f"llama.cpp: {evals / 1000:.2f} s evaluating ({evals / 1000 / result['wall_s']:.0%} of wall), "
+          f"{llama['prompt_tokens']} tokens in batches of several, {llama['eval_calls']} one-token calls, "
+          f"{llama['graphs_reused']} graphs reused")
+    if spy is not None:
+        spy.send_signal(2)  # SIGINT: py-spy writes what it has and exits
+        _, err = spy.communicate(timeout=60)
+        parts = py_spy_breakdown(raw)
+        if not parts["engine_samples"]:
+            print("py-spy recorded nothing from the engine thread:", err.decode(errors="replace")[-500:],
+                  raw.read_text()[:1000])
+        else:
+            print(f"py-spy, engine thread ({parts['engine_samples']} samples; other threads "
+                  f"{parts['other_thread_samples']}):")
+            for name, share in parts["engine_parts"].items():
+                print(f"  {share:6.1%}  {name}")
+        raw.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    main()
