@@ -80,7 +80,7 @@ def test_issue_window_lets_sent_requests_finish(server, tokenizer):
 
 
 def test_run_writes_report_chart_and_results(tmp_path):
-    run.main(["--servers", "pocketlm", "--concurrency", "2", "--max-tokens", "8", "--min-requests", "2",
+    run.main(["--servers", "pocketlm", "--workloads", "completions", "--concurrency", "2", "--max-tokens", "8", "--min-requests", "2",
               "--requests-per-client", "1", "--time-limit", "300", "--out-dir", str(tmp_path)])
     results = json.loads((tmp_path / "results.json").read_text())
     [cell] = results["cells"]
