@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test bench data browser llama-server
+.PHONY: install serve test bench data soak fuzz browser image llama-server
 
 install: $(STAMP)
 
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: the CPU build (an unpinned torch pulls a multi-GB CUDA build)
 	$(PY) -m pip install -q torch==2.13.0
 	# llama-cpp-python compiles from source on first install (~5 min), then pip's cache reuses the wheel
-	$(PY) -m pip install -q -e '.[torch,test,gemma]'
+	$(PY) -m pip install -q -e '.[torch,test,gemma,deploy,tasks]'
 	touch $@
 
 serve: $(STAMP)
@@ -46,3 +46,26 @@ bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[torch,test,bench]'
 	$(PY) benchmarks/llama_server.py
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
+
+# Not part of CI. 32 clients for 10 minutes of mixed requests against a real server on loopback (streamed and
+# not, chat and completion, some abandoned mid-stream, some invalid): unexpected errors, RSS, /metrics totals.
+# Writes benchmarks/soak.json and benchmarks/soak.png (see RELIABILITY.md).
+soak: $(STAMP)
+	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) benchmarks/soak.py --clients 32 --duration 600
+
+# Not part of CI: tests/test_openapi_fuzz.py with 200 examples per operation and mode instead of 15, three times with
+# new random data (> 20,000 requests, every Schemathesis check); the case counts land in benchmarks/fuzz.txt (RELIABILITY.md).
+fuzz: $(STAMP)
+	rm -f benchmarks/fuzz.txt
+	for seed in 1 2 3; do POCKETLM_FUZZ_EXAMPLES=200 POCKETLM_FUZZ_REPORT=benchmarks/fuzz.txt \
+		$(PY) -m pytest -q -p no:cacheprovider tests/test_openapi_fuzz.py --hypothesis-seed=$$seed || exit 1; done
+	cat benchmarks/fuzz.txt
+
+# Not part of CI. The container: builds the image (a local Debian base when Docker Hub is unreachable: BASE=...
+# takes any bookworm image with python3), runs it, answers the README's curl; prints size and start-to-ready.
+# Needs a running dockerd and BuildKit (DOCKER=/usr/bin/docker for Debian's docker.io client).
+IMAGE ?= pocketlm:latest
+BASE ?= pocketlm-base:bookworm
+image:
+	docker/prove.sh $(IMAGE) $(BASE)

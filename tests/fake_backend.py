@@ -80,16 +80,17 @@ class FakeBackend(Backend):
         self.cache[dst] = list(self.cache[src])
         self.prompt_end[dst] = self.prompt_end[src]
 
-    def clear_sequence(self, seq: int) -> None:
-        self.cache[seq] = []
-        self.prompt_end[seq] = None
+    def clear_sequence(self, seq: int, keep: int = 0) -> None:
+        self.cache[seq] = self.cache[seq][:keep]
+        self.prompt_end[seq] = None  # the next request's prompt ends where it first asks for logits
 
 
 @contextlib.contextmanager
-def fake_engine(script: str = " Paris is lovely.", *, slots: int = 4, n_ctx: int = 128, step_seconds: float = 0.0, **limits):
+def fake_engine(script: str = " Paris is lovely.", *, slots: int = 4, n_ctx: int = 128, step_seconds: float = 0.0,
+                max_queue: int = EngineConfig.max_queue, **limits):
     """A started engine on a FakeBackend; ``limits`` fill ``Limits`` (max_prompt_tokens=..., max_n=...)."""
     backend = FakeBackend(script, slots=slots, n_ctx=n_ctx, step_seconds=step_seconds)
-    engine = Engine(backend, EngineConfig(slots=slots, n_ctx=n_ctx, limits=Limits(**limits)))
+    engine = Engine(backend, EngineConfig(slots=slots, n_ctx=n_ctx, max_queue=max_queue, limits=Limits(**limits)))
     engine.start()
     try:
         yield engine

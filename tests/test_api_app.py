@@ -68,7 +68,8 @@ def test_seeds_max_length_counts_the_prompt(client):
     prompt_tokens = len(tokenize("ab"))
     body = client.post("/generate", json={"prompt": "ab", "max_length": prompt_tokens + 4}).json()
     assert body == {"response": "ab" + SCRIPT[:4]}
-    error(client, "/generate", {"prompt": "ab", "max_length": prompt_tokens}, "max_length")
+    assert client.post("/generate", json={"prompt": "ab", "max_length": prompt_tokens, "do_sample": False}).json()["response"] \
+        == "ab" + SCRIPT[:1]  # a prompt already max_length long still gets one new token, as HF generate
     error(client, "/generate", {"prompt": "ab", "max_length": 10, "max_new_tokens": 2}, "max_length")
     error(client, "/generate", {"prompt": "ab", "max_length": 10**6}, "max_length")  # the engine's max_new_tokens limit
 
@@ -155,7 +156,14 @@ def test_completions_16_tokens_by_default_with_usage(client):
     body = client.post("/v1/completions", json={"prompt": PROMPT}).json()
     assert body["object"] == "text_completion" and body["model"] == "fake-model"
     assert body["choices"] == [{"index": 0, "text": SCRIPT[:16], "logprobs": None, "finish_reason": "length"}]
-    assert body["usage"] == {"prompt_tokens": len(tokenize(PROMPT)), "completion_tokens": 16, "total_tokens": len(tokenize(PROMPT)) + 16}
+    n = len(tokenize(PROMPT))
+    usage = body["usage"]
+    assert {k: usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")} == {
+        "prompt_tokens": n, "completion_tokens": 16, "total_tokens": n + 16}
+    # Asked again, the prompt's keys/values are still in a free slot: all but its last token are reused.
+    again = client.post("/v1/completions", json={"prompt": PROMPT}).json()
+    assert again["usage"]["prompt_tokens_details"] == {"cached_tokens": n - 1}
+    assert again["choices"] == body["choices"]
 
 
 def test_completions_echo_n_stop_and_prompt_forms(client):
@@ -207,7 +215,7 @@ def test_chat_max_tokens_and_max_completion_tokens(client):
         body = chat(client, **{name: 3}).json()
         assert body["choices"][0]["message"]["content"] == SCRIPT[:3] and body["choices"][0]["finish_reason"] == "length"
         error(client, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], name: 0}, name)
-    assert chat(client, max_tokens=3, max_completion_tokens=3).status_code == 200
+    assert chat(client, max_tokens=3, max_completion_tokens=3).status_code == 400  # one name only: the OpenAPI document can say so
     error(client, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "max_tokens": 3,
                                            "max_completion_tokens": 4}, "max_completion_tokens")
 
@@ -338,3 +346,8 @@ def test_openapi_describes_every_field(client):
                                   ("GenerateRequest", "num_return_sequences", "n"), ("ChatCompletionRequest", "max_tokens", "max_new_tokens")):
         assert ours[model]["properties"][field]["description"].startswith(DESCRIPTIONS[concept])
     assert ours["ChatMessage"]["properties"]["role"]["enum"] == ["system", "developer", "user", "assistant"]
+
+
+def test_ready_reports_the_slots_and_each_slots_context(client):
+    # The web playground shows "context used of n_ctx" from these numbers.
+    assert client.get("/ready").json() == {"status": "ready", "model": "fake-model", "slots": 4, "n_ctx": 256}

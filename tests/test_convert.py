@@ -137,7 +137,7 @@ def llama_greedy(lm, ids: list[int], n: int) -> list[int]:
 def test_f32_greedy_tokens_identical(kind, f32_gguf):
     from pocketlm.backends.torch_backend import TorchBackend
 
-    backend = TorchBackend(tiny_model_dir(kind), n_seq=10, n_ctx=1024)
+    backend = TorchBackend(tiny_model_dir(kind), slots=10, n_ctx=1024)
     prompts = [backend.tokenize(p) for p in PROMPTS[:10]]
     expected = torch_greedy(backend, prompts, 12)
     lm = llama(f32_gguf[kind], type_k=GGML_F32, type_v=GGML_F32)

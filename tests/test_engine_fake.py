@@ -8,7 +8,7 @@ import pytest
 from fake_backend import ALTERNATIVE, BOS, EOS, fake_engine
 
 from pocketlm.engine import Completion, SampleFinished, SamplingParams, TextDelta, Usage
-from pocketlm.errors import ContextLengthExceeded, InvalidParameter
+from pocketlm.errors import ContextLengthExceeded, GenerationFailed, InvalidParameter
 
 SCRIPT = " Paris.\nUser: and Rome?"
 
@@ -28,7 +28,8 @@ def test_sampling_at_any_temperature_reads_the_script(engine):
         result = run(engine.complete("Capital of France?", params))
         assert [s.text for s in result.samples] == [SCRIPT] * params.n
         assert all(s.finish_reason == "stop" and s.token_ids[-1] == EOS for s in result.samples)
-        assert result.usage == Usage(prompt_tokens=19, completion_tokens=params.n * (len(SCRIPT) + 1))
+        assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (19, params.n * (len(SCRIPT) + 1))
+        assert result.usage.cached_tokens in (0, 18)  # the loop before may have left the prompt in a free slot
 
 
 def test_complete_is_the_fold_of_the_stream(engine):
@@ -42,7 +43,9 @@ def test_complete_is_the_fold_of_the_stream(engine):
 
     events, folded, completed = run(scenario())
     assert isinstance(events[-1], Usage) and sum(isinstance(e, SampleFinished) for e in events) == 2
-    assert folded == completed
+    assert folded.samples == completed.samples  # usage differs only in cached_tokens: the second run reuses "Hi"
+    assert folded.usage.total_tokens == completed.usage.total_tokens == 13
+    assert completed.usage.cached_tokens == 2  # all of "Hi" but its last token was still in a free slot
     assert folded.done and folded.unfinished == 0
     assert folded.samples[1].text == " Pari" and folded.samples[1].finish_reason == "length"
     top = folded.samples[0].logprobs[0].top
@@ -114,3 +117,19 @@ def test_chat_without_a_template_stops_at_the_next_user_turn(engine):
 
     sample = run(scenario()).samples[0]
     assert sample.text == " Paris." and sample.stop == "\nUser:"
+
+
+def test_a_backend_failure_while_admitting_fails_that_request_and_the_engine_goes_on():
+    with fake_engine(SCRIPT) as eng:
+        clear = eng.backend.clear_sequence
+        eng.backend.clear_sequence = lambda seq, keep=0: (_ for _ in ()).throw(RuntimeError("KV cache gone"))
+        with pytest.raises(GenerationFailed, match="KV cache gone"):
+            run(asyncio.wait_for(eng.complete("Hi", SamplingParams(max_new_tokens=3)), timeout=10))
+        eng.backend.clear_sequence = clear
+        again = run(asyncio.wait_for(eng.complete("Hi", SamplingParams(max_new_tokens=3)), timeout=10))
+        assert again.samples[0].text == SCRIPT[:3] and eng.stats().active_slots == 0
+
+
+def test_max_queue_zero_still_serves_whoever_finds_a_free_slot():
+    with fake_engine(SCRIPT, slots=1, max_queue=0) as eng:
+        assert run(eng.complete("Hi", SamplingParams(max_new_tokens=2))).samples[0].text == SCRIPT[:2]

@@ -341,14 +341,16 @@ def test_big_text_is_tokenized_in_pieces_with_identical_ids(tiny, monkeypatch, t
     """Pieces of ~2 KB (instead of 1 MB) over 40 KB of text: same ids as tokenizing it whole."""
     from transformers import AutoTokenizer
 
+    from pocketlm import texts
     from pocketlm.training import data
 
     tok = AutoTokenizer.from_pretrained(tiny)
     text = datasets.resolve("shakespeare:valid").read_text(encoding="utf-8")[:40_000]
     src = tmp_path / "big.txt"
     src.write_text(text, encoding="utf-8")
-    monkeypatch.setattr(data, "PIECE_CHARS", 2_000)
-    pieces = list(next(data.iter_documents(src)))
+    monkeypatch.setattr(texts, "PIECE_CHARS", 2_000)  # how a file is read
+    monkeypatch.setattr(data, "PIECE_CHARS", 2_000)  # how much text goes to the tokenizer at once
+    pieces = list(next(texts.iter_documents(src)))
     assert len(pieces) >= 15 and max(map(len, pieces)) < 4_000 and "".join(pieces) == text
     dest = tmp_path / "ids.bin"
     n = data.tokenize_to_file(src, tok, dest)

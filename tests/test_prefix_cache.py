@@ -94,7 +94,12 @@ def test_n_samples_and_concurrent_requests_keep_their_text_with_a_warm_cache(eng
 
 def test_slot_pool_prefers_the_longest_prefix_then_the_oldest_slot():
     forgotten = []
-    pool = SlotPool(3, lambda slot, keep: forgotten.append((slot, keep)))
+
+    class Recorder:
+        def clear_sequence(self, slot, keep=0):
+            forgotten.append((slot, keep))
+
+    pool = SlotPool(3, Recorder())
     pool.give_back(pool.take_empty(), [1, 2, 3, 4])  # slot 0
     pool.give_back(pool.take_empty(), [1, 2, 9])  # slot 1
     assert pool.take([1, 2, 3, 4, 5]) == (0, 4)

@@ -19,7 +19,7 @@ PROMPTS = ["Hello world, this is", "Olá, tudo bem? Eu", "def f(x):\n    return"
 
 @pytest.fixture(scope="module", params=["gpt2", "llama"])
 def backend(request):
-    be = TorchBackend(tiny_model_dir(request.param), n_seq=8, n_ctx=1024)
+    be = TorchBackend(tiny_model_dir(request.param), slots=8, n_ctx=1024)
     yield be
     be.close()
 
@@ -127,7 +127,7 @@ def test_model_info(backend):
 
 def test_unbatched_architectures_use_one_cache_per_sequence(tmp_path):
     """GPT-Neo (local attention layers) runs through transformers' own DynamicCache, one call per chunk."""
-    be = TorchBackend(build_tiny_gpt_neo(tmp_path / "neo"), n_seq=4, n_ctx=256)
+    be = TorchBackend(build_tiny_gpt_neo(tmp_path / "neo"), slots=4, n_ctx=256)
     assert not be.batched and be.info.architecture == "GPTNeoForCausalLM"
     prompts = [be.tokenize(p) for p in PROMPTS[:3]]
     assert decode_together(be, prompts, 5) == [greedy_reference(be.model, ids, 5) for ids in prompts]

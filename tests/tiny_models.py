@@ -115,3 +115,29 @@ def build_tiny_spm_llama(out: Path, *, vocab_size: int = 1200, seed: int = 0) ->
     LlamaForCausalLM(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def build_tiny_captioner(out: Path, *, seed: int = 2) -> Path:
+    """A tiny random ViT encoder + GPT-2 decoder (the ViT-GPT2 captioning architecture), GPT-2's real tokenizer.
+
+    Seed 2 writes words (some seeds end the caption at once: an empty caption is a correct but dull answer)."""
+    import torch
+    from transformers import (GPT2Config, GPT2Tokenizer, ViTConfig, ViTImageProcessor, VisionEncoderDecoderConfig,
+                              VisionEncoderDecoderModel)
+
+    tokenizer = GPT2Tokenizer(vocab=str(GPT2_TOKENIZER / "vocab.json"), merges=str(GPT2_TOKENIZER / "merges.txt"))
+    encoder = ViTConfig(image_size=32, patch_size=16, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64)
+    decoder = GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=1, n_head=2,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
+    config.decoder_start_token_id = config.pad_token_id = tokenizer.bos_token_id
+    config.eos_token_id = tokenizer.eos_token_id
+    torch.manual_seed(seed)
+    model = VisionEncoderDecoderModel(config=config)
+    model.generation_config.decoder_start_token_id = tokenizer.bos_token_id
+    model.generation_config.pad_token_id = tokenizer.eos_token_id
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(out)
+    return out

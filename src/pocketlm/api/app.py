@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.middleware import Middleware
 
 from pocketlm import __version__
-from pocketlm.api import docs, errors, routes_generate, routes_openai, routes_service
+from pocketlm.api import docs, errors, openapi, routes_generate, routes_openai, routes_service
 from pocketlm.api.auth import require_api_key
 from pocketlm.api.generation import ClientDisconnected
 from pocketlm.api.metrics import Metrics
@@ -41,9 +41,9 @@ def create_app(engine, settings: Settings | None = None) -> FastAPI:
             CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type"], max_age=600,
         ))
-    middleware.append(Middleware(BodyLimit, max_bytes=settings.max_body_bytes))
+    middleware.append(Middleware(BodyLimit, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout))
     app = FastAPI(title="pocketlm", version=__version__, description=DESCRIPTION, middleware=middleware,
-                  docs_url=None, redoc_url=None)  # served by pocketlm.api.docs, without a CDN
+                  docs_url=None, redoc_url=None, openapi_url=None)  # served by pocketlm.api.docs: offline, keyed
 
     app.state.engine = engine
     app.state.settings = settings
@@ -52,14 +52,15 @@ def create_app(engine, settings: Settings | None = None) -> FastAPI:
     app.state.started = int(time.time())
     app.state.eos_id = _eos_id(engine)
 
+    keyed = [Depends(require_api_key)]
     errors.install(app)
-    docs.install(app)
+    docs.install(app, keyed=[] if settings.public_docs else keyed)
+    openapi.install(app)
 
     @app.exception_handler(ClientDisconnected)
     async def client_left(request, exc):  # nobody reads this; the access log records 499
         return Response(status_code=499)
 
-    keyed = [Depends(require_api_key)]
     app.include_router(routes_service.probes)
     app.include_router(routes_service.router, dependencies=keyed)
     app.include_router(routes_openai.router, dependencies=keyed)

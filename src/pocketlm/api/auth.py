@@ -2,8 +2,9 @@
 
 With no ``--api-key`` the server is open (it binds to 127.0.0.1 by default).
 Open even with keys: ``/health`` and ``/ready`` (probes from orchestrators carry
-no secrets) and the API documentation (``/docs``, ``/redoc``, ``/openapi.json``),
-which reveals nothing but the schema. Everything else, ``/metrics`` included, needs a key.
+no secrets). Everything else needs a key: ``/metrics`` and the API documentation
+(``/docs``, ``/redoc``, ``/openapi.json``) too, unless ``--public-docs`` opens the latter.
+A key is never logged: the access log has the path, never headers or the query string.
 """
 
 from __future__ import annotations

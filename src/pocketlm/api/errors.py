@@ -34,6 +34,12 @@ class BodyTooLarge(PocketLMError):
     code = "body_too_large"
 
 
+class RequestBodyTimeout(PocketLMError):
+    http_status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
 class RequestTimeout(PocketLMError):
     http_status = 504
     type = "timeout_error"
@@ -127,6 +133,8 @@ def install(app: FastAPI) -> None:
             message = f"no route {request.method} {request.url.path}; see /docs for the API"
         elif exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}; see /docs for the API"
+        elif exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
+            message = "the request body is JSON nested too deeply to read; no parameter takes more than a few levels"
         elif exc.status_code == 400 and "parsing the body" in message:
             message = "the request body could not be read: it must be UTF-8 encoded JSON"
         body = {"error": {"message": message, "type": kind, "param": None, "code": code}}

@@ -48,6 +48,9 @@ class Metrics:
         )
         self.prompt_tokens = Counter("pocketlm_prompt_tokens", "Prompt tokens processed.", registry=self.registry)
         self.completion_tokens = Counter("pocketlm_completion_tokens", "Tokens generated.", registry=self.registry)
+        self.cached_prompt_tokens = Counter(
+            "pocketlm_prompt_tokens_cached", "Prompt tokens kept from an earlier request's prefix (not recomputed).",
+            registry=self.registry)
         self.ttft = Histogram(
             "pocketlm_time_to_first_token_seconds", "From submission to the first text of a request.",
             buckets=_TTFT_BUCKETS, registry=self.registry,
@@ -80,4 +83,5 @@ class Metrics:
             elif isinstance(event, Usage):
                 self.prompt_tokens.inc(event.prompt_tokens)
                 self.completion_tokens.inc(event.completion_tokens)
+                self.cached_prompt_tokens.inc(event.cached_tokens)
             yield event

@@ -1,4 +1,4 @@
-"""Two plain ASGI middlewares: a body-size cap and the access log with request metrics.
+"""Two plain ASGI middlewares: request-body checks and the access log with request metrics.
 
 They are pure ASGI (not BaseHTTPMiddleware) so that streamed responses pass
 through untouched and a client disconnect still reaches the route.
@@ -6,12 +6,15 @@ through untouched and a client disconnect still reaches the route.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import re
 import time
 from datetime import datetime, timezone
 
-from pocketlm.api.errors import BodyTooLarge, error_body, error_headers
+from pocketlm.api.errors import BodyTooLarge, RequestBodyTimeout, error_body, error_headers
+from pocketlm.errors import InvalidParameter, PocketLMError
 
 access_log = logging.getLogger("pocketlm.access")
 
@@ -19,17 +22,24 @@ _DRAIN_CAP = 64 << 20  # read at most this much of an oversized body before answ
 
 
 class BodyLimit:
-    """Reject bodies over ``max_bytes`` with 413 before anything parses them.
+    """Check a request body before anything parses it: its size, how long it takes to arrive, its text.
 
-    Counts the bytes as they arrive, so a missing or lying Content-Length (chunked
-    uploads) is caught too. The body is buffered (it is small by definition) and
-    replayed to the app; later ``receive`` calls go to the server, so the app can
-    still notice a disconnect.
+    - over ``max_bytes``: 413. The bytes are counted as they arrive, so a missing
+      or lying Content-Length (chunked uploads) is caught too;
+    - not complete within ``timeout`` seconds of the headers (a client trickling
+      its body): 408, so a slow client cannot hold a connection and a task forever;
+    - not UTF-8, or a JSON string escaping half of a UTF-16 surrogate pair
+      (``"\\ud800"``, valid JSON but no text): 400 naming the problem, where the
+      text would otherwise fail deep inside the tokenizer.
+
+    The body is buffered (it is small by definition) and replayed to the app;
+    later ``receive`` calls go to the server, so the app can still notice a disconnect.
     """
 
-    def __init__(self, app, max_bytes: int):
+    def __init__(self, app, max_bytes: int, timeout: float = 30.0):
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout = timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -37,22 +47,31 @@ class BodyLimit:
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
             await _drain(receive)
-            return await self._reject(send, declared)
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return  # the client left before sending its body: nobody to answer
-            body = message.get("body", b"")
-            size += len(body)
-            if size > self.max_bytes:
-                if message.get("more_body"):
-                    size += await _drain(receive)
-                return await self._reject(send, size)
-            chunks.append(body)
-            if not message.get("more_body"):
-                break
+            return await _reject(send, self._too_large(declared))
+        try:
+            async with asyncio.timeout(self.timeout):
+                chunks, size = [], 0
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return  # the client left before sending its body: nobody to answer
+                    body = message.get("body", b"")
+                    size += len(body)
+                    if size > self.max_bytes:
+                        if message.get("more_body"):
+                            size += await _drain(receive)
+                        return await _reject(send, self._too_large(size))
+                    chunks.append(body)
+                    if not message.get("more_body"):
+                        break
+        except TimeoutError:
+            return await _reject(send, RequestBodyTimeout(
+                f"the request body did not arrive within {self.timeout:g} s of its headers; send it at once "
+                "(the limit is --body-timeout, POCKETLM_BODY_TIMEOUT)"))
         body = b"".join(chunks)
+        problem = text_problem(body)
+        if problem is not None:
+            return await _reject(send, problem)
         replayed = False
 
         async def replay():
@@ -64,16 +83,42 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _reject(self, send, size: int) -> None:
-        err = BodyTooLarge(
+    def _too_large(self, size: int) -> BodyTooLarge:
+        return BodyTooLarge(
             f"the request body has {size} bytes or more; this server accepts at most {self.max_bytes} "
             f"(raise it with --max-body-bytes or POCKETLM_MAX_BODY_BYTES)"
         )
-        payload = json.dumps(error_body(err)).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), (b"connection", b"close")]
-        headers += [(k.lower().encode(), v.encode()) for k, v in error_headers(err).items()]
-        await send({"type": "http.response.start", "status": err.http_status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+
+
+async def _reject(send, err: PocketLMError) -> None:
+    payload = json.dumps(error_body(err)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), (b"connection", b"close")]
+    headers += [(k.lower().encode(), v.encode()) for k, v in error_headers(err).items()]
+    await send({"type": "http.response.start", "status": err.http_status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+# A \uXXXX escape in the UTF-16 surrogate range, with the escapes of a whole pair matched together.
+# (?<!\\)(?:\\\\)* keeps an escaped backslash ("\\\\ud800": a backslash, then the text 'ud800') out.
+_SURROGATE_ESCAPES = re.compile(
+    r"(?<!\\)(?:\\\\)*\\u(?:([dD][89abAB][0-9a-fA-F]{2})(\\u[dD][c-fC-F][0-9a-fA-F]{2})?|[dD][c-fC-F][0-9a-fA-F]{2})")
+
+
+def text_problem(body: bytes) -> InvalidParameter | None:
+    """Why ``body`` is not text a model can read (not UTF-8, or a lone surrogate escape), or None."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return InvalidParameter("body", f"the request body is not valid UTF-8 (byte {e.start}: {body[e.start:e.start + 1]!r}); "
+                                        "send JSON encoded as UTF-8")
+    if "\\u" not in text:
+        return None
+    for match in _SURROGATE_ESCAPES.finditer(text):
+        if not (match.group(1) and match.group(2)):  # a high half without its low half, or a low half alone
+            escape = match.group(0)[match.group(0).rindex("u") - 1:]
+            return InvalidParameter("body", f"the request body escapes half of a UTF-16 surrogate pair ('{escape}' "
+                                            f"at character {match.start()}), which is no text; escape whole characters")
+    return None
 
 
 def _content_length(scope) -> int | None:

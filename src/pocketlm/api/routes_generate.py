@@ -28,7 +28,8 @@ async def generate(body: GenerateRequest, request: Request):
     """`{"prompt": "..."}` -> `{"response": "<prompt + continuation>"}`; `{"inputs": ...}` -> `{"generated_text": ...}`."""
     if body.is_tgi:
         return await _tgi(request, body.tgi())
-    prompt, params, aliases = body.engine_request(request.app.state.engine.tokenize)
+    engine = request.app.state.engine
+    prompt, params, aliases = body.engine_request(engine.tokenize, engine.config.limits)
     completion = await collect(request, start(request, params, aliases, prompt=prompt))
     texts = [body.prompt + sample.text for sample in completion.samples]
     if body.num_return_sequences is not None:

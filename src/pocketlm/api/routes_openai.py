@@ -75,13 +75,22 @@ async def chat_completions(body: ChatCompletionRequest, request: Request):
 
 @router.get("/models", response_model=ModelList)
 async def list_models(request: Request):
-    return ModelList(data=[_card(request)])
+    return ModelList(data=[_card(request), *_task_cards(request)])
 
 
 @router.get("/models/{model_id:path}", response_model=ModelCard)
 async def get_model(model_id: str, request: Request):
+    for card in _task_cards(request):
+        if card.id == model_id:
+            return card
     served_model(request, model_id)
     return _card(request)
+
+
+def _task_cards(request: Request) -> list[ModelCard]:
+    """The task models (translation, speech, captioning) served beside the text model, set by pocketlm.tasks."""
+    models = getattr(request.app.state, "task_models", list)()
+    return [ModelCard(id=m["id"], task=m["task"], created=request.app.state.started) for m in models]
 
 
 def _card(request: Request) -> ModelCard:

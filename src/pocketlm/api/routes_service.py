@@ -21,7 +21,9 @@ async def health():
             responses={503: {"model": Ready, "description": "Shutting down (SIGTERM received)."}})
 async def ready(request: Request):
     state = request.app.state
-    body = Ready(status="draining" if state.draining else "ready", model=state.engine.info.name, slots=state.engine.stats().slots)
+    engine = state.engine
+    body = Ready(status="draining" if state.draining else "ready", model=engine.info.name, slots=engine.stats().slots,
+                 n_ctx=engine.n_ctx_seq)
     return JSONResponse(body.model_dump(), status_code=503 if state.draining else 200)
 
 

@@ -27,5 +27,14 @@ class Settings:
     cors_origins: tuple[str, ...] = ()  # empty: CORS off
     max_body_bytes: int = 1 << 20  # 1 MiB: far more than any prompt that fits the context
     request_timeout: float = 600.0  # seconds from arrival to the last token
+    # Connections (see api/connections.py): what one client may hold, and for how long, before it is let go.
+    max_connections: int = 512  # open connections at once; more are answered 503 (uvicorn's limit_concurrency)
+    keep_alive: float = 5.0  # seconds an idle connection stays open after a response (uvicorn's timeout_keep_alive)
+    header_timeout: float = 10.0  # seconds from opening a connection (or the last response) to a request's full headers
+    body_timeout: float = 30.0  # seconds from a request's headers to the end of its body (408 beyond)
+    send_timeout: float = 30.0  # seconds a response may wait on a client that reads nothing, before the connection drops
+    send_buffer_bytes: int = 256 * 1024  # kernel send buffer per connection (Linux would grow it to 4 MiB for a non-reader)
+    max_header_bytes: int = 16384  # request line and headers together (h11's max incomplete event size; 400 beyond)
+    public_docs: bool = False  # with API keys: serve /docs, /redoc and /openapi.json without a key
     log_format: Literal["text", "json"] = "text"
     grace_period: float = 30.0  # seconds SIGTERM waits for in-flight requests

@@ -45,6 +45,9 @@ DESCRIPTIONS = {
 }
 
 
+GREEDY_BELOW = 1e-4  # a temperature this small picks the most likely token, like 0
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     max_new_tokens: int | None = None  # None: until the context is full (capped by Limits)
@@ -63,24 +66,46 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0.0 or self.top_k == 1
+        # Below GREEDY_BELOW, sampling is argmax anyway; dividing logits by it would overflow float32.
+        return self.temperature < GREEDY_BELOW or self.top_k == 1
 
     def validated(self, limits: Limits = Limits()) -> "SamplingParams":
         """Return a normalised copy, or raise InvalidParameter naming the field."""
-        _check_int("max_new_tokens", self.max_new_tokens, low=1, high=limits.max_new_tokens, optional=True)
-        _check_float("temperature", self.temperature, low=0.0, high=100.0)
-        _check_int("top_k", self.top_k, low=0)
-        _check_float("top_p", self.top_p, low=0.0, high=1.0, low_open=True)
-        _check_float("min_p", self.min_p, low=0.0, high=1.0)
-        _check_float("repetition_penalty", self.repetition_penalty, low=0.0, high=10.0, low_open=True)
-        _check_float("presence_penalty", self.presence_penalty, low=-2.0, high=2.0)
-        _check_float("frequency_penalty", self.frequency_penalty, low=-2.0, high=2.0)
-        _check_int("seed", self.seed, low=0, high=2**63 - 1, optional=True)
-        _check_int("n", self.n, low=1, high=limits.max_n)
-        _check_int("logprobs", self.logprobs, low=0, high=limits.max_logprobs, optional=True)
+        for name, bound in bounds(limits).items():
+            check = _check_int if bound.integer else _check_float
+            check(name, getattr(self, name), low=bound.low, high=bound.high, low_open=bound.low_open, optional=bound.optional)
         if not isinstance(self.ignore_eos, bool):
             raise InvalidParameter("ignore_eos", "must be true or false")
         return replace(self, stop=_normalise_stop(self.stop, limits))
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The values one numeric parameter may take: ``low`` (excluded when ``low_open``) to ``high``, inclusive."""
+
+    low: float | None
+    high: float | None
+    integer: bool = False
+    low_open: bool = False
+    optional: bool = False  # None is allowed too (the parameter is off / unset)
+
+
+def bounds(limits: Limits = Limits()) -> dict[str, Bound]:
+    """Every numeric parameter's bounds under ``limits``: what ``validated`` checks, and what the
+    HTTP API's OpenAPI document states for each field that fills the parameter."""
+    return {
+        "max_new_tokens": Bound(1, limits.max_new_tokens, integer=True, optional=True),
+        "temperature": Bound(0.0, 100.0),
+        "top_k": Bound(0, None, integer=True),
+        "top_p": Bound(0.0, 1.0, low_open=True),
+        "min_p": Bound(0.0, 1.0),
+        "repetition_penalty": Bound(0.0, 10.0, low_open=True),
+        "presence_penalty": Bound(-2.0, 2.0),
+        "frequency_penalty": Bound(-2.0, 2.0),
+        "seed": Bound(0, 2**63 - 1, integer=True, optional=True),
+        "n": Bound(1, limits.max_n, integer=True),
+        "logprobs": Bound(0, limits.max_logprobs, integer=True, optional=True),
+    }
 
 
 def _normalise_stop(stop, limits: Limits) -> tuple[str, ...]:
@@ -102,7 +127,7 @@ def _normalise_stop(stop, limits: Limits) -> tuple[str, ...]:
     return tuple(dict.fromkeys(stop))  # drop duplicates, keep order
 
 
-def _check_int(name, value, *, low=None, high=None, optional=False):
+def _check_int(name, value, *, low=None, high=None, low_open=False, optional=False):
     if value is None and optional:
         return
     if isinstance(value, bool) or not isinstance(value, int):
@@ -113,7 +138,9 @@ def _check_int(name, value, *, low=None, high=None, optional=False):
         raise InvalidParameter(name, f"must be <= {high}, got {value}")
 
 
-def _check_float(name, value, *, low, high, low_open=False):
+def _check_float(name, value, *, low, high, low_open=False, optional=False):
+    if value is None and optional:
+        return
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         raise InvalidParameter(name, f"must be a number, got {value!r}")
     if value < low or (low_open and value == low):

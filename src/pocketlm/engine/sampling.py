@@ -40,7 +40,9 @@ class SequenceSampler:
         p = self.params
         if self.seen is not None and self.seen.size:
             vals = logits[self.seen]
-            logits[self.seen] = np.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
+            penalised = np.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
+            # a penalty near 0 (any value > 0 is allowed) would overflow to inf, and inf - inf is NaN in the softmax
+            logits[self.seen] = np.clip(penalised, _FINITE.min, _FINITE.max)
         if (p.presence_penalty or p.frequency_penalty) and self.output_counts:
             ids = np.fromiter(self.output_counts.keys(), dtype=np.int64)
             counts = np.fromiter(self.output_counts.values(), dtype=np.float32)
@@ -48,6 +50,9 @@ class SequenceSampler:
         if self.banned is not None:
             logits[self.banned] = -np.inf
         return logits
+
+
+_FINITE = np.finfo(np.float32)
 
 
 def sample(logits: np.ndarray, samplers: list[SequenceSampler]) -> np.ndarray:

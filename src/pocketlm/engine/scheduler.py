@@ -144,7 +144,7 @@ class Engine:
         self._waiting: deque[_Request] = deque()
         self._prefilling: list[_Request] = []
         self._running: list[_Request] = []
-        self._slots = SlotPool(config.slots, self.backend.clear_sequence)
+        self._slots = SlotPool(config.slots, backend)
         self._accepting = True
         self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="pocketlm-engine", daemon=True)
@@ -191,7 +191,8 @@ class Engine:
         with self._lock:
             if not self._accepting:
                 raise EngineStopped("the server is shutting down and accepts no new requests")
-            if len(self._waiting) >= self.config.max_queue:
+            # Waiting requests that free slots will take at the next step are not queued for long.
+            if len(self._waiting) >= self.config.max_queue + len(self._slots):
                 raise Overloaded(f"all {self.config.slots} slots are busy and {len(self._waiting)} requests are "
                                  f"queued; retry shortly", retry_after=1.0)
             self._waiting.append(request)
@@ -271,9 +272,10 @@ class Engine:
                     self._lock.wait()
                 if self._stopped and not (self._waiting or self._prefilling or self._running):
                     return
-                self._drop_cancelled_waiting()
-                self._admit()
             try:
+                with self._lock:
+                    self._drop_cancelled_waiting()
+                    self._admit()
                 self._step()
             except Exception as e:  # a backend failure fails the requests in flight, not the server
                 self._fail_all(e if isinstance(e, GenerationFailed) else GenerationFailed(f"generation failed: {e}"))
@@ -287,12 +289,12 @@ class Engine:
         """FIFO: the oldest waiting request goes first once it has a slot for each sample."""
         while self._waiting and len(self._slots) >= self._waiting[0].params.n:
             r = self._waiting.popleft()
+            self._prefilling.append(r)  # from here on a failure ends it through _fail_all
             first, *others = r.seqs
             first.slot, r.cached = self._slots.take(r.prompt)
             r.prefilled = r.cached
             for s in others:
                 s.slot = self._slots.take_empty()
-            self._prefilling.append(r)
 
     def _step(self) -> None:
         chunks, decoding, prefill_done = self._plan()
@@ -441,7 +443,8 @@ class Engine:
 
     def _release(self, r: _Request, failed: bool = False) -> None:
         for s in r.seqs:
-            self._slots.give_back(s.slot, [] if failed else self._held(r, s))  # after a failure: trust nothing
+            if s.slot >= 0:  # a failure during admission can leave samples without a slot
+                self._slots.give_back(s.slot, [] if failed else self._held(r, s))  # after a failure: trust nothing
 
     @staticmethod
     def _held(r: _Request, s: _Sequence) -> list[int]:

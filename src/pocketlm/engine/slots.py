@@ -18,14 +18,14 @@ slot is only ever reused for a prompt that starts with the very same tokens.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 
 class SlotPool:
-    def __init__(self, slots: int, forget: Callable[[int, int], None]):
-        """``forget(slot, keep)`` drops a slot's cached positions from ``keep`` on (the backend's clear)."""
+    def __init__(self, slots: int, backend):
+        """``backend.clear_sequence(slot, keep)`` drops a slot's cached positions from ``keep`` on."""
         self.size = slots
-        self._forget = forget
+        self._backend = backend
         self._free: OrderedDict[int, tuple[int, ...]] = OrderedDict((s, ()) for s in range(slots))  # oldest first
 
     def __len__(self) -> int:
@@ -42,20 +42,26 @@ class SlotPool:
             n = min(common_prefix(cached, prompt), len(prompt) - 1)
             if n > kept:
                 best, kept = slot, n
-        del self._free[best]
-        self._forget(best, kept)
+        self._claim(best, kept)
         return best, kept
 
     def take_empty(self) -> int:
         """The least recently used free slot, emptied."""
-        slot, _ = self._free.popitem(last=False)
-        self._forget(slot, 0)
+        slot = next(iter(self._free))
+        self._claim(slot, 0)
         return slot
 
+    def _claim(self, slot: int, keep: int) -> None:
+        self._free[slot] = ()  # should the backend fail here, the slot stays free and trusted with nothing
+        self._backend.clear_sequence(slot, keep)
+        del self._free[slot]
+
     def give_back(self, slot: int, cached: Sequence[int]) -> None:
-        """Free ``slot``, which holds the KV of ``cached`` (positions 0..len-1); () if unknown."""
-        if not cached:
-            self._forget(slot, 0)
+        """Free ``slot``, which holds the KV of ``cached`` (positions 0..len-1); () if unknown.
+
+        Nothing is cleared here: ``take`` clears whatever it does not keep, so a slot
+        given back after a failure holds nothing anyone will read.
+        """
         self._free[slot] = tuple(cached)
 
 

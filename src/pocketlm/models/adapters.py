@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from pocketlm.errors import ModelLoadError
-from pocketlm.files import atomic_path, cache_dir, cache_key
+from pocketlm.files import atomic_path, cache_dir, cache_key, cached
 from pocketlm.models.hf import HFDir, inspect_hf_dir, load_model, load_tokenizer, model_files
 
 
@@ -49,8 +49,10 @@ def merged_for(adapter_dir: str | Path, *, allow_pickle: bool = False) -> Path:
     adapter = [p for p in adapter_dir.iterdir() if p.is_file() and p.name.startswith("adapter_")]
     key = cache_key(files=[*adapter, *model_files(base)], text=("pocketlm-merge",))
     out = cache_dir("converted", f"{adapter_dir.name}-{key[:16]}-merged")
-    if not out.is_dir():  # merge_adapter renames a complete directory into place, never a partial one
+
+    def merge(scratch: Path) -> None:
         print(f"merging LoRA adapter {adapter_dir.name} into its base model (once; cached in {out.parent})",
               file=sys.stderr)
-        merge_adapter(adapter_dir, out, allow_pickle=allow_pickle)
-    return out
+        merge_adapter(adapter_dir, scratch, allow_pickle=allow_pickle)
+
+    return cached(out, merge, directory=True)

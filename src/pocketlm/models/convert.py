@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from pocketlm.errors import InvalidParameter, ModelLoadError
-from pocketlm.files import atomic_path, cache_dir, cache_key, write_text
+from pocketlm.files import atomic_path, cache_dir, cache_key, cached, entry_intact, write_text
 from pocketlm.models.gguf_info import read_gguf_info
 from pocketlm.models.hf import HFDir, inspect_hf_dir, model_files
 
@@ -433,10 +433,12 @@ def hf_dir_for(gguf: str | Path) -> Path:
     """
     gguf = Path(gguf)
     dst = cache_dir(CONVERTED, f"{gguf.stem}-{_file_identity(gguf)[:16]}-hf")
-    if not (dst / "config.json").is_file():
+
+    def convert(scratch: Path) -> None:
         print(f"converting {gguf.name} to a Hugging Face directory (once; cached in {dst.parent})", file=sys.stderr)
-        gguf_to_hf(gguf, dst)
-    return dst
+        gguf_to_hf(gguf, scratch)
+
+    return cached(dst, convert, directory=True)
 
 
 def _file_identity(path: Path) -> str:
@@ -471,12 +473,17 @@ def gguf_for(ref, *, required: bool = False, quantization: str | None = None, pr
         return None
     key = cache_key(files=model_files(hf), text=(f"pocketlm-convert-{CONVERTER_VERSION}",))
     out = cache_dir(CONVERTED, f"{path.name}-{key[:16]}-{quantization}.gguf")
-    if out.is_file():
+    if entry_intact(out):
         return out
-    if progress:
-        print(f"converting {path.name} to GGUF {quantization} for llama.cpp (once; cached in {out.parent})", file=sys.stderr)
+
+    def convert(scratch: Path) -> None:
+        if progress:
+            print(f"converting {path.name} to GGUF {quantization} for llama.cpp (once; cached in {out.parent})",
+                  file=sys.stderr)
+        hf_to_gguf(path, scratch, quantization, allow_pickle=allow_pickle, progress=progress)
+
     try:
-        hf_to_gguf(path, out, quantization, allow_pickle=allow_pickle, progress=progress)
+        cached(out, convert)
     except ModelLoadError:
         if required:
             raise
@@ -497,11 +504,16 @@ def requantized(path: str | Path, quantization: str, *, progress: bool = True) -
     if (read_gguf_info(path).quantization or "").lower() == quantization:
         return path
     out = cache_dir(CONVERTED, f"{path.stem}-{_file_identity(path)[:16]}-{quantization}.gguf")
-    if not out.is_file():
+    if entry_intact(out):
+        return out
+
+    def convert(scratch: Path) -> None:
         if progress:
             print(f"requantizing {path.name} to {quantization} (once; cached in {out.parent})", file=sys.stderr)
-        requantize_gguf(path, out, quantization)
-        _record_source(out, path, quantization)
+        requantize_gguf(path, scratch, quantization)
+
+    cached(out, convert)
+    _record_source(out, path, quantization)
     return out
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from pocketlm.errors import ModelNotFound
-from pocketlm.files import atomic_path, cache_dir
+from pocketlm.files import cache_dir, cached
 from pocketlm.models.hf import download_hub_model, is_adapter_dir
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -51,12 +51,9 @@ class EmbeddedModel:
 
 
 def _assemble_once(model: EmbeddedModel) -> Path:
-    """Join a chunked model into the cache once; the package checks its sha256."""
-    target = cache_dir("models", model.filename)
-    if not target.is_file():
-        with atomic_path(target) as partial:
-            importlib.import_module(model.module).assemble(partial, overwrite=True)
-    return target
+    """Join a chunked model into the cache once; the package checks its sha256 as it joins."""
+    return cached(cache_dir("models", model.filename),
+                  lambda scratch: importlib.import_module(model.module).assemble(scratch, overwrite=True))
 
 
 EMBEDDED = {

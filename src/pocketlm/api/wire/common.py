@@ -2,26 +2,54 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from pocketlm.api.errors import Unsupported
+from pocketlm.api.openapi import SAMPLING
 from pocketlm.engine.params import DESCRIPTIONS
 
+
+
+def _integral(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# JSON Schema's integer: 3 and 3.0 alike, never "3" or true.
+Integer = Annotated[int, BeforeValidator(_integral)]
 Stop = str | list[str] | None
+
+
+class RequestBody(BaseModel):
+    """A request body, validated as its JSON Schema reads: "5" is not a number, 0 is not false, 3.0 is an integer
+    (pydantic's lax mode would accept what the OpenAPI document forbids)."""
+
+    model_config = ConfigDict(strict=True)
+
 Aliases = dict[str, str]  # engine parameter name -> the client's name for it
 
 
 def sampling_field(name: str, default: Any = None, note: str = "", **kwargs) -> Any:
     """A field that fills ``SamplingParams.<name>``: the engine's description of it, plus this protocol's ``note``
     (usually its default), so /docs explains each sampling field in the same words on every route."""
-    return Field(default, description=f"{DESCRIPTIONS[name]} {note}".strip(), **kwargs)
+    # The marker lets the OpenAPI document state the engine's bounds for it, under the server's limits (api.openapi).
+    return Field(default, description=f"{DESCRIPTIONS[name]} {note}".strip(), json_schema_extra={SAMPLING: name}, **kwargs)
 
 
-def unsupported_field(note: str = "", default: Any = None) -> Any:
-    """A field other servers implement and pocketlm does not: accepted in the schema, refused when set."""
-    return Field(default, description=f"Not supported by pocketlm: refused when set. {note}".strip())
+NULL = {"type": "null"}
+
+
+def unsupported_field(note: str = "", default: Any = None, accepted: tuple[dict, ...] = ()) -> Any:
+    """A field other servers implement and pocketlm does not: refused when set to anything but null or the
+    ``accepted`` values (JSON schemas), which is all the OpenAPI document allows."""
+    description = f"Not supported by pocketlm: refused when set. {note}".strip()
+
+    def only_accepted(schema: dict) -> None:
+        schema.clear()
+        schema.update(description=description, anyOf=[NULL, *accepted])
+
+    return Field(default, description=description, json_schema_extra=only_accepted)
 
 
 def stop_tuple(stop: Stop) -> tuple[str, ...]:

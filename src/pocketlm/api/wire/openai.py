@@ -11,44 +11,49 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from pocketlm.api.errors import Unsupported
-from pocketlm.api.wire.common import Aliases, Stop, reject_unsupported, sampling_field, stop_tuple, unsupported_field
+from pocketlm.api.openapi import PROMPT, SERVED_MODEL
+from pocketlm.api.wire.common import (
+    Aliases, Integer, RequestBody, Stop, reject_unsupported, sampling_field, stop_tuple, unsupported_field,
+)
 from pocketlm.engine.chat import ROLES
 from pocketlm.engine.outputs import TokenLogprob, Usage
 from pocketlm.engine.params import SamplingParams
 from pocketlm.errors import InvalidParameter
 
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
+_TEXT_FORMAT = {"type": "object", "required": ["type"], "properties": {"type": {"enum": ["text"]}}, "additionalProperties": False}
 FinishReason = Literal["stop", "length"]
 _FINISH = "stop: the model ended or a stop string matched; length: the token limit or the context was reached."
 
 
-class StreamOptions(BaseModel):
+class StreamOptions(RequestBody):
     include_usage: bool = Field(False, description="Send a last chunk with the token usage before [DONE].")
 
 
-class _OpenAISampling(BaseModel):
+class _OpenAISampling(RequestBody):
     """Fields shared by /v1/completions and /v1/chat/completions."""
 
-    model: str | None = Field(None, description="The served model's id (GET /v1/models); optional here.")
+    model: str | None = Field(None, description="The served model's id (GET /v1/models); optional here; another id is a 404.",
+                              json_schema_extra={SERVED_MODEL: True})
     temperature: float = sampling_field("temperature", 1.0)
     top_p: float = sampling_field("top_p", 1.0)
-    n: int = sampling_field("n", 1)
+    n: Integer = sampling_field("n", 1)
     stream: bool = Field(False, description="Stream server-sent events (chunks), ending with `data: [DONE]`.")
     stream_options: StreamOptions | None = Field(None, description="Streaming options.")
     stop: Stop = sampling_field("stop")
     presence_penalty: float = sampling_field("presence_penalty", 0.0)
     frequency_penalty: float = sampling_field("frequency_penalty", 0.0)
-    seed: int | None = sampling_field("seed")
+    seed: Integer | None = sampling_field("seed")
     user: str | None = Field(None, description="An id of the end user; accepted and ignored.")
     # Extensions many OpenAI-compatible servers accept (vLLM, llama.cpp).
-    top_k: int = sampling_field("top_k", 0, note="Extension (vLLM, llama.cpp).")
+    top_k: Integer = sampling_field("top_k", 0, note="Extension (vLLM, llama.cpp).")
     min_p: float = sampling_field("min_p", 0.0, note="Extension (vLLM, llama.cpp).")
     repetition_penalty: float = sampling_field("repetition_penalty", 1.0, note="Extension (vLLM, llama.cpp).")
     ignore_eos: bool = sampling_field("ignore_eos", False, note="Extension (vLLM).")
-    logit_bias: dict[str, float] | None = unsupported_field("An empty object is accepted.")
+    logit_bias: dict[str, float] | None = unsupported_field("An empty object is accepted.", accepted=({"type": "object", "maxProperties": 0},))
 
     def _params(self, max_new_tokens: int | None, logprobs: int | None) -> SamplingParams:
         reject_unsupported({"logit_bias": self.logit_bias})
@@ -65,12 +70,15 @@ class _OpenAISampling(BaseModel):
 
 
 class CompletionRequest(_OpenAISampling):
-    prompt: str | list[int] | list[str] = Field(description="Text, or token ids; a list of strings must hold exactly one.")
-    max_tokens: int | None = sampling_field("max_new_tokens", DEFAULT_MAX_TOKENS, note=f"OpenAI's default: {DEFAULT_MAX_TOKENS}.")
-    logprobs: int | None = sampling_field("logprobs")
+    model_config = ConfigDict(json_schema_extra={"if": {"required": ["echo"], "properties": {"echo": {"const": True}}},
+                                                 "then": {"properties": {"logprobs": {"type": "null"}}}})
+    prompt: str | list[Integer] | list[str] = Field(description="Text, or token ids; a list of strings must hold exactly one.",
+                                                json_schema_extra={PROMPT: True})
+    max_tokens: Integer | None = sampling_field("max_new_tokens", DEFAULT_MAX_TOKENS, note=f"OpenAI's default: {DEFAULT_MAX_TOKENS}.")
+    logprobs: Integer | None = sampling_field("logprobs")
     echo: bool = Field(False, description="Prepend the prompt to each choice's text.")
     suffix: str | None = unsupported_field()
-    best_of: int | None = unsupported_field("1 is accepted; use n instead.")
+    best_of: Integer | None = unsupported_field("1 is accepted; use n instead.", accepted=({"type": "integer", "enum": [1]},))
 
     def engine_request(self) -> tuple[str | list[int], SamplingParams, Aliases]:
         reject_unsupported({"suffix": self.suffix})
@@ -88,19 +96,33 @@ class CompletionRequest(_OpenAISampling):
         return self.prompt
 
 
-class ContentPart(BaseModel):
+def _required(*names: str):
+    """Schema-only: the engine refuses a message without these (400 naming it), pydantic lets it reach the engine."""
+    return ConfigDict(json_schema_extra={"required": list(names)})
+
+
+def _not_null(schema: dict) -> None:
+    schema["anyOf"] = [branch for branch in schema.get("anyOf", [schema]) if branch.get("type") != "null"]
+    schema.pop("default", None)
+
+
+class ContentPart(RequestBody):
+    model_config = _required("type", "text")
+
     type: str = Field(description="The part's kind; only text is supported.", json_schema_extra={"enum": ["text"]})
-    text: str | None = Field(None, description="The text of a text part.")
+    text: str | None = Field(None, description="The text of a text part.", json_schema_extra=_not_null)
 
 
-class ChatMessage(BaseModel):
+class ChatMessage(RequestBody):
     """A chat turn. Roles: system, developer (read as system), user, assistant."""
 
     role: str = Field(description="Who speaks; developer is read as system. tool and function are refused (no tool calling).",
                       json_schema_extra={"enum": list(ROLES)})
-    content: str | list[ContentPart] | None = Field(None, description="The text, or a list of text parts.")
+    model_config = _required("role", "content")
+
+    content: str | list[ContentPart] | None = Field(None, description="The text, or a list of text parts.", json_schema_extra=_not_null)
     name: str | None = Field(None, description="A name for the speaker; accepted and ignored.")
-    tool_calls: list[dict] | None = unsupported_field("pocketlm does not do tool calling.")
+    tool_calls: list[dict] | None = unsupported_field("pocketlm does not do tool calling.", accepted=({"type": "array", "maxItems": 0},))
 
     def as_engine_message(self, index: int) -> dict:
         """The message as the engine's chat template takes it (the engine checks role and content)."""
@@ -112,25 +134,39 @@ class ChatMessage(BaseModel):
         return {"role": self.role, "content": content}
 
 
+def _when(field: str, schema: dict, then: dict) -> dict:
+    """JSON Schema: when ``field`` is present and matches ``schema``, the body must match ``then``."""
+    return {"if": {"required": [field], "properties": {field: schema}}, "then": then}
+
+
 class ChatCompletionRequest(_OpenAISampling):
-    messages: list[ChatMessage] = Field(description="The conversation so far (at least one message), rendered with the model's chat template.")
-    max_tokens: int | None = sampling_field("max_new_tokens", note="Deprecated OpenAI name of max_completion_tokens.")
-    max_completion_tokens: int | None = sampling_field("max_new_tokens", note="Default: until the end of the turn (capped by the server).")
+    model_config = ConfigDict(json_schema_extra={"allOf": [
+        _when("top_logprobs", {"type": "integer"}, {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}}),
+        _when("max_tokens", {"type": "integer"}, {"properties": {"max_completion_tokens": {"type": "null"}}}),
+    ]})
+    messages: list[ChatMessage] = Field(description="The conversation so far (at least one message), rendered with the model's chat template.",
+                                        json_schema_extra={"minItems": 1})  # checked by the engine
+    max_tokens: Integer | None = sampling_field("max_new_tokens", note="Deprecated OpenAI name of max_completion_tokens.")
+    max_completion_tokens: Integer | None = sampling_field("max_new_tokens", note="Default: until the end of the turn (capped by the server).")
     logprobs: bool = Field(False, description="Return the log-probability of each chosen token (choices[].logprobs.content).")
-    top_logprobs: int | None = sampling_field("logprobs", note="Needs logprobs: true.")
-    tools: list[dict] | None = unsupported_field("An empty list is accepted; pocketlm does not do tool calling.")
-    tool_choice: Any = unsupported_field("\"none\" is accepted.")
-    response_format: dict | None = Field(None, description="Only {\"type\": \"text\"} is supported; anything else is refused.")
+    top_logprobs: Integer | None = sampling_field("logprobs", note="Needs logprobs: true.")
+    tools: list[dict] | None = unsupported_field("An empty list is accepted; pocketlm does not do tool calling.",
+                                                 accepted=({"type": "array", "maxItems": 0},))
+    tool_choice: Any = unsupported_field("\"none\" is accepted.", accepted=({"type": "string", "enum": ["none"]},))
+    response_format: dict | None = Field(None, description="Only {\"type\": \"text\"} is supported; anything else is refused.",
+                                         json_schema_extra=lambda schema: schema.update(anyOf=[{"type": "null"}, _TEXT_FORMAT]))
 
     def engine_request(self) -> tuple[list[dict], SamplingParams, Aliases]:
         """The messages for the engine's chat path, its parameters, and OpenAI's names for them."""
-        reject_unsupported({"tools": self.tools, "tool_choice": None if self.tool_choice in (None, "none") else self.tool_choice})
+        reject_unsupported({"tools": self.tools})
+        if self.tool_choice not in (None, "none"):
+            raise Unsupported("tool_choice", "is not supported by pocketlm: it does not do tool calling; leave it out or send \"none\"")
         if self.response_format not in (None, {"type": "text"}):
             raise Unsupported("response_format", "only {\"type\": \"text\"} is supported by pocketlm")
         if self.top_logprobs is not None and not self.logprobs:
             raise InvalidParameter("top_logprobs", "needs logprobs: true")
-        if self.max_tokens is not None and self.max_completion_tokens is not None and self.max_tokens != self.max_completion_tokens:
-            raise InvalidParameter("max_completion_tokens", "max_tokens and max_completion_tokens disagree; send only max_completion_tokens")
+        if self.max_tokens is not None and self.max_completion_tokens is not None:
+            raise InvalidParameter("max_completion_tokens", "max_tokens is the old name of max_completion_tokens; send only one of them")
         limit_name = "max_tokens" if self.max_completion_tokens is None and self.max_tokens is not None else "max_completion_tokens"
         max_new = self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
         logprobs = (self.top_logprobs or 0) if self.logprobs else None
@@ -140,14 +176,21 @@ class ChatCompletionRequest(_OpenAISampling):
 
 # --------------------------------------------------------------------------- responses
 
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int = Field(description="Prompt tokens whose keys/values were kept from an earlier request with the "
+                                           "same beginning, so they were not computed again.")
+
+
 class UsageInfo(BaseModel):
     prompt_tokens: int = Field(description="Tokens in the prompt.")
     completion_tokens: int = Field(description="Tokens generated, over all choices.")
     total_tokens: int = Field(description="prompt_tokens + completion_tokens.")
+    prompt_tokens_details: PromptTokensDetails = Field(description="How the prompt was processed.")
 
     @classmethod
     def of(cls, usage: Usage) -> "UsageInfo":
-        return cls(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens, total_tokens=usage.total_tokens)
+        return cls(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                   total_tokens=usage.total_tokens, prompt_tokens_details=PromptTokensDetails(cached_tokens=usage.cached_tokens))
 
 
 class CompletionLogprobs(BaseModel):
@@ -263,6 +306,7 @@ class ModelCard(BaseModel):
     object: Literal["model"] = Field("model", description="Always model.")
     created: int = Field(description="Unix time the server started.")
     owned_by: str = Field("pocketlm", description="Always pocketlm.")
+    task: str = Field("text-generation", description="What the model does: text-generation, translation, text-to-speech or image-to-text.")
 
 
 class ModelList(BaseModel):

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from pocketlm.api.openapi import TOKEN_IDS
+from pocketlm.api.wire.common import Integer, RequestBody
 
-class TokenizeRequest(BaseModel):
+
+class TokenizeRequest(RequestBody):
     text: str = Field(description="Text to turn into token ids.")
     add_special: bool = Field(True, description="Add BOS where the model expects one and parse special tokens such as <|im_start|>.")
 
@@ -15,8 +18,8 @@ class TokenizeResponse(BaseModel):
     count: int = Field(description="How many tokens.")
 
 
-class DetokenizeRequest(BaseModel):
-    tokens: list[int] = Field(description="Token ids to turn back into text.")
+class DetokenizeRequest(RequestBody):
+    tokens: list[Integer] = Field(description="Token ids to turn back into text.", json_schema_extra={TOKEN_IDS: True})
 
 
 class DetokenizeResponse(BaseModel):
@@ -31,3 +34,4 @@ class Ready(BaseModel):
     status: str = Field(description="'ready', or 'draining' once SIGTERM was received.")
     model: str = Field(description="The served model's id.")
     slots: int = Field(description="Sequences the engine decodes together.")
+    n_ctx: int = Field(description="Context of one slot in tokens (prompt + new tokens): what one conversation can hold.")

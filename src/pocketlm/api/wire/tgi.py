@@ -14,7 +14,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from pocketlm.api.errors import Unsupported
-from pocketlm.api.wire.common import Aliases, or_default, reject_unsupported, sampling_field, stop_tuple, unsupported_field
+from pocketlm.api.openapi import PROMPT
+from pocketlm.api.wire.common import Integer, RequestBody, Aliases, or_default, reject_unsupported, sampling_field, stop_tuple, unsupported_field
 from pocketlm.engine.outputs import Sample, SampleFinished, TextDelta
 from pocketlm.engine.params import SamplingParams
 
@@ -23,32 +24,33 @@ FinishReason = Literal["length", "eos_token", "stop_sequence"]
 _FINISH = "Why generation ended: length (the token limit), eos_token (the model ended), stop_sequence (a stop string)."
 
 
-class TGIParameters(BaseModel):
+class TGIParameters(RequestBody):
     """TGI's ``parameters``."""
 
-    max_new_tokens: int | None = sampling_field("max_new_tokens", note=f"TGI's default: {DEFAULT_MAX_NEW_TOKENS}.")
+    max_new_tokens: Integer | None = sampling_field("max_new_tokens", note=f"TGI's default: {DEFAULT_MAX_NEW_TOKENS}.")
     temperature: float | None = sampling_field("temperature", note="Setting it turns sampling on (unless do_sample is false).")
-    top_k: int | None = sampling_field("top_k", note="Setting it turns sampling on (unless do_sample is false).")
+    top_k: Integer | None = sampling_field("top_k", note="Setting it turns sampling on (unless do_sample is false).")
     top_p: float | None = sampling_field("top_p", note="Setting it turns sampling on (unless do_sample is false).")
     do_sample: bool | None = Field(None, description="false: greedy. Unset: greedy unless temperature, top_k, top_p or seed is given (as TGI).")
-    seed: int | None = sampling_field("seed", note="Setting it turns sampling on (unless do_sample is false).")
+    seed: Integer | None = sampling_field("seed", note="Setting it turns sampling on (unless do_sample is false).")
     stop: list[str] | None = sampling_field("stop")
     repetition_penalty: float | None = sampling_field("repetition_penalty")
     frequency_penalty: float | None = sampling_field("frequency_penalty")
     return_full_text: bool | None = Field(None, description="Prepend the prompt to generated_text.")
     details: bool | None = Field(None, description="Add finish_reason, token count, seed and per-token logprobs to the answer.")
-    top_n_tokens: int | None = sampling_field("logprobs", note="TGI's name; the alternatives come in details.top_tokens.")
-    truncate: int | None = Field(None, ge=1, description="Keep only the last `truncate` tokens of the prompt.")
-    best_of: int | None = unsupported_field("1 is accepted.")
-    decoder_input_details: bool | None = unsupported_field()
-    typical_p: float | None = unsupported_field("1.0 is accepted; use top_p or min_p instead.")
-    watermark: bool | None = unsupported_field()
-    grammar: dict | None = unsupported_field()
+    top_n_tokens: Integer | None = sampling_field("logprobs", note="TGI's name; the alternatives come in details.top_tokens.")
+    truncate: Integer | None = Field(None, ge=1, description="Keep only the last `truncate` tokens of the prompt.")
+    best_of: Integer | None = unsupported_field("1 is accepted.", accepted=({"type": "integer", "enum": [1]},))
+    decoder_input_details: bool | None = unsupported_field("false is accepted.", accepted=({"const": False},))
+    typical_p: float | None = unsupported_field("1.0 is accepted; use top_p or min_p instead.", accepted=({"type": "number", "enum": [1.0]},))
+    watermark: bool | None = unsupported_field("false is accepted.", accepted=({"const": False},))
+    grammar: dict | None = unsupported_field("An empty object is accepted.", accepted=({"type": "object", "maxProperties": 0},))
     adapter_id: str | None = unsupported_field()
 
 
-class TGIRequest(BaseModel):
-    inputs: str = Field(description="The prompt. The answer's generated_text is the continuation only (see return_full_text).")
+class TGIRequest(RequestBody):
+    inputs: str = Field(description="The prompt. The answer's generated_text is the continuation only (see return_full_text).",
+                        json_schema_extra={PROMPT: True})
     parameters: TGIParameters = Field(default_factory=TGIParameters, description="How to generate.")
     stream: bool = Field(False, description="Stream server-sent events, one per token, as /generate_stream.")
 

@@ -1,0 +1,136 @@
+"""Connection-level limits uvicorn does not have: slow headers and clients that stop reading.
+
+uvicorn closes a keep-alive connection that stays idle between requests, but it
+starts no clock when a connection opens, and none while a response waits for a
+client to read it. So a client can hold a connection (and a place under
+``--max-connections``) forever by sending a request's headers one byte at a
+time, by connecting and sending nothing, or by never reading a stream it asked
+for. This protocol adds both clocks:
+
+- ``header_timeout``: from the moment a connection opens, or the previous
+  response ends, the next request's headers must be complete within this many
+  seconds; otherwise the connection is closed (with a 408 if part of a request arrived);
+- ``send_timeout``: when the client reads nothing and the socket's send buffer
+  stays full for this many seconds, the connection is dropped. The route sees
+  a disconnect, so a stream nobody reads frees its engine slot.
+
+``send_buffer_bytes`` caps what a connection buffers for a client that does not
+read: the kernel's send buffer (which Linux would otherwise grow up to
+``net.ipv4.tcp_wmem``'s maximum, 4 MiB by default, so a response looks "sent"
+long after the client stopped reading) and the event loop's buffer above it
+(asyncio's high-water mark). A token stream needs a few KB per second; a quarter MiB is plenty.
+
+Slow *bodies* are timed by ``api.middleware.BodyLimit``, which can still answer
+with an error the client reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger("pocketlm.api")
+
+
+def guarded_protocol(header_timeout: float, send_timeout: float, send_buffer_bytes: int) -> type[H11Protocol]:
+    """uvicorn's h11 protocol class with these limits (pass it as ``uvicorn.Config(http=...)``)."""
+    return type("GuardedH11Protocol", (GuardedH11Protocol,), {
+        "header_timeout": header_timeout, "send_timeout": send_timeout, "send_buffer_bytes": send_buffer_bytes})
+
+
+class GuardedH11Protocol(H11Protocol):
+    header_timeout: float = 10.0
+    send_timeout: float = 30.0
+    send_buffer_bytes: int = 256 * 1024
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._send_timer: asyncio.TimerHandle | None = None
+        self._partial = False  # bytes of a request arrived, its headers are not complete yet
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer_bytes)
+        transport.set_write_buffer_limits(high=self.send_buffer_bytes)  # pause_writing beyond: the send clock starts
+        super().connection_made(transport)
+        self._await_request()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._in_request():
+            self._cancel_header_timer()
+        else:
+            self._partial = True
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self._in_request():  # a pipelined request may have started already
+            self._await_request()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._send_timer is None:
+            self._send_timer = self.loop.call_later(self.send_timeout, self._reader_too_slow)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+        super().connection_lost(exc)
+
+    # ------------------------------------------------------------ clocks
+
+    def _in_request(self) -> bool:
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def _await_request(self) -> None:
+        self._cancel_header_timer()
+        self._partial = False
+        if not self.transport.is_closing():
+            self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self._in_request() or self.transport.is_closing():
+            return
+        if self._partial:
+            log.info("%s: request headers incomplete after %g s (--header-timeout); closing", _peer(self), self.header_timeout)
+            self.transport.write(_timeout_response(self.header_timeout))
+        self.transport.close()
+
+    def _reader_too_slow(self) -> None:
+        self._send_timer = None
+        if self.transport.is_closing():
+            return
+        log.info("%s: read nothing of its response for %g s (--send-timeout); dropping the connection",
+                 _peer(self), self.send_timeout)
+        self.transport.abort()  # close() would wait to flush what the client is not reading
+
+
+def _peer(protocol: H11Protocol) -> str:
+    client = protocol.client
+    return f"{client[0]}:{client[1]}" if client else "client"
+
+
+def _timeout_response(seconds: float) -> bytes:
+    body = json.dumps({"error": {
+        "message": f"the request headers did not arrive within {seconds:g} s (--header-timeout)",
+        "type": "invalid_request_error", "param": None, "code": "request_timeout"}}).encode()
+    head = (f"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+            "connection: close\r\n\r\n").encode()
+    return head + body

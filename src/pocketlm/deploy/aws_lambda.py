@@ -1,0 +1,44 @@
+"""AWS Lambda: the same ASGI app behind Mangum, which turns a Lambda event into an HTTP request and back.
+
+The engine is loaded once per execution environment (at init, outside the handler), so only
+a cold start pays for it; every later invocation of that environment reuses it. Lambda sends
+an environment one request at a time, hence one slot is enough there (``POCKETLM_SLOTS=1`` in
+``template.yaml``). Mangum buffers the response (6 MB at most): streams arrive whole. For
+server-sent events as they are made, the template's second function runs ``pocketlm serve``
+behind the Lambda Web Adapter in RESPONSE_STREAM mode instead.
+
+The function's entry point is ``pocketlm.deploy.lambda_handler.handler``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from mangum import Mangum
+
+from pocketlm.api.settings import Settings
+from pocketlm.engine import load_engine
+from pocketlm.server import build_app, configure_logging
+
+log = logging.getLogger("pocketlm.lambda")
+
+
+def create_handler(settings: Settings) -> Mangum:
+    """Load the engine now and return the Lambda handler ``handler(event, context)`` serving the app."""
+    started = time.perf_counter()
+    engine = load_engine(settings.model_options, settings.engine)
+    app = build_app(engine, settings)
+    log.info("loaded %s in %.2f s", engine.info.name, time.perf_counter() - started)
+    # The app has no lifespan work (the engine is already running); API Gateway v2 and Function URL
+    # events carry no stage prefix in rawPath, so no base path either.
+    return Mangum(app, lifespan="off")
+
+
+def handler_from_env() -> Mangum:
+    """The handler configured by ``POCKETLM_*`` variables, as ``pocketlm serve`` would be."""
+    from pocketlm.deploy.settings import settings_from_env
+
+    settings = settings_from_env()
+    configure_logging(settings.log_format)
+    return create_handler(settings)

@@ -1,0 +1,155 @@
+"""Ray Serve: the same app on N replicas behind one endpoint, on one machine or a Ray cluster.
+
+Each replica is a Ray actor with its own engine (its own model copy, slots and KV cache),
+loaded in the replica's constructor; Ray Serve's HTTP proxy spreads requests across replicas
+and can add or remove them with the load (autoscaling). A replica's llama.cpp threads default
+to the CPUs Ray reserves for it, so replicas do not fight over cores.
+
+    pocketlm deploy ray --replicas 2 --cpus-per-replica 1          # a local Ray, port 5000
+    pocketlm deploy ray --ray-address auto --min-replicas 1 --max-replicas 8   # an existing cluster
+
+Replicas answer with ``X-Pocketlm-Replica: host:pid``; Ray checks each one through the app's
+own ``/ready`` and replaces a replica that stops answering 200.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from dataclasses import dataclass, replace
+
+from pocketlm.api.settings import Settings
+from pocketlm.deploy.asgi import ReplicaHeader, get_status, replica_name
+from pocketlm.errors import InvalidParameter
+
+log = logging.getLogger("pocketlm.ray")
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """How many replicas, and how big each one is."""
+
+    replicas: int = 1  # fixed count; ignored when min_replicas/max_replicas ask for autoscaling
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+    target_ongoing_requests: float = 8.0  # autoscaling aims at this many requests in flight per replica
+    cpus_per_replica: float = 1.0
+    max_ongoing_requests: int | None = None  # per replica; default: slots + queue, what the engine accepts
+
+    def check(self) -> None:
+        if self.replicas < 1:
+            raise InvalidParameter("replicas", f"must be at least 1; got {self.replicas}")
+        if self.cpus_per_replica <= 0:
+            raise InvalidParameter("cpus_per_replica", f"must be more than 0; got {self.cpus_per_replica}")
+        if (self.min_replicas is None) != (self.max_replicas is None):
+            raise InvalidParameter("max_replicas", "autoscaling needs both --min-replicas and --max-replicas")
+        if self.autoscaling and not (0 <= self.min_replicas <= self.max_replicas and self.max_replicas >= 1):
+            raise InvalidParameter("max_replicas", f"need 0 <= min_replicas <= max_replicas and max_replicas >= 1; "
+                                                   f"got {self.min_replicas} and {self.max_replicas}")
+
+    @property
+    def autoscaling(self) -> bool:
+        return self.min_replicas is not None
+
+    def deployment_options(self, settings: Settings) -> dict:
+        """Keyword arguments of ``serve.deployment`` for these settings."""
+        engine = settings.engine
+        options = {
+            "ray_actor_options": {"num_cpus": self.cpus_per_replica},
+            # More than the engine admits would only fill its queue; fewer would leave slots idle.
+            "max_ongoing_requests": self.max_ongoing_requests or engine.slots + engine.max_queue,
+            # A model takes seconds to load on a busy machine: be patient before calling a replica unhealthy.
+            "health_check_period_s": 10, "health_check_timeout_s": 30,
+            "graceful_shutdown_timeout_s": settings.grace_period + 2.0,
+        }
+        if self.autoscaling:
+            options["autoscaling_config"] = {"min_replicas": self.min_replicas, "max_replicas": self.max_replicas,
+                                             "target_ongoing_requests": self.target_ongoing_requests}
+        else:
+            options["num_replicas"] = self.replicas
+        return options
+
+
+def replica_settings(settings: Settings, scaling: Scaling) -> Settings:
+    """One replica's settings: llama.cpp threads default to the replica's CPUs instead of every core of the node."""
+    if settings.model_options.threads is not None:
+        return settings
+    threads = max(1, round(scaling.cpus_per_replica))
+    return replace(settings, model_options=replace(settings.model_options, threads=threads))
+
+
+class PocketlmReplica:
+    """One Ray Serve replica: loads its own engine, then serves the whole pocketlm app."""
+
+    def __init__(self, settings: Settings):
+        from pocketlm.engine import load_engine
+        from pocketlm.server import build_app
+
+        started = time.perf_counter()
+        self.settings = settings
+        self.engine = load_engine(settings.model_options, settings.engine)
+        self.service = build_app(self.engine, settings)  # not `app`: Ray's wrapper owns that name
+        self.replica = replica_name()
+        log.info("replica %s loaded %s in %.1f s", self.replica, self.engine.info.name, time.perf_counter() - started)
+
+    def __serve_build_asgi_app__(self):
+        """Ray Serve asks for the app after the constructor: the engine exists by then."""
+        return ReplicaHeader(self.service, self.replica)
+
+    async def check_health(self):
+        """Ray's periodic health check: the app's own readiness probe, called in-process."""
+        status = await get_status(self.service, "/ready")
+        if status != 200:
+            raise RuntimeError(f"replica {self.replica}: /ready answered {status}")
+
+    def __del__(self):
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            engine.stop(self.settings.grace_period)
+
+
+def build_deployment(settings: Settings, scaling: Scaling):
+    """The bound Ray Serve application: ``serve.run(build_deployment(...), route_prefix="/")``."""
+    from ray import serve
+
+    scaling.check()
+    ingress = serve.ingress()(PocketlmReplica)
+    deployment = serve.deployment(ingress, name="pocketlm", **scaling.deployment_options(settings))
+    return deployment.bind(replica_settings(settings, scaling))
+
+
+def run(settings: Settings, scaling: Scaling, address: str | None = None, app_name: str = "pocketlm",
+        blocking: bool = True):
+    """Connect to (or start) Ray, deploy on ``settings.host:settings.port``, and wait until every replica is up.
+
+    ``address``: None joins the Ray already initialised in this process, else starts a local one on every core;
+    "auto" joins the cluster this node belongs to (``ray start --head`` / ``ray start --address``); "ray://host:10001"
+    a remote one. With ``blocking``, serve until SIGINT/SIGTERM, then shut the application down.
+    """
+    import ray
+    from ray import serve
+
+    if not ray.is_initialized():
+        ray.init(address=address, logging_level=logging.WARNING, include_dashboard=False)
+    serve.start(http_options={"host": settings.host, "port": settings.port})
+    started = time.perf_counter()
+    handle = serve.run(build_deployment(settings, scaling), name=app_name, route_prefix="/", blocking=False)
+    log.info("Ray Serve: %s ready in %.1f s on http://%s:%d", app_name, time.perf_counter() - started,
+             settings.host, settings.port)
+    if blocking:
+        _wait_for_interrupt()
+        serve.shutdown()
+    return handle
+
+
+def _wait_for_interrupt() -> None:
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass

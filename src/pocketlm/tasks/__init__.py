@@ -1,0 +1,13 @@
+"""Neighbour tasks served beside text generation: translation, speech, image captioning.
+
+One module per task (``translation``, ``speech``, ``captioning``) plus the
+``pipeline`` that chains them (image -> caption -> Portuguese -> speech). Each
+task's model is loaded lazily, once per process, and shared by every request
+and thread (``shared.Shared``); ``catalog.task_models()`` lists them with their
+task for ``pocketlm models`` and ``GET /v1/models``. ``routes`` and ``commands``
+put them on the HTTP server and the command line.
+
+The heavy libraries (the translation engine, piper, onnxruntime, transformers)
+are imported only when a task is first used, so text generation pays nothing
+for tasks it never serves.
+"""

@@ -1,0 +1,264 @@
+"""HTTP routes of the tasks: LibreTranslate at the root, OpenAI's audio routes, captions and the pipeline.
+
+``include(app, dependencies)`` adds them to the app (with the app's API-key
+dependency). Every model call runs in a worker thread (``asyncio.to_thread``)
+so the event loop keeps serving text generation while a task model works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from pydantic import BaseModel, ValidationError
+
+from pocketlm.errors import InvalidParameter, ModelNotFound
+from pocketlm.tasks import captioning, catalog, pipeline, speech, translation
+from pocketlm.tasks.schemas import (
+    AudioFile, CaptionRequest, CaptionResponse, DescribeRequest, DescribeResponse, DetectedLanguage, DetectRequest,
+    Language, SpeechRequest, TranslateRequest, TranslateResponse, VoiceCard, VoiceList,
+)
+
+libretranslate = APIRouter(tags=["translation (LibreTranslate)"])
+audio = APIRouter(prefix="/v1/audio", tags=["speech (OpenAI)"])
+images = APIRouter(prefix="/v1", tags=["captioning and pipeline"])
+
+
+def include(app: FastAPI, dependencies: list) -> None:
+    app.state.audio_store = speech.AudioStore()
+    app.state.task_models = lambda: [{"id": m.id, "task": m.task} for m in catalog.task_models() if m.available]
+    for router in (libretranslate, audio, images):
+        app.include_router(router, dependencies=dependencies)
+
+
+def _body_schema(model: type[BaseModel], *content_types: str) -> dict:
+    """Document a body the route parses itself (JSON or form), for /docs."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)
+    return {"requestBody": {"required": True, "content": {t: {"schema": schema} for t in content_types}}}
+
+
+_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+async def _fields(request: Request) -> tuple[dict, dict]:
+    """(fields, uploaded files) of a JSON object or a form body."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in _FORMS:
+        form = await request.form()
+        fields, files = {}, {}
+        for key in form.keys():
+            values = form.getlist(key)
+            uploads = [v for v in values if hasattr(v, "read")]
+            if uploads:
+                files[key] = uploads[0]
+            else:
+                fields[key] = values if len(values) > 1 else values[0]
+        return fields, files
+    raw = await request.body()
+    if not raw.strip():
+        raise InvalidParameter("body", "the request needs a body: JSON (Content-Type: application/json) or a form")
+    try:
+        data = json.loads(raw)
+    except ValueError as e:
+        raise InvalidParameter("body", f"the request body is not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise InvalidParameter("body", "the request body must be a JSON object")
+    return data, {}
+
+
+def _parse(model: type[BaseModel], data: dict):
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = first.get("loc", ()) or ("body",)
+        # 'q' and its indices (q[1]); pydantic also names the union member it tried (q.str), which clients never wrote
+        param = str(loc[0]) + "".join(f"[{p}]" for p in loc[1:] if isinstance(p, int))
+        if first.get("type") == "missing":
+            raise InvalidParameter(param, "is required") from None
+        raise InvalidParameter(param, first.get("msg", "invalid value")) from None
+
+
+# ----------------------------------------------------------------------------- translation
+
+
+@libretranslate.post("/translate", response_model=TranslateResponse, response_model_exclude_none=True,
+                     summary="Translate text (LibreTranslate's API)",
+                     openapi_extra=_body_schema(TranslateRequest, "application/json", *_FORMS))
+async def translate(request: Request):
+    fields, _ = await _fields(request)
+    body = _parse(TranslateRequest, fields)
+    texts = [body.q] if isinstance(body.q, str) else list(body.q)
+    translation.check_texts(texts)
+    source = translation.canonical_language(body.source, "source", allow_auto=True)
+    target = translation.canonical_language(body.target, "target")
+
+    def run():
+        html_format = body.format == "html"
+        detected = ([translation.detect_source(translation.visible_text(t, html_format=html_format)) for t in texts]
+                    if source == "auto" else None)
+        sources = [code for code, _ in detected] if detected else [source] * len(texts)
+        out = [""] * len(texts)
+        engine = translation.translator()
+        for src in set(sources):  # one engine call per source language: the whole batch at once
+            picked = [i for i, s in enumerate(sources) if s == src]
+            for i, text in zip(picked, engine.translate_many([texts[i] for i in picked], src, target,
+                                                              html_format=html_format)):
+                out[i] = text
+        return out, detected
+
+    out, detected = await asyncio.to_thread(run)
+    answer = TranslateResponse(translatedText=out[0] if isinstance(body.q, str) else out)
+    if detected:
+        found = [DetectedLanguage(language=code, confidence=conf) for code, conf in detected]
+        answer.detectedLanguage = found[0] if isinstance(body.q, str) else found
+    return answer
+
+
+@libretranslate.get("/languages", response_model=list[Language], summary="Languages this server translates")
+async def languages():
+    return [Language(code=code, name=name, targets=[c for c in translation.LANGUAGES if c != code])
+            for code, name in translation.LANGUAGES.items()]
+
+
+@libretranslate.post("/detect", response_model=list[DetectedLanguage], summary="Detect the language of a text",
+                     openapi_extra=_body_schema(DetectRequest, "application/json", *_FORMS))
+async def detect(request: Request):
+    fields, _ = await _fields(request)
+    body = _parse(DetectRequest, fields)
+    if not body.q.strip():
+        raise InvalidParameter("q", "is empty: give some text")
+    found = await asyncio.to_thread(translation.detect, body.q)
+    return [DetectedLanguage(language=code, confidence=conf) for code, conf in found]
+
+
+# ----------------------------------------------------------------------------- speech
+
+
+def _speech_model(asked: str | None) -> str:
+    if asked is None or asked == speech.MODEL_ID or asked in speech.MODEL_ALIASES:
+        return speech.MODEL_ID
+    raise ModelNotFound(f"model '{asked}' is not a speech model here; use '{speech.MODEL_ID}' "
+                        f"(or {', '.join(speech.MODEL_ALIASES)})")
+
+
+def _store(request: Request, data: bytes, response_format: str, sample_rate: int, duration: float) -> AudioFile:
+    store: speech.AudioStore = request.app.state.audio_store
+    file_id = store.save(data, response_format)
+    return AudioFile(id=file_id, url=str(request.url_for("audio_file", file_id=file_id)), format=response_format,
+                     sample_rate=speech.PCM_RATE if response_format == "pcm" else sample_rate,
+                     duration_seconds=round(duration, 3), bytes=len(data), expires_in_seconds=int(store.max_age))
+
+
+@audio.post("/speech", summary="Text to speech (OpenAI's API)", response_class=Response,
+            responses={200: {"content": {t: {} for t in speech.FORMATS.values()} | {"application/json": {}},
+                             "description": "The audio; with return_download_link=\"json\", the stored file's URL."}})
+async def create_speech(body: SpeechRequest, request: Request):
+    _speech_model(body.model)
+    if body.instructions:
+        raise InvalidParameter("instructions", "is not supported: this voice cannot be steered; remove it")
+    speech.check_request(body.input, body.voice, body.speed, body.response_format)
+    media_type = speech.FORMATS[body.response_format]
+    speaker = await asyncio.to_thread(speech.speaker)
+
+    if body.response_format == "pcm" and not body.return_download_link:
+        def stream():  # Starlette runs a plain iterator in a worker thread, chunk by chunk
+            for chunk in speaker.chunks(body.input, body.voice, body.speed):
+                yield speech.pcm_chunk(chunk, speaker.sample_rate)
+
+        return StreamingResponse(stream(), media_type=media_type, headers={"X-Sample-Rate": str(speech.PCM_RATE)})
+
+    def run():
+        samples = speaker.synthesize(body.input, body.voice, body.speed)
+        return speech.encode(samples, speaker.sample_rate, body.response_format), len(samples) / speaker.sample_rate
+
+    data, duration = await asyncio.to_thread(run)
+    rate = speech.PCM_RATE if body.response_format == "pcm" else speaker.sample_rate
+    if not body.return_download_link:
+        return Response(data, media_type=media_type, headers={"X-Sample-Rate": str(rate)})
+    stored = await asyncio.to_thread(_store, request, data, body.response_format, speaker.sample_rate, duration)
+    if body.return_download_link == "json":
+        return JSONResponse(stored.model_dump())
+    return Response(data, media_type=media_type, headers={"X-Sample-Rate": str(rate), "X-Download-URL": stored.url})
+
+
+@audio.get("/voices", response_model=VoiceList, summary="The voices of POST /v1/audio/speech")
+async def voices():
+    rate = speech.sample_rate()
+    return VoiceList(voices=[VoiceCard(id=v.id, name=v.name, language=v.language, description=v.description, sample_rate=rate)
+                             for v in speech.VOICES.values()])
+
+
+@audio.get("/files/{file_id}", name="audio_file", summary="A stored audio file (download links)", response_class=FileResponse,
+           responses={200: {"content": {t: {} for t in speech.FORMATS.values()}}})
+async def audio_file(file_id: str, request: Request):
+    path = request.app.state.audio_store.path(file_id)
+    return FileResponse(path, media_type=speech.FORMATS[path.suffix[1:]])
+
+
+# ----------------------------------------------------------------------------- captioning and the pipeline
+
+
+async def _image_request(request: Request, model: type[CaptionRequest]):
+    """(parsed fields, RGB image) from a multipart upload (file field 'image' or 'file') or JSON with base64."""
+    fields, files = await _fields(request)
+    upload = files.get("image") or files.get("file")
+    if upload is not None:
+        data = await upload.read()
+        fields = {**fields, "image": "-"}  # the file stands in for the base64 field
+    elif "image" in fields and isinstance(fields["image"], str):
+        data = captioning.image_bytes(fields["image"])
+    else:
+        raise InvalidParameter("image", "send the image as a multipart file field 'image' (or 'file'), "
+                                        "or as JSON {\"image\": \"data:image/png;base64,...\"}")
+    body = _parse(model, fields)
+    captioning.check_max_new_tokens(body.max_new_tokens)
+    image = await asyncio.to_thread(captioning.open_image, data)
+    return body, image
+
+
+_IMAGE_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "properties": {
+        "image": {"type": "string", "format": "binary"}, "model": {"type": "string"},
+        "max_new_tokens": {"type": "integer"}}, "required": ["image"]}},
+}}}
+
+
+def _with_json(extra: dict, model: type[BaseModel]) -> dict:
+    content = dict(extra["requestBody"]["content"])
+    content["application/json"] = _body_schema(model, "application/json")["requestBody"]["content"]["application/json"]
+    return {"requestBody": {"required": True, "content": content}}
+
+
+@images.post("/images/captions", response_model=CaptionResponse, summary="Caption an image",
+             openapi_extra=_with_json(_IMAGE_BODY, CaptionRequest))
+async def caption(request: Request):
+    body, image = await _image_request(request, CaptionRequest)
+    captioner = await asyncio.to_thread(captioning.captioner, body.model)
+    text = await asyncio.to_thread(captioner.caption, image, body.max_new_tokens)
+    return CaptionResponse(model=captioner.name, caption=text, width=image.width, height=image.height)
+
+
+@images.post("/pipelines/describe", response_model=DescribeResponse,
+             summary="Image -> caption -> translation -> speech, every stage's output",
+             openapi_extra=_with_json(_IMAGE_BODY, DescribeRequest))
+async def describe(request: Request):
+    body, image = await _image_request(request, DescribeRequest)
+    pipeline.check(body.language, body.voice, body.speed, body.response_format)
+    started = time.perf_counter()
+
+    def run():
+        result = pipeline.describe(image, model=body.model, language=body.language, voice=body.voice, speed=body.speed,
+                                   max_new_tokens=body.max_new_tokens)
+        data = speech.encode(result.audio, result.sample_rate, body.response_format)
+        stored = _store(request, data, body.response_format, result.sample_rate, len(result.audio) / result.sample_rate)
+        return result, stored, captioning.captioner(body.model).name
+
+    result, stored, name = await asyncio.to_thread(run)
+    return JSONResponse(DescribeResponse(model=name, caption=result.caption, translation=result.translation,
+                                         language=result.language, voice=result.voice, audio=stored).model_dump(),
+                        headers={"Server-Timing": f"describe;dur={(time.perf_counter() - started) * 1000:.0f}"})

@@ -1,0 +1,128 @@
+"""Request and response bodies of the task routes.
+
+Translation follows LibreTranslate (what self-hosted translation clients speak),
+speech follows OpenAI's ``/v1/audio/speech``; captioning and the pipeline are
+pocketlm's own, in the same style.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pocketlm.tasks import speech
+
+# ----------------------------------------------------------------------------- LibreTranslate
+
+
+class TranslateRequest(BaseModel):
+    """LibreTranslate's ``POST /translate``, as JSON or as a form."""
+
+    q: str | list[str] = Field(..., description="Text to translate, or an array of texts (translated in one call).")
+    source: str = Field("auto", description="en, pt (pt-BR, pt_BR, pb accepted) or auto (detected per text).")
+    target: str = Field(..., description="en or pt (pt-BR, pt_BR, pb accepted).")
+    format: Literal["text", "html"] = Field("text", description="html: tags are kept, only the text between them is translated.")
+    alternatives: int = Field(0, description="Accepted for LibreTranslate clients; no alternatives are produced.")
+    api_key: str | None = Field(None, description="LibreTranslate's key field; ignored (pocketlm keys go in the Authorization header).")
+
+
+class DetectedLanguage(BaseModel):
+    confidence: float = Field(..., description="0 to 100.")
+    language: str = Field(..., description="ISO 639-1 code.")
+
+
+class TranslateResponse(BaseModel):
+    translatedText: str | list[str] = Field(..., description="A string for a string `q`, an array for an array.")
+    detectedLanguage: DetectedLanguage | list[DetectedLanguage] | None = Field(
+        None, description="With source=auto: the detected language (one per text for an array).")
+
+
+class DetectRequest(BaseModel):
+    q: str = Field(..., description="Text whose language to detect.")
+    api_key: str | None = Field(None, description="Ignored (see TranslateRequest.api_key).")
+
+
+class Language(BaseModel):
+    code: str = Field(..., description="The canonical code, as answered everywhere.")
+    name: str = Field(..., description="The language's name in English.")
+    targets: list[str] = Field(..., description="Codes this language translates into.")
+
+
+# ----------------------------------------------------------------------------- OpenAI speech
+
+
+class SpeechRequest(BaseModel):
+    """OpenAI's ``POST /v1/audio/speech``, plus the download-link flow."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(None, description=f"'{speech.MODEL_ID}'; OpenAI's {', '.join(speech.MODEL_ALIASES)} name it too.")
+    input: str = Field(..., description=f"Text to speak, at most {speech.MAX_INPUT_CHARS} characters.")
+    voice: str = Field("joe", description=f"One of {', '.join(speech.VOICES)} (GET /v1/audio/voices).")
+    response_format: str = Field("mp3", description="wav, mp3, flac, or pcm (raw 24 kHz 16-bit little-endian mono, streamed as synthesized).")
+    speed: float = Field(1.0, description=f"{speech.SPEED_RANGE[0]} to {speech.SPEED_RANGE[1]}; 1 is the voice's own pace.")
+    stream_format: Literal["audio"] | None = Field(None, description="Only 'audio' (OpenAI's 'sse' is not supported).")
+    instructions: str | None = Field(None, description="Not supported by this voice; leave it out.")
+    return_download_link: bool | Literal["json"] = Field(
+        False, description="true: the audio as usual plus an `X-Download-URL` header; \"json\": a JSON body with the URL instead of audio.")
+
+
+class AudioFile(BaseModel):
+    id: str = Field(..., description="File id for GET /v1/audio/files/{id}.")
+    url: str = Field(..., description="Absolute URL of the stored audio.")
+    format: str = Field(..., description="wav, mp3, flac or pcm.")
+    sample_rate: int = Field(..., description="Samples per second of the audio (pcm: 24000).")
+    duration_seconds: float = Field(..., description="Length of the audio.")
+    bytes: int = Field(..., description="Size of the file.")
+    expires_in_seconds: int = Field(..., description="The file may be removed after this long (or sooner, when newer files need room).")
+
+
+class VoiceCard(BaseModel):
+    id: str = Field(..., description="The value of `voice`.")
+    name: str = Field(..., description="A name to show people.")
+    language: str = Field(..., description="BCP 47 tag of the language it speaks.")
+    description: str = Field(..., description="What it sounds like.")
+    sample_rate: int = Field(..., description="Samples per second of its wav, mp3 and flac audio.")
+
+
+class VoiceList(BaseModel):
+    voices: list[VoiceCard] = Field(..., description="Every voice of POST /v1/audio/speech.")
+
+
+# ----------------------------------------------------------------------------- captioning and the pipeline
+
+
+class CaptionRequest(BaseModel):
+    """JSON form of ``POST /v1/images/captions`` (a multipart upload takes the same fields, the image as a file)."""
+
+    image: str = Field(..., description="The image as a data URL (data:image/png;base64,...) or plain base64; PNG, JPEG or WebP.")
+    model: str | None = Field(None, description="Captioning model; default: the server's --caption-model.")
+    max_new_tokens: int = Field(30, description="Longest caption, in tokens (1 to 64).")
+
+
+class CaptionResponse(BaseModel):
+    object: Literal["image.caption"] = Field("image.caption", description="Always image.caption.")
+    model: str = Field(..., description="The captioning model used.")
+    caption: str = Field(..., description="One English sentence describing the image.")
+    width: int = Field(..., description="Width of the image, pixels.")
+    height: int = Field(..., description="Height of the image, pixels.")
+
+
+class DescribeRequest(CaptionRequest):
+    """Image -> caption -> translation -> speech."""
+
+    language: str = Field("pt", description="Language of the spoken description: pt (default) or en.")
+    voice: str | None = Field(None, description="Default: joe-pt-br for pt, joe for en.")
+    speed: float = Field(1.0, description="Speech speed, 0.25 to 4.")
+    response_format: str = Field("wav", description="Audio format of the stored file: wav, mp3, flac or pcm.")
+
+
+class DescribeResponse(BaseModel):
+    object: Literal["pipeline.describe"] = Field("pipeline.describe", description="Always pipeline.describe.")
+    model: str = Field(..., description="The captioning model used.")
+    caption: str = Field(..., description="Stage 1: the English caption.")
+    translation: str = Field(..., description="Stage 2: the caption in `language`.")
+    language: str = Field(..., description="Canonical code of the translation's language.")
+    voice: str = Field(..., description="The voice that spoke it.")
+    audio: AudioFile = Field(..., description="Stage 3: the spoken translation, stored for download.")

@@ -1,0 +1,77 @@
+// Labels in English and Brazilian Portuguese, picked from the browser's language.
+// t("key") looks a label up; elements with data-i18n="key" (and data-i18n-title, data-i18n-placeholder)
+// are filled by applyLabels(). Parameter names (temperature, top_k ...) stay as the API spells them.
+
+const LABELS = {
+  en: {
+    chat: "Chat", completion: "Completion", inspect: "Inspect", translate: "Translate", speak: "Speak", describe: "Describe an image",
+    conversations: "Conversations", new_chat: "New chat", export: "Export", import: "Import", delete: "Delete",
+    settings: "Settings", system_prompt: "System prompt", system_placeholder: "You are a helpful assistant.",
+    sampling: "Sampling", reset: "Reset", probabilities: "Token probabilities",
+    probabilities_help: "Ask for logprobs: colour each token by its probability; hover or tap it for the alternatives.",
+    send: "Send", stop: "Stop", regenerate: "Regenerate", edit: "Edit", save_send: "Save and send", cancel: "Cancel",
+    copy: "Copy", message_placeholder: "Type a message. Enter sends, Shift+Enter adds a line.",
+    prompt_placeholder: "Text for the model to continue", generate: "Generate", echo: "Repeat the prompt in the answer (as /generate does)",
+    view_text: "Text", view_markdown: "Markdown", view_tokens: "Tokens",
+    you: "You", assistant: "Assistant", system: "System",
+    tokens_per_s: "tokens/s", prompt_tokens: "prompt", completion_tokens: "completion", first_token: "first token",
+    context: "context", of: "of", stopped: "stopped", finish_length: "length limit", finish_stop: "end",
+    api_key: "API key", api_key_prompt: "This server needs an API key (pocketlm serve --api-key).", save: "Save",
+    empty_chat: "Start a conversation: type below. The model's chat template turns the messages into its prompt.",
+    imported: "Imported {n} conversations.", import_failed: "Not a pocketlm conversations file: {why}",
+    alternatives: "Alternatives", probability: "probability", chosen: "chosen",
+    server_down: "The server did not answer: {why}", random_seed: "random",
+    stop_help: "One stop string per line.", variant: "Answer {i} of {n}",
+    text: "Text", tokens: "Tokens", attention: "Attention", next_token: "Next token", run: "Run",
+    layer: "Layer", head: "Head", before: "Model", after: "After sampling", kept: "tokens kept",
+    logit_lens: "Logit lens (top token per layer)",
+    source: "From", target: "To", auto: "Detect", translation: "Translation", detected: "detected",
+    voice: "Voice", speed: "speed", format: "Format", speak_button: "Speak", download: "Download",
+    image: "Image", caption: "Caption", describe_button: "Describe", language: "Language",
+    inspect_placeholder: "Text to look inside", speak_placeholder: "Text to speak", translate_placeholder: "Text to translate",
+    no_key: "No key", choose_image: "Choose a PNG, JPEG or WebP image",
+  },
+  pt: {
+    chat: "Conversa", completion: "Completar", inspect: "Por dentro", translate: "Traduzir", speak: "Falar", describe: "Descrever imagem",
+    conversations: "Conversas", new_chat: "Nova conversa", export: "Exportar", import: "Importar", delete: "Apagar",
+    settings: "Configurações", system_prompt: "Prompt de sistema", system_placeholder: "Você é um assistente prestativo.",
+    sampling: "Amostragem", reset: "Restaurar", probabilities: "Probabilidades dos tokens",
+    probabilities_help: "Pede logprobs: cada token colorido pela probabilidade; passe o mouse ou toque para ver as alternativas.",
+    send: "Enviar", stop: "Parar", regenerate: "Gerar de novo", edit: "Editar", save_send: "Salvar e enviar", cancel: "Cancelar",
+    copy: "Copiar", message_placeholder: "Digite uma mensagem. Enter envia, Shift+Enter quebra a linha.",
+    prompt_placeholder: "Texto para o modelo continuar", generate: "Gerar", echo: "Repetir o prompt na resposta (como /generate)",
+    view_text: "Texto", view_markdown: "Markdown", view_tokens: "Tokens",
+    you: "Você", assistant: "Assistente", system: "Sistema",
+    tokens_per_s: "tokens/s", prompt_tokens: "prompt", completion_tokens: "resposta", first_token: "primeiro token",
+    context: "contexto", of: "de", stopped: "interrompida", finish_length: "limite de tamanho", finish_stop: "fim",
+    api_key: "Chave da API", api_key_prompt: "Este servidor pede uma chave de API (pocketlm serve --api-key).", save: "Salvar",
+    empty_chat: "Comece uma conversa: digite abaixo. O modelo de chat do modelo transforma as mensagens no prompt.",
+    imported: "{n} conversas importadas.", import_failed: "Não é um arquivo de conversas do pocketlm: {why}",
+    alternatives: "Alternativas", probability: "probabilidade", chosen: "escolhido",
+    server_down: "O servidor não respondeu: {why}", random_seed: "aleatória",
+    stop_help: "Uma sequência de parada por linha.", variant: "Resposta {i} de {n}",
+    text: "Texto", tokens: "Tokens", attention: "Atenção", next_token: "Próximo token", run: "Executar",
+    layer: "Camada", head: "Cabeça", before: "Modelo", after: "Após a amostragem", kept: "tokens mantidos",
+    logit_lens: "Logit lens (token mais provável por camada)",
+    source: "De", target: "Para", auto: "Detectar", translation: "Tradução", detected: "detectado",
+    voice: "Voz", speed: "velocidade", format: "Formato", speak_button: "Falar", download: "Baixar",
+    image: "Imagem", caption: "Legenda", describe_button: "Descrever", language: "Idioma",
+    inspect_placeholder: "Texto para olhar por dentro", speak_placeholder: "Texto para falar", translate_placeholder: "Texto para traduzir",
+    no_key: "Sem chave", choose_image: "Escolha uma imagem PNG, JPEG ou WebP",
+  },
+};
+
+export const lang = (navigator.languages?.[0] || navigator.language || "en").toLowerCase().startsWith("pt") ? "pt" : "en";
+
+export function t(key, values = {}) {
+  const text = LABELS[lang][key] ?? LABELS.en[key] ?? key;
+  return text.replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
+}
+
+export function applyLabels(root = document) {
+  document.documentElement.lang = lang === "pt" ? "pt-BR" : "en";
+  for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  for (const el of root.querySelectorAll("[data-i18n-title]")) el.title = t(el.dataset.i18nTitle);
+  for (const el of root.querySelectorAll("[data-i18n-placeholder]")) el.placeholder = t(el.dataset.i18nPlaceholder);
+  for (const el of root.querySelectorAll("[data-i18n-aria]")) el.setAttribute("aria-label", t(el.dataset.i18nAria));
+}
