@@ -69,7 +69,7 @@ class BodyLimit:
                 f"the request body did not arrive within {self.timeout:g} s of its headers; send it at once "
                 "(the limit is --body-timeout, POCKETLM_BODY_TIMEOUT)"))
         body = b"".join(chunks)
-        problem = text_problem(body)
+        problem = text_problem(body) if _is_text(scope) else None  # uploads (images: multipart) are bytes
         if problem is not None:
             return await _reject(send, problem)
         replayed = False
@@ -119,6 +119,15 @@ def text_problem(body: bytes) -> InvalidParameter | None:
             return InvalidParameter("body", f"the request body escapes half of a UTF-16 surrogate pair ('{escape}' "
                                             f"at character {match.start()}), which is no text; escape whole characters")
     return None
+
+
+def _is_text(scope) -> bool:
+    """JSON, a form of text fields, or no content type (read as JSON): bodies that must be UTF-8 text."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            kind = value.split(b";")[0].strip().lower()
+            return kind in (b"application/json", b"application/x-www-form-urlencoded", b"text/plain") or kind.endswith(b"+json")
+    return True
 
 
 def _content_length(scope) -> int | None:
