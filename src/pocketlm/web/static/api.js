@@ -32,7 +32,7 @@ export function errorFrom(status, body) {
   return new ApiError(status, String(error || `HTTP ${status}`));
 }
 
-export async function call(path, { method = "GET", json, form, signal, headers = {} } = {}) {
+export async function call(path, { method = "GET", json, form, signal, headers = {}, ask = true } = {}) {
   for (;;) {
     const init = { method, signal, headers: { ...headers } };
     if (apiKey.get()) init.headers.Authorization = `Bearer ${apiKey.get()}`;
@@ -50,7 +50,7 @@ export async function call(path, { method = "GET", json, form, signal, headers =
       body = JSON.parse(text);
     } catch {}
     const error = errorFrom(response.status, body);
-    if (response.status === 401 && (await askForKey(error.message))) continue; // a new key: try again
+    if (response.status === 401 && ask && (await askForKey(error.message))) continue; // a new key: try again
     throw error;
   }
 }

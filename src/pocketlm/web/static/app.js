@@ -21,12 +21,10 @@ async function main() {
 
   const server = await getJSON("/ready").catch((err) => ({ error: err.message }));
   $("#model").textContent = server.error ? t("server_down", { why: server.error }) : `${server.model} · ${server.slots} slots · n_ctx ${server.n_ctx}`;
-  const paths = await getJSON("/openapi.json").then((spec) => Object.keys(spec.paths || {})).catch(() => []);
-
   renderParams($("#params"));
   createChat($("#panel-chat"), server);
   createCompletion($("#panel-completion"), server);
-  for (const tab of document.querySelectorAll("[data-needs]")) tab.hidden = !paths.includes(tab.dataset.needs);
+  await showTaskTabs();
   setUpTabs(server);
   document.body.dataset.ready = "true"; // for tests and scripts: start-up is over
 }
@@ -65,6 +63,13 @@ function setUpTabs(server) {
 // The API-key dialog; resolves true when the user saved a key (then the request is tried again).
 // Requests that meet a 401 while it is open (the tabs load at once) wait for the same answer.
 let asking = null;
+// A task tab shows when the server has its endpoint. With API keys the document needs the key too: it is
+// read without asking (a page should not open on a key prompt) and read again once a key is saved.
+async function showTaskTabs() {
+  const paths = await getJSON("/openapi.json", { ask: false }).then((spec) => Object.keys(spec.paths || {})).catch(() => []);
+  for (const tab of document.querySelectorAll("[data-needs]")) tab.hidden = !paths.includes(tab.dataset.needs);
+}
+
 function askKey(reason) {
   const dialog = $("#key-dialog");
   $("#key-reason").textContent = reason ? `${t("api_key_prompt")} ${reason}` : t("api_key_prompt");
@@ -76,6 +81,7 @@ function askKey(reason) {
     dialog.addEventListener("close", () => {
       const saved = dialog.returnValue === "save";
       if (saved) apiKey.set($("#key-input").value.trim());
+      if (saved) showTaskTabs();
       asking = null;
       resolve(saved && Boolean(apiKey.get()));
     }, { once: true });
