@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pocketlm.backends.llamacpp import UBATCH, LlamaCppBackend
+from pocketlm.backends.llamacpp import LlamaCppBackend
 from pocketlm.engine import Engine, EngineConfig, SamplingParams
 from prompts import GGUFTokenizer, build_chat, build_prompts
 
@@ -143,7 +143,7 @@ def main():
     ap.add_argument("--requests", type=int, default=None, help="measured requests (default 2 x concurrency)")
     ap.add_argument("--max-tokens", type=int, default=None, help="default 128 (completions) / 64 (chat)")
     ap.add_argument("--slots", type=int, default=16)
-    ap.add_argument("--ubatch", type=int, default=UBATCH)
+    ap.add_argument("--ubatch", type=int, default=None, help="micro-batch rows (default: the backend's, by KV type)")
     ap.add_argument("--kv-type", choices=["f16", "q8_0", "q8_0/f16", "f16/q8_0"], default=None,
                     help="KV cache type, or keys/values apart (default: the backend's choice, q8_0 for many slots)")
     ap.add_argument("--prefill-chunk", type=int, default=EngineConfig.prefill_chunk)
