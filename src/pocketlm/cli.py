@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import sys
 from dataclasses import asdict, replace
 
@@ -21,7 +22,7 @@ import click
 from pocketlm.engine import Completion, Engine, EngineConfig, SampleFinished, TextDelta, load_engine
 from pocketlm.engine.options import engine_options, sampling_options
 from pocketlm.errors import PocketLMError
-from pocketlm.models.options import ModelOptions, model_options
+from pocketlm.models.options import ModelOptions, env_var, model_options
 
 
 class _Group(click.Group):
@@ -125,7 +126,7 @@ def models(as_json):
     from pocketlm.models.listing import available_models
     from pocketlm.tasks.catalog import task_models
 
-    rows, tasks = available_models(), task_models()
+    rows, tasks = available_models(), task_models(os.environ.get(env_var("--caption-model")) or None)  # as serve reads it
     if as_json:
         click.echo(json.dumps([{"task": "text-generation", **asdict(r)} for r in rows] + [asdict(t) for t in tasks],
                               indent=2, default=str))
@@ -154,10 +155,9 @@ def _add_package_commands():
     from pocketlm.inspection.commands import inspect
     from pocketlm.models.commands import convert
     from pocketlm.server import serve
-    from pocketlm.tasks.commands import COMMANDS as task_commands, add_serve_options
+    from pocketlm.tasks.commands import COMMANDS as task_commands
     from pocketlm.training.commands import finetune
 
-    add_serve_options(serve)  # --caption-model
     for command in (serve, convert, finetune, eval_command, inspect, deploy, insight, *task_commands):
         main.add_command(command)
 

@@ -25,7 +25,7 @@ import uvicorn
 from fastapi import Depends, FastAPI
 
 from pocketlm.api.app import create_app
-from pocketlm.api.auth import require_api_key
+from pocketlm.api.auth import api_key_or_field, require_api_key
 from pocketlm.api.connections import guarded_protocol
 from pocketlm.api.settings import Settings
 from pocketlm.engine.options import engine_options
@@ -76,6 +76,9 @@ def serve_options(f):
         _option("--public-docs", is_flag=True, default=Settings.public_docs, help="With --api-key: serve /docs, /redoc and /openapi.json without a key (the rest still needs one)."),
         _option("--log-format", type=click.Choice(["text", "json"]), default=Settings.log_format, show_default=True, help="json: one JSON object per log line (access log included)."),
         _option("--grace-period", type=click.FloatRange(min=0), default=Settings.grace_period, show_default=True, help="Seconds SIGTERM waits for in-flight requests."),
+        _option("--caption-model", default=Settings.caption_model, callback=_existing_model,
+                help="Image-to-text model for POST /v1/images/captions and /v1/pipelines/describe (a Hugging Face "
+                     "directory or cached hub id, e.g. ViT-GPT2 or BLIP). Default: captioning off."),
     )
     for decorate in reversed(decorators):
         command = decorate(command)
@@ -84,7 +87,21 @@ def serve_options(f):
 
 _SERVER_FIELDS = ("host", "port", "max_body_bytes", "request_timeout", "log_format", "grace_period", "max_connections",
                   "keep_alive", "header_timeout", "body_timeout", "send_timeout", "send_buffer_bytes", "max_header_bytes",
-                  "public_docs")
+                  "public_docs", "caption_model")
+
+
+def _existing_model(ctx, param, value: str | None) -> str | None:
+    """A model name that does not resolve fails at start-up, in one line, not at the first request."""
+    if not value:
+        return None  # POCKETLM_CAPTION_MODEL="" means off too
+    from pocketlm.errors import PocketLMError
+    from pocketlm.models import resolve
+
+    try:
+        resolve(value)
+    except PocketLMError as e:
+        raise click.BadParameter(e.message, ctx=ctx, param=param) from None
+    return value
 
 
 @click.command()
@@ -100,7 +117,9 @@ def build_app(engine, settings: Settings) -> FastAPI:
     app = create_app(engine, settings)
     app.include_router(inspection_routes.router, dependencies=[Depends(require_api_key)])
     install_web(app)  # the playground at GET / (POST / stays TGI's)
-    task_routes.include(app, dependencies=[Depends(require_api_key)])  # translation, speech, captions
+    # translation, speech, captions; LibreTranslate's clients may send their key as an `api_key` field instead
+    task_routes.include(app, dependencies=[Depends(require_api_key)], caption_model=settings.caption_model,
+                        libretranslate_dependencies=[Depends(api_key_or_field(task_routes.LIBRETRANSLATE_KEY_FIELD))])
     return app
 
 

@@ -36,5 +36,8 @@ class Settings:
     send_buffer_bytes: int = 256 * 1024  # kernel send buffer per connection (Linux would grow it to 4 MiB for a non-reader)
     max_header_bytes: int = 16384  # request line and headers together (h11's max incomplete event size; 400 beyond)
     public_docs: bool = False  # with API keys: serve /docs, /redoc and /openapi.json without a key
+    # Served beside the API by pocketlm.tasks (the server hands it over in build_app): the image-to-text
+    # model of the captioning routes, a Hugging Face directory or cached hub id; None: captioning off.
+    caption_model: str | None = None
     log_format: Literal["text", "json"] = "text"
     grace_period: float = 30.0  # seconds SIGTERM waits for in-flight requests

@@ -22,7 +22,6 @@ import warnings
 from dataclasses import dataclass
 
 from pocketlm.errors import InvalidParameter, ModelLoadError
-from pocketlm.tasks.shared import settings
 
 FORMATS = ("PNG", "JPEG", "WEBP")
 MAX_IMAGE_BYTES = 20 << 20  # 20 MiB (the server's --max-body-bytes applies first)
@@ -126,9 +125,8 @@ _captioners: dict[str, Captioner] = {}
 _load_lock = threading.Lock()
 
 
-def captioner(name: str | None = None, param: str = "model") -> Captioner:
-    """The captioning model ``name`` (default: the configured one), loaded once per process."""
-    name = name or settings().caption_model
+def captioner(name: str | None, param: str = "model") -> Captioner:
+    """The captioning model ``name``, loaded once per process; None: no model was given (an error saying how)."""
     if not name:
         raise InvalidParameter(param, NO_MODEL)
     found = _captioners.get(name)

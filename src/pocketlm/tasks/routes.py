@@ -1,8 +1,10 @@
 """HTTP routes of the tasks: LibreTranslate at the root, OpenAI's audio routes, captions and the pipeline.
 
-``include(app, dependencies)`` adds them to the app (with the app's API-key
-dependency). Every model call runs in a worker thread (``asyncio.to_thread``)
-so the event loop keeps serving text generation while a task model works.
+``include(app, dependencies, ...)`` adds them to the app with the app's API-key
+dependency (the LibreTranslate routes may get one that also reads the key from
+LibreTranslate's ``api_key`` field) and the server's captioning model. Every
+model call runs in a worker thread (``asyncio.to_thread``) so the event loop
+keeps serving text generation while a task model works.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import asyncio
 import json
 import time
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
@@ -27,10 +29,19 @@ audio = APIRouter(prefix="/v1/audio", tags=["speech (OpenAI)"])
 images = APIRouter(prefix="/v1", tags=["captioning and pipeline"])
 
 
-def include(app: FastAPI, dependencies: list) -> None:
+# Where LibreTranslate's clients send their key (JSON, form or query string) instead of a Bearer header.
+LIBRETRANSLATE_KEY_FIELD = "api_key"
+
+
+def include(app: FastAPI, dependencies: list, *, caption_model: str | None = None,
+            libretranslate_dependencies: list | None = None) -> None:
+    """Add the task routes; ``caption_model`` is served when a request names none (None: captioning off)."""
     app.state.audio_store = speech.AudioStore()
-    app.state.task_models = lambda: [{"id": m.id, "task": m.task} for m in catalog.task_models() if m.available]
-    for router in (libretranslate, audio, images):
+    app.state.caption_model = caption_model
+    app.state.task_models = lambda: [{"id": m.id, "task": m.task} for m in catalog.task_models(caption_model) if m.available]
+    app.include_router(libretranslate, dependencies=dependencies if libretranslate_dependencies is None
+                       else libretranslate_dependencies)
+    for router in (audio, images):
         app.include_router(router, dependencies=dependencies)
 
 
@@ -120,7 +131,10 @@ async def translate(request: Request):
 
 
 @libretranslate.get("/languages", response_model=list[Language], summary="Languages this server translates")
-async def languages():
+async def languages(api_key: str | None = Query(None, description=(
+        "The server's API key (`--api-key`) as LibreTranslate clients send it; or the `Authorization: Bearer` header, "
+        "which wins when both are sent. POST /translate and /detect take the same field in their body."))):
+    # the key itself is checked by the router's dependency; the parameter is here to document it
     return [Language(code=code, name=name, targets=[c for c in translation.LANGUAGES if c != code])
             for code, name in translation.LANGUAGES.items()]
 
@@ -238,7 +252,7 @@ def _with_json(extra: dict, model: type[BaseModel]) -> dict:
              openapi_extra=_with_json(_IMAGE_BODY, CaptionRequest))
 async def caption(request: Request):
     body, image = await _image_request(request, CaptionRequest)
-    captioner = await asyncio.to_thread(captioning.captioner, body.model)
+    captioner = await asyncio.to_thread(captioning.captioner, body.model or request.app.state.caption_model)
     text = await asyncio.to_thread(captioner.caption, image, body.max_new_tokens)
     return CaptionResponse(model=captioner.name, caption=text, width=image.width, height=image.height)
 
@@ -249,14 +263,15 @@ async def caption(request: Request):
 async def describe(request: Request):
     body, image = await _image_request(request, DescribeRequest)
     pipeline.check(body.language, body.voice, body.speed, body.response_format)
+    model = body.model or request.app.state.caption_model
     started = time.perf_counter()
 
     def run():
-        result = pipeline.describe(image, model=body.model, language=body.language, voice=body.voice, speed=body.speed,
+        result = pipeline.describe(image, model=model, language=body.language, voice=body.voice, speed=body.speed,
                                    max_new_tokens=body.max_new_tokens)
         data = speech.encode(result.audio, result.sample_rate, body.response_format)
         stored = _store(request, data, body.response_format, result.sample_rate, len(result.audio) / result.sample_rate)
-        return result, stored, captioning.captioner(body.model).name
+        return result, stored, captioning.captioner(model).name
 
     result, stored, name = await asyncio.to_thread(run)
     return JSONResponse(DescribeResponse(model=name, caption=result.caption, translation=result.translation,

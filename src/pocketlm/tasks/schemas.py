@@ -24,7 +24,9 @@ class TranslateRequest(BaseModel):
     target: str = Field(..., description="en or pt (pt-BR, pt_BR, pb accepted).")
     format: Literal["text", "html"] = Field("text", description="html: tags are kept, only the text between them is translated.")
     alternatives: int = Field(0, description="Accepted for LibreTranslate clients; no alternatives are produced.")
-    api_key: str | None = Field(None, description="LibreTranslate's key field; ignored (pocketlm keys go in the Authorization header).")
+    api_key: str | None = Field(None, description=(
+        "The server's API key (`--api-key`), where LibreTranslate clients send it (also accepted in the query string); "
+        "or use the `Authorization: Bearer` header, which wins when both are sent. Not needed on an open server."))
 
 
 class DetectedLanguage(BaseModel):
@@ -40,7 +42,7 @@ class TranslateResponse(BaseModel):
 
 class DetectRequest(BaseModel):
     q: str = Field(..., description="Text whose language to detect.")
-    api_key: str | None = Field(None, description="Ignored (see TranslateRequest.api_key).")
+    api_key: str | None = Field(None, description="The server's API key, as for POST /translate (or the Bearer header).")
 
 
 class Language(BaseModel):
