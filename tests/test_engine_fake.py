@@ -84,6 +84,20 @@ def test_a_prompt_that_fills_the_context_is_refused():
     assert result.samples[0].finish_reason == "length" and result.usage.completion_tokens == 6
 
 
+def test_a_text_far_too_long_is_refused_without_tokenizing_it():
+    """Tokenizing a huge text would hold the event loop; its length alone proves it cannot fit."""
+    with fake_engine(slots=1, n_ctx=16) as eng:
+        calls = []
+        tokenize = eng.backend.tokenize
+        eng.backend.tokenize = lambda text, add_special=True: calls.append(text) or tokenize(text, add_special)
+        with pytest.raises(ContextLengthExceeded, match="has 100000 characters, far more than the 16 tokens"):
+            eng.submit("x" * 100_000, SamplingParams())
+        assert calls == []
+        with pytest.raises(ContextLengthExceeded, match="has 20 tokens"):  # near the limit: counted exactly
+            eng.submit("x" * 19, SamplingParams())
+        assert calls == ["x" * 19]
+
+
 def test_the_request_stream_carries_the_prompt_ids(engine):
     async def scenario():
         stream = engine.submit("ab", SamplingParams(max_new_tokens=1))

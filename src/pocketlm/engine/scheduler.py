@@ -139,6 +139,8 @@ class Engine:
         self.info = backend.info
         self.n_ctx_seq = min(backend.info.n_ctx_train or backend.n_ctx, backend.n_ctx)
         self.chat_template = ChatTemplate(backend.info)
+        # The most text one token stands for: bounds a prompt's token count from below before tokenizing it.
+        self._max_token_chars = max(len(backend.token_bytes(t) or b"") for t in range(backend.info.n_vocab)) or 1
         self._ids = itertools.count()
         self._lock = threading.Condition()
         self._waiting: deque[_Request] = deque()
@@ -243,6 +245,7 @@ class Engine:
         Every prompt check lives here; errors name ``prompt`` (callers rename it to their client's spelling).
         """
         if isinstance(prompt, str):
+            self._check_text_length(prompt)
             tokens = self.backend.tokenize(prompt)
         elif isinstance(prompt, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
             tokens = list(prompt)
@@ -262,6 +265,17 @@ class Engine:
                 "prompt", f"has {len(tokens)} tokens but the context holds {self.n_ctx_seq}; "
                 "shorten it, or start the server with a larger --n-ctx")
         return tokens
+
+    def _check_text_length(self, text: str) -> None:
+        """Refuse, without tokenizing it, a text far too long to fit: tokenizing 1 MiB takes ~0.25 s on
+        the event loop, time every other client would wait. One token stands for at most
+        ``_max_token_chars`` characters; the factor 4 leaves room for tokenizers that normalize text."""
+        limit = self.config.limits.max_prompt_tokens
+        ceiling = min(self.n_ctx_seq, limit) if limit is not None else self.n_ctx_seq
+        if len(text) > 4 * self._max_token_chars * ceiling:
+            where = "this server accepts (--max-prompt-tokens)" if ceiling != self.n_ctx_seq else "the context holds"
+            raise ContextLengthExceeded(
+                "prompt", f"has {len(text)} characters, far more than the {ceiling} tokens {where}; shorten it")
 
     # ---- engine thread ------------------------------------------------------------------------
 
