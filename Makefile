@@ -54,8 +54,9 @@ soak: $(STAMP)
 	$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) benchmarks/soak.py --clients 32 --duration 600
 
-# Not part of CI: tests/test_openapi_fuzz.py with 200 examples per operation and mode instead of 15, three times with
-# new random data (> 20,000 requests, every Schemathesis check); the case counts land in benchmarks/fuzz.txt (RELIABILITY.md).
+# Not part of CI: tests/test_openapi_fuzz.py (all 25 operations of the served app) with 200 examples per operation and
+# mode instead of 15 (40 instead of 3 for those that run a task or inspection model), three times with new random data
+# (every Schemathesis check); the case counts land in benchmarks/fuzz.txt (RELIABILITY.md).
 fuzz: $(STAMP)
 	rm -f benchmarks/fuzz.txt
 	for seed in 1 2 3; do POCKETLM_FUZZ_EXAMPLES=200 POCKETLM_FUZZ_REPORT=benchmarks/fuzz.txt \

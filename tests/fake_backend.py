@@ -28,13 +28,13 @@ ALTERNATIVE = ord("?")  # always the second most likely token
 
 class FakeBackend(Backend):
     def __init__(self, script: str = " Paris is lovely.", *, slots: int = 4, n_ctx: int = 128, chat_template: str | None = None,
-                 step_seconds: float = 0.0):
+                 step_seconds: float = 0.0, path: str = ""):
         self.step_seconds = step_seconds  # > 0: a slow model, for timeouts and shutdowns mid-request
         self.script = list(script.encode("utf-8")) + [EOS]
         self.slots, self.n_ctx = slots, n_ctx
         self.eog_ids = frozenset({EOS})
         self.info = ModelInfo(
-            name="fake-model", path="", architecture="fake", n_ctx_train=n_ctx, n_vocab=N_VOCAB, n_params=0,
+            name="fake-model", path=path, architecture="fake", n_ctx_train=n_ctx, n_vocab=N_VOCAB, n_params=0,
             quantization="F32", chat_template=chat_template, bos_token="<s>", eos_token="</s>",
         )
         self.cache: list[list[int]] = [[] for _ in range(slots)]
@@ -87,9 +87,11 @@ class FakeBackend(Backend):
 
 @contextlib.contextmanager
 def fake_engine(script: str = " Paris is lovely.", *, slots: int = 4, n_ctx: int = 128, step_seconds: float = 0.0,
-                max_queue: int = EngineConfig.max_queue, **limits):
-    """A started engine on a FakeBackend; ``limits`` fill ``Limits`` (max_prompt_tokens=..., max_n=...)."""
-    backend = FakeBackend(script, slots=slots, n_ctx=n_ctx, step_seconds=step_seconds)
+                max_queue: int = EngineConfig.max_queue, path: str = "", **limits):
+    """A started engine on a FakeBackend; ``limits`` fill ``Limits`` (max_prompt_tokens=..., max_n=...).
+
+    ``path``: the model directory ``engine.info.path`` names (what the inspection routes open on torch)."""
+    backend = FakeBackend(script, slots=slots, n_ctx=n_ctx, step_seconds=step_seconds, path=path)
     engine = Engine(backend, EngineConfig(slots=slots, n_ctx=n_ctx, max_queue=max_queue, limits=Limits(**limits)))
     engine.start()
     try:

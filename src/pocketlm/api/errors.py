@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from pocketlm.errors import InvalidParameter, Overloaded, PocketLMError
 
@@ -114,6 +115,12 @@ _HTTP_ERRORS = {
 }
 
 
+def _allowed(request: Request) -> list[str]:
+    """Every method some route answers on this request's path."""
+    return [method for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in request.app.routes)]
+
+
 def install(app: FastAPI) -> None:
     """Register one handler per kind of failure."""
 
@@ -137,8 +144,11 @@ def install(app: FastAPI) -> None:
             message = "the request body is JSON nested too deeply to read; no parameter takes more than a few levels"
         elif exc.status_code == 400 and "parsing the body" in message:
             message = "the request body could not be read: it must be UTF-8 encoded JSON"
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # Starlette names the methods of the first route on the path; a path may have several
+            headers = {**(headers or {}), "Allow": ", ".join(_allowed(request))}
         body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
-        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):

@@ -26,7 +26,7 @@ from pocketlm.engine.params import Bound, bounds
 # document() replaces each with the constraint.
 SAMPLING = "x-sampling"  # a field that fills SamplingParams.<name> (see wire.common.sampling_field)
 PROMPT = "x-prompt"  # a prompt: text, token ids, or a list of one text
-SERVED_MODEL = "x-served-model"  # a model id: the served one only
+SERVED_MODEL = "x-served-model"  # a model id: the served one only (a list: these values too)
 TOKEN_IDS = "x-token-ids"  # a list of token ids of the model's vocabulary
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 
@@ -75,6 +75,11 @@ def install(app: FastAPI) -> None:
     app.openapi = openapi
 
 
+def add_hook(app: FastAPI, hook) -> None:
+    """Let a package that adds routes state what only it knows: ``hook(schema, app)`` runs on the rewritten document."""
+    app.state.openapi_hooks = [*getattr(app.state, "openapi_hooks", ()), hook]
+
+
 def document(app: FastAPI) -> dict:
     settings, engine = app.state.settings, app.state.engine
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
@@ -97,6 +102,8 @@ def document(app: FastAPI) -> dict:
             _responses(path, op, bool(settings.api_keys))
     if not settings.api_keys:
         components.pop("securitySchemes", None)
+    for hook in getattr(app.state, "openapi_hooks", ()):  # the other packages' routes state their own limits
+        hook(schema, app)
     return schema
 
 
@@ -119,10 +126,12 @@ def _responses(path: str, op: dict, keyed: bool) -> None:
     if "{" in path:
         codes.append(404)
     for code in codes:
-        entry = responses.setdefault(str(code), {"description": _ERRORS[code]})
-        entry["content"] = {"application/json": {"schema": ERROR_REF}}
-        if code == 503:
-            entry["headers"] = _RETRY_AFTER
+        responses.setdefault(str(code), {"description": _ERRORS[code]})
+    for code, entry in responses.items():  # every error, the statuses above and those a route declares itself
+        if code[0] in "45":
+            entry["content"] = {"application/json": {"schema": ERROR_REF}}
+            if code == "503":
+                entry["headers"] = _RETRY_AFTER
 
 
 def _walk(node: Any, context: dict) -> None:
@@ -144,8 +153,9 @@ def _walk(node: Any, context: dict) -> None:
         _prompt(node, context)
     if node.pop(TOKEN_IDS, False):
         node.setdefault("items", {}).update(minimum=0, maximum=context["n_vocab"] - 1)
-    if node.pop(SERVED_MODEL, False):
-        _branches(node, "string")[0]["enum"] = [context["model"]]
+    served = node.pop(SERVED_MODEL, False)
+    if served:
+        _branches(node, "string")[0]["enum"] = [context["model"], *(served if isinstance(served, list) else [])]
     for value in node.values():
         _walk(value, context)
 

@@ -25,6 +25,7 @@ from pocketlm.inspection.tokens import BERT_WORDPIECE, GPT2, check_text
 
 router = APIRouter(prefix="/v1/inspect", tags=["inspect"])
 PNG = {200: {"content": {"image/png": {}}, "description": "With `format: png`: the picture."}}
+NOT_FOUND = {404: {"description": "Another model than the served one or the BERT encoder."}}
 
 
 def _served(request: Request):
@@ -70,7 +71,7 @@ async def tokens(body: TokensRequest, request: Request):
     return _png(result) if body.format == "png" else result
 
 
-@router.post("/positions", response_model=PositionsResponse, responses=PNG,
+@router.post("/positions", response_model=PositionsResponse, responses=PNG | NOT_FOUND,
              summary="The sinusoidal encoding of 'Attention Is All You Need' beside the model's own position scheme")
 async def positions(body: PositionsRequest, request: Request):
     from pocketlm.inspection.positions import model_positions, sinusoidal
@@ -86,7 +87,7 @@ async def positions(body: PositionsRequest, request: Request):
 
 @router.post("/attention", response_model=AttentionResponse,
              responses={200: {"content": {"image/png": {}, "text/html": {}},
-                              "description": "With `format: png` the picture, with `html` bertviz's page."}},
+                              "description": "With `format: png` the picture, with `html` bertviz's page."}} | NOT_FOUND,
              summary="Attention weights of every layer and head for a text")
 async def attention(body: AttentionRequest, request: Request):
     from pocketlm.inspection.attention import attention as run_attention

@@ -11,20 +11,40 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from pocketlm.api.openapi import SAMPLING, SERVED_MODEL
+from pocketlm.api.wire.common import Integer, RequestBody
 from pocketlm.engine.params import SamplingParams
+from pocketlm.inspection.loading import BERT
+from pocketlm.inspection.nexttoken import MAX_TOP
+from pocketlm.inspection.tokens import BERT_WORDPIECE, GPT2, MAX_TEXT_CHARS
 
-ModelField = Field(None, description="What to look inside: omitted or the served model's name for the served model, "
-                                     "or `all-minilm-l6-v2` for the BERT encoder shipped with pocketlm.")
+# The served model's name is known when the server runs: the document puts it in these enums (api.openapi).
+ModelField = Field(None, description="What to look inside: omitted, empty or the served model's name for the served "
+                                     f"model, or `{BERT}` for the BERT encoder shipped with pocketlm.",
+                   json_schema_extra={SERVED_MODEL: ["", BERT]})
 Picture = Literal["json", "png"]
+
+
+def text_field(description: str):
+    """A text of 1 to MAX_TEXT_CHARS characters, not only whitespace (what ``tokens.check_text`` enforces)."""
+    return Field(..., description=description, json_schema_extra={"minLength": 1, "maxLength": MAX_TEXT_CHARS, "pattern": r"\S"})
+
+
+def _tokenizer_names(schema: dict) -> None:
+    for branch in schema.get("anyOf", [schema]):
+        if branch.get("type") == "array":
+            branch["uniqueItems"] = True
+            branch["items"][SERVED_MODEL] = [GPT2, BERT_WORDPIECE]
 
 
 # --------------------------------------------------------------------------- tokens
 
-class TokensRequest(BaseModel):
-    text: str = Field(..., description="The text to tokenize (1 to 20,000 characters).")
+class TokensRequest(RequestBody):
+    text: str = text_field("The text to tokenize (1 to 20,000 characters).")
     tokenizers: list[str] | None = Field(
-        None, description="Tokenizers to compare, side by side: the served model's name, `gpt2` (GPT-2's byte-level "
-                          "BPE), `bert` (BERT's WordPiece, as the seed notebook's `BertTokenizer`). Default: the served model's.")
+        None, description="Tokenizers to compare, side by side, each once: the served model's name, `gpt2` (GPT-2's "
+                          "byte-level BPE), `bert` (BERT's WordPiece, as the seed notebook's `BertTokenizer`). Default: "
+                          "the served model's.", json_schema_extra=_tokenizer_names)
     format: Picture = Field("json", description="`png`: a picture of the tokens instead of JSON.")
 
 
@@ -53,10 +73,10 @@ class TokensResponse(BaseModel):
 
 # --------------------------------------------------------------------------- positions
 
-class PositionsRequest(BaseModel):
+class PositionsRequest(RequestBody):
     model: str | None = ModelField
-    positions: int = Field(64, ge=1, le=512, description="How many positions to show (1 to 512).")
-    dim: int = Field(128, ge=2, le=1024, description="Dimensions of the sinusoidal encoding (2 to 1024).")
+    positions: Integer = Field(64, ge=1, le=512, description="How many positions to show (1 to 512).")
+    dim: Integer = Field(128, ge=2, le=1024, description="Dimensions of the sinusoidal encoding (2 to 1024).")
     format: Picture = Field("json", description="`png`: the picture (formula beside the model's scheme) instead of JSON.")
 
 
@@ -85,11 +105,11 @@ class PositionsResponse(BaseModel):
 
 # --------------------------------------------------------------------------- attention
 
-class AttentionRequest(BaseModel):
-    text: str = Field(..., description="The text (at most 256 tokens).")
+class AttentionRequest(RequestBody):
+    text: str = text_field("The text (at most 20,000 characters and 256 tokens).")
     model: str | None = ModelField
-    layers: list[int] | None = Field(None, description="Layers to return, numbered from 0 (default: all).")
-    heads: list[int] | None = Field(None, description="Heads to return in each layer, numbered from 0 (default: all).")
+    layers: list[Integer] | None = Field(None, description="Layers to return, numbered from 0 (default: all).")
+    heads: list[Integer] | None = Field(None, description="Heads to return in each layer, numbered from 0 (default: all).")
     format: Literal["json", "png", "html"] = Field(
         "json", description="`png`: a grid of heatmaps (one heatmap with labels when one layer and one head are "
                             "chosen); `html`: bertviz's interactive view, self-contained, no network needed.")
@@ -109,16 +129,21 @@ class AttentionResponse(BaseModel):
 
 # --------------------------------------------------------------------------- next token
 
-class NextRequest(BaseModel):
-    prompt: str = Field(..., description="The text whose next token is shown.")
-    temperature: float = Field(1.0, description="As in generation: 0 = greedy.")
-    top_k: int = Field(0, description="Keep the k most likely tokens (0 = off).")
-    top_p: float = Field(1.0, description="Keep the smallest set of tokens whose probability reaches top_p.")
-    min_p: float = Field(0.0, description="Drop tokens less likely than min_p x the most likely one.")
-    repetition_penalty: float = Field(1.0, description="Divide the logits of tokens already in the prompt (1 = off).")
-    seed: int | None = Field(None, description="With a seed: the token a generation with this seed starts with.")
-    top: int = Field(10, description="Candidates to list before and after the parameters (1 to 100).")
-    lens_top: int = Field(3, description="Tokens to list per layer in the logit lens (1 to 100).")
+def _sampling(default, description: str, name: str):
+    """A sampling field: the document states the engine's bounds for it (api.openapi), ``validated()`` checks them."""
+    return Field(default, description=description, json_schema_extra={SAMPLING: name})
+
+
+class NextRequest(RequestBody):
+    prompt: str = text_field("The text whose next token is shown (at most 20,000 characters and 2,048 tokens).")
+    temperature: float = _sampling(1.0, "As in generation: 0 = greedy.", "temperature")
+    top_k: Integer = _sampling(0, "Keep the k most likely tokens (0 = off).", "top_k")
+    top_p: float = _sampling(1.0, "Keep the smallest set of tokens whose probability reaches top_p.", "top_p")
+    min_p: float = _sampling(0.0, "Drop tokens less likely than min_p x the most likely one.", "min_p")
+    repetition_penalty: float = _sampling(1.0, "Divide the logits of tokens already in the prompt (1 = off).", "repetition_penalty")
+    seed: Integer | None = _sampling(None, "With a seed: the token a generation with this seed starts with.", "seed")
+    top: Integer = Field(10, ge=1, le=MAX_TOP, description=f"Candidates to list before and after the parameters (1 to {MAX_TOP}).")
+    lens_top: Integer = Field(3, ge=1, le=MAX_TOP, description=f"Tokens to list per layer in the logit lens (1 to {MAX_TOP}).")
     format: Picture = Field("json", description="`png`: bar charts and the logit lens as a picture instead of JSON.")
 
     def sampling_params(self) -> SamplingParams:

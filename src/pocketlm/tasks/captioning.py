@@ -21,7 +21,7 @@ import threading
 import warnings
 from dataclasses import dataclass
 
-from pocketlm.errors import InvalidParameter, ModelLoadError
+from pocketlm.errors import InvalidParameter, ModelLoadError, ModelNotFound
 
 FORMATS = ("PNG", "JPEG", "WEBP")
 MAX_IMAGE_BYTES = 20 << 20  # 20 MiB (the server's --max-body-bytes applies first)
@@ -139,6 +139,25 @@ def captioner(name: str | None, param: str = "model") -> Captioner:
 
 def loaded() -> list[str]:
     return list(_captioners)
+
+
+def model_name(name: str) -> str:
+    """The name a captioning model answers to (``Captioner.name``): its directory's name for a local path."""
+    from pocketlm.models import resolve
+
+    try:
+        return resolve(name).name
+    except Exception:  # a model not there yet fails when it is first used, with its own error
+        return name
+
+
+def check_model(asked: str | None, name: str | None) -> None:
+    """Only the configured model ``name``: a client names no files (a path would load any model on the server's disk)."""
+    if asked in (None, "") or (name and asked in (name, model_name(name))):
+        return
+    if not name:
+        raise InvalidParameter("model", NO_MODEL)
+    raise ModelNotFound(f"model '{asked}': this server captions with '{model_name(name)}' only")
 
 
 def check_max_new_tokens(value: int) -> int:

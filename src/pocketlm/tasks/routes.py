@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from decimal import Decimal
 
 from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
+from pocketlm.api import openapi
 from pocketlm.errors import InvalidParameter, ModelNotFound
 from pocketlm.tasks import captioning, catalog, pipeline, speech, translation
 from pocketlm.tasks.schemas import (
@@ -43,20 +45,48 @@ def include(app: FastAPI, dependencies: list, *, caption_model: str | None = Non
                        else libretranslate_dependencies)
     for router in (audio, images):
         app.include_router(router, dependencies=dependencies)
+    openapi.add_hook(app, _caption_model)
+
+
+def _caption_model(schema: dict, app: FastAPI) -> None:
+    """The OpenAPI document's captioning ``model``: the configured model (by path or name); left out in a form."""
+    name = app.state.caption_model
+    string = {"type": "string", "enum": list(dict.fromkeys([name, captioning.model_name(name)]))} if name else None
+    for path in ("/v1/images/captions", "/v1/pipelines/describe"):
+        for content_type, content in schema["paths"][path]["post"]["requestBody"]["content"].items():
+            field = content["schema"]["properties"]["model"]
+            for key in ("type", "anyOf", "enum"):
+                field.pop(key, None)
+            options = ([string] if string else []) + ([] if content_type in _FORMS else [{"type": "null"}])
+            field["anyOf"] = options or [{"not": {}}]
 
 
 def _body_schema(model: type[BaseModel], *content_types: str) -> dict:
     """Document a body the route parses itself (JSON or form), for /docs."""
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
     schema.pop("$defs", None)
-    return {"requestBody": {"required": True, "content": {t: {"schema": schema} for t in content_types}}}
+    return {"requestBody": {"required": True, "content": {
+        t: {"schema": _form_schema(schema) if t in _FORMS else schema} for t in content_types}}}
+
+
+def _form_schema(schema: dict) -> dict:
+    """A form has no null: an optional field is left out instead (and a form's values are text, read as the schema says)."""
+    form = json.loads(json.dumps(schema))
+    for field in form["properties"].values():
+        options = [o for o in field.get("anyOf", ()) if o.get("type") != "null"]
+        if "anyOf" in field and len(options) == 1:
+            del field["anyOf"]
+            field.update(options[0])
+        elif "anyOf" in field:
+            field["anyOf"] = options
+    return form
 
 
 _FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-async def _fields(request: Request) -> tuple[dict, dict]:
-    """(fields, uploaded files) of a JSON object or a form body."""
+async def _fields(request: Request) -> tuple[dict, dict, bool]:
+    """(fields, uploaded files, whether it was a form) of a JSON object or a form body."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in _FORMS:
         form = await request.form()
@@ -68,7 +98,7 @@ async def _fields(request: Request) -> tuple[dict, dict]:
                 files[key] = uploads[0]
             else:
                 fields[key] = values if len(values) > 1 else values[0]
-        return fields, files
+        return fields, files, True
     raw = await request.body()
     if not raw.strip():
         raise InvalidParameter("body", "the request needs a body: JSON (Content-Type: application/json) or a form")
@@ -78,12 +108,15 @@ async def _fields(request: Request) -> tuple[dict, dict]:
         raise InvalidParameter("body", f"the request body is not valid JSON ({e})") from None
     if not isinstance(data, dict):
         raise InvalidParameter("body", "the request body must be a JSON object")
-    return data, {}
+    return data, {}, False
 
 
-def _parse(model: type[BaseModel], data: dict):
+def _parse(model: type[BaseModel], data: dict, form: bool):
+    """A JSON body is validated as its JSON Schema reads ("5" is not a number); a form's values are all text."""
+    if form:
+        data = {name: _form_number(value) if _integer(model, name) else value for name, value in data.items()}
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, strict=not form)
     except ValidationError as e:
         first = e.errors()[0]
         loc = first.get("loc", ()) or ("body",)
@@ -94,6 +127,20 @@ def _parse(model: type[BaseModel], data: dict):
         raise InvalidParameter(param, first.get("msg", "invalid value")) from None
 
 
+def _integer(model: type[BaseModel], name: str) -> bool:
+    field = model.model_fields.get(name)
+    return field is not None and field.annotation is int
+
+
+def _form_number(value):
+    """A form's "3.0" for an integer field is 3, as JSON Schema reads 3.0 (pydantic reads only "3")."""
+    try:
+        number = Decimal(value) if isinstance(value, str) else None
+    except ArithmeticError:
+        return value
+    return int(number) if number is not None and number.is_finite() and number == number.to_integral_value() else value
+
+
 # ----------------------------------------------------------------------------- translation
 
 
@@ -101,8 +148,8 @@ def _parse(model: type[BaseModel], data: dict):
                      summary="Translate text (LibreTranslate's API)",
                      openapi_extra=_body_schema(TranslateRequest, "application/json", *_FORMS))
 async def translate(request: Request):
-    fields, _ = await _fields(request)
-    body = _parse(TranslateRequest, fields)
+    fields, _, form = await _fields(request)
+    body = _parse(TranslateRequest, fields, form)
     texts = [body.q] if isinstance(body.q, str) else list(body.q)
     translation.check_texts(texts)
     source = translation.canonical_language(body.source, "source", allow_auto=True)
@@ -110,8 +157,9 @@ async def translate(request: Request):
 
     def run():
         html_format = body.format == "html"
-        detected = ([translation.detect_source(translation.visible_text(t, html_format=html_format)) for t in texts]
-                    if source == "auto" else None)
+        # a text without letters is in no language: it stays as it is (detected as the target, 0% sure)
+        detected = ([translation.detect_source(translation.visible_text(t, html_format=html_format), fallback=target)
+                     for t in texts] if source == "auto" else None)
         sources = [code for code, _ in detected] if detected else [source] * len(texts)
         out = [""] * len(texts)
         engine = translation.translator()
@@ -142,8 +190,8 @@ async def languages(api_key: str | None = Query(None, description=(
 @libretranslate.post("/detect", response_model=list[DetectedLanguage], summary="Detect the language of a text",
                      openapi_extra=_body_schema(DetectRequest, "application/json", *_FORMS))
 async def detect(request: Request):
-    fields, _ = await _fields(request)
-    body = _parse(DetectRequest, fields)
+    fields, _, form = await _fields(request)
+    body = _parse(DetectRequest, fields, form)
     if not body.q.strip():
         raise InvalidParameter("q", "is empty: give some text")
     found = await asyncio.to_thread(translation.detect, body.q)
@@ -169,7 +217,7 @@ def _store(request: Request, data: bytes, response_format: str, sample_rate: int
 
 
 @audio.post("/speech", summary="Text to speech (OpenAI's API)", response_class=Response,
-            responses={200: {"content": {t: {} for t in speech.FORMATS.values()} | {"application/json": {}},
+            responses={404: {"description": "Another model than the speech model."}, 200: {"content": {t: {} for t in speech.FORMATS.values()} | {"application/json": {}},
                              "description": "The audio; with return_download_link=\"json\", the stored file's URL."}})
 async def create_speech(body: SpeechRequest, request: Request):
     _speech_model(body.model)
@@ -219,7 +267,7 @@ async def audio_file(file_id: str, request: Request):
 
 async def _image_request(request: Request, model: type[CaptionRequest]):
     """(parsed fields, RGB image) from a multipart upload (file field 'image' or 'file') or JSON with base64."""
-    fields, files = await _fields(request)
+    fields, files, form = await _fields(request)
     upload = files.get("image") or files.get("file")
     if upload is not None:
         data = await upload.read()
@@ -229,41 +277,39 @@ async def _image_request(request: Request, model: type[CaptionRequest]):
     else:
         raise InvalidParameter("image", "send the image as a multipart file field 'image' (or 'file'), "
                                         "or as JSON {\"image\": \"data:image/png;base64,...\"}")
-    body = _parse(model, fields)
+    body = _parse(model, fields, form)
     captioning.check_max_new_tokens(body.max_new_tokens)
+    captioning.check_model(body.model, request.app.state.caption_model)
     image = await asyncio.to_thread(captioning.open_image, data)
     return body, image
 
 
-_IMAGE_BODY = {"requestBody": {"required": True, "content": {
-    "multipart/form-data": {"schema": {"type": "object", "properties": {
-        "image": {"type": "string", "format": "binary"}, "model": {"type": "string"},
-        "max_new_tokens": {"type": "integer"}}, "required": ["image"]}},
-}}}
-
-
-def _with_json(extra: dict, model: type[BaseModel]) -> dict:
-    content = dict(extra["requestBody"]["content"])
-    content["application/json"] = _body_schema(model, "application/json")["requestBody"]["content"]["application/json"]
-    return {"requestBody": {"required": True, "content": content}}
+def _image_body(model: type[BaseModel]) -> dict:
+    """JSON with the image in base64, or a multipart upload: the same fields, the image a file."""
+    extra = _body_schema(model, "application/json")
+    upload = _form_schema(extra["requestBody"]["content"]["application/json"]["schema"])
+    upload["properties"]["image"] = {"type": "string", "format": "binary", "description": "The image file: PNG, JPEG or WebP."}
+    extra["requestBody"]["content"]["multipart/form-data"] = {
+        "schema": upload, "encoding": {"image": {"contentType": "image/png, image/jpeg, image/webp"}}}
+    return extra
 
 
 @images.post("/images/captions", response_model=CaptionResponse, summary="Caption an image",
-             openapi_extra=_with_json(_IMAGE_BODY, CaptionRequest))
+             openapi_extra=_image_body(CaptionRequest), responses={404: {"description": "Another captioning model than the served one."}})
 async def caption(request: Request):
     body, image = await _image_request(request, CaptionRequest)
-    captioner = await asyncio.to_thread(captioning.captioner, body.model or request.app.state.caption_model)
+    captioner = await asyncio.to_thread(captioning.captioner, request.app.state.caption_model)
     text = await asyncio.to_thread(captioner.caption, image, body.max_new_tokens)
     return CaptionResponse(model=captioner.name, caption=text, width=image.width, height=image.height)
 
 
 @images.post("/pipelines/describe", response_model=DescribeResponse,
              summary="Image -> caption -> translation -> speech, every stage's output",
-             openapi_extra=_with_json(_IMAGE_BODY, DescribeRequest))
+             openapi_extra=_image_body(DescribeRequest), responses={404: {"description": "Another captioning model than the served one."}})
 async def describe(request: Request):
     body, image = await _image_request(request, DescribeRequest)
     pipeline.check(body.language, body.voice, body.speed, body.response_format)
-    model = body.model or request.app.state.caption_model
+    model = request.app.state.caption_model  # the one model check_model let through
     started = time.perf_counter()
 
     def run():

@@ -38,6 +38,15 @@ MAX_TEXT_CHARS = 50_000  # per request, all texts together
 MAX_TEXTS = 128  # texts in one batch
 
 
+def language_pattern(*, allow_auto: bool = False) -> str:
+    """The spellings ``canonical_language`` accepts, as a JSON Schema pattern (no flags there: each letter is [xX])."""
+    def spelling(word: str) -> str:
+        return "".join(f"[{c}{c.upper()}]" if c.isalpha() else "[-_]" if c == "-" else re.escape(c) for c in word)
+
+    words = sorted(_ALIASES) + (["auto"] if allow_auto else [])
+    return r"^\s*(" + "|".join(spelling(w) for w in words) + r")\s*$"
+
+
 def canonical_language(code: str | None, param: str, *, allow_auto: bool = False) -> str:
     """'pt-BR', 'pt_BR', 'pb', 'PT-BR', 'pt' -> 'pt'; 'en-US' -> 'en'; 'auto' where allowed."""
     key = (code or "").strip().lower().replace("_", "-")
@@ -299,14 +308,17 @@ def detect(text: str) -> list[tuple[str, float]]:
     return [(v.language.iso_code_639_1.name.lower(), round(v.value * 100, 1)) for v in values if v.value > 0]
 
 
-def detect_source(text: str, param: str = "q") -> tuple[str, float]:
+def detect_source(text: str, param: str = "q", *, fallback: str | None = None) -> tuple[str, float]:
     """The language of ``text`` when the client said ``source: auto``; it must be one we translate.
 
     Short texts are often uncertain ("One cat." looks a little Italian), so another
     language is refused only when it is the likeliest and at least 50% sure;
-    otherwise the likelier of en and pt is taken.
+    otherwise the likelier of en and pt is taken. A text without letters has no language: it is
+    ``fallback`` (0% sure) when one is given.
     """
     found = detect(text)
+    if not found and fallback:
+        return fallback, 0.0
     if not found:
         raise InvalidParameter(param, "cannot detect the language of a text without letters; give 'source' (en or pt)")
     code, confidence = found[0]

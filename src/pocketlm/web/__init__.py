@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.resources
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 ASSETS = "/web"
@@ -23,7 +23,9 @@ def install(app: FastAPI) -> None:
     """Serve the page at ``GET /`` and its modules under ``/web``."""
     app.mount(ASSETS, StaticFiles(directory=str(STATIC)), name="web")
 
-    @app.get("/", include_in_schema=False)
+    # In the OpenAPI document too: it says what GET / answers (a page, never a key asked for), beside TGI's POST /.
+    @app.get("/", response_class=HTMLResponse, summary="The web playground (an HTML page; no key needed)",
+             responses={200: {"description": "The page; its modules are under /web."}})
     async def playground():
         # no-cache: the browser revalidates (ETag), so an upgraded server never runs a stale page
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
