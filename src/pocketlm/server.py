@@ -24,6 +24,7 @@ import click
 import uvicorn
 from fastapi import Depends, FastAPI
 
+from pocketlm.api import openapi
 from pocketlm.api.app import create_app
 from pocketlm.api.auth import api_key_or_field, require_api_key
 from pocketlm.api.connections import guarded_protocol
@@ -120,6 +121,7 @@ def build_app(engine, settings: Settings) -> FastAPI:
     # translation, speech, captions; LibreTranslate's clients may send their key as an `api_key` field instead
     task_routes.include(app, dependencies=[Depends(require_api_key)], caption_model=settings.caption_model,
                         libretranslate_dependencies=[Depends(api_key_or_field(task_routes.LIBRETRANSLATE_KEY_FIELD))])
+    openapi.add_hook(app, task_routes.caption_model_schema)  # the configured caption model, in the document
     return app
 
 

@@ -21,13 +21,10 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from pocketlm.engine.params import Bound, bounds
+from pocketlm.wire_types import PROMPT, SAMPLING, SERVED_MODEL, TOKEN_IDS
 
 # Markers the wire models put in their JSON schemas where a constraint depends on the server's configuration;
 # document() replaces each with the constraint.
-SAMPLING = "x-sampling"  # a field that fills SamplingParams.<name> (see wire.common.sampling_field)
-PROMPT = "x-prompt"  # a prompt: text, token ids, or a list of one text
-SERVED_MODEL = "x-served-model"  # a model id: the served one only (a list: these values too)
-TOKEN_IDS = "x-token-ids"  # a list of token ids of the model's vocabulary
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 
 ERROR_SCHEMA = {

@@ -11,12 +11,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from pocketlm.api.openapi import SAMPLING, SERVED_MODEL
-from pocketlm.api.wire.common import Integer, RequestBody
 from pocketlm.engine.params import SamplingParams
 from pocketlm.inspection.loading import BERT
 from pocketlm.inspection.nexttoken import MAX_TOP
 from pocketlm.inspection.tokens import BERT_WORDPIECE, GPT2, MAX_TEXT_CHARS
+from pocketlm.wire_types import SAMPLING, SERVED_MODEL, Integer, RequestBody
 
 # The served model's name is known when the server runs: the document puts it in these enums (api.openapi).
 ModelField = Field(None, description="What to look inside: omitted, empty or the served model's name for the served "

@@ -18,7 +18,6 @@ from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
-from pocketlm.api import openapi
 from pocketlm.errors import InvalidParameter, ModelNotFound
 from pocketlm.tasks import captioning, catalog, pipeline, speech, translation
 from pocketlm.tasks.schemas import (
@@ -45,10 +44,9 @@ def include(app: FastAPI, dependencies: list, *, caption_model: str | None = Non
                        else libretranslate_dependencies)
     for router in (audio, images):
         app.include_router(router, dependencies=dependencies)
-    openapi.add_hook(app, _caption_model)
 
 
-def _caption_model(schema: dict, app: FastAPI) -> None:
+def caption_model_schema(schema: dict, app: FastAPI) -> None:
     """The OpenAPI document's captioning ``model``: the configured model (by path or name); left out in a form."""
     name = app.state.caption_model
     string = {"type": "string", "enum": list(dict.fromkeys([name, captioning.model_name(name)]))} if name else None

@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pocketlm.api.wire.common import Integer
 from pocketlm.tasks import captioning, speech, translation
+from pocketlm.wire_types import Integer
 
 # What the checks in speech, translation and captioning enforce, stated for the OpenAPI document.
 SOME_TEXT = {"minLength": 1, "pattern": r"\S"}  # not empty, not only whitespace

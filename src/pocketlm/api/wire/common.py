@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import Field
 
 from pocketlm.api.errors import Unsupported
-from pocketlm.api.openapi import SAMPLING
 from pocketlm.engine.params import DESCRIPTIONS
+from pocketlm.wire_types import SAMPLING
 
-
-
-def _integral(value: Any) -> Any:
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-# JSON Schema's integer: 3 and 3.0 alike, never "3" or true.
-Integer = Annotated[int, BeforeValidator(_integral)]
 Stop = str | list[str] | None
 
-
-class RequestBody(BaseModel):
-    """A request body, validated as its JSON Schema reads: "5" is not a number, 0 is not false, 3.0 is an integer
-    (pydantic's lax mode would accept what the OpenAPI document forbids)."""
-
-    model_config = ConfigDict(strict=True)
 
 Aliases = dict[str, str]  # engine parameter name -> the client's name for it
 

@@ -14,14 +14,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from pocketlm.api.errors import Unsupported
-from pocketlm.api.openapi import PROMPT, SERVED_MODEL
 from pocketlm.api.wire.common import (
-    Aliases, Integer, RequestBody, Stop, reject_unsupported, sampling_field, stop_tuple, unsupported_field,
+    Aliases, Stop, reject_unsupported, sampling_field, stop_tuple, unsupported_field,
 )
 from pocketlm.engine.chat import ROLES
 from pocketlm.engine.outputs import TokenLogprob, Usage
 from pocketlm.engine.params import SamplingParams
 from pocketlm.errors import InvalidParameter
+from pocketlm.wire_types import PROMPT, SERVED_MODEL, Integer, RequestBody
 
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 _TEXT_FORMAT = {"type": "object", "required": ["type"], "properties": {"type": {"enum": ["text"]}}, "additionalProperties": False}

@@ -12,11 +12,11 @@ from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pocketlm.api.openapi import SAMPLING
-from pocketlm.api.wire.common import Integer, RequestBody, Aliases, Stop, or_default, sampling_field, stop_tuple
+from pocketlm.api.wire.common import Aliases, Stop, or_default, sampling_field, stop_tuple
 from pocketlm.api.wire.tgi import TGIParameters, TGIRequest
 from pocketlm.engine.params import Limits, SamplingParams
 from pocketlm.errors import InvalidParameter
+from pocketlm.wire_types import SAMPLING, Integer, RequestBody
 
 DEFAULT_MAX_NEW_TOKENS = 50  # the seeds' GPT-2 text-generation pipeline stops at 50 tokens
 DEFAULT_TOP_K = 50  # HF generate's default when sampling

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from pocketlm.api.openapi import TOKEN_IDS
-from pocketlm.api.wire.common import Integer, RequestBody
+from pocketlm.wire_types import TOKEN_IDS, Integer, RequestBody
 
 
 class TokenizeRequest(RequestBody):

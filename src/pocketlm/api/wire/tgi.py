@@ -14,10 +14,10 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from pocketlm.api.errors import Unsupported
-from pocketlm.api.openapi import PROMPT
-from pocketlm.api.wire.common import Integer, RequestBody, Aliases, or_default, reject_unsupported, sampling_field, stop_tuple, unsupported_field
+from pocketlm.api.wire.common import Aliases, or_default, reject_unsupported, sampling_field, stop_tuple, unsupported_field
 from pocketlm.engine.outputs import Sample, SampleFinished, TextDelta
 from pocketlm.engine.params import SamplingParams
+from pocketlm.wire_types import PROMPT, Integer, RequestBody
 
 DEFAULT_MAX_NEW_TOKENS = 100  # TGI's default
 FinishReason = Literal["length", "eos_token", "stop_sequence"]
