@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-
-
 
 PEER = "llama-server"  # the issue-17 yardstick: llama.cpp's own server on the file pocketlm runs
 
@@ -232,6 +231,38 @@ def _chat_line(results: dict) -> str | None:
             "The warm-up request is a chat request, so each server starts with the system prompt cached in one slot.")
 
 
+def _tasks_section(results_path: Path) -> list[str]:
+    """The neighbour tasks' figures from their own run (benchmarks/tasks.py), when there is one."""
+    if not results_path.exists():
+        return []
+    t = json.loads(results_path.read_text())
+    lines = ["", "## Neighbour tasks (`python benchmarks/tasks.py`, its own run)", "",
+             f"Server: `{t['server']}`; load average before / after: {t['load_average_1min']['before']:.2f} / "
+             f"{t['load_average_1min']['after']:.2f} on {t['load_average_1min']['cpus']} CPUs; peak RSS with every "
+             f"task model loaded: {t['peak_rss_mb']:.0f} MB.", "",
+             "| task | concurrent requests | requests | output | wall (s) | rate |", "|---|---|---|---|---|---|"]
+    for r in t.get("translation", []):
+        lines.append(f"| translation EN→PT (LibreTranslate `/translate`) | {r['concurrency']} | {r['requests']} | "
+                     f"{r['sentences']} sentences | {r['wall_s']:.2f} | {r['sentences_per_s']:.1f} sentences/s |")
+    for r in t.get("speech", []):
+        lines.append(f"| speech (`/v1/audio/speech`, wav) | {r['concurrency']} | {r['requests']} | {r['audio_s']:.1f} s of "
+                     f"audio | {r['wall_s']:.2f} | real-time factor {r['rtf_aggregate']:.3f} (per request "
+                     f"{r['rtf_per_request']:.3f}) |")
+    g = t.get("generation")
+    if g:
+        before, after = g["before_tasks"], g["with_tasks_loaded"]
+        ratio = after["output_throughput"] / before["output_throughput"] if before["output_throughput"] else None
+        lines += ["", "Text generation at 16 concurrent streams on the same server, before any task model is loaded "
+                  "and again with translation and speech loaded:", "",
+                  "| | output tok/s | TTFT p50 (ms) | TPOT p50 (ms) | done / failed |", "|---|---|---|---|---|",
+                  f"| before | {before['output_throughput']:.1f} | {before['ttft_ms_p50']:.0f} | {before['tpot_ms_p50']:.1f} | "
+                  f"{before['completed']} / {before['failed']} |",
+                  f"| task models loaded | {after['output_throughput']:.1f} | {after['ttft_ms_p50']:.0f} | "
+                  f"{after['tpot_ms_p50']:.1f} | {after['completed']} / {after['failed']} |",
+                  "", f"With the task models loaded: {_f(ratio, '{:.2f}')}× the throughput before."]
+    return lines
+
+
 def write_report(results: dict, path: Path, chart: Path, results_path: Path) -> None:
     m, v, s = results["machine"], results["versions"], results["settings"]
     prompt_tokens = results["prompt_tokens"]
@@ -310,5 +341,6 @@ def write_report(results: dict, path: Path, chart: Path, results_path: Path) -> 
     notes = [(c["label"], c["concurrency"], e) for c in results["cells"] if "summary" in c for e in c["summary"]["errors"]]
     if notes:
         lines += ["", "## Request errors seen", ""] + [f"- {label} c={c}: `{e}`" for label, c, e in notes]
+    lines += _tasks_section(Path(__file__).parent / "tasks_results.json")
     lines += ["", "Levers tried and what they moved: `benchmarks/NOTES.md`.", ""]
     path.write_text("\n".join(line for line in lines if line is not None))
