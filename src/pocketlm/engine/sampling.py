@@ -40,8 +40,10 @@ class SequenceSampler:
         p = self.params
         if self.seen is not None and self.seen.size:
             vals = logits[self.seen]
-            penalised = np.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
-            # a penalty near 0 (any value > 0 is allowed) would overflow to inf, and inf - inf is NaN in the softmax
+            # A penalty near 0 (any value > 0 is allowed; in float32 it may round to 0) overflows to inf, and
+            # inf - inf is NaN in the softmax: the result is clipped to finite values, so numpy's warning is noise.
+            with np.errstate(divide="ignore", over="ignore"):
+                penalised = np.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
             logits[self.seen] = np.clip(penalised, _FINITE.min, _FINITE.max)
         if (p.presence_penalty or p.frequency_penalty) and self.output_counts:
             ids = np.fromiter(self.output_counts.keys(), dtype=np.int64)
