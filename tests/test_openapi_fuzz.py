@@ -40,6 +40,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.config import SchemathesisConfig
 from schemathesis.generation.modes import GenerationMode
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 from tiny_models import build_tiny_captioner, tiny_model_dir
 
 from pocketlm.api import Settings
@@ -135,18 +136,36 @@ def test_keyed_server(case):
     case.call_and_validate()
 
 
+# What JSON Schema cannot state about a schema-valid body: the language of a text (`source: auto` on French
+# is refused: this server translates en and pt), how many tokens a text makes, and the layer and head numbers
+# of the model the same body names. For these, and only these, a 400 naming that parameter is the answer;
+# every other check still applies to it (documented status, error body).
+SEMANTIC_LIMITS = {
+    "/translate": {"source"},
+    "/v1/inspect/attention": {"layers", "heads", "text"},
+    "/v1/inspect/next": {"text"},
+}
+
+
+def validate_model_case(case):
+    response = case.call_and_validate(excluded_checks=[positive_data_acceptance])
+    semantic = response.status_code == 400 and response.json()["error"]["param"] in SEMANTIC_LIMITS.get(case.path, ())
+    if not semantic:
+        case.validate_response(response, checks=[positive_data_acceptance])
+
+
 @open_models.parametrize()
 @_settings
 def test_open_server_models(case):
     CASES["open"] += 1
-    case.call_and_validate()
+    validate_model_case(case)
 
 
 @keyed_models.parametrize()
 @_settings
 def test_keyed_server_models(case):
     CASES["keyed"] += 1
-    case.call_and_validate()
+    validate_model_case(case)
 
 
 def test_the_document_follows_the_configuration():
