@@ -49,7 +49,8 @@ def include(app: FastAPI, dependencies: list, *, caption_model: str | None = Non
 def caption_model_schema(schema: dict, app: FastAPI) -> None:
     """The OpenAPI document's captioning ``model``: the configured model (by path or name); left out in a form."""
     name = app.state.caption_model
-    string = {"type": "string", "enum": list(dict.fromkeys([name, captioning.model_name(name)]))} if name else None
+    # "" and omitted alike mean the configured model (check_model), in a form as in JSON
+    string = {"type": "string", "enum": list(dict.fromkeys([name, captioning.model_name(name), ""]))} if name else None
     for path in ("/v1/images/captions", "/v1/pipelines/describe"):
         for content_type, content in schema["paths"][path]["post"]["requestBody"]["content"].items():
             field = content["schema"]["properties"]["model"]
