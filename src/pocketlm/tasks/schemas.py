@@ -155,7 +155,8 @@ class DescribeRequest(CaptionRequest):
 
     language: str = Field("pt", description="Language of the spoken description: pt (default) or en (pt-BR, pt_BR, pb accepted).",
                           json_schema_extra={"pattern": translation.language_pattern()})
-    voice: str | None = Field(None, description="Default: joe-pt-br for pt, joe for en.", json_schema_extra=_one_of(*speech.VOICES))
+    voice: str | None = Field(None, description="Default (omitted or empty): joe-pt-br for pt, joe for en.",
+                              json_schema_extra=_one_of(*speech.VOICES, ""))
     speed: float = Field(1.0, description="Speech speed, 0.25 to 4.", json_schema_extra=SPEED)
     response_format: str = Field("wav", description="Audio format of the stored file: wav, mp3, flac or pcm.",
                                  json_schema_extra={"enum": list(speech.FORMATS)})
