@@ -172,7 +172,7 @@ def main():
     after = backend.perf()
     llama = {k: after[k] - before[k] for k in after}
     engine.stop(0)
-    print(f"file {path.name}, workload {args.workload}, c={args.concurrency}, ubatch {args.ubatch}, "
+    print(f"file {path.name}, workload {args.workload}, c={args.concurrency}, ubatch {backend.n_ubatch}, "
           f"kv {args.kv_type or 'default'}, prefill chunk {args.prefill_chunk}, threads {args.threads or 'all'}")
     print(f"output {result['tok_s']:.1f} tok/s over {result['wall_s']:.1f} s, {result['requests']} requests, "
           f"TTFT p50 {result['ttft_p50_ms']:.0f} ms p99 {result['ttft_p99_ms']:.0f} ms, "
