@@ -56,6 +56,9 @@ class PeerSpec:
 # llama.cpp's own server as a user would run it for 16 concurrent clients: 16 slots sharing a
 # 16,384-token context (1,024 each, pocketlm's default), the machine's 2 threads for decode and batch.
 LLAMA_SERVER_SLOTS, LLAMA_SERVER_CTX = 16, 16384
+KV_VARIANT = "pocketlm-kv-q8_0-f16"
+# Which llama-server runs the same file as each pocketlm configuration: the pairs of the ratio tables.
+SAME_FILE = {"pocketlm": "llama-server", KV_VARIANT: "llama-server", "pocketlm-file": "llama-server-file"}
 
 
 def specs(gguf: Path, hf_dir: Path | None, extra_args: dict[str, list[str]] | None = None,
@@ -70,10 +73,10 @@ def specs(gguf: Path, hf_dir: Path | None, extra_args: dict[str, list[str]] | No
     """
     extra_args = extra_args or {}
     torch_env = {"OMP_NUM_THREADS": str(THREADS), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    def pocketlm(name: str, label: str, served: str) -> PeerSpec:
+    def pocketlm(name: str, label: str, served: str, *flags: str) -> PeerSpec:
         return PeerSpec(
             name, label,
-            lambda port: [sys.executable, "-m", "pocketlm", "serve", "--model", served,
+            lambda port: [sys.executable, "-m", "pocketlm", "serve", "--model", served, *flags,
                           "--host", "127.0.0.1", "--port", str(port), *extra_args.get(name, ())],
             "/ready", "openai", lambda n: {"ignore_eos": True},
         )
@@ -94,6 +97,8 @@ def specs(gguf: Path, hf_dir: Path | None, extra_args: dict[str, list[str]] | No
         # The same weights exactly as the file has them (the embedded one: Q4_1), the quantization
         # lever of NOTES.md; the default runs the embedded model requantized to q8_0.
         pocketlm("pocketlm-file", "pocketlm on the GGUF file as it is", str(gguf)),
+        # The KV-cache lever: f16 values, ~85 MB more than the default's q8_0 (benchmarks/NOTES.md).
+        pocketlm(KV_VARIANT, "pocketlm --kv-type q8_0/f16", model or str(gguf), "--kv-type", "q8_0/f16"),
         PeerSpec(
             "llama-cpp", "llama-cpp-python server",
             # interrupt_requests defaults to True: a new request ends the stream in progress,

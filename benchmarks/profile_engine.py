@@ -32,6 +32,7 @@ import numpy as np
 
 from pocketlm.backends.llamacpp import LlamaCppBackend
 from pocketlm.engine import Engine, EngineConfig, SamplingParams
+from pocketlm.models.options import KV_TYPES
 from prompts import GGUFTokenizer, build_chat, build_prompts
 
 REPO = Path(__file__).resolve().parents[1]
@@ -144,8 +145,7 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=None, help="default 128 (completions) / 64 (chat)")
     ap.add_argument("--slots", type=int, default=16)
     ap.add_argument("--ubatch", type=int, default=None, help="micro-batch rows (default: the backend's, by KV type)")
-    ap.add_argument("--kv-type", choices=["f16", "q8_0", "q8_0/f16", "f16/q8_0"], default=None,
-                    help="KV cache type, or keys/values apart (default: the backend's choice, q8_0 for many slots)")
+    ap.add_argument("--kv-type", choices=KV_TYPES, default="auto", help="as `pocketlm serve --kv-type`")
     ap.add_argument("--prefill-chunk", type=int, default=EngineConfig.prefill_chunk)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--py-spy", action=argparse.BooleanOptionalAction, default=True)
@@ -173,7 +173,7 @@ def main():
     llama = {k: after[k] - before[k] for k in after}
     engine.stop(0)
     print(f"file {path.name}, workload {args.workload}, c={args.concurrency}, ubatch {backend.n_ubatch}, "
-          f"kv {args.kv_type or 'default'}, prefill chunk {args.prefill_chunk}, threads {args.threads or 'all'}")
+          f"kv {args.kv_type}, prefill chunk {args.prefill_chunk}, threads {args.threads or 'all'}")
     print(f"output {result['tok_s']:.1f} tok/s over {result['wall_s']:.1f} s, {result['requests']} requests, "
           f"TTFT p50 {result['ttft_p50_ms']:.0f} ms p99 {result['ttft_p99_ms']:.0f} ms, "
           f"cached prompt tokens {result['cached_tokens']}, peak RSS {_peak_rss_mb():.0f} MB")

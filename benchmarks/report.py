@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-PEER = "llama-server"  # the issue-17 yardstick: llama.cpp's own server on the file pocketlm runs
+from peers import SAME_FILE  # each pocketlm configuration and the llama-server on its file: issue 17's pairs
 
 
 def _workload(cell: dict) -> str:
@@ -161,7 +161,7 @@ def _ratio(a, b):
     return a / b if a is not None and b else None
 
 
-def _vs_llama_server(results: dict, mine: str, peer: str = PEER) -> list[str]:
+def _vs_llama_server(results: dict, mine: str, peer: str) -> list[str]:
     """pocketlm ÷ llama-server at each (workload, level) of this run: the issue-17 ratios."""
     rows = ["| workload | c | output tok/s (pocketlm / llama-server) | tok/s × | TTFT p50 × | TTFT p99 × "
             "| ITL p50 × | ITL p99 × | peak RSS (MB) |",
@@ -181,7 +181,7 @@ def _vs_llama_server(results: dict, mine: str, peer: str = PEER) -> list[str]:
     return rows
 
 
-def _targets_17(results: dict, mine: str, peer: str = PEER) -> list[str]:
+def _targets_17(results: dict, mine: str, peer: str) -> list[str]:
     """Issue 17's targets against llama-server on the same file, same run."""
     comp, chat = _cells(results, "completions"), _cells(results, "chat")
 
@@ -317,12 +317,14 @@ def write_report(results: dict, path: Path, chart: Path, results_path: Path) -> 
     lines += [f"- {label}: `{cmd}`" for label, cmd in commands.items()]
     mine = _mine(results)
     servers = {n for n, _ in _servers(results)}
-    if "pocketlm" in servers and PEER in servers:
-        lines += ["", "## pocketlm ÷ llama-server (same file, same run)", "",
-                  "Each ratio is pocketlm's figure ÷ llama-server's, measured back to back at the same level: "
-                  "tok/s above 1 = pocketlm faster; TTFT, ITL below 1 = pocketlm sooner.", ""]
-        lines += _vs_llama_server(results, "pocketlm")
-        lines += ["", "### Targets (issue 17)", ""] + _targets_17(results, "pocketlm")
+    labels = dict(_servers(results))
+    for mine_name, peer in SAME_FILE.items():
+        if mine_name in servers and peer in servers:
+            lines += ["", f"## {labels[mine_name]} ÷ {labels[peer]}, same run", "",
+                      "Each ratio is pocketlm's figure ÷ llama-server's, measured back to back at the same level: "
+                      "tok/s above 1 = pocketlm faster; TTFT, ITL below 1 = pocketlm sooner.", ""]
+            lines += _vs_llama_server(results, mine_name, peer)
+            lines += ["", f"### Targets (issue 17): {labels[mine_name]}", ""] + _targets_17(results, mine_name, peer)
     for workload in _workloads(results):
         lines += ["", f"## Results: {workload}", ""] + _table(results, workload)
     if not mine:

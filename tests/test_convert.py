@@ -219,6 +219,19 @@ def test_quantized_types_load_and_stay_close(tmp_path):
     assert errors["f16"] < errors["q8_0"] < errors["q4_0"] < 0.2, errors
 
 
+def test_kv_type_q8_0_needs_heads_a_multiple_of_32_wide(f32_gguf):
+    """The tiny llama's heads are 16 wide: auto keeps f16, an explicit q8_0 is refused naming kv_type."""
+    from pocketlm.backends.llamacpp import LlamaCppBackend
+    from pocketlm.models.options import ModelOptions
+
+    LlamaCppBackend(f32_gguf["llama"], slots=4, n_ctx=64).close()
+    for kv_type in ("q8_0", "q8_0/f16"):
+        with pytest.raises(InvalidParameter, match="kv_type.*16.*--kv-type f16"):
+            LlamaCppBackend(f32_gguf["llama"], slots=4, n_ctx=64, kv_type=kv_type)
+    with pytest.raises(InvalidParameter, match="kv_type.*torch"):
+        ModelOptions(kv_type="f16", backend="torch")
+
+
 def test_unknown_type_is_rejected(tmp_path):
     with pytest.raises(InvalidParameter, match="q8_0"):
         hf_to_gguf(tiny_model_dir("gpt2"), tmp_path / "x.gguf", "q3_k")

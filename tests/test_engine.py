@@ -46,6 +46,21 @@ def test_same_seed_same_text_alone_and_batched(engine):
     assert other_seed.text != alone.text
 
 
+@pytest.mark.parametrize("kv_type", ["q8_0/f16", "f16"])
+def test_other_kv_types_keep_text_alone_equal_to_batched(kv_type):
+    """--kv-type trades memory for speed, never this guarantee (f16 keys keep 32-row passes for it)."""
+    from pocketlm.engine import EngineConfig, ModelOptions, load_engine
+
+    eng = load_engine(ModelOptions(kv_type=kv_type), EngineConfig(slots=16, n_ctx=256))
+    try:
+        kw = dict(temperature=0.9, top_p=0.95, seed=1234, max_new_tokens=24)
+        alone = complete(eng, PROMPTS[1], **kw).samples[0]
+        batched = asyncio.run(many(eng, [PROMPTS[1]] + PROMPTS[2:], **kw))
+        assert batched[0].samples[0].token_ids == alone.token_ids
+    finally:
+        eng.stop(0)
+
+
 def test_stop_string_spanning_tokens_is_cut_exactly(engine):
     free = complete(engine, "Once upon a time", temperature=0, max_new_tokens=32).samples[0]
     pieces = [engine.backend.token_bytes(t).decode("utf-8", "replace") for t in free.token_ids]

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pocketlm.backends.base import Backend, Chunk, ModelInfo
-from pocketlm.errors import GenerationFailed, ModelLoadError
+from pocketlm.errors import GenerationFailed, InvalidParameter, ModelLoadError
 from pocketlm.llama_library import C
 from pocketlm.models.gguf_info import read_gguf_info
 
@@ -25,30 +25,39 @@ UBATCH = {"q8_0": 512, "f16": 32}
 _DECODE_ERRORS = {1: "no free KV cache cells", 2: "aborted", -1: "invalid batch"}
 
 
+def _kv_types(kv_type: str, slots: int, head_dim: int) -> tuple[int, int]:
+    """The ggml types of the KV cache's keys and values.
+
+    Serving many slots, the KV cache is most of the memory (16 slots x 1024 tokens of SmolLM2:
+    377 MB in f16, 200 MB in q8_0; q8_0 measured ~8% slower at 16 streams, greedy text alone vs
+    batched still identical). "auto" takes q8_0 then, and f16 for one slot (evaluation, the CLI)
+    for exact numbers. q8_0 stores whole blocks of 32 values, so heads must be a multiple of that wide.
+    """
+    if kv_type == "auto":
+        kv_type = "q8_0" if slots > 1 and head_dim % 32 == 0 else "f16"
+    keys, _, values = kv_type.partition("/")
+    if "q8_0" in (keys, values) and head_dim % 32:
+        raise InvalidParameter("kv_type", f"q8_0 needs attention heads a multiple of 32 wide; this model's are "
+                                          f"{head_dim}: use --kv-type f16")
+    types = {"f16": C.GGML_TYPE_F16, "q8_0": C.GGML_TYPE_Q8_0}
+    return types[keys], types[values or keys]
+
+
 class LlamaCppBackend(Backend):
     def __init__(self, path: Path, *, name: str | None = None, slots: int, n_ctx: int, threads: int | None = None,
-                 n_batch: int = 1024, n_ubatch: int | None = None, kv_type: str | None = None, perf: bool = False):
-        """``n_ubatch``, ``kv_type`` ("f16", "q8_0", or "K/V" such as "q8_0/f16" for keys and values apart;
-        None: chosen below) and ``perf`` (llama.cpp's own
-        timers, read with ``perf()``) are for measuring levers (benchmarks/profile_engine.py)."""
+                 n_batch: int = 1024, n_ubatch: int | None = None, kv_type: str = "auto", perf: bool = False):
+        """``kv_type``: "auto", "f16", "q8_0", or "K/V" such as "q8_0/f16" for keys and values apart
+        (``pocketlm serve --kv-type``). ``n_ubatch`` (None: chosen by the key type) and ``perf``
+        (llama.cpp's own timers, read with ``perf()``) are for measuring levers (benchmarks/profile_engine.py)."""
         path = Path(path)
         gguf = read_gguf_info(path)  # rejects non-GGUF or damaged headers with a clear message
         self.slots, self.n_batch, self._perf = slots, n_batch, perf
         self.n_ctx = n_ctx
+        self.k_type, self.v_type = _kv_types(kv_type, slots, gguf.head_dim)
         self.model = C.llama_model_load_from_file(str(path).encode(), C.llama_model_default_params())
         if not self.model:
             raise ModelLoadError(f"llama.cpp could not load {path} (truncated file or unsupported architecture "
                                  f"'{gguf.architecture}'); re-download or re-convert it")
-        # Serving many slots, the KV cache is most of the memory (16 slots x 1024 tokens of SmolLM2:
-        # 377 MB in f16, 200 MB in q8_0; measured ~8% slower at 16 streams, greedy text alone vs
-        # batched still identical). q8_0 stores whole blocks of 32 values, so heads must be a
-        # multiple of that wide; one slot (evaluation, the CLI) keeps f16 for exact numbers.
-        default = C.GGML_TYPE_Q8_0 if slots > 1 and gguf.head_dim % 32 == 0 else C.GGML_TYPE_F16
-        self.k_type = self.v_type = default
-        if kv_type is not None:
-            types = {"f16": C.GGML_TYPE_F16, "q8_0": C.GGML_TYPE_Q8_0}
-            k, _, v = kv_type.partition("/")
-            self.k_type, self.v_type = types[k], types[v or k]
         self.n_ubatch = n_ubatch or UBATCH["q8_0" if self.k_type == C.GGML_TYPE_Q8_0 else "f16"]
         self.ctx = C.llama_init_from_model(self.model, self._context_params(threads))
         if not self.ctx:
