@@ -62,9 +62,10 @@ async def events(request: Request, job: Job):
     iterator = aiter(metrics.track(job.stream))
     try:
         while True:
-            remaining = deadline - time.monotonic()
             try:
-                event = await asyncio.wait_for(anext(iterator), timeout=max(remaining, 0.001))
+                # a scope per event, never across the yield below; unlike wait_for it starts no task
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
+                    event = await anext(iterator)
             except StopAsyncIteration:
                 finished = True
                 return
