@@ -273,7 +273,8 @@ def test_gguf_for_caches_by_content(tmp_path, monkeypatch):
     config["layer_norm_epsilon"] = 1e-6  # an edited model must not reuse the old conversion
     (src / "config.json").write_text(json.dumps(config))
     assert gguf_for(src, quantization="f32", progress=False) != first
-    assert [s for _, s in convert.converted_models()] == [str(src.resolve())] * 2
+    assert [s for _, s in convert.converted_models()] == [str(src.resolve())]  # the old one can never be used again
+    assert not first.exists()
 
 
 def test_unsupported_architecture_names_it_and_suggests_torch(tmp_path, monkeypatch):
@@ -379,6 +380,30 @@ def test_requantized_embedded_model_is_cached_and_still_answers(tmp_path, monkey
             assert "Paris" in done.samples[0].text and engine.info.quantization == expected
         finally:
             engine.stop(0)
+
+
+def test_a_changed_source_replaces_its_old_conversions_only(tmp_path, monkeypatch, f32_gguf):
+    """A reinstalled or edited model gets new cache keys; what was made from its old version goes."""
+    import os
+    import shutil
+
+    from pocketlm.models.convert import hf_dir_for, requantized
+
+    monkeypatch.setenv("POCKETLM_CACHE", str(tmp_path / "cache"))
+    src, other = tmp_path / "model.gguf", tmp_path / "other.gguf"
+    shutil.copy(f32_gguf["llama"], src)
+    shutil.copy(f32_gguf["llama"], other)
+    old_q8, old_f16, old_hf = requantized(src, "q8_0", progress=False), requantized(src, "f16", progress=False), hf_dir_for(src)
+    kept = requantized(other, "q8_0", progress=False)
+    os.utime(src, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns + 10**9))  # as a reinstall would
+
+    new_q8, new_hf = requantized(src, "q8_0", progress=False), hf_dir_for(src)
+    assert new_q8 != old_q8 and new_hf != old_hf
+    left = {p.name for p in (tmp_path / "cache" / "converted").iterdir() if not p.name.endswith(".lock")}
+    for gone in (old_q8, old_hf):
+        assert not {n for n in left if n.startswith(gone.name.removesuffix(".gguf"))}, left
+    for entry in (new_q8, new_hf, old_f16, kept):  # another type, another source: still there, intact
+        assert entry.exists() and entry.name + ".integrity.json" in left
 
 
 def test_requantize_rejects_unknown_type_and_damaged_file(tmp_path):

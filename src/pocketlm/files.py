@@ -158,6 +158,13 @@ def entry_intact(dst: str | Path) -> bool:
         return False
 
 
+def remove_entry(dst: str | Path) -> None:
+    """Remove the cache entry ``dst`` and its record, under its lock (a process mapping its files keeps them)."""
+    dst = Path(dst)
+    with _locked(dst):
+        _discard(dst)
+
+
 def _record_path(dst: Path) -> Path:
     return dst.with_name(dst.name + ".integrity.json")
 

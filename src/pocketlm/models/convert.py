@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -28,9 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from pocketlm.errors import InvalidParameter, ModelLoadError
-from pocketlm.files import atomic_path, cache_dir, cache_key, cached, entry_intact, write_text
+from pocketlm.files import atomic_path, cache_dir, cache_key, cached, entry_intact, remove_entry, write_text
 from pocketlm.models.gguf_info import read_gguf_info
 from pocketlm.models.hf import HFDir, inspect_hf_dir, model_files
+
+log = logging.getLogger("pocketlm.models")
 
 QUANTIZATIONS = ("f32", "f16", "q8_0", "q4_0")
 CONVERTER_VERSION = "1"  # part of the cache key: bump when the output of hf_to_gguf changes
@@ -433,12 +436,16 @@ def hf_dir_for(gguf: str | Path) -> Path:
     """
     gguf = Path(gguf)
     dst = cache_dir(CONVERTED, f"{gguf.stem}-{_file_identity(gguf)[:16]}-hf")
+    if entry_intact(dst):
+        return dst
 
     def convert(scratch: Path) -> None:
         print(f"converting {gguf.name} to a Hugging Face directory (once; cached in {dst.parent})", file=sys.stderr)
         gguf_to_hf(gguf, scratch)
 
-    return cached(dst, convert, directory=True)
+    cached(dst, convert, directory=True)
+    _record_source(dst, gguf, "hf")
+    return dst
 
 
 def _file_identity(path: Path) -> str:
@@ -492,9 +499,31 @@ def gguf_for(ref, *, required: bool = False, quantization: str | None = None, pr
     return out
 
 
-def _record_source(gguf: Path, source: Path, quantization: str) -> None:
-    """What a cached GGUF was made from, for `pocketlm models`."""
-    write_text(gguf.with_suffix(".json"), json.dumps({"source": str(source.resolve()), "type": quantization}))
+def _source_record(entry: Path) -> Path:
+    return entry.with_name(entry.name.removesuffix(".gguf") + ".json")
+
+
+def _record_source(entry: Path, source: Path, kind: str) -> None:
+    """What a cached conversion was made from (for `pocketlm models`), replacing conversions it supersedes.
+
+    Keys change when the source does (a reinstalled package, an edited model directory): the entries
+    made from the same source path into the same kind before it changed can never be asked for again,
+    and each is a whole model's size, so they go.
+    """
+    source_text = str(source.resolve())
+    write_text(_source_record(entry), json.dumps({"source": source_text, "type": kind}))
+    for record in entry.parent.glob("*.json"):
+        if record.name.endswith(".integrity.json") or record == _source_record(entry):
+            continue
+        try:
+            old = json.loads(record.read_text())
+        except (OSError, ValueError):
+            continue
+        if old == {"source": source_text, "type": kind}:
+            stale = record.with_name(record.name.removesuffix(".json") + ("" if kind == "hf" else ".gguf"))
+            log.info("removing %s: a conversion of %s before it changed", stale.name, source_text)
+            remove_entry(stale)
+            record.unlink(missing_ok=True)
 
 
 def requantized(path: str | Path, quantization: str, *, progress: bool = True) -> Path:
