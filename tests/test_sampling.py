@@ -65,6 +65,18 @@ def test_frequency_penalty_discourages_repeats():
     assert first == 5 and second != 5
 
 
+def test_a_penalty_near_zero_gives_finite_logits_and_no_warning():
+    import warnings
+
+    logits = np.zeros(V, dtype=np.float32)
+    logits[4] = 2.0  # token 6 stays at exactly 0: 0 / (1e-300 as float32 = 0) is NaN before the clip
+    sampler = SequenceSampler(SamplingParams(temperature=0, repetition_penalty=1e-300), [4, 6], 0, frozenset())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        adjusted = sampler.adjust(logits.copy())
+    assert np.isfinite(adjusted).all() and adjusted[4] > 1e30 and adjusted[6] == 0
+
+
 def test_repetition_penalty_covers_the_prompt():
     logits = np.zeros(V, dtype=np.float32)
     logits[[4, 6]] = [2.0, 1.9]

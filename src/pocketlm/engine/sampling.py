@@ -41,8 +41,9 @@ class SequenceSampler:
         if self.seen is not None and self.seen.size:
             vals = logits[self.seen]
             # A penalty near 0 (any value > 0 is allowed; in float32 it may round to 0) overflows to inf, and
-            # inf - inf is NaN in the softmax: the result is clipped to finite values, so numpy's warning is noise.
-            with np.errstate(divide="ignore", over="ignore"):
+            # inf - inf is NaN in the softmax: the result is clipped to finite values, so numpy's warning is noise
+            # (as is 0 / 0 for a logit of exactly 0, computed in the branch np.where then discards).
+            with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
                 penalised = np.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
             logits[self.seen] = np.clip(penalised, _FINITE.min, _FINITE.max)
         if (p.presence_penalty or p.frequency_penalty) and self.output_counts:
