@@ -53,6 +53,8 @@ def test_other_kv_types_keep_text_alone_equal_to_batched(kv_type):
 
     eng = load_engine(ModelOptions(kv_type=kv_type), EngineConfig(slots=16, n_ctx=256))
     try:
+        assert eng.info.kv_cache == {"q8_0/f16": "q8_0/f16, 72 MB for 16 x 256 tokens",
+                                     "f16": "f16, 94 MB for 16 x 256 tokens"}[kv_type]  # as `serve` logs it
         kw = dict(temperature=0.9, top_p=0.95, seed=1234, max_new_tokens=24)
         alone = complete(eng, PROMPTS[1], **kw).samples[0]
         batched = asyncio.run(many(eng, [PROMPTS[1]] + PROMPTS[2:], **kw))

@@ -132,7 +132,9 @@ def run(settings: Settings) -> int:
     started = time.perf_counter()
     engine = load_engine(settings.model_options, settings.engine)
     app = build_app(engine, settings)
-    log.info("loaded %s in %.1f s; serving on http://%s:%d", engine.info.name, time.perf_counter() - started, settings.host, settings.port)
+    kv = f" (KV cache {engine.info.kv_cache})" if engine.info.kv_cache else ""
+    log.info("loaded %s in %.1f s%s; serving on http://%s:%d", engine.info.name, time.perf_counter() - started, kv,
+             settings.host, settings.port)
 
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_config=None, access_log=False,

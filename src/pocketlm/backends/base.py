@@ -29,6 +29,7 @@ class ModelInfo:
     chat_template: str | None
     bos_token: str
     eos_token: str
+    kv_cache: str = ""  # how the serving KV cache is stored and its size, e.g. "q8_0, 200 MB for 16 x 1024 tokens"
 
 
 @dataclass

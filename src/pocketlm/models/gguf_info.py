@@ -35,8 +35,8 @@ class GGUFInfo:
     file_size: int
     metadata: dict = field(repr=False, compare=False, hash=False)  # scalar keys; long arrays skipped
 
-    def kv_bytes_per_token(self, bytes_per_value: int = 2) -> int:
-        """KV cache cost of one token (K and V, every layer) at f16."""
+    def kv_bytes_per_token(self, bytes_per_value: float = 2) -> float:
+        """KV cache cost of one token (K and V, every layer); 2 bytes per value is f16."""
         return 2 * self.n_layer * self.n_head_kv * self.head_dim * bytes_per_value
 
     def estimate_ram(self, n_ctx: int) -> int:
