@@ -105,7 +105,7 @@ class RequestStream:
 
     def _push(self, events: list) -> None:
         """Called from the engine thread."""
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, events)
+        _push_all([(self, events)])
 
     def cancel(self) -> None:
         if self._request is not None and not self._finished:
@@ -128,6 +128,24 @@ class RequestStream:
                         return
         finally:
             self.cancel()
+
+
+def _push_all(items: list[tuple[RequestStream, list]]) -> None:
+    """Hand events to their streams from the engine thread: one wake-up of each event loop per step.
+
+    Each ``call_soon_threadsafe`` writes to the loop's self-pipe, a system call made while llama.cpp's
+    threads wait; at 16 streams one per stream was 16 per step.
+    """
+    by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+    for stream, events in items:
+        by_loop.setdefault(stream._loop, []).append((stream._queue, events))
+    for loop, batch in by_loop.items():
+        loop.call_soon_threadsafe(_deliver, batch)
+
+
+def _deliver(batch: list[tuple[asyncio.Queue, list]]) -> None:
+    for queue, events in batch:
+        queue.put_nowait(events)
 
 
 class Engine:
@@ -403,9 +421,7 @@ class Engine:
             k = s.sampler.params.logprobs
             lp = self._logprob(token, logprob_rows[i], k) if k is not None else None
             self._advance(s.request, s, token, lp, events.setdefault(s.request, []))
-        for request, out in events.items():
-            if out:
-                request.stream._push(out)
+        _push_all([(request.stream, out) for request, out in events.items() if out])
 
     def _advance(self, r: _Request, s: _Sequence, token: int, lp: TokenLogprob | None, out: list) -> None:
         """Take a sampled token into sequence ``s``: text, stop strings, limits."""
