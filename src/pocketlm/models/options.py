@@ -52,8 +52,8 @@ QUANTIZATION_HELP = ("GGUF type llama.cpp runs, made once and cached. Default: q
 
 
 KV_TYPE_HELP = ("How llama.cpp stores the KV cache (keys/values). auto: q8_0 when serving several slots (half "
-                "the memory of f16), f16 for one. q8_0/f16 (f16 values): ~8% more tokens/s at 16 streams for "
-                "+85 MB with the embedded SmolLM2 at 16 slots x 1024. f16: llama-server's choice, +170 MB; prompts "
+                "the memory of f16), f16 for one. q8_0/f16 (f16 values): 7-19% more tokens/s at 16 streams for "
+                "+85 MB with the embedded SmolLM2 at 16 slots x 1024 (BENCHMARKS.md). f16: llama-server's choice, +170 MB; prompts "
                 "then go through in 32-row passes to keep seeded text the same alone or batched.")
 
 
