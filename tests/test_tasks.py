@@ -206,7 +206,9 @@ def test_english_speech_is_understood_by_a_speech_recognizer(openai_client):
 def test_speed_shortens_the_audio(openai_client):
     normal = wav_info(openai_client.audio.speech.create(model="piper-joe", voice="joe", input=SENTENCE, response_format="wav").content)[3]
     fast = wav_info(openai_client.audio.speech.create(model="piper-joe", voice="joe", input=SENTENCE, response_format="wav", speed=2.0).content)[3]
-    assert 0.35 < fast / normal < 0.65
+    # Phonemes last 1/speed as long; the silence the voice puts around each sentence does not shrink, and
+    # piper draws durations at random: 12 runs gave 0.605-0.647, one CI run 0.656. Unchanged speed gives 1.
+    assert 0.45 < fast / normal < 0.75
 
 
 def test_mp3_and_flac_are_real_encodings(openai_client):
