@@ -57,8 +57,11 @@ class PeerSpec:
 # 16,384-token context (1,024 each, pocketlm's default), the machine's 2 threads for decode and batch.
 LLAMA_SERVER_SLOTS, LLAMA_SERVER_CTX = 16, 16384
 KV_VARIANT = "pocketlm-kv-q8_0-f16"
-# Which llama-server runs the same file as each pocketlm configuration: the pairs of the ratio tables.
-SAME_FILE = {"pocketlm": "llama-server", KV_VARIANT: "llama-server", "pocketlm-file": "llama-server-file"}
+NGRAM_PEER = "llama-server-ngram"
+# Which llama-server runs the same file as each pocketlm configuration: the pairs of the ratio tables. pocketlm
+# drafts by prompt lookup by default and llama-server does not; the last pair has both drafting.
+SAME_FILE = [("pocketlm", "llama-server"), (KV_VARIANT, "llama-server"), ("pocketlm-file", "llama-server-file"),
+             ("pocketlm", NGRAM_PEER)]
 
 
 def specs(gguf: Path, hf_dir: Path | None, extra_args: dict[str, list[str]] | None = None,
@@ -81,12 +84,12 @@ def specs(gguf: Path, hf_dir: Path | None, extra_args: dict[str, list[str]] | No
             "/ready", "openai", lambda n: {"ignore_eos": True},
         )
 
-    def llama_cpp_server(name: str, label: str, file: Path) -> PeerSpec:
+    def llama_cpp_server(name: str, label: str, file: Path, *flags: str) -> PeerSpec:
         exe = llama_server or Path("llama-server")
         return PeerSpec(
             name, label,
             lambda port: [str(exe), "-m", str(file), "-t", str(THREADS), "-tb", str(THREADS),
-                          "-np", str(LLAMA_SERVER_SLOTS), "-c", str(LLAMA_SERVER_CTX),
+                          "-np", str(LLAMA_SERVER_SLOTS), "-c", str(LLAMA_SERVER_CTX), *flags,
                           "--host", "127.0.0.1", "--port", str(port), *extra_args.get(name, ())],
             "/health", "openai", lambda n: {"ignore_eos": True},
             env={"LD_LIBRARY_PATH": str(exe.parent)},
@@ -129,6 +132,11 @@ def specs(gguf: Path, hf_dir: Path | None, extra_args: dict[str, list[str]] | No
         ),
         llama_cpp_server("llama-server", "llama-server (pocketlm's file)", served or gguf),
         llama_cpp_server("llama-server-file", "llama-server on the GGUF file as it is", gguf),
+        # llama-server's own prompt-lookup drafting (off by default), set like pocketlm's: the last 3 tokens
+        # looked up in the text so far, up to 3 drafted (--speculative-tokens).
+        llama_cpp_server(NGRAM_PEER, "llama-server --spec-type ngram-simple (n=3, m=3)", served or gguf,
+                         "--spec-type", "ngram-simple", "--spec-ngram-simple-size-n", "3",
+                         "--spec-ngram-simple-size-m", "3"),
     ]
     return {p.name: p for p in peers}
 

@@ -47,9 +47,10 @@ def served_file() -> Path:
     return served(resolve(None).path, DEFAULT_MODEL)
 
 
-async def closed_loop(engine: Engine, prompts: list, c: int, n_requests: int, max_tokens: int) -> dict:
-    """`c` clients, each submitting its next request when its last one ends; TTFT and tokens per request."""
-    params = SamplingParams(max_new_tokens=max_tokens, ignore_eos=True, temperature=0.0)
+async def closed_loop(engine: Engine, prompts: list, c: int, n_requests: int, max_tokens: int,
+                      temperature: float = 0.0) -> dict:
+    """`c` clients, each submitting its next request when its last one ends; TTFT and tokens per request.
+    With a temperature, request i is seeded with i: every run samples the same texts."""
     ttfts, tokens, cached = [], 0, 0
     next_index = 0
 
@@ -57,6 +58,8 @@ async def closed_loop(engine: Engine, prompts: list, c: int, n_requests: int, ma
         nonlocal next_index, tokens, cached
         while next_index < n_requests:
             prompt = prompts[next_index % len(prompts)]
+            params = SamplingParams(max_new_tokens=max_tokens, ignore_eos=True, temperature=temperature,
+                                    seed=next_index if temperature else None)
             next_index += 1
             start = time.perf_counter()
             stream = engine.submit_chat(prompt, params) if isinstance(prompt, list) else engine.submit(prompt, params)
@@ -108,8 +111,10 @@ def _part(frames: list[str], kinds) -> str:
             return kinds.get((base, int(line) if line.isdigit() else 0), "batch building")
         if base == "sampling.py" or name in ("log_softmax", "_logprob"):
             return "sampling"
-        if base in ("text.py", "outputs.py") or name in ("_advance", "_finish", "_push", "_sample_and_emit"):
+        if base in ("text.py", "outputs.py") or name in ("_advance", "_finish", "_push", "_push_all", "_sample"):
             return "tokens, text, events"
+        if base == "lookup.py" or name in ("_draft", "_check_drafts"):
+            return "drafts (prompt lookup)"
         if name in ("_plan", "forward"):
             return "batch building"
         if base in ("slots.py",) or name in ("_retire", "_admit", "_release", "_held", "_drop_cancelled_waiting"):
@@ -144,9 +149,12 @@ def main():
     ap.add_argument("--requests", type=int, default=None, help="measured requests (default 2 x concurrency)")
     ap.add_argument("--max-tokens", type=int, default=None, help="default 128 (completions) / 64 (chat)")
     ap.add_argument("--slots", type=int, default=16)
+    ap.add_argument("--temperature", type=float, default=0.0, help="0: greedy, as the serving benchmark")
     ap.add_argument("--ubatch", type=int, default=None, help="micro-batch rows (default: the backend's, by KV type)")
     ap.add_argument("--kv-type", choices=KV_TYPES, default="auto", help="as `pocketlm serve --kv-type`")
     ap.add_argument("--prefill-chunk", type=int, default=EngineConfig.prefill_chunk)
+    ap.add_argument("--speculative-tokens", type=int, default=EngineConfig.speculative_tokens,
+                    help="as `pocketlm serve --speculative-tokens` (0: no prompt-lookup drafts)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--py-spy", action=argparse.BooleanOptionalAction, default=True)
     args = ap.parse_args()
@@ -156,7 +164,8 @@ def main():
     max_tokens = args.max_tokens or (64 if args.workload == "chat" else 128)
     backend = LlamaCppBackend(path, slots=args.slots, n_ctx=1024, threads=args.threads, n_ubatch=args.ubatch,
                               kv_type=args.kv_type, perf=True)
-    engine = Engine(backend, EngineConfig(slots=args.slots, prefill_chunk=args.prefill_chunk)).start()
+    engine = Engine(backend, EngineConfig(slots=args.slots, prefill_chunk=args.prefill_chunk,
+                                         speculative_tokens=args.speculative_tokens)).start()
     # Warm-up as the server benchmark does: one short request (on chat it leaves the system prompt in a slot).
     asyncio.run(closed_loop(engine, prompts[-1:], 1, 1, 16))
     before = backend.perf()
@@ -168,9 +177,10 @@ def main():
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(1.0)  # let it attach
     result = asyncio.run(closed_loop(engine, prompts, args.concurrency, args.requests or 2 * args.concurrency,
-                                     max_tokens))
+                                     max_tokens, args.temperature))
     after = backend.perf()
     llama = {k: after[k] - before[k] for k in after}
+    stats = engine.stats()
     engine.stop(0)
     print(f"file {path.name}, workload {args.workload}, c={args.concurrency}, ubatch {backend.n_ubatch}, "
           f"kv {args.kv_type}, prefill chunk {args.prefill_chunk}, threads {args.threads or 'all'}")
@@ -181,6 +191,7 @@ def main():
     print(f"llama.cpp: {evals / 1000:.2f} s evaluating ({evals / 1000 / result['wall_s']:.0%} of wall), "
           f"{llama['prompt_tokens']} tokens in batches of several, {llama['eval_calls']} one-token calls, "
           f"{llama['graphs_reused']} graphs reused")
+    print(f"prompt lookup: {stats.drafted_tokens} tokens drafted, {stats.accepted_tokens} accepted")
     if spy is not None:
         spy.send_signal(2)  # SIGINT: py-spy writes what it has and exits
         _, err = spy.communicate(timeout=60)

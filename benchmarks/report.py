@@ -318,7 +318,7 @@ def write_report(results: dict, path: Path, chart: Path, results_path: Path) -> 
     mine = _mine(results)
     servers = {n for n, _ in _servers(results)}
     labels = dict(_servers(results))
-    for mine_name, peer in SAME_FILE.items():
+    for mine_name, peer in SAME_FILE:
         if mine_name in servers and peer in servers:
             lines += ["", f"## {labels[mine_name]} ÷ {labels[peer]}, same run", "",
                       "Each ratio is pocketlm's figure ÷ llama-server's, measured back to back at the same level: "

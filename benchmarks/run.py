@@ -30,11 +30,12 @@ from importlib import metadata
 from pathlib import Path
 
 from loadgen import run_load
-from peers import KV_VARIANT, RunningServer, ServerFailed, specs
+from peers import KV_VARIANT, NGRAM_PEER, RunningServer, ServerFailed, specs
 from prompts import GGUFTokenizer, build_chat, build_prompts
 
 REPO = Path(__file__).resolve().parents[1]
-ALL_SERVERS = ["pocketlm", "pocketlm-file", KV_VARIANT, "llama-cpp", "transformers", "flask", "llama-server", "llama-server-file"]
+ALL_SERVERS = ["pocketlm", "pocketlm-file", KV_VARIANT, "llama-cpp", "transformers", "flask", "llama-server", "llama-server-file",
+               NGRAM_PEER]
 WORKLOADS = ["completions", "chat"]
 
 
@@ -188,7 +189,7 @@ def run(args) -> dict:
     workloads = {"completions": build_prompts(tokenizer), "chat": build_chat(tokenizer)}
     served = served_file(gguf, args.model or DEFAULT_MODEL)
     exe = None
-    if {"llama-server", "llama-server-file"} & set(args.servers):
+    if {"llama-server", "llama-server-file", NGRAM_PEER} & set(args.servers):
         from llama_server import ensure
 
         exe = args.llama_server or ensure()

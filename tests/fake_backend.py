@@ -82,7 +82,10 @@ class FakeBackend(Backend):
 
     def clear_sequence(self, seq: int, keep: int = 0) -> None:
         self.cache[seq] = self.cache[seq][:keep]
-        self.prompt_end[seq] = None  # the next request's prompt ends where it first asks for logits
+        # Cut back into the prompt: a new request, whose prompt ends where it first asks for logits. Cut
+        # within the answer (rejected draft tokens): the same answer goes on.
+        if self.prompt_end[seq] is None or keep <= self.prompt_end[seq]:
+            self.prompt_end[seq] = None
 
 
 @contextlib.contextmanager

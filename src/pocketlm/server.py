@@ -60,7 +60,8 @@ def serve_options(f):
 
     decorators = (
         model_options(),
-        engine_options("slots", "n_ctx", "max_queue", "max_prompt_tokens", "max_new_tokens", "max_n", "max_stop"),
+        engine_options("slots", "n_ctx", "max_queue", "max_prompt_tokens", "max_new_tokens", "max_n", "max_stop",
+                       "speculative_tokens"),
         _option("--host", default=Settings.host, show_default=True, help="Address to bind; 0.0.0.0 inside containers."),
         _option("--port", type=int, default=Settings.port, show_default=True),
         _option("--api-key", "api_keys", multiple=True, help="Accept this key as 'Authorization: Bearer <key>' (repeatable). None: no auth."),

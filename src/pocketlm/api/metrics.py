@@ -1,8 +1,8 @@
 """Prometheus metrics, one registry per app (tests may run several apps in a process).
 
 Counters and histograms are updated as requests run; the engine gauges (busy
-slots, queue depth) are read from ``engine.stats()`` at scrape time, so they are
-never stale.
+slots, queue depth) and its draft counters are read from ``engine.stats()`` at
+scrape time, so they are never stale.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from pocketlm.engine.outputs import SampleFinished, TextDelta, Usage
 
@@ -35,6 +35,12 @@ class EngineCollector:
             ("pocketlm_running_requests", "Requests admitted and not finished.", stats.running_requests),
         ):
             yield GaugeMetricFamily(name, doc, value=value)
+        for name, doc, value in (
+            ("pocketlm_draft_tokens", "Tokens guessed ahead by prompt lookup (--speculative-tokens).", stats.drafted_tokens),
+            ("pocketlm_draft_tokens_accepted", "Guessed tokens the sampler picked: each saved a decoding step.",
+             stats.accepted_tokens),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
 
 
 class Metrics:

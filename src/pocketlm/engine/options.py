@@ -56,6 +56,9 @@ _ENGINE_HELP = {
     "max_n": "Most samples per request (n, num_return_sequences).",
     "max_stop": "Most stop strings per request.",
     "max_prompt_tokens": "Longest prompt accepted, in tokens (default: what fits the context).",
+    "speculative_tokens": "Most tokens guessed ahead per sequence and step from its own text (prompt-lookup "
+                          "speculative decoding, used while fewer than 8 sequences decode); the text stays the same. "
+                          "0 turns it off.",
 }
 
 
@@ -77,7 +80,7 @@ def engine_options(*names: str):
 
         for name in reversed(names):
             default = getattr(limits if name in limit_names else config, name)
-            low = {"max_queue": 0, "max_stop": 0, "n_ctx": 16}.get(name, 1)
+            low = {"max_queue": 0, "max_stop": 0, "speculative_tokens": 0, "n_ctx": 16}.get(name, 1)
             command = click.option(_flag(name), name, type=click.IntRange(min=low), default=default,
                                    show_default=default is not None, envvar=env_var(name), show_envvar=True,
                                    help=_ENGINE_HELP[name])(command)

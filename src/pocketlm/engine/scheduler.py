@@ -5,10 +5,12 @@ requests and read their streams.
 
     every step:
       1. admit waiting requests while slots are free
-      2. batch one token for every decoding sequence, plus at most
+      2. batch one token for every decoding sequence (and, while the batch is
+         small, a few drafted tokens after it: engine/lookup.py), plus at most
          ``prefill_chunk`` prompt tokens of newly admitted requests
       3. one backend.forward() over that batch
-      4. sample, turn tokens into text, check stops, stream deltas out
+      4. sample, keep the drafted tokens the sampler agrees with, turn tokens
+         into text, check stops, stream deltas out
       5. finished or cancelled sequences leave at once, freeing their slot
 
 Prompts are prefilled in chunks so a long prompt delays running streams by one
@@ -29,6 +31,7 @@ import numpy as np
 
 from pocketlm.backends.base import Backend, Chunk
 from pocketlm.engine.chat import ChatTemplate
+from pocketlm.engine.lookup import Drafter
 from pocketlm.engine.outputs import Completion, SampleFinished, TextDelta, TokenLogprob, TopLogprob, Usage
 from pocketlm.engine.params import Limits, SamplingParams
 from pocketlm.engine.sampling import SequenceSampler, log_softmax, sample
@@ -41,6 +44,11 @@ from pocketlm.errors import ContextLengthExceeded, EngineStopped, GenerationFail
 # KV buffer (~12 MB for SmolLM2 at 1,024 q8_0 cells), about the cost of computing a few tokens.
 _SHARE_MIN = 16
 
+# Drafted tokens fill a step up to this many rows. Measured with SmolLM2 on 2 cores (benchmarks/NOTES.md):
+# one row takes 9 ms and four 20 ms, so drafts pay at one stream when most of them are right; at 8
+# streams the step's rows already keep the cores busy and a wrong draft costs more than a right one saves.
+_DRAFT_ROWS = 8
+
 
 @dataclass(frozen=True)
 class EngineConfig:
@@ -48,6 +56,7 @@ class EngineConfig:
     n_ctx: int = 1024  # context of each slot: prompt + new tokens of one sample
     max_queue: int = 64  # requests waiting for a slot before new ones get Overloaded
     prefill_chunk: int = 512  # prompt tokens processed per step (one 512-row llama.cpp pass)
+    speculative_tokens: int = 3  # most tokens drafted per sequence and step by prompt lookup; 0: none
     limits: Limits = field(default_factory=Limits)
 
 
@@ -57,6 +66,8 @@ class EngineStats:
     active_slots: int
     queued: int
     running_requests: int
+    drafted_tokens: int  # since start: tokens guessed by prompt lookup
+    accepted_tokens: int  # of which the sampler picked (each saved one step)
 
 
 class _Sequence:
@@ -73,6 +84,7 @@ class _Sequence:
         self.done = False
         self.sampler = SequenceSampler(request.params, request.prompt, index, eog_ids)
         self.text = TextAssembler(request.params.stop)
+        self.drafter = Drafter(request.prompt)
 
 
 class _Request:
@@ -165,6 +177,7 @@ class Engine:
         self._prefilling: list[_Request] = []
         self._running: list[_Request] = []
         self._slots = SlotPool(config.slots, backend)
+        self._drafted = self._accepted = 0
         self._accepting = True
         self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="pocketlm-engine", daemon=True)
@@ -233,6 +246,8 @@ class Engine:
                 active_slots=self.config.slots - len(self._slots),
                 queued=len(self._waiting),
                 running_requests=len(self._running) + len(self._prefilling),
+                drafted_tokens=self._drafted,
+                accepted_tokens=self._accepted,
             )
 
     def stop(self, grace_period: float) -> None:
@@ -334,30 +349,37 @@ class Engine:
             self._retire()
             return
         logits = self.backend.forward(chunks)
-        for s in decoding:
+        for s, _ in decoding:
             s.fed.append(s.last_token)  # its last token is now in the cache
             s.pos += 1
-        rows = iter(range(len(logits)))
-        picked: list[tuple[_Sequence, int]] = [(s, next(rows)) for s in decoding]
+        row = 0
+        drafted: list[tuple[_Sequence, list[int], int]] = []  # each sequence's draft and its first row
+        for s, draft in decoding:
+            drafted.append((s, draft, row))
+            row += 1 + len(draft)
+        picked = [(s, first) for s, _, first in drafted]
         for r in prefill_done:
-            row = next(rows)
             for s in r.seqs[1:]:
                 self.backend.copy_sequence(r.seqs[0].slot, s.slot)
             for s in r.seqs:
                 s.pos = len(r.prompt)
             picked.extend((s, row) for s in r.seqs)
+            row += 1
+        events: dict[_Request, list] = {}
         if picked:
-            self._sample_and_emit(logits, picked)
+            self._sample(logits, picked, events)
+        self._check_drafts(logits, [d for d in drafted if d[1]], events)
+        _push_all([(request.stream, out) for request, out in events.items() if out])
         self._retire()
 
-    def _plan(self) -> tuple[list[Chunk], list[_Sequence], list[_Request]]:
-        """This step's batch: one token per decoding sequence, then a prefill budget."""
+    def _plan(self) -> tuple[list[Chunk], list[tuple[_Sequence, list[int]]], list[_Request]]:
+        """This step's batch: one token (and maybe a draft) per decoding sequence, then a prefill budget."""
         deferred = self._share_prefixes()
         # Decode rows in slot order: llama.cpp reuses the previous step's compute graph only when
         # the same sequences come in the same order (a decode-only step at 16 streams: ~10% faster).
-        decoding = sorted((s for r in self._running if not r.cancelled for s in r.seqs if not s.done),
-                          key=lambda s: s.slot)
-        chunks = [Chunk(s.slot, [s.last_token], s.pos) for s in decoding]
+        seqs = sorted((s for r in self._running if not r.cancelled for s in r.seqs if not s.done), key=lambda s: s.slot)
+        decoding = list(zip(seqs, self._drafts(seqs)))
+        chunks = [Chunk(s.slot, [s.last_token, *draft], s.pos, 1 + len(draft)) for s, draft in decoding]
         budget = self.config.prefill_chunk
         prefill_done = []
         for r in self._prefilling:
@@ -377,6 +399,45 @@ class Engine:
                 self._prefilling.remove(r)
                 self._running.append(r)
         return chunks, decoding, prefill_done
+
+    def _drafts(self, seqs: list[_Sequence]) -> list[list[int]]:
+        """Each decoding sequence's draft, all of one length, within the step's spare rows and each one's limits.
+
+        llama.cpp computes a batch in one pass only when every sequence brings as many rows (each slot's
+        cache is a stream of its own, and a pass takes an equal share from each): so a step drafts only
+        when every sequence has a guess, each as long as the shortest. At 4 streams, drafts of unequal
+        length split steps in two and made them slower than no drafts at all (benchmarks/NOTES.md).
+        """
+        if not seqs:
+            return []
+        most = min(self.config.speculative_tokens, (_DRAFT_ROWS - len(seqs)) // len(seqs))
+        drafts = [s.drafter.draft(min(most, s.request.max_new - s.generated - 1, self.n_ctx_seq - s.pos - 1))
+                  for s in seqs]
+        k = min(map(len, drafts))
+        return [d[:k] for d in drafts]
+
+    def _check_drafts(self, logits: np.ndarray, drafted: list[tuple[_Sequence, list[int], int]], events: dict) -> None:
+        """Keep each draft's tokens for as long as the sampler picks them; forget the cache of the rest.
+
+        Row ``j + 1`` of a drafted sequence was computed after draft token ``j``: it is sampled only
+        when the token sampled from row ``j`` was that draft token, so every token kept is the
+        sequence's own choice and its sampler draws exactly as often as without drafting.
+        """
+        start = {s: s.pos for s, _, _ in drafted}
+        live, j = drafted, 0
+        while live := [(s, d, row) for s, d, row in live if j < len(d) and not s.done and s.last_token == d[j]]:
+            for s, d, _ in live:
+                s.fed.append(d[j])  # the draft token's cache entry is now the sequence's own
+                s.pos += 1
+            j += 1
+            self._sample(logits, [(s, row + j) for s, _, row in live], events)
+        for s, draft, _ in drafted:
+            accepted = s.pos - start[s]
+            s.drafter.checked(len(draft), accepted)
+            if accepted < len(draft):
+                self.backend.clear_sequence(s.slot, s.pos)
+            self._drafted += len(draft)
+            self._accepted += accepted
 
     def _share_prefixes(self) -> set[_Request]:
         """Start requests from a prefix another busy slot already holds; defer those that will soon find one.
@@ -410,18 +471,17 @@ class Engine:
                 held.append((r.seqs[0].slot, r.prompt[:n]))
         return deferred
 
-    def _sample_and_emit(self, logits: np.ndarray, picked: list[tuple[_Sequence, int]]) -> None:
+    def _sample(self, logits: np.ndarray, picked: list[tuple[_Sequence, int]], events: dict) -> None:
+        """Sample a token for each sequence from its row and take it in, adding text events to ``events``."""
         seqs = [s for s, _ in picked]
         rows = logits[[row for _, row in picked]]
         want_logprobs = [s for s in seqs if s.sampler.params.logprobs is not None]
         logprob_rows = log_softmax(rows) if want_logprobs else None  # of the raw model logits
         tokens = sample(rows, [s.sampler for s in seqs])
-        events: dict[_Request, list] = {}
         for i, (s, token) in enumerate(zip(seqs, tokens.tolist())):
             k = s.sampler.params.logprobs
             lp = self._logprob(token, logprob_rows[i], k) if k is not None else None
             self._advance(s.request, s, token, lp, events.setdefault(s.request, []))
-        _push_all([(request.stream, out) for request, out in events.items() if out])
 
     def _advance(self, r: _Request, s: _Sequence, token: int, lp: TokenLogprob | None, out: list) -> None:
         """Take a sampled token into sequence ``s``: text, stop strings, limits."""
@@ -432,6 +492,7 @@ class Engine:
             self._finish(s, "stop", None, out)
             return
         s.last_token = token
+        s.drafter.append(token)
         text, stop = s.text.feed(self.backend.token_bytes(token))
         if text or lp is not None:
             out.append(TextDelta(s.index, text, (token,), (lp,) if lp else ()))
