@@ -58,10 +58,11 @@ class PeerSpec:
 LLAMA_SERVER_SLOTS, LLAMA_SERVER_CTX = 16, 16384
 KV_VARIANT = "pocketlm-kv-q8_0-f16"
 NGRAM_PEER = "llama-server-ngram"
+NO_DRAFTS = "pocketlm-no-drafts"
 # Which llama-server runs the same file as each pocketlm configuration: the pairs of the ratio tables. pocketlm
 # drafts by prompt lookup by default and llama-server does not; the last pair has both drafting.
 SAME_FILE = [("pocketlm", "llama-server"), (KV_VARIANT, "llama-server"), ("pocketlm-file", "llama-server-file"),
-             ("pocketlm", NGRAM_PEER)]
+             (NO_DRAFTS, "llama-server"), ("pocketlm", NGRAM_PEER)]
 
 
 def specs(gguf: Path, hf_dir: Path | None, extra_args: dict[str, list[str]] | None = None,
@@ -102,6 +103,8 @@ def specs(gguf: Path, hf_dir: Path | None, extra_args: dict[str, list[str]] | No
         pocketlm("pocketlm-file", "pocketlm on the GGUF file as it is", str(gguf)),
         # The KV-cache lever: f16 values, ~85 MB more than the default's q8_0 (benchmarks/NOTES.md).
         pocketlm(KV_VARIANT, "pocketlm --kv-type q8_0/f16", model or str(gguf), "--kv-type", "q8_0/f16"),
+        # Prompt-lookup drafting off: what the drafts bring, in the same run.
+        pocketlm(NO_DRAFTS, "pocketlm --speculative-tokens 0", model or str(gguf), "--speculative-tokens", "0"),
         PeerSpec(
             "llama-cpp", "llama-cpp-python server",
             # interrupt_requests defaults to True: a new request ends the stream in progress,

@@ -30,11 +30,11 @@ from importlib import metadata
 from pathlib import Path
 
 from loadgen import run_load
-from peers import KV_VARIANT, NGRAM_PEER, RunningServer, ServerFailed, specs
+from peers import KV_VARIANT, NGRAM_PEER, NO_DRAFTS, RunningServer, ServerFailed, specs
 from prompts import GGUFTokenizer, build_chat, build_prompts
 
 REPO = Path(__file__).resolve().parents[1]
-ALL_SERVERS = ["pocketlm", "pocketlm-file", KV_VARIANT, "llama-cpp", "transformers", "flask", "llama-server", "llama-server-file",
+ALL_SERVERS = ["pocketlm", "pocketlm-file", KV_VARIANT, NO_DRAFTS, "llama-cpp", "transformers", "flask", "llama-server", "llama-server-file",
                NGRAM_PEER]
 WORKLOADS = ["completions", "chat"]
 
