@@ -59,10 +59,12 @@ LLAMA_SERVER_SLOTS, LLAMA_SERVER_CTX = 16, 16384
 KV_VARIANT = "pocketlm-kv-q8_0-f16"
 NGRAM_PEER = "llama-server-ngram"
 NO_DRAFTS = "pocketlm-no-drafts"
-# Which llama-server runs the same file as each pocketlm configuration: the pairs of the ratio tables. pocketlm
-# drafts by prompt lookup by default and llama-server does not; the last pair has both drafting.
+# Which llama-server runs the same file as each pocketlm configuration: the pairs of the ratio tables and of
+# issue 17's targets. pocketlm drafts by prompt lookup by default and llama-server does not: BOTH_DRAFTING is
+# the pair where both do (a ratio table, no targets).
 SAME_FILE = [("pocketlm", "llama-server"), (KV_VARIANT, "llama-server"), ("pocketlm-file", "llama-server-file"),
-             (NO_DRAFTS, "llama-server"), ("pocketlm", NGRAM_PEER)]
+             (NO_DRAFTS, "llama-server")]
+BOTH_DRAFTING = ("pocketlm", NGRAM_PEER)
 
 
 def specs(gguf: Path, hf_dir: Path | None, extra_args: dict[str, list[str]] | None = None,

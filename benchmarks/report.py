@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from peers import SAME_FILE  # each pocketlm configuration and the llama-server on its file: issue 17's pairs
+from peers import BOTH_DRAFTING, SAME_FILE  # each pocketlm configuration and the llama-server on its file
 
 
 def _workload(cell: dict) -> str:
@@ -164,8 +164,8 @@ def _ratio(a, b):
 def _vs_llama_server(results: dict, mine: str, peer: str) -> list[str]:
     """pocketlm ÷ llama-server at each (workload, level) of this run: the issue-17 ratios."""
     rows = ["| workload | c | output tok/s (pocketlm / llama-server) | tok/s × | TTFT p50 × | TTFT p99 × "
-            "| ITL p50 × | ITL p99 × | peak RSS (MB) |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "| TPOT p50 × | ITL p50 × | ITL p99 × | peak RSS (MB) |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for workload in _workloads(results):
         cells = _cells(results, workload)
         for c in results["settings"]["concurrency"]:
@@ -176,7 +176,8 @@ def _vs_llama_server(results: dict, mine: str, peer: str) -> list[str]:
             x = lambda k, q: _f(_ratio(sa[k][q], sb[k][q]), "{:.2f}×")
             rows.append(f"| {workload} | {c} | {sa['output_throughput']:.1f} / {sb['output_throughput']:.1f} "
                         f"| **{_f(_ratio(sa['output_throughput'], sb['output_throughput']), '{:.2f}×')}** "
-                        f"| {x('ttft_ms', 'p50')} | {x('ttft_ms', 'p99')} | {x('itl_ms', 'p50')} | {x('itl_ms', 'p99')} "
+                        f"| {x('ttft_ms', 'p50')} | {x('ttft_ms', 'p99')} | {x('tpot_ms', 'p50')} "
+                        f"| {x('itl_ms', 'p50')} | {x('itl_ms', 'p99')} "
                         f"| {a['peak_rss_mb']:.0f} / {b['peak_rss_mb']:.0f} |")
     return rows
 
@@ -318,13 +319,16 @@ def write_report(results: dict, path: Path, chart: Path, results_path: Path) -> 
     mine = _mine(results)
     servers = {n for n, _ in _servers(results)}
     labels = dict(_servers(results))
-    for mine_name, peer in SAME_FILE:
+    for mine_name, peer in [*SAME_FILE, BOTH_DRAFTING]:
         if mine_name in servers and peer in servers:
             lines += ["", f"## {labels[mine_name]} ÷ {labels[peer]}, same run", "",
                       "Each ratio is pocketlm's figure ÷ llama-server's, measured back to back at the same level: "
-                      "tok/s above 1 = pocketlm faster; TTFT, ITL below 1 = pocketlm sooner.", ""]
+                      "tok/s above 1 = pocketlm faster; TTFT, TPOT, ITL below 1 = pocketlm sooner. A server that "
+                      "drafts tokens (prompt lookup) sends several at once: its ITL p50 falls near 0 and TPOT "
+                      "(time per token after the first) is the per-token measure.", ""]
             lines += _vs_llama_server(results, mine_name, peer)
-            lines += ["", f"### Targets (issue 17): {labels[mine_name]}", ""] + _targets_17(results, mine_name, peer)
+            if (mine_name, peer) in SAME_FILE:
+                lines += ["", f"### Targets (issue 17): {labels[mine_name]}", ""] + _targets_17(results, mine_name, peer)
     for workload in _workloads(results):
         lines += ["", f"## Results: {workload}", ""] + _table(results, workload)
     if not mine:

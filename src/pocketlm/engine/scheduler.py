@@ -44,9 +44,9 @@ from pocketlm.errors import ContextLengthExceeded, EngineStopped, GenerationFail
 # KV buffer (~12 MB for SmolLM2 at 1,024 q8_0 cells), about the cost of computing a few tokens.
 _SHARE_MIN = 16
 
-# Drafted tokens fill a step up to this many rows. Measured with SmolLM2 on 2 cores (benchmarks/NOTES.md):
-# one row takes 9 ms and four 20 ms, so drafts pay at one stream when most of them are right; at 8
-# streams the step's rows already keep the cores busy and a wrong draft costs more than a right one saves.
+# Drafted tokens fill a step up to this many rows. Measured with SmolLM2 on 2 cores (benchmarks/drafts.py):
+# one sequence's step takes 9 ms with one row and 22 ms with four, so drafts pay at one stream when about half
+# of them are kept; at 8 streams a second row per sequence costs 1.5x: the step's rows already keep the cores busy.
 _DRAFT_ROWS = 8
 
 
