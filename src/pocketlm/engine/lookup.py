@@ -16,7 +16,9 @@ itself is left alone.
 
 from __future__ import annotations
 
-NGRAM = 3  # tokens that must match; 3 kept sampled text within ~2% of no drafting (benchmarks/NOTES.md)
+# Tokens that must match. Shorter n-grams guess more often and wrongly: sampled text ran 0.71-0.87x of no drafts
+# with 1 or 2, 0.95-0.99x with 3, greedy text 1.35x (benchmarks/NOTES.md).
+NGRAM = 3
 _MAX_PAUSE_DOUBLINGS = 5  # at most 31 steps without guessing after repeated misses
 
 
