@@ -9,7 +9,7 @@
    what a drafted row costs beside the rows a step has anyway.
 3. policy: greedy and sampled continuations of the serving benchmark's prompts, and the speed-up each
    drafting policy (tokens drafted, n-gram length, pausing after a miss) would give one stream under
-   the measured costs: how NGRAM and the pause were chosen.
+   the measured costs: how the n-gram length and the pause were chosen.
 """
 
 from __future__ import annotations
@@ -104,28 +104,22 @@ def policy(path, prompts, step_ms: dict[int, float]) -> None:
 
 
 def _simulate(texts, most, ngram, pause, step_ms) -> tuple[float, float]:
-    """One stream decoding each text with drafts as Drafter makes them (its n-gram length set to `ngram`)."""
-    import pocketlm.engine.lookup as lookup
-
-    saved, lookup.NGRAM = lookup.NGRAM, ngram
-    try:
-        ms = drafted = accepted = 0
-        for ids, out in texts:
-            d, i = Drafter(ids), 0
-            while i < len(out):
-                draft = d.draft(min(most, len(out) - i - 1))
-                ok = 0
-                while ok < len(draft) and draft[ok] == out[i + ok]:
-                    ok += 1
-                if pause:
-                    d.checked(len(draft), ok)
-                for t in out[i:i + ok + 1]:
-                    d.append(t)
-                ms += step_ms[1 + len(draft)]
-                drafted, accepted, i = drafted + len(draft), accepted + ok, i + ok + 1
-        return sum(len(o) for _, o in texts) * step_ms[1] / ms, accepted / max(drafted, 1)
-    finally:
-        lookup.NGRAM = saved
+    """One stream decoding each text with drafts as Drafter makes them, with n-grams of `ngram` tokens."""
+    ms = drafted = accepted = 0
+    for ids, out in texts:
+        d, i = Drafter(ids, ngram), 0
+        while i < len(out):
+            draft = d.draft(min(most, len(out) - i - 1))
+            ok = 0
+            while ok < len(draft) and draft[ok] == out[i + ok]:
+                ok += 1
+            if pause:
+                d.checked(len(draft), ok)
+            for t in out[i:i + ok + 1]:
+                d.append(t)
+            ms += step_ms[1 + len(draft)]
+            drafted, accepted, i = drafted + len(draft), accepted + ok, i + ok + 1
+    return sum(len(o) for _, o in texts) * step_ms[1] / ms, accepted / max(drafted, 1)
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Prompt-lookup drafting: guess a sequence's next tokens from its own text so far.
 
 Small models, and most models at temperature 0, repeat themselves: names, phrases, whole
-lines of the prompt or of their own output. When the last ``NGRAM`` tokens of a sequence
+lines of the prompt or of their own output. When the last ``ngram`` tokens of a sequence
 occurred before, the tokens that followed them then are a free guess at what comes next.
 The engine appends the guess to the sequence's row of the next forward pass and keeps the
 longest part of it that the sampler picks anyway (speculative decoding without a draft
@@ -25,10 +25,11 @@ _MAX_PAUSE_DOUBLINGS = 5  # at most 31 steps without guessing after repeated mis
 class Drafter:
     """One sequence's text (prompt + tokens so far) and where each of its n-grams last occurred."""
 
-    def __init__(self, prompt: list[int]):
+    def __init__(self, prompt: list[int], ngram: int = NGRAM):
         self.tokens = list(prompt)
+        self.ngram = ngram
         self._next: dict[tuple[int, ...], int] = {}  # n-gram -> the position right after its latest occurrence
-        self._indexed = NGRAM  # positions below this have their preceding n-gram in _next
+        self._indexed = ngram  # positions below this have their preceding n-gram in _next
         self._misses = 0
         self._pause = 0
 
@@ -43,7 +44,7 @@ class Drafter:
             self._pause -= 1
             return []
         tokens = self._index()
-        start = self._next.get(tuple(tokens[-NGRAM:]))
+        start = self._next.get(tuple(tokens[-self.ngram:]))
         return tokens[start:start + most] if start is not None else []
 
     def _index(self) -> list[int]:
@@ -51,7 +52,7 @@ class Drafter:
         # earlier occurrence with at least one token after it.
         tokens = self.tokens
         for end in range(self._indexed, len(tokens)):
-            self._next[tuple(tokens[end - NGRAM:end])] = end
+            self._next[tuple(tokens[end - self.ngram:end])] = end
         self._indexed = max(self._indexed, len(tokens))
         return tokens
 
