@@ -115,7 +115,7 @@ def _simulate(texts, most, ngram, pause, step_ms) -> tuple[float, float]:
                 ok += 1
             if pause:
                 d.checked(len(draft), ok)
-            for t in out[i:i + ok + 1]:
+            for t in out[i : i + ok + 1]:
                 d.append(t)
             ms += step_ms[1 + len(draft)]
             drafted, accepted, i = drafted + len(draft), accepted + ok, i + ok + 1

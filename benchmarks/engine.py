@@ -67,16 +67,21 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
-    engine = load_engine(ModelOptions(args.model, backend=args.backend, threads=args.threads,
-                                      quantization=args.quantization), EngineConfig(slots=max(levels)))
+    engine = load_engine(
+        ModelOptions(args.model, backend=args.backend, threads=args.threads, quantization=args.quantization),
+        EngineConfig(slots=max(levels)),
+    )
     prompts = build_prompts(EngineTokenizer(engine), n=max(levels))
     asyncio.run(run_once(engine, prompts[:1], 8))  # warm-up
-    print(f"model {engine.info.name} ({engine.info.quantization}), backend {type(engine.backend).__name__}, "
-          f"threads {args.threads or 'all'}")
+    print(
+        f"model {engine.info.name} ({engine.info.quantization}), backend {type(engine.backend).__name__}, "
+        f"threads {args.threads or 'all'}"
+    )
     print("concurrency | total tok/s (median of runs) | per-stream tok/s | median TTFT s")
     for c in levels:
-        runs = [asyncio.run(run_once(engine, prompts[:c], args.max_new_tokens, args.temperature))
-                for _ in range(args.runs)]
+        runs = [
+            asyncio.run(run_once(engine, prompts[:c], args.max_new_tokens, args.temperature)) for _ in range(args.runs)
+        ]
         tps = statistics.median(r[0] for r in runs)
         ttft = statistics.median(r[1] for r in runs)
         print(f"{c:>11} | {tps:>28.1f} | {tps / c:>16.1f} | {ttft:>13.3f}")

@@ -46,7 +46,7 @@ def create_app(model_dir: str) -> Flask:
         inputs = tokenizer(prompt, return_tensors="pt")
         with torch.inference_mode():
             output = model.generate(**inputs, **options)
-        new_tokens = output[0, inputs["input_ids"].shape[1]:]
+        new_tokens = output[0, inputs["input_ids"].shape[1] :]
         continuation = tokenizer.decode(new_tokens, skip_special_tokens=True)
         return jsonify(response=prompt + continuation, completion_tokens=int(new_tokens.numel()))
 

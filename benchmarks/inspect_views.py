@@ -1,6 +1,7 @@
 """How long each `pocketlm inspect` view takes, and the README's pictures.
 
-    python benchmarks/inspect_views.py [--model smollm2-135m-instruct] [--tokens 64] [--runs 3] [--threads 1] [--images docs/images]
+    python benchmarks/inspect_views.py [--model smollm2-135m-instruct] [--tokens 64] [--runs 3]
+        [--threads 1] [--images docs/images]
 
 Times each view on a text of exactly --tokens tokens (the model already loaded,
 as on a server after its first inspect request): the computation alone, then
@@ -21,9 +22,11 @@ from pocketlm.inspection import attention, load, model_positions, next_token, pi
 from pocketlm.inspection.interactive import bertviz_html
 from pocketlm.inspection.tokens import compare, named_tokenizer
 
-TEXT = ("Learners want to see what the model sees: the tokens of a sentence, where each token sits, which earlier "
-        "tokens every head looks at, and how the next word is chosen. The capital of France is Paris, and the "
-        "capital of Brazil is Brasília; a ação começa 🙂. ") * 4
+TEXT = (
+    "Learners want to see what the model sees: the tokens of a sentence, where each token sits, which earlier "
+    "tokens every head looks at, and how the next word is chosen. The capital of France is Paris, and the "
+    "capital of Brazil is Brasília; a ação começa 🙂. "
+) * 4
 
 
 def text_of(tokenizer, n: int) -> str:
@@ -66,33 +69,41 @@ def main() -> None:
     tokenizers = {subject.name: subject.tokenizer, "gpt2": named_tokenizer("gpt2"), "bert": named_tokenizer("bert")}
     views = {
         "tokens (3 tokenizers)": (lambda: compare(text, tokenizers), pictures.tokens_png),
-        "positions (64 x 128)": (lambda: (sinusoidal(64, 128), model_positions(subject, 64)),
-                                 lambda r: pictures.positions_png(*r)),
+        "positions (64 x 128)": (
+            lambda: (sinusoidal(64, 128), model_positions(subject, 64)),
+            lambda r: pictures.positions_png(*r),
+        ),
         "attention (all layers x heads)": (lambda: attention(subject, text), pictures.attention_grid_png),
-        "attention, one head": (lambda: attention(subject, text, layers=[3], heads=[2]),
-                                lambda a: pictures.attention_head_png(a, 3, 2)),
+        "attention, one head": (
+            lambda: attention(subject, text, layers=[3], heads=[2]),
+            lambda a: pictures.attention_head_png(a, 3, 2),
+        ),
         "attention, bertviz head_view": (lambda: attention(subject, text), lambda a: bertviz_html(a, "head")),
         "next token + logit lens": (lambda: next_token(subject, prompt, params), pictures.next_png),
     }
     print(f"\n{args.tokens} tokens, median of {args.runs} runs\n")
-    print(f"| view | computation | with its picture |\n| --- | ---: | ---: |")
+    print("| view | computation | with its picture |\n| --- | ---: | ---: |")
     outputs = {}
     for name, (compute, draw) in views.items():
         seconds, result = timed(args.runs, compute)
-        total, outputs[name] = timed(args.runs, lambda: draw(compute()))
+        total, outputs[name] = timed(args.runs, lambda draw=draw, compute=compute: draw(compute()))
         print(f"| {name} | {seconds:.2f} s | {total:.2f} s |")
     if args.images:
         # README pictures: the seed's sentence for tokens, a short text for the attention pictures (readable labels)
         short = "The capital of France is Paris, and the capital of Brazil is"
         amap = attention(subject, short, layers=list(range(0, subject.n_layers, 3)))
         written = [
-            pictures.write_png(pictures.tokens_png(compare("I read a good novel. Uma ação 🙂", tokenizers)),
-                               args.images / "inspect-tokens.png"),
+            pictures.write_png(
+                pictures.tokens_png(compare("I read a good novel. Uma ação 🙂", tokenizers)),
+                args.images / "inspect-tokens.png",
+            ),
             pictures.write_png(outputs["positions (64 x 128)"], args.images / "inspect-positions.png"),
             pictures.write_png(pictures.attention_grid_png(amap), args.images / "inspect-attention-grid.png"),
             pictures.write_png(pictures.attention_head_png(amap, 3, 2), args.images / "inspect-attention-head.png"),
-            pictures.write_png(pictures.next_png(next_token(subject, "The capital of France is", params)),
-                               args.images / "inspect-next.png"),
+            pictures.write_png(
+                pictures.next_png(next_token(subject, "The capital of France is", params)),
+                args.images / "inspect-next.png",
+            ),
         ]
         for path in written:
             print(f"wrote {path} ({path.stat().st_size / 1000:.0f} kB)")

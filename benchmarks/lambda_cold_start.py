@@ -48,8 +48,9 @@ print(json.dumps({"init_s": t1 - t0, "first_s": t2 - t1, "warm_s": t3 - t2,
 
 def one_run() -> dict:
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", CHILD, str(EVENT)], capture_output=True, text=True,
-                         env={**os.environ, **TEMPLATE_ENV})
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(EVENT)], capture_output=True, text=True, env={**os.environ, **TEMPLATE_ENV}
+    )
     if out.returncode:
         sys.exit(f"cold-start run failed:\n{out.stderr}")
     wall = time.perf_counter() - started
@@ -64,10 +65,16 @@ def main():
     args = ap.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     runs = [one_run() for _ in range(args.runs)]
-    print("| run | process start → ready s | init (imports + model) s | first /generate s | warm /generate s | peak RSS MB |")
+    print(
+        "| run | process start → ready s | init (imports + model) s | first /generate s "
+        "| warm /generate s | peak RSS MB |"
+    )
     print("| --- | --- | --- | --- | --- | --- |")
     for i, r in enumerate(runs, 1):
-        print(f"| {i} | {r['process_start_to_ready_s']:.2f} | {r['init_s']:.2f} | {r['first_s']:.2f} | {r['warm_s']:.2f} | {r['rss_mb']:.0f} |")
+        print(
+            f"| {i} | {r['process_start_to_ready_s']:.2f} | {r['init_s']:.2f} | {r['first_s']:.2f} "
+            f"| {r['warm_s']:.2f} | {r['rss_mb']:.0f} |"
+        )
     print(f"answer: {runs[0]['response']!r}")
 
 

@@ -20,9 +20,16 @@ from pathlib import Path
 from pocketlm.files import atomic_path, cache_dir
 
 CMAKE_FLAGS = [
-    "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
-    "-DLLAMA_BUILD_TOOLS=ON", "-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_BUILD_UI=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF",
-    "-DLLAMA_OPENSSL=OFF", "-DLLAMA_CURL=OFF", "-DGGML_NATIVE=ON",
+    "-DCMAKE_BUILD_TYPE=Release",
+    "-DLLAMA_BUILD_TESTS=OFF",
+    "-DLLAMA_BUILD_EXAMPLES=OFF",
+    "-DLLAMA_BUILD_TOOLS=ON",
+    "-DLLAMA_BUILD_SERVER=ON",
+    "-DLLAMA_BUILD_UI=OFF",
+    "-DLLAMA_USE_PREBUILT_UI=OFF",
+    "-DLLAMA_OPENSSL=OFF",
+    "-DLLAMA_CURL=OFF",
+    "-DGGML_NATIVE=ON",
 ]
 
 
@@ -63,8 +70,22 @@ def _vendored_source(ver: str, tmp: Path) -> Path:
     unpacked = list(tmp.glob("llama_cpp_python-*/vendor/llama.cpp"))
     if unpacked:
         return unpacked[0]
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-                    "-d", str(tmp), f"llama-cpp-python=={ver}"], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "-d",
+            str(tmp),
+            f"llama-cpp-python=={ver}",
+        ],
+        check=True,
+    )
     sdist = next(tmp.glob("llama_cpp_python-*.tar.gz"))
     with tarfile.open(sdist) as tar:
         tar.extractall(tmp, filter="data")

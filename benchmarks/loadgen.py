@@ -7,8 +7,9 @@ Per run: completed / failed / cut requests, request/s and output tok/s over the 
 
 Two wire protocols:
 - "openai": streaming POST /v1/completions (SSE), or /v1/chat/completions when the prompt is a
-  list of chat messages (the shared-system-prompt workload; text arrives in `delta.content`). Output tokens are counted from the server's own
-  statements: its `usage` when it streams one (`stream_options.include_usage`); else max_tokens
+  list of chat messages (the shared-system-prompt workload; text arrives in `delta.content`).
+  Output tokens are counted from the server's own statements: its `usage` when it streams one
+  (`stream_options.include_usage`); else max_tokens
   when it ended with finish_reason "length" (it stopped because it produced exactly that many);
   else, as vLLM's benchmark does, the streamed text re-tokenized with the model's tokenizer, which
   can undercount (a model may emit token sequences that re-tokenize shorter). Each result says which.
@@ -27,8 +28,8 @@ import argparse
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 from urllib.parse import urlparse
 
 import httpx
@@ -82,8 +83,10 @@ def _body(target: Target, prompt: Prompt, max_tokens: int, temperature: float) -
     else:
         body = {
             "messages" if isinstance(prompt, list) else "prompt": prompt,
-            "max_tokens": max_tokens, "temperature": temperature,
-            "stream": True, "stream_options": {"include_usage": True},
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "stream": True,
+            "stream_options": {"include_usage": True},
         }
         if target.model is not None:
             body["model"] = target.model
@@ -91,7 +94,9 @@ def _body(target: Target, prompt: Prompt, max_tokens: int, temperature: float) -
     return body
 
 
-async def _openai_request(client: httpx.AsyncClient, target: Target, body: dict, count: Callable[[str], int]) -> RequestResult:
+async def _openai_request(
+    client: httpx.AsyncClient, target: Target, body: dict, count: Callable[[str], int]
+) -> RequestResult:
     res = RequestResult(ok=False)
     pieces: list[str] = []
     usage = finish_reason = None
@@ -138,7 +143,9 @@ async def _openai_request(client: httpx.AsyncClient, target: Target, body: dict,
     return res
 
 
-async def _generate_request(client: httpx.AsyncClient, target: Target, body: dict, count: Callable[[str], int]) -> RequestResult:
+async def _generate_request(
+    client: httpx.AsyncClient, target: Target, body: dict, count: Callable[[str], int]
+) -> RequestResult:
     res = RequestResult(ok=False)
     start = time.perf_counter()
     resp = await client.post(f"{target.base_url}/generate", json=body)
@@ -152,7 +159,7 @@ async def _generate_request(client: httpx.AsyncClient, target: Target, body: dic
     else:
         # The seed contract echoes the prompt before the continuation.
         text = data["response"]
-        continuation = text[len(body["prompt"]):] if text.startswith(body["prompt"]) else text
+        continuation = text[len(body["prompt"]) :] if text.startswith(body["prompt"]) else text
         res.output_tokens, res.token_source = count(continuation), "tokenizer"
     res.ok = res.output_tokens > 0
     return res
@@ -170,8 +177,16 @@ async def _one(client, target, prompt, max_tokens, temperature, count) -> Reques
 
 
 async def run_load(
-    target: Target, prompts: list[Prompt], *, concurrency: int, n_requests: int, max_tokens: int,
-    time_limit_s: float, count: Callable[[str], int], temperature: float = 0.0, issue_window_s: float | None = None,
+    target: Target,
+    prompts: list[Prompt],
+    *,
+    concurrency: int,
+    n_requests: int,
+    max_tokens: int,
+    time_limit_s: float,
+    count: Callable[[str], int],
+    temperature: float = 0.0,
+    issue_window_s: float | None = None,
 ) -> dict:
     """Send `n_requests` requests (prompts cycled in order) from `concurrency` clients; summarize.
 
@@ -213,7 +228,9 @@ async def run_load(
     for loop in done:
         if loop.exception() is not None:
             raise loop.exception()
-    return summarize(results, duration, concurrency=concurrency, max_tokens=max_tokens, streaming=target.api == "openai")
+    return summarize(
+        results, duration, concurrency=concurrency, max_tokens=max_tokens, streaming=target.api == "openai"
+    )
 
 
 def _stats(values: list[float], scale: float = 1000.0) -> dict:
@@ -224,7 +241,9 @@ def _stats(values: list[float], scale: float = 1000.0) -> dict:
     return {"mean": float(arr.mean()), "p50": float(np.percentile(arr, 50)), "p99": float(np.percentile(arr, 99))}
 
 
-def summarize(results: list[RequestResult], duration: float, *, concurrency: int, max_tokens: int, streaming: bool) -> dict:
+def summarize(
+    results: list[RequestResult], duration: float, *, concurrency: int, max_tokens: int, streaming: bool
+) -> dict:
     ok = [r for r in results if r.ok]
     out_tokens = sum(r.output_tokens for r in ok)
     sources = sorted({r.token_source for r in ok})
@@ -258,7 +277,7 @@ def main():
     ap.add_argument("--url", required=True, help="e.g. http://127.0.0.1:5000 (loopback only)")
     ap.add_argument("--api", choices=["openai", "generate"], default="openai")
     ap.add_argument("--model", default=None, help='the request\'s "model" field, if the server needs one')
-    ap.add_argument("--extra", default="{}", help='extra JSON body fields, e.g. \'{"ignore_eos": true}\'')
+    ap.add_argument("--extra", default="{}", help="extra JSON body fields, e.g. '{\"ignore_eos\": true}'")
     ap.add_argument("--gguf", default=None, help="tokenizer for prompts and counting (default: the embedded model)")
     ap.add_argument("--concurrency", type=int, default=1)
     ap.add_argument("--requests", type=int, default=8)
@@ -273,10 +292,18 @@ def main():
         args.gguf = resolve(None).path
     tok = GGUFTokenizer(args.gguf)
     target = Target(args.url.rstrip("/"), args.api, args.model, json.loads(args.extra))
-    summary = asyncio.run(run_load(
-        target, build_prompts(tok), concurrency=args.concurrency, n_requests=args.requests,
-        max_tokens=args.max_tokens, time_limit_s=args.time_limit, issue_window_s=args.issue_window, count=tok.count,
-    ))
+    summary = asyncio.run(
+        run_load(
+            target,
+            build_prompts(tok),
+            concurrency=args.concurrency,
+            n_requests=args.requests,
+            max_tokens=args.max_tokens,
+            time_limit_s=args.time_limit,
+            issue_window_s=args.issue_window,
+            count=tok.count,
+        )
+    )
     print(json.dumps(summary, indent=2))
 
 

@@ -23,9 +23,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import httpx
 
@@ -62,14 +62,23 @@ NO_DRAFTS = "pocketlm-no-drafts"
 # Which llama-server runs the same file as each pocketlm configuration: the pairs of the ratio tables and of
 # issue 17's targets. pocketlm drafts by prompt lookup by default and llama-server does not: BOTH_DRAFTING is
 # the pair where both do (a ratio table, no targets).
-SAME_FILE = [("pocketlm", "llama-server"), (KV_VARIANT, "llama-server"), ("pocketlm-file", "llama-server-file"),
-             (NO_DRAFTS, "llama-server")]
+SAME_FILE = [
+    ("pocketlm", "llama-server"),
+    (KV_VARIANT, "llama-server"),
+    ("pocketlm-file", "llama-server-file"),
+    (NO_DRAFTS, "llama-server"),
+]
 BOTH_DRAFTING = ("pocketlm", NGRAM_PEER)
 
 
-def specs(gguf: Path, hf_dir: Path | None, extra_args: dict[str, list[str]] | None = None,
-          model: str | None = None, served: Path | None = None,
-          llama_server: Path | None = None) -> dict[str, PeerSpec]:
+def specs(
+    gguf: Path,
+    hf_dir: Path | None,
+    extra_args: dict[str, list[str]] | None = None,
+    model: str | None = None,
+    served: Path | None = None,
+    llama_server: Path | None = None,
+) -> dict[str, PeerSpec]:
     """The servers (pocketlm by default and on the GGUF file as it is, and the peers).
 
     `model`: what pocketlm is asked to serve (the embedded alias, which runs as q8_0 by default);
@@ -79,22 +88,57 @@ def specs(gguf: Path, hf_dir: Path | None, extra_args: dict[str, list[str]] | No
     """
     extra_args = extra_args or {}
     torch_env = {"OMP_NUM_THREADS": str(THREADS), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
     def pocketlm(name: str, label: str, served: str, *flags: str) -> PeerSpec:
         return PeerSpec(
-            name, label,
-            lambda port: [sys.executable, "-m", "pocketlm", "serve", "--model", served, *flags,
-                          "--host", "127.0.0.1", "--port", str(port), *extra_args.get(name, ())],
-            "/ready", "openai", lambda n: {"ignore_eos": True},
+            name,
+            label,
+            lambda port: [
+                sys.executable,
+                "-m",
+                "pocketlm",
+                "serve",
+                "--model",
+                served,
+                *flags,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                *extra_args.get(name, ()),
+            ],
+            "/ready",
+            "openai",
+            lambda n: {"ignore_eos": True},
         )
 
     def llama_cpp_server(name: str, label: str, file: Path, *flags: str) -> PeerSpec:
         exe = llama_server or Path("llama-server")
         return PeerSpec(
-            name, label,
-            lambda port: [str(exe), "-m", str(file), "-t", str(THREADS), "-tb", str(THREADS),
-                          "-np", str(LLAMA_SERVER_SLOTS), "-c", str(LLAMA_SERVER_CTX), *flags,
-                          "--host", "127.0.0.1", "--port", str(port), *extra_args.get(name, ())],
-            "/health", "openai", lambda n: {"ignore_eos": True},
+            name,
+            label,
+            lambda port: [
+                str(exe),
+                "-m",
+                str(file),
+                "-t",
+                str(THREADS),
+                "-tb",
+                str(THREADS),
+                "-np",
+                str(LLAMA_SERVER_SLOTS),
+                "-c",
+                str(LLAMA_SERVER_CTX),
+                *flags,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                *extra_args.get(name, ()),
+            ],
+            "/health",
+            "openai",
+            lambda n: {"ignore_eos": True},
             env={"LD_LIBRARY_PATH": str(exe.parent)},
         )
 
@@ -106,42 +150,93 @@ def specs(gguf: Path, hf_dir: Path | None, extra_args: dict[str, list[str]] | No
         # The KV-cache lever: f16 values, ~85 MB more than the default's q8_0 (benchmarks/NOTES.md).
         pocketlm(KV_VARIANT, "pocketlm --kv-type q8_0/f16", model or str(gguf), "--kv-type", "q8_0/f16"),
         # Prompt-lookup drafting off: what the drafts bring, in the same run.
-        pocketlm(NO_DRAFTS, "pocketlm --speculative-tokens 0", model or str(gguf), "--speculative-tokens", "0"),
+        pocketlm(NO_DRAFTS, "pocketlm --draft-tokens 0", model or str(gguf), "--draft-tokens", "0"),
         PeerSpec(
-            "llama-cpp", "llama-cpp-python server",
+            "llama-cpp",
+            "llama-cpp-python server",
             # interrupt_requests defaults to True: a new request ends the stream in progress,
             # which would turn concurrency into truncated answers. Off, it queues requests.
-            lambda port: [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf),
-                          "--n_threads", str(THREADS), "--n_threads_batch", str(THREADS),
-                          "--interrupt_requests", "False", "--host", "127.0.0.1", "--port", str(port),
-                          *extra_args.get("llama-cpp", ())],
-            "/v1/models", "openai", lambda n: {"min_tokens": n},
+            lambda port: [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(gguf),
+                "--n_threads",
+                str(THREADS),
+                "--n_threads_batch",
+                str(THREADS),
+                "--interrupt_requests",
+                "False",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                *extra_args.get("llama-cpp", ()),
+            ],
+            "/v1/models",
+            "openai",
+            lambda n: {"min_tokens": n},
         ),
         PeerSpec(
-            "transformers", "transformers serve --continuous-batching",
+            "transformers",
+            "transformers serve --continuous-batching",
             # The positional model is preloaded before the port opens and pins every request to it;
             # requests must then omit "model" (or repeat the same string).
-            lambda port: [str(BIN / "transformers"), "serve", str(hf_dir), "--continuous-batching",
-                          "--device", "cpu", "--host", "127.0.0.1", "--port", str(port),
-                          *extra_args.get("transformers", ())],
-            "/health", "openai", lambda n: {"generation_config": json.dumps({"eos_token_id": -1, "max_new_tokens": n})},
+            lambda port: [
+                str(BIN / "transformers"),
+                "serve",
+                str(hf_dir),
+                "--continuous-batching",
+                "--device",
+                "cpu",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                *extra_args.get("transformers", ()),
+            ],
+            "/health",
+            "openai",
+            lambda n: {"generation_config": json.dumps({"eos_token_id": -1, "max_new_tokens": n})},
             env=torch_env,
         ),
         PeerSpec(
-            "flask", "Flask + generate (seeds)",
-            lambda port: [sys.executable, str(Path(__file__).with_name("flask_app.py")), "--model", str(hf_dir),
-                          "--threads", str(THREADS), "--host", "127.0.0.1", "--port", str(port),
-                          *extra_args.get("flask", ())],
-            "/health", "generate", lambda n: {"ignore_eos": True},
+            "flask",
+            "Flask + generate (seeds)",
+            lambda port: [
+                sys.executable,
+                str(Path(__file__).with_name("flask_app.py")),
+                "--model",
+                str(hf_dir),
+                "--threads",
+                str(THREADS),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                *extra_args.get("flask", ()),
+            ],
+            "/health",
+            "generate",
+            lambda n: {"ignore_eos": True},
             env=torch_env,
         ),
         llama_cpp_server("llama-server", "llama-server (pocketlm's file)", served or gguf),
         llama_cpp_server("llama-server-file", "llama-server on the GGUF file as it is", gguf),
         # llama-server's own prompt-lookup drafting (off by default), set like pocketlm's: the last 3 tokens
-        # looked up in the text so far, up to 3 drafted (--speculative-tokens).
-        llama_cpp_server(NGRAM_PEER, "llama-server --spec-type ngram-simple (n=3, m=3)", served or gguf,
-                         "--spec-type", "ngram-simple", "--spec-ngram-simple-size-n", "3",
-                         "--spec-ngram-simple-size-m", "3"),
+        # looked up in the text so far, up to 3 drafted (--draft-tokens).
+        llama_cpp_server(
+            NGRAM_PEER,
+            "llama-server --spec-type ngram-simple (n=3, m=3)",
+            served or gguf,
+            "--spec-type",
+            "ngram-simple",
+            "--spec-ngram-simple-size-n",
+            "3",
+            "--spec-ngram-simple-size-m",
+            "3",
+        ),
     ]
     return {p.name: p for p in peers}
 
@@ -173,12 +268,18 @@ class RunningServer:
     def target(self, max_tokens: int) -> Target:
         return Target(self.base_url, self.spec.api, self.spec.model, self.spec.extra(max_tokens))
 
-    def __enter__(self) -> "RunningServer":
+    def __enter__(self) -> RunningServer:
         env = {**os.environ, **self.spec.env, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
         with open(self.log_path, "wb") as log:
             self.started_at = start = time.perf_counter()
-            self.proc = subprocess.Popen(self.spec.argv(self.port), stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.spec.argv(self.port),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
         try:
             self._wait_ready(start)
         except BaseException:
@@ -195,8 +296,10 @@ class RunningServer:
         with httpx.Client(timeout=2.0, trust_env=False) as client:
             while time.perf_counter() < deadline:
                 if self.proc.poll() is not None:
-                    raise ServerFailed(f"{self.spec.name} exited with code {self.proc.returncode} before it was ready; "
-                                       f"last log lines:\n{self.log_tail()}")
+                    raise ServerFailed(
+                        f"{self.spec.name} exited with code {self.proc.returncode} before it was ready; "
+                        f"last log lines:\n{self.log_tail()}"
+                    )
                 try:
                     if client.get(url).status_code == 200:
                         self.ready_s = time.perf_counter() - start
@@ -204,8 +307,9 @@ class RunningServer:
                 except httpx.TransportError:
                     pass  # not listening yet
                 time.sleep(0.1)
-        raise ServerFailed(f"{self.spec.name} not ready after {self.ready_timeout_s:.0f} s ({url}); "
-                           f"last log lines:\n{self.log_tail()}")
+        raise ServerFailed(
+            f"{self.spec.name} not ready after {self.ready_timeout_s:.0f} s ({url}); last log lines:\n{self.log_tail()}"
+        )
 
     def log_tail(self, n: int = 15) -> str:
         lines = self.log_path.read_text(errors="replace").splitlines()

@@ -40,15 +40,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 def served_file() -> Path:
     """The GGUF `pocketlm serve` runs by default (the embedded model as its registry asks, cached)."""
-    from run import served_file as served
-
     from pocketlm.models import DEFAULT_MODEL, resolve
+    from run import served_file as served
 
     return served(resolve(None).path, DEFAULT_MODEL)
 
 
-async def closed_loop(engine: Engine, prompts: list, c: int, n_requests: int, max_tokens: int,
-                      temperature: float = 0.0) -> dict:
+async def closed_loop(
+    engine: Engine, prompts: list, c: int, n_requests: int, max_tokens: int, temperature: float = 0.0
+) -> dict:
     """`c` clients, each submitting its next request when its last one ends; TTFT and tokens per request.
     With a temperature, request i is seeded with i: every run samples the same texts."""
     ttfts, tokens, cached = [], 0, 0
@@ -58,8 +58,12 @@ async def closed_loop(engine: Engine, prompts: list, c: int, n_requests: int, ma
         nonlocal next_index, tokens, cached
         while next_index < n_requests:
             prompt = prompts[next_index % len(prompts)]
-            params = SamplingParams(max_new_tokens=max_tokens, ignore_eos=True, temperature=temperature,
-                                    seed=next_index if temperature else None)
+            params = SamplingParams(
+                max_new_tokens=max_tokens,
+                ignore_eos=True,
+                temperature=temperature,
+                seed=next_index if temperature else None,
+            )
             next_index += 1
             start = time.perf_counter()
             stream = engine.submit_chat(prompt, params) if isinstance(prompt, list) else engine.submit(prompt, params)
@@ -76,8 +80,14 @@ async def closed_loop(engine: Engine, prompts: list, c: int, n_requests: int, ma
     await asyncio.gather(*(client() for _ in range(c)))
     wall = time.perf_counter() - start
     ms = np.asarray(ttfts) * 1000
-    return {"wall_s": wall, "tok_s": tokens / wall, "ttft_p50_ms": float(np.percentile(ms, 50)),
-            "ttft_p99_ms": float(np.percentile(ms, 99)), "requests": len(ttfts), "cached_tokens": cached}
+    return {
+        "wall_s": wall,
+        "tok_s": tokens / wall,
+        "ttft_p50_ms": float(np.percentile(ms, 50)),
+        "ttft_p99_ms": float(np.percentile(ms, 99)),
+        "requests": len(ttfts),
+        "cached_tokens": cached,
+    }
 
 
 def _peak_rss_mb() -> float:
@@ -86,6 +96,7 @@ def _peak_rss_mb() -> float:
 
 
 # ---- py-spy: sort the engine thread's samples into the parts of a step ----------------------------
+
 
 def _line_kinds() -> dict[tuple[str, int], str]:
     """(file name, line) -> part, for the lines of the llama.cpp backend that matter."""
@@ -137,8 +148,11 @@ def py_spy_breakdown(raw: Path) -> dict:
         else:
             others += int(count)
     total = sum(engine.values())
-    return {"engine_samples": total, "other_thread_samples": others,
-            "engine_parts": {k: v / total for k, v in engine.most_common()} if total else {}}
+    return {
+        "engine_samples": total,
+        "other_thread_samples": others,
+        "engine_parts": {k: v / total for k, v in engine.most_common()} if total else {},
+    }
 
 
 def main():
@@ -153,8 +167,12 @@ def main():
     ap.add_argument("--ubatch", type=int, default=None, help="micro-batch rows (default: the backend's, by KV type)")
     ap.add_argument("--kv-type", choices=KV_TYPES, default="auto", help="as `pocketlm serve --kv-type`")
     ap.add_argument("--prefill-chunk", type=int, default=EngineConfig.prefill_chunk)
-    ap.add_argument("--speculative-tokens", type=int, default=EngineConfig.speculative_tokens,
-                    help="as `pocketlm serve --speculative-tokens` (0: no prompt-lookup drafts)")
+    ap.add_argument(
+        "--draft-tokens",
+        type=int,
+        default=EngineConfig.draft_tokens,
+        help="as `pocketlm serve --draft-tokens` (0: no prompt-lookup drafts)",
+    )
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--py-spy", action=argparse.BooleanOptionalAction, default=True)
     args = ap.parse_args()
@@ -162,46 +180,77 @@ def main():
     tok = GGUFTokenizer(path)
     prompts = build_chat(tok) if args.workload == "chat" else build_prompts(tok)
     max_tokens = args.max_tokens or (64 if args.workload == "chat" else 128)
-    backend = LlamaCppBackend(path, slots=args.slots, n_ctx=1024, threads=args.threads, n_ubatch=args.ubatch,
-                              kv_type=args.kv_type, perf=True)
-    engine = Engine(backend, EngineConfig(slots=args.slots, prefill_chunk=args.prefill_chunk,
-                                         speculative_tokens=args.speculative_tokens)).start()
+    backend = LlamaCppBackend(
+        path, slots=args.slots, n_ctx=1024, threads=args.threads, n_ubatch=args.ubatch, kv_type=args.kv_type, perf=True
+    )
+    engine = Engine(
+        backend,
+        EngineConfig(slots=args.slots, prefill_chunk=args.prefill_chunk, draft_tokens=args.draft_tokens),
+    ).start()
     # Warm-up as the server benchmark does: one short request (on chat it leaves the system prompt in a slot).
     asyncio.run(closed_loop(engine, prompts[-1:], 1, 1, 16))
     before = backend.perf()
     spy = raw = None
     if args.py_spy:
         raw = Path(tempfile.mkstemp(suffix=".txt")[1])
-        spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(os.getpid()), "--format", "raw", "--rate", "200",
-                                "--output", str(raw), "--nonblocking"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        spy = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "--pid",
+                str(os.getpid()),
+                "--format",
+                "raw",
+                "--rate",
+                "200",
+                "--output",
+                str(raw),
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         time.sleep(1.0)  # let it attach
-    result = asyncio.run(closed_loop(engine, prompts, args.concurrency, args.requests or 2 * args.concurrency,
-                                     max_tokens, args.temperature))
+    result = asyncio.run(
+        closed_loop(
+            engine, prompts, args.concurrency, args.requests or 2 * args.concurrency, max_tokens, args.temperature
+        )
+    )
     after = backend.perf()
     llama = {k: after[k] - before[k] for k in after}
     stats = engine.stats()
     engine.stop(0)
-    print(f"file {path.name}, workload {args.workload}, c={args.concurrency}, ubatch {backend.n_ubatch}, "
-          f"kv {args.kv_type}, prefill chunk {args.prefill_chunk}, threads {args.threads or 'all'}")
-    print(f"output {result['tok_s']:.1f} tok/s over {result['wall_s']:.1f} s, {result['requests']} requests, "
-          f"TTFT p50 {result['ttft_p50_ms']:.0f} ms p99 {result['ttft_p99_ms']:.0f} ms, "
-          f"cached prompt tokens {result['cached_tokens']}, peak RSS {_peak_rss_mb():.0f} MB")
+    print(
+        f"file {path.name}, workload {args.workload}, c={args.concurrency}, ubatch {backend.n_ubatch}, "
+        f"kv {args.kv_type}, prefill chunk {args.prefill_chunk}, threads {args.threads or 'all'}"
+    )
+    print(
+        f"output {result['tok_s']:.1f} tok/s over {result['wall_s']:.1f} s, {result['requests']} requests, "
+        f"TTFT p50 {result['ttft_p50_ms']:.0f} ms p99 {result['ttft_p99_ms']:.0f} ms, "
+        f"cached prompt tokens {result['cached_tokens']}, peak RSS {_peak_rss_mb():.0f} MB"
+    )
     evals = llama["prompt_eval_ms"] + llama["eval_ms"]
-    print(f"llama.cpp: {evals / 1000:.2f} s evaluating ({evals / 1000 / result['wall_s']:.0%} of wall), "
-          f"{llama['prompt_tokens']} tokens in batches of several, {llama['eval_calls']} one-token calls, "
-          f"{llama['graphs_reused']} graphs reused")
+    print(
+        f"llama.cpp: {evals / 1000:.2f} s evaluating ({evals / 1000 / result['wall_s']:.0%} of wall), "
+        f"{llama['prompt_tokens']} tokens in batches of several, {llama['eval_calls']} one-token calls, "
+        f"{llama['graphs_reused']} graphs reused"
+    )
     print(f"prompt lookup: {stats.drafted_tokens} tokens drafted, {stats.accepted_tokens} accepted")
     if spy is not None:
         spy.send_signal(2)  # SIGINT: py-spy writes what it has and exits
         _, err = spy.communicate(timeout=60)
         parts = py_spy_breakdown(raw)
         if not parts["engine_samples"]:
-            print("py-spy recorded nothing from the engine thread:", err.decode(errors="replace")[-500:],
-                  raw.read_text()[:1000])
+            print(
+                "py-spy recorded nothing from the engine thread:",
+                err.decode(errors="replace")[-500:],
+                raw.read_text()[:1000],
+            )
         else:
-            print(f"py-spy, engine thread ({parts['engine_samples']} samples; other threads "
-                  f"{parts['other_thread_samples']}):")
+            print(
+                f"py-spy, engine thread ({parts['engine_samples']} samples; other threads "
+                f"{parts['other_thread_samples']}):"
+            )
             for name, share in parts["engine_parts"].items():
                 print(f"  {share:6.1%}  {name}")
         raw.unlink(missing_ok=True)

@@ -62,12 +62,15 @@ def build_prompts(tokenizer: GGUFTokenizer, n: int = 64, n_tokens: int = 100, pa
     return prompts
 
 
-SYSTEM_INTRO = ("You are the reading companion of a Shakespeare study group. Answer questions about the passage "
-                "below in plain modern English, briefly, quoting it where that helps.\n\nPassage:\n")
+SYSTEM_INTRO = (
+    "You are the reading companion of a Shakespeare study group. Answer questions about the passage "
+    "below in plain modern English, briefly, quoting it where that helps.\n\nPassage:\n"
+)
 
 
-def build_chat(tokenizer: GGUFTokenizer, n: int = 64, system_tokens: int = 400, user_tokens: int = 20,
-               path: Path | None = None) -> list[list[dict]]:
+def build_chat(
+    tokenizer: GGUFTokenizer, n: int = 64, system_tokens: int = 400, user_tokens: int = 20, path: Path | None = None
+) -> list[list[dict]]:
     """`n` chat requests that share one ~`system_tokens`-token system prompt, each with a short user turn.
 
     What a hosted assistant sees: the same long instruction in front of every conversation, then a
@@ -79,12 +82,16 @@ def build_chat(tokenizer: GGUFTokenizer, n: int = 64, system_tokens: int = 400, 
     budget = system_tokens - len(tokenizer.encode(SYSTEM_INTRO))
     passage = build_prompts(tokenizer, n=1, n_tokens=budget, path=path)[0]
     system = SYSTEM_INTRO + passage
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
-             if len(line.strip()) > 30 and not line.startswith("===")]
+    lines = [
+        line.strip()
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if len(line.strip()) > 30 and not line.startswith("===")
+    ]
     step = len(lines) // n
     chats = []
     for k in range(n):
         ids = tokenizer.encode(f'What does "{lines[k * step]}" mean here?')
-        chats.append([{"role": "system", "content": system},
-                      {"role": "user", "content": tokenizer.decode(ids[:user_tokens])}])
+        chats.append(
+            [{"role": "system", "content": system}, {"role": "user", "content": tokenizer.decode(ids[:user_tokens])}]
+        )
     return chats

@@ -41,13 +41,28 @@ def measure(url: str, scaling: Scaling, args, prompts, tokenizer) -> dict:
     serve.run(build_deployment(settings, scaling), name="pocketlm", route_prefix="/")
     deploy_s = time.perf_counter() - started
     target = Target(url, "openai", "smollm2-135m-instruct", {"ignore_eos": True})
-    summary = asyncio.run(run_load(target, prompts, concurrency=args.concurrency, n_requests=args.requests,
-                                   max_tokens=args.max_tokens, time_limit_s=600, count=tokenizer.count))
+    summary = asyncio.run(
+        run_load(
+            target,
+            prompts,
+            concurrency=args.concurrency,
+            n_requests=args.requests,
+            max_tokens=args.max_tokens,
+            time_limit_s=600,
+            count=tokenizer.count,
+        )
+    )
     serve.delete("pocketlm")
-    return {"replicas": scaling.replicas, "cpus_per_replica": scaling.cpus_per_replica, "deploy_s": round(deploy_s, 1),
-            "completed": summary["completed"], "failed": summary["failed"],
-            "output_tok_s": round(summary["output_throughput"], 1), "ttft_p50_ms": round(summary["ttft_ms"]["p50"]),
-            "e2e_p50_ms": round(summary["e2e_ms"]["p50"])}
+    return {
+        "replicas": scaling.replicas,
+        "cpus_per_replica": scaling.cpus_per_replica,
+        "deploy_s": round(deploy_s, 1),
+        "completed": summary["completed"],
+        "failed": summary["failed"],
+        "output_tok_s": round(summary["output_throughput"], 1),
+        "ttft_p50_ms": round(summary["ttft_ms"]["p50"]),
+        "e2e_p50_ms": round(summary["e2e_ms"]["p50"]),
+    }
 
 
 def main():
@@ -56,11 +71,16 @@ def main():
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--requests", type=int, default=64)
     ap.add_argument("--max-tokens", type=int, default=64)
-    ap.add_argument("--configs", default=None,
-                    help="REPLICASxCPUS list, in the order run, e.g. 2x1,1x1,1x2 (default: 1xCPUS,CPUSx1)")
+    ap.add_argument(
+        "--configs",
+        default=None,
+        help="REPLICASxCPUS list, in the order run, e.g. 2x1,1x1,1x2 (default: 1xCPUS,CPUSx1)",
+    )
     args = ap.parse_args()
     configs = args.configs or f"1x{args.cpus},{args.cpus}x1"
-    scalings = [Scaling(replicas=int(r), cpus_per_replica=float(c)) for r, c in (x.split("x") for x in configs.split(","))]
+    scalings = [
+        Scaling(replicas=int(r), cpus_per_replica=float(c)) for r, c in (x.split("x") for x in configs.split(","))
+    ]
 
     from pocketlm.models import resolve
 
@@ -68,8 +88,12 @@ def main():
     prompts = build_prompts(tokenizer)
     port = free_port()
     print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
-    ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level="WARNING",
-             runtime_env={"env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}})
+    ray.init(
+        num_cpus=args.cpus,
+        include_dashboard=False,
+        logging_level="WARNING",
+        runtime_env={"env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}},
+    )
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     rows = []
     try:
@@ -80,10 +104,15 @@ def main():
         serve.shutdown()
         ray.shutdown()
     print(f"load average after: {os.getloadavg()[0]:.2f}")
-    print("\n| replicas x CPUs | completed | failed | output tok/s | TTFT p50 ms | e2e p50 ms |\n| --- | --- | --- | --- | --- | --- |")
+    print(
+        "\n| replicas x CPUs | completed | failed | output tok/s | TTFT p50 ms | e2e p50 ms |\n"
+        "| --- | --- | --- | --- | --- | --- |"
+    )
     for r in rows:
-        print(f"| {r['replicas']} x {r['cpus_per_replica']:g} | {r['completed']} | {r['failed']} | {r['output_tok_s']} "
-              f"| {r['ttft_p50_ms']} | {r['e2e_p50_ms']} |")
+        print(
+            f"| {r['replicas']} x {r['cpus_per_replica']:g} | {r['completed']} | {r['failed']} | {r['output_tok_s']} "
+            f"| {r['ttft_p50_ms']} | {r['e2e_p50_ms']} |"
+        )
 
 
 if __name__ == "__main__":

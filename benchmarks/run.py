@@ -34,8 +34,18 @@ from peers import KV_VARIANT, NGRAM_PEER, NO_DRAFTS, RunningServer, ServerFailed
 from prompts import GGUFTokenizer, build_chat, build_prompts
 
 REPO = Path(__file__).resolve().parents[1]
-ALL_SERVERS = ["pocketlm", "pocketlm-file", KV_VARIANT, NO_DRAFTS, "llama-cpp", "transformers", "flask", "llama-server", "llama-server-file",
-               NGRAM_PEER]
+ALL_SERVERS = [
+    "pocketlm",
+    "pocketlm-file",
+    KV_VARIANT,
+    NO_DRAFTS,
+    "llama-cpp",
+    "transformers",
+    "flask",
+    "llama-server",
+    "llama-server-file",
+    NGRAM_PEER,
+]
 WORKLOADS = ["completions", "chat"]
 
 
@@ -47,18 +57,37 @@ def parse_args(argv=None):
     ap.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma-separated subset of {WORKLOADS}")
     ap.add_argument("--max-tokens", type=int, default=128, help="new tokens per completions request")
     ap.add_argument("--chat-max-tokens", type=int, default=64, help="new tokens per chat request")
-    ap.add_argument("--llama-server", type=Path, default=None,
-                    help="llama-server binary (default: built once from the pinned llama-cpp-python's llama.cpp)")
-    ap.add_argument("--requests-per-client", type=int, default=2, help="requests per level = max(--min-requests, this x c)")
+    ap.add_argument(
+        "--llama-server",
+        type=Path,
+        default=None,
+        help="llama-server binary (default: built once from the pinned llama-cpp-python's llama.cpp)",
+    )
+    ap.add_argument(
+        "--requests-per-client", type=int, default=2, help="requests per level = max(--min-requests, this x c)"
+    )
     ap.add_argument("--min-requests", type=int, default=8)
-    ap.add_argument("--issue-window", type=float, default=300.0,
-                    help="seconds per (server, concurrency) during which new requests are sent; sent ones finish")
-    ap.add_argument("--time-limit", type=float, default=900.0,
-                    help="seconds per (server, concurrency) after which running requests are cut")
+    ap.add_argument(
+        "--issue-window",
+        type=float,
+        default=300.0,
+        help="seconds per (server, concurrency) during which new requests are sent; sent ones finish",
+    )
+    ap.add_argument(
+        "--time-limit",
+        type=float,
+        default=900.0,
+        help="seconds per (server, concurrency) after which running requests are cut",
+    )
     ap.add_argument("--temperature", type=float, default=0.0)
     ap.add_argument("--model", default=None, help="GGUF to serve (default: the embedded SmolLM2-135M-Instruct Q4_1)")
-    ap.add_argument("--server-args", action="append", default=[], metavar="NAME=FLAGS",
-                    help='extra flags for one server, e.g. --server-args "pocketlm=--slots 32" (repeatable)')
+    ap.add_argument(
+        "--server-args",
+        action="append",
+        default=[],
+        metavar="NAME=FLAGS",
+        help='extra flags for one server, e.g. --server-args "pocketlm=--slots 32" (repeatable)',
+    )
     ap.add_argument("--out-dir", type=Path, default=REPO, help="BENCHMARKS.md goes here")
     ap.add_argument("--report-only", type=Path, default=None, help="re-render the report from a results.json")
     args = ap.parse_args(argv)
@@ -90,19 +119,36 @@ def paths(out_dir: Path) -> dict[str, Path]:
     """Where the outputs go: the report at out_dir, chart and raw results beside it."""
     in_repo = out_dir.resolve() == REPO
     side = REPO / "benchmarks" if in_repo else out_dir
-    return {"report": out_dir / "BENCHMARKS.md", "chart": side / "serving.png",
-            "results": side / "results.json", "logs": side / "logs" if not in_repo else Path("/tmp/pocketlm-bench-logs")}
+    return {
+        "report": out_dir / "BENCHMARKS.md",
+        "chart": side / "serving.png",
+        "results": side / "results.json",
+        "logs": side / "logs" if not in_repo else Path("/tmp/pocketlm-bench-logs"),
+    }
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                  if line.startswith("MemTotal"))
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem_kb = next(
+        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
+    )
     flags = Path("/proc/cpuinfo").read_text()
     simd = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in flags]
-    return {"cpu": cpu, "cores": os.cpu_count(), "simd": simd, "mem_gib": round(mem_kb / 2**20, 1),
-            "kernel": platform.release(), "python": platform.python_version()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "simd": simd,
+        "mem_gib": round(mem_kb / 2**20, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
 
 
 def versions() -> dict:
@@ -120,6 +166,7 @@ def cpu_busy(interval_s: float = 2.0) -> float:
 
     The load average would not do: it still remembers the server measured a minute ago.
     """
+
     def sample():
         fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
         return fields[3] + fields[4], sum(fields[:8])  # idle + iowait, total (guest time is inside user)
@@ -137,8 +184,13 @@ def requests_for(c: int, args) -> int:
 def measure(spec, workload: str, c: int, prompts, tokenizer, args, log_dir: Path) -> dict:
     """Start one server, warm it up, load it at concurrency c with one workload, stop it."""
     max_tokens = args.chat_max_tokens if workload == "chat" else args.max_tokens
-    cell = {"workload": workload, "server": spec.name, "label": spec.label, "concurrency": c,
-            "requests": requests_for(c, args)}
+    cell = {
+        "workload": workload,
+        "server": spec.name,
+        "label": spec.label,
+        "concurrency": c,
+        "requests": requests_for(c, args),
+    }
     busy_before = cpu_busy()
     try:
         with RunningServer(spec, log_dir) as server:
@@ -149,15 +201,31 @@ def measure(spec, workload: str, c: int, prompts, tokenizer, args, log_dir: Path
             # the first request's generation config for all later ones. On the chat workload it also
             # leaves the shared system prompt in one slot, as on any server that has answered before.
             warm_tokens = min(16, max_tokens)
-            warm = asyncio.run(run_load(server.target(warm_tokens), prompts[-1:], concurrency=1, n_requests=1,
-                                        max_tokens=warm_tokens, **common))
+            warm = asyncio.run(
+                run_load(
+                    server.target(warm_tokens),
+                    prompts[-1:],
+                    concurrency=1,
+                    n_requests=1,
+                    max_tokens=warm_tokens,
+                    **common,
+                )
+            )
             if warm["completed"] != 1:
                 raise ServerFailed(f"warm-up request failed: {warm['errors']}\n{server.log_tail()}")
             # Some servers finish loading on the first request (transformers' batching manager): count it.
             cell["first_reply_s"] = time.perf_counter() - server.started_at
-            cell["summary"] = asyncio.run(run_load(server.target(max_tokens), prompts, concurrency=c,
-                                                   n_requests=cell["requests"], max_tokens=max_tokens,
-                                                   issue_window_s=args.issue_window, **common))
+            cell["summary"] = asyncio.run(
+                run_load(
+                    server.target(max_tokens),
+                    prompts,
+                    concurrency=c,
+                    n_requests=cell["requests"],
+                    max_tokens=max_tokens,
+                    issue_window_s=args.issue_window,
+                    **common,
+                )
+            )
             cell["peak_rss_mb"] = server.peak_rss_mb()
     except ServerFailed as exc:
         cell["error"] = str(exc)
@@ -201,7 +269,7 @@ def run(args) -> dict:
         # The seeds' /generate has no chat messages: the Flask app sits the chat workload out.
         servers = [n for n in args.servers if workload != "chat" or peers[n].api == "openai"]
         for c in args.concurrency:
-            order = servers[turn % len(servers):] + servers[: turn % len(servers)]
+            order = servers[turn % len(servers) :] + servers[: turn % len(servers)]
             turn += 1
             for name in order:
                 print(f"[{time.strftime('%H:%M:%S')}] {workload} {name} c={c} ...", flush=True)
@@ -212,16 +280,28 @@ def run(args) -> dict:
         "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
         "duration_min": (time.time() - started) / 60,
         "command": "python benchmarks/run.py " + " ".join(sys.argv[1:]),
-        "machine": machine(), "versions": versions(), "model": str(gguf), "hf_dir": str(hf_dir),
-        "served_file": str(served), "llama_server": str(exe) if exe else None,
+        "machine": machine(),
+        "versions": versions(),
+        "model": str(gguf),
+        "hf_dir": str(hf_dir),
+        "served_file": str(served),
+        "llama_server": str(exe) if exe else None,
         "prompt_tokens": [tokenizer.count(p) for p in workloads["completions"]],
-        "chat_tokens": {"system": tokenizer.count(workloads["chat"][0][0]["content"]),
-                        "user": [tokenizer.count(m[1]["content"]) for m in workloads["chat"]]},
-        "settings": {"concurrency": args.concurrency, "max_tokens": args.max_tokens, "workloads": args.workloads,
-                     "chat_max_tokens": args.chat_max_tokens,
-                     "temperature": args.temperature, "issue_window_s": args.issue_window, "server_args": args.server_args,
-                     "time_limit_s": args.time_limit,
-                     "requests": {c: requests_for(c, args) for c in args.concurrency}},
+        "chat_tokens": {
+            "system": tokenizer.count(workloads["chat"][0][0]["content"]),
+            "user": [tokenizer.count(m[1]["content"]) for m in workloads["chat"]],
+        },
+        "settings": {
+            "concurrency": args.concurrency,
+            "max_tokens": args.max_tokens,
+            "workloads": args.workloads,
+            "chat_max_tokens": args.chat_max_tokens,
+            "temperature": args.temperature,
+            "issue_window_s": args.issue_window,
+            "server_args": args.server_args,
+            "time_limit_s": args.time_limit,
+            "requests": {c: requests_for(c, args) for c in args.concurrency},
+        },
         "cells": cells,
         "not_run": [n for n in ALL_SERVERS if n not in args.servers],
     }
@@ -231,9 +311,13 @@ def _one_line(cell: dict) -> str:
     if "error" in cell:
         return "ERROR " + cell["error"].splitlines()[0]
     s = cell["summary"]
-    return (f"ok {s['completed']} fail {s['failed']} cut {s['cut']} | {s['output_throughput']:.1f} tok/s | "
-            f"TTFT p50 {s['ttft_ms']['p50']:.0f} p99 {s['ttft_ms']['p99']:.0f} ms | ITL p50 {s['itl_ms']['p50'] or 0:.1f} ms | RSS {cell['peak_rss_mb']:.0f} MB | ready {cell['ready_s']:.1f} s | "
-            f"first reply {cell['first_reply_s']:.1f} s")
+    return (
+        f"ok {s['completed']} fail {s['failed']} cut {s['cut']} | {s['output_throughput']:.1f} tok/s | "
+        f"TTFT p50 {s['ttft_ms']['p50']:.0f} p99 {s['ttft_ms']['p99']:.0f} ms | "
+        f"ITL p50 {s['itl_ms']['p50'] or 0:.1f} ms | RSS {cell['peak_rss_mb']:.0f} MB | "
+        f"ready {cell['ready_s']:.1f} s | "
+        f"first reply {cell['first_reply_s']:.1f} s"
+    )
 
 
 def main(argv=None):

@@ -32,8 +32,15 @@ from pathlib import Path
 import httpx
 
 HERE = Path(__file__).resolve().parent
-PROMPTS = ["Once upon a time", "The capital of France is", "List three colours:", "Write a haiku about the sea.",
-           "def fibonacci(n):", "The quick brown fox", "Explain photosynthesis in one sentence."]
+PROMPTS = [
+    "Once upon a time",
+    "The capital of France is",
+    "List three colours:",
+    "Write a haiku about the sea.",
+    "def fibonacci(n):",
+    "The quick brown fox",
+    "Explain photosynthesis in one sentence.",
+]
 
 # kind -> (weight, route); the mix every client draws from
 MIX = {
@@ -58,8 +65,9 @@ class Tally:
         self.unexpected.append(f"{kind}: {what}")
 
 
-async def one_request(client: httpx.AsyncClient, kind: str, rng: random.Random, tally: Tally, t0: float,
-                      seen: list) -> None:
+async def one_request(
+    client: httpx.AsyncClient, kind: str, rng: random.Random, tally: Tally, t0: float, seen: list
+) -> None:
     """One request of ``kind``; ``seen`` gets its status once the response starts."""
     route = MIX[kind][1]
     max_tokens = rng.randint(8, 48)
@@ -165,9 +173,24 @@ def start_server(args) -> tuple[subprocess.Popen, str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = open(HERE / "soak-server.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "pocketlm", "serve", "--host", "127.0.0.1", "--port", str(port),
-                                "--slots", str(args.slots), "--max-queue", str(args.clients * 2)],
-                               stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pocketlm",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--slots",
+            str(args.slots),
+            "--max-queue",
+            str(args.clients * 2),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     for _ in range(600):
         try:
             if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
@@ -210,8 +233,9 @@ async def soak(url: str, pid: int, args) -> dict:
     before = server_counts(url)
     t0 = time.monotonic()
     deadline = t0 + args.duration
-    await asyncio.gather(sample_rss(pid, deadline, t0, rss),
-                         *(client_loop(url, i, deadline, tally, t0) for i in range(args.clients)))
+    await asyncio.gather(
+        sample_rss(pid, deadline, t0, rss), *(client_loop(url, i, deadline, tally, t0) for i in range(args.clients))
+    )
     elapsed = time.monotonic() - t0
     await asyncio.sleep(2)  # let the server finish counting the last abandoned streams
     rss.append((time.monotonic() - t0, rss_mb(pid)))
@@ -229,13 +253,18 @@ async def soak(url: str, pid: int, args) -> dict:
     chart(HERE / "soak.png", tally.tokens_at, rss, window=max(args.duration / 40, 5))
     tokens = sum(n for _, n in tally.tokens_at)
     return {
-        "clients": args.clients, "duration_s": round(elapsed, 1), "slots": args.slots,
-        "requests": sum(tally.by_kind.values()), "by_kind": dict(tally.by_kind),
+        "clients": args.clients,
+        "duration_s": round(elapsed, 1),
+        "slots": args.slots,
+        "requests": sum(tally.by_kind.values()),
+        "by_kind": dict(tally.by_kind),
         "statuses": {f"{r} {s}": n for (r, s), n in sorted(tally.statuses.items())},
         "server_statuses": {f"{r} {s}": n for (r, s), n in sorted(server.items())},
-        "unexpected_errors": len(tally.unexpected), "unexpected_examples": tally.unexpected[:10],
+        "unexpected_errors": len(tally.unexpected),
+        "unexpected_examples": tally.unexpected[:10],
         "metrics_mismatches": mismatches,
-        "tokens_received": tokens, "tokens_per_s": round(tokens / elapsed, 1),
+        "tokens_received": tokens,
+        "tokens_per_s": round(tokens / elapsed, 1),
         "rss_mb": {"start": round(rss[0][1], 1), "end": round(rss[-1][1], 1), "peak": round(max(m for _, m in rss), 1)},
     }
 

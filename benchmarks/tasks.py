@@ -73,8 +73,10 @@ async def closed_loop(concurrency: int, bodies: list[dict], send) -> tuple[list,
 
 async def bench_translation(url: str, concurrency: int, n_requests: int, sentences: list[str]) -> dict:
     per = 8
-    bodies = [{"q": " ".join(sentences[(i * per + k) % len(sentences)] for k in range(per)), "source": "en", "target": "pt"}
-              for i in range(n_requests)]
+    bodies = [
+        {"q": " ".join(sentences[(i * per + k) % len(sentences)] for k in range(per)), "source": "en", "target": "pt"}
+        for i in range(n_requests)
+    ]
 
     async def send(client, body):
         start = time.perf_counter()
@@ -83,14 +85,26 @@ async def bench_translation(url: str, concurrency: int, n_requests: int, sentenc
         return time.perf_counter() - start
 
     latencies, wall = await closed_loop(concurrency, bodies, send)
-    return {"concurrency": concurrency, "requests": n_requests, "sentences": n_requests * per, "wall_s": wall,
-            "sentences_per_s": n_requests * per / wall, "mean_latency_ms": 1000 * sum(latencies) / len(latencies)}
+    return {
+        "concurrency": concurrency,
+        "requests": n_requests,
+        "sentences": n_requests * per,
+        "wall_s": wall,
+        "sentences_per_s": n_requests * per / wall,
+        "mean_latency_ms": 1000 * sum(latencies) / len(latencies),
+    }
 
 
 async def bench_speech(url: str, concurrency: int, n_requests: int, sentences: list[str]) -> dict:
-    bodies = [{"model": "tts-1", "voice": "joe", "response_format": "wav",
-               "input": f"{sentences[2 * i % len(sentences)]} {sentences[(2 * i + 1) % len(sentences)]}"}
-              for i in range(n_requests)]
+    bodies = [
+        {
+            "model": "tts-1",
+            "voice": "joe",
+            "response_format": "wav",
+            "input": f"{sentences[2 * i % len(sentences)]} {sentences[(2 * i + 1) % len(sentences)]}",
+        }
+        for i in range(n_requests)
+    ]
 
     async def send(client, body):
         start = time.perf_counter()
@@ -103,19 +117,31 @@ async def bench_speech(url: str, concurrency: int, n_requests: int, sentences: l
 
     results, wall = await closed_loop(concurrency, bodies, send)
     audio = sum(a for _, a in results)
-    return {"concurrency": concurrency, "requests": n_requests, "audio_s": audio, "wall_s": wall,
-            "rtf_per_request": sum(e / a for e, a in results) / len(results),  # what one listener waits
-            "rtf_aggregate": wall / audio}  # what the server delivers: audio seconds per second of work
+    return {
+        "concurrency": concurrency,
+        "requests": n_requests,
+        "audio_s": audio,
+        "wall_s": wall,
+        "rtf_per_request": sum(e / a for e, a in results) / len(results),  # what one listener waits
+        "rtf_aggregate": wall / audio,
+    }  # what the server delivers: audio seconds per second of work
 
 
 async def bench_generation(url: str, prompts: list[str], tokenizer, args) -> dict:
     from loadgen import Target
 
-    summary = await run_load(Target(url, "openai", None, {"ignore_eos": True}), prompts, concurrency=16,
-                             n_requests=args.generation_requests, max_tokens=args.generation_max_tokens,
-                             time_limit_s=args.generation_time_limit, count=tokenizer.count)
-    return {k: summary[k] for k in ("completed", "failed", "cut", "duration_s", "output_throughput", "request_throughput")} | {
-        "tpot_ms_p50": summary["tpot_ms"]["p50"], "ttft_ms_p50": summary["ttft_ms"]["p50"]}
+    summary = await run_load(
+        Target(url, "openai", None, {"ignore_eos": True}),
+        prompts,
+        concurrency=16,
+        n_requests=args.generation_requests,
+        max_tokens=args.generation_max_tokens,
+        time_limit_s=args.generation_time_limit,
+        count=tokenizer.count,
+    )
+    return {
+        k: summary[k] for k in ("completed", "failed", "cut", "duration_s", "output_throughput", "request_throughput")
+    } | {"tpot_ms_p50": summary["tpot_ms"]["p50"], "ttft_ms_p50": summary["ttft_ms"]["p50"]}
 
 
 async def run(args, url: str) -> dict:
@@ -131,17 +157,29 @@ async def run(args, url: str) -> dict:
         print("generation c=16, no task model loaded:", json.dumps(out["generation"]["before_tasks"]))
     # Load both task models first, so load time is not counted as throughput.
     async with httpx.AsyncClient(timeout=300, trust_env=False) as client:
-        (await client.post(f"{url}/translate", json={"q": "Warm up.", "source": "en", "target": "pt"})).raise_for_status()
-        (await client.post(f"{url}/v1/audio/speech", json={"input": "Warm up.", "voice": "joe", "response_format": "wav"})).raise_for_status()
+        (
+            await client.post(f"{url}/translate", json={"q": "Warm up.", "source": "en", "target": "pt"})
+        ).raise_for_status()
+        (
+            await client.post(
+                f"{url}/v1/audio/speech", json={"input": "Warm up.", "voice": "joe", "response_format": "wav"}
+            )
+        ).raise_for_status()
     for c in (1, 4):
         row = await bench_translation(url, c, args.translation_requests, sentences)
         out["translation"].append(row)
-        print(f"translation c={c}: {row['sentences_per_s']:.1f} sentences/s, mean latency {row['mean_latency_ms']:.0f} ms / 8 sentences")
+        print(
+            f"translation c={c}: {row['sentences_per_s']:.1f} sentences/s, "
+            f"mean latency {row['mean_latency_ms']:.0f} ms / 8 sentences"
+        )
     for c in (1, 4):
         row = await bench_speech(url, c, args.speech_requests, sentences)
         out["speech"].append(row)
-        print(f"speech c={c}: real-time factor {row['rtf_per_request']:.3f} per request, {row['rtf_aggregate']:.3f} aggregate "
-              f"({row['audio_s']:.0f} s of audio in {row['wall_s']:.1f} s)")
+        print(
+            f"speech c={c}: real-time factor {row['rtf_per_request']:.3f} per request, "
+            f"{row['rtf_aggregate']:.3f} aggregate "
+            f"({row['audio_s']:.0f} s of audio in {row['wall_s']:.1f} s)"
+        )
     if not args.skip_generation:
         out["generation"]["with_tasks_loaded"] = await bench_generation(url, prompts, tokenizer, args)
         print("generation c=16, translation and speech loaded:", json.dumps(out["generation"]["with_tasks_loaded"]))
@@ -167,8 +205,12 @@ def pt_phoneme_coverage(n_sentences: int = 150) -> dict:
     counts = Counter(speaker.phonemes(portuguese, "joe-pt-br"))
     total = sum(counts.values())
     unseen = {p: c for p, c in counts.most_common() if p not in seen}
-    return {"sentences": len(sentences), "pt_phoneme_tokens": total,
-            "covered_share": 1 - sum(unseen.values()) / total, "unseen": unseen}
+    return {
+        "sentences": len(sentences),
+        "pt_phoneme_tokens": total,
+        "covered_share": 1 - sum(unseen.values()) / total,
+        "unseen": unseen,
+    }
 
 
 def main(argv=None):
@@ -177,11 +219,19 @@ def main(argv=None):
     ap.add_argument("--speech-requests", type=int, default=12)
     ap.add_argument("--generation-requests", type=int, default=48)
     ap.add_argument("--generation-max-tokens", type=int, default=64)
-    ap.add_argument("--generation-time-limit", type=float, default=600.0, help="seconds; requests still running are cut")
+    ap.add_argument(
+        "--generation-time-limit", type=float, default=600.0, help="seconds; requests still running are cut"
+    )
     ap.add_argument("--skip-generation", action="store_true", help="only the task models")
-    ap.add_argument("--pt-phonemes", action="store_true", help="only the Portuguese phoneme coverage of the voice (no server)")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="the server's --threads (llama.cpp); 1 keeps a busy machine from stalling its thread barriers")
+    ap.add_argument(
+        "--pt-phonemes", action="store_true", help="only the Portuguese phoneme coverage of the voice (no server)"
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="the server's --threads (llama.cpp); 1 keeps a busy machine from stalling its thread barriers",
+    )
     ap.add_argument("--out", type=Path, default=HERE / "tasks_results.json")
     args = ap.parse_args(argv)
     if args.pt_phonemes:

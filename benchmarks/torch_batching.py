@@ -39,8 +39,10 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     sizes = [int(b) for b in args.batch.split(",")]
-    modes = {m: TorchBackend(args.model, slots=max(sizes), n_ctx=8192, batched=m == "batched")
-             for m in ("batched", "sequential")}
+    modes = {
+        m: TorchBackend(args.model, slots=max(sizes), n_ctx=8192, batched=m == "batched")
+        for m in ("batched", "sequential")
+    }
     prompt = modes["batched"].tokenize(PROMPT)
     print("batch | batched tok/s | sequential tok/s   (medians; modes interleaved)")
     for batch in sizes:
@@ -48,7 +50,9 @@ def main():
         for _ in range(args.runs):
             for m, backend in modes.items():
                 runs[m].append(decode_tok_s(backend, prompt, batch, args.steps))
-        print(f"{batch:>5} | {statistics.median(runs['batched']):>13.1f} | {statistics.median(runs['sequential']):>16.1f}")
+        print(
+            f"{batch:>5} | {statistics.median(runs['batched']):>13.1f} | {statistics.median(runs['sequential']):>16.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,12 +1,23 @@
 #!/usr/bin/env bash
 # Build the Dockerfile's base image locally, for machines that cannot pull from Docker Hub:
-# Debian bookworm (python3 3.11) made by debootstrap from the Debian mirror, imported with `docker import`.
+# Debian bookworm (python3 3.11) made by debootstrap from the machine's Debian mirror, imported with `docker import`.
 #   docker/base-image.sh [TAG]        (default pocketlm-base:bookworm; needs root, debootstrap and docker)
 # Certificate authorities this machine trusts beyond Debian's (/usr/local/share/ca-certificates, e.g. a
 # proxy's) are copied in, so pip and uv inside the build reach PyPI through the same proxy.
 set -euo pipefail
 TAG=${1:-pocketlm-base:bookworm}
-MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# The Debian mirror this machine's own apt uses (a local mirror or proxy where there is one); DEBIAN_MIRROR overrides.
+apt_mirror() {
+    { cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk '$1 == "deb" {print ($2 ~ /^\[/ ? $3 : $2)}'
+      cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '$1 == "URIs:" {for (i = 2; i <= NF; i++) print $i}'
+    } | grep -E '/debian/?$' | head -n 1
+}
+MIRROR=${DEBIAN_MIRROR:-$(apt_mirror)}
+if [ -z "$MIRROR" ]; then
+    echo "no Debian mirror in /etc/apt (sources.list, sources.list.d): set DEBIAN_MIRROR=http://.../debian" >&2
+    exit 1
+fi
+echo "Debian mirror: $MIRROR"
 if docker image inspect "$TAG" >/dev/null 2>&1; then
     echo "$TAG exists"; exit 0
 fi

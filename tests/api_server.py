@@ -32,7 +32,9 @@ class Server:
         self.log_path = Path(tempfile.mkstemp(prefix="pocketlm-serve-", suffix=".log")[1])
         self._log = self.log_path.open("wb")
         command = [sys.executable, "-m", "pocketlm", "serve", "--host", "127.0.0.1", "--port", str(self.port), *args]
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        self.process = subprocess.Popen(
+            command, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
         self._wait_ready()
 
     def _wait_ready(self) -> None:
@@ -82,7 +84,7 @@ def sse_events(lines) -> list:
     events = []
     for line in lines:
         if line.startswith("data: "):
-            data = line[len("data: "):]
+            data = line[len("data: ") :]
             events.append(data if data == "[DONE]" else json.loads(data))
     return events
 

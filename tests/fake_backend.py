@@ -27,15 +27,31 @@ ALTERNATIVE = ord("?")  # always the second most likely token
 
 
 class FakeBackend(Backend):
-    def __init__(self, script: str = " Paris is lovely.", *, slots: int = 4, n_ctx: int = 128, chat_template: str | None = None,
-                 step_seconds: float = 0.0, path: str = ""):
+    def __init__(
+        self,
+        script: str = " Paris is lovely.",
+        *,
+        slots: int = 4,
+        n_ctx: int = 128,
+        chat_template: str | None = None,
+        step_seconds: float = 0.0,
+        path: str = "",
+    ):
         self.step_seconds = step_seconds  # > 0: a slow model, for timeouts and shutdowns mid-request
         self.script = list(script.encode("utf-8")) + [EOS]
         self.slots, self.n_ctx = slots, n_ctx
         self.eog_ids = frozenset({EOS})
         self.info = ModelInfo(
-            name="fake-model", path=path, architecture="fake", n_ctx_train=n_ctx, n_vocab=N_VOCAB, n_params=0,
-            quantization="F32", chat_template=chat_template, bos_token="<s>", eos_token="</s>",
+            name="fake-model",
+            path=path,
+            architecture="fake",
+            n_ctx_train=n_ctx,
+            n_vocab=N_VOCAB,
+            n_params=0,
+            quantization="F32",
+            chat_template=chat_template,
+            bos_token="<s>",
+            eos_token="</s>",
         )
         self.cache: list[list[int]] = [[] for _ in range(slots)]
         self.prompt_end: list[int | None] = [None] * slots  # where the scripted answer starts in each slot
@@ -46,7 +62,7 @@ class FakeBackend(Backend):
             special = next((s for s in SPECIALS if add_special and text.startswith(s)), None)
             if special:
                 ids.append(SPECIALS[special])
-                text = text[len(special):]
+                text = text[len(special) :]
             else:
                 ids.extend(text[0].encode("utf-8"))
                 text = text[1:]
@@ -60,7 +76,9 @@ class FakeBackend(Backend):
         rows = []
         for chunk in chunks:
             cache = self.cache[chunk.seq]
-            assert len(cache) == chunk.pos, f"slot {chunk.seq}: cache holds {len(cache)} tokens, chunk starts at {chunk.pos}"
+            assert len(cache) == chunk.pos, (
+                f"slot {chunk.seq}: cache holds {len(cache)} tokens, chunk starts at {chunk.pos}"
+            )
             for i, token in enumerate(chunk.tokens):
                 cache.append(token)
                 if i >= len(chunk.tokens) - chunk.n_logits:
@@ -89,8 +107,16 @@ class FakeBackend(Backend):
 
 
 @contextlib.contextmanager
-def fake_engine(script: str = " Paris is lovely.", *, slots: int = 4, n_ctx: int = 128, step_seconds: float = 0.0,
-                max_queue: int = EngineConfig.max_queue, path: str = "", **limits):
+def fake_engine(
+    script: str = " Paris is lovely.",
+    *,
+    slots: int = 4,
+    n_ctx: int = 128,
+    step_seconds: float = 0.0,
+    max_queue: int = EngineConfig.max_queue,
+    path: str = "",
+    **limits,
+):
     """A started engine on a FakeBackend; ``limits`` fill ``Limits`` (max_prompt_tokens=..., max_n=...).
 
     ``path``: the model directory ``engine.info.path`` names (what the inspection routes open on torch)."""

@@ -14,6 +14,7 @@ import time
 
 import httpx
 import pytest
+
 from api_server import Server, assert_openai_error
 
 KEY = "sk-abuse-test-8f3c2a"
@@ -23,8 +24,24 @@ BOUND = 30  # seconds a normal request may take on a busy 2-core machine, abuse 
 
 @pytest.fixture(scope="module")
 def server():
-    s = Server("--slots", "2", "--api-key", KEY, "--header-timeout", "2", "--body-timeout", "2", "--send-timeout", "2",
-               "--keep-alive", "1", "--max-connections", "48", "--send-buffer-bytes", "16384")
+    s = Server(
+        "--slots",
+        "2",
+        "--api-key",
+        KEY,
+        "--header-timeout",
+        "2",
+        "--body-timeout",
+        "2",
+        "--send-timeout",
+        "2",
+        "--keep-alive",
+        "1",
+        "--max-connections",
+        "48",
+        "--send-buffer-bytes",
+        "16384",
+    )
     yield s
     s.stop()
 
@@ -38,8 +55,12 @@ def assert_answers(server: Server, bound: float = BOUND) -> None:
     deadline = time.monotonic() + bound
     while True:
         try:
-            r = httpx.post(f"{server.url}/v1/completions", headers=auth(), timeout=bound,
-                           json={"prompt": "The capital of France is", "max_tokens": 2, "temperature": 0})
+            r = httpx.post(
+                f"{server.url}/v1/completions",
+                headers=auth(),
+                timeout=bound,
+                json={"prompt": "The capital of France is", "max_tokens": 2, "temperature": 0},
+            )
             if r.status_code == 200:
                 assert r.json()["usage"]["completion_tokens"] == 2
                 return
@@ -133,8 +154,10 @@ def test_a_connection_that_sends_nothing_is_closed(server):
 
 def test_a_trickled_body_gets_408(server):
     sock = raw(server)
-    sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 b"Authorization: Bearer " + KEY.encode() + b"\r\nContent-Length: 1000\r\n\r\n{\"prompt\": \"")
+    sock.sendall(
+        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + KEY.encode() + b'\r\nContent-Length: 1000\r\n\r\n{"prompt": "'
+    )
     other = in_background(server)
     started, reply = time.monotonic(), b""
     while time.monotonic() - started < LIMITS["body_timeout"] + 10:
@@ -187,24 +210,40 @@ def test_deeply_nested_json_and_huge_strings(server):
         assert_openai_error(httpx.post(url, content=deep_object, headers=headers, timeout=BOUND), 400)
         huge = json.dumps({"prompt": "a" * (2 << 20)})
         assert_openai_error(httpx.post(url, content=huge, headers=headers, timeout=BOUND), 413)
-        long_prompt = json.dumps({"prompt": "word " * 180_000, "max_tokens": 2})  # 900 KB: fits the cap, not the context
-        assert assert_openai_error(httpx.post(url, content=long_prompt, headers=headers, timeout=BOUND), 400,
-                                   "prompt")["code"] == "context_length_exceeded"
+        long_prompt = json.dumps(
+            {"prompt": "word " * 180_000, "max_tokens": 2}
+        )  # 900 KB: fits the cap, not the context
+        assert (
+            assert_openai_error(httpx.post(url, content=long_prompt, headers=headers, timeout=BOUND), 400, "prompt")[
+                "code"
+            ]
+            == "context_length_exceeded"
+        )
     assert_answers(server)
     assert rss_mb(server) - before < 100
 
 
-@pytest.mark.parametrize("route, field", [("/v1/completions", "prompt"), ("/v1/chat/completions", "messages"),
-                                          ("/generate", "prompt"), ("/tokenize", "text")])
+@pytest.mark.parametrize(
+    "route, field",
+    [
+        ("/v1/completions", "prompt"),
+        ("/v1/chat/completions", "messages"),
+        ("/generate", "prompt"),
+        ("/tokenize", "text"),
+    ],
+)
 def test_invalid_utf8_and_lone_surrogates_are_400(server, route, field):
     headers = {**auth(), "Content-Type": "application/json"}
     value = '[{"role": "user", "content": "%s"}]' if field == "messages" else '"%s"'
     limit = "max_new_tokens" if route == "/generate" else "max_tokens"
     for text, expected in (("\\ud800 hi", "surrogate"), ("hi \\udfff", "surrogate"), ("\xff\xfe", "UTF-8")):
-        body = ('{"%s": %s, "%s": 2}' % (field, value % text, limit)).encode("latin-1")
-        error = assert_openai_error(httpx.post(f"{server.url}{route}", content=body, headers=headers, timeout=BOUND), 400, "body")
+        body = f'{{"{field}": {value % text}, "{limit}": 2}}'.encode("latin-1")
+        error = assert_openai_error(
+            httpx.post(f"{server.url}{route}", content=body, headers=headers, timeout=BOUND), 400, "body"
+        )
         assert expected in error["message"]
-    ok = ('{"%s": %s, "%s": 2}' % (field, value % "caf\\u00e9 \\ud83d\\ude00", limit)).encode()  # a real pair: fine
+    pair = "caf\\u00e9 \\ud83d\\ude00"  # a real pair: fine
+    ok = f'{{"{field}": {value % pair}, "{limit}": 2}}'.encode()
     assert httpx.post(f"{server.url}{route}", content=ok, headers=headers, timeout=BOUND).status_code == 200
     assert_answers(server)
 
@@ -217,8 +256,20 @@ def fast_server():
     """A tiny random Llama (thousands of tokens/s even on a busy machine), so a stream outruns a small buffer."""
     from tiny_models import tiny_model_dir
 
-    s = Server("--model", str(tiny_model_dir("llama")), "--slots", "3", "--n-ctx", "4096", "--api-key", KEY,  # one slot stays free
-               "--send-timeout", "2", "--send-buffer-bytes", "16384")
+    s = Server(
+        "--model",
+        str(tiny_model_dir("llama")),
+        "--slots",
+        "3",
+        "--n-ctx",
+        "4096",
+        "--api-key",
+        KEY,  # one slot stays free
+        "--send-timeout",
+        "2",
+        "--send-buffer-bytes",
+        "16384",
+    )
     yield s
     s.stop()
 
@@ -229,9 +280,17 @@ def test_a_client_that_never_reads_its_stream_is_dropped(fast_server):
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: the window it advertises
     sock.connect(("127.0.0.1", server.port))
-    body = json.dumps({"prompt": "Once upon a time", "max_tokens": 2000, "n": 2, "ignore_eos": True, "stream": True}).encode()
-    sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer "
-                 + KEY.encode() + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    body = json.dumps(
+        {"prompt": "Once upon a time", "max_tokens": 2000, "n": 2, "ignore_eos": True, "stream": True}
+    ).encode()
+    sock.sendall(
+        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer "
+        + KEY.encode()
+        + b"\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
     try:
         other = in_background(server)
         deadline = time.monotonic() + 120
@@ -272,8 +331,10 @@ def test_public_docs_flag_opens_only_the_docs():
 
 
 def test_cors_is_off_unless_asked(server):
-    preflight = httpx.options(f"{server.url}/v1/chat/completions", headers={
-        "Origin": "http://evil.example", "Access-Control-Request-Method": "POST"})
+    preflight = httpx.options(
+        f"{server.url}/v1/chat/completions",
+        headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"},
+    )
     assert "access-control-allow-origin" not in preflight.headers
     simple = httpx.get(f"{server.url}/health", headers={"Origin": "http://evil.example"})
     assert "access-control-allow-origin" not in simple.headers

@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from api_server import assert_openai_error, sse_events
-from fake_backend import BOS, fake_engine
 from starlette.testclient import TestClient
 
+from api_server import assert_openai_error, sse_events
+from fake_backend import BOS, fake_engine
 from pocketlm.api import Settings, create_app
 from pocketlm.api.wire import openai, seeds, tgi
 from pocketlm.api.wire.openai import ChatCompletionRequest, CompletionRequest
@@ -22,8 +22,10 @@ from pocketlm.api.wire.tgi import TGIRequest
 from pocketlm.engine.params import DESCRIPTIONS
 
 # Longer than every default limit (16, 50, 100 tokens); one byte is one token.
-SCRIPT = (" Paris.\nUser: and Rome?\nAssistant: Rome is the capital of Italy; both are old cities "
-          "with many museums, bridges, parks and squares.")
+SCRIPT = (
+    " Paris.\nUser: and Rome?\nAssistant: Rome is the capital of Italy; both are old cities "
+    "with many museums, bridges, parks and squares."
+)
 PROMPT = "Capital of France?"
 
 
@@ -59,17 +61,22 @@ def test_script_is_longer_than_every_default():
 
 # ------------------------------------------------------------------------------ the seeds' /generate
 
+
 def test_seeds_response_repeats_the_prompt_with_50_new_tokens(client):
     body = client.post("/generate", json={"prompt": PROMPT}).json()
-    assert body == {"response": PROMPT + SCRIPT[:seeds.DEFAULT_MAX_NEW_TOKENS]}
+    assert body == {"response": PROMPT + SCRIPT[: seeds.DEFAULT_MAX_NEW_TOKENS]}
 
 
 def test_seeds_max_length_counts_the_prompt(client):
     prompt_tokens = len(tokenize("ab"))
     body = client.post("/generate", json={"prompt": "ab", "max_length": prompt_tokens + 4}).json()
     assert body == {"response": "ab" + SCRIPT[:4]}
-    assert client.post("/generate", json={"prompt": "ab", "max_length": prompt_tokens, "do_sample": False}).json()["response"] \
-        == "ab" + SCRIPT[:1]  # a prompt already max_length long still gets one new token, as HF generate
+    assert (
+        client.post("/generate", json={"prompt": "ab", "max_length": prompt_tokens, "do_sample": False}).json()[
+            "response"
+        ]
+        == "ab" + SCRIPT[:1]
+    )  # a prompt already max_length long still gets one new token, as HF generate
     error(client, "/generate", {"prompt": "ab", "max_length": 10, "max_new_tokens": 2}, "max_length")
     error(client, "/generate", {"prompt": "ab", "max_length": 10**6}, "max_length")  # the engine's max_new_tokens limit
 
@@ -98,9 +105,12 @@ def test_seeds_errors_name_the_seeds_fields(client):
 
 # ------------------------------------------------------------------------------ TGI
 
+
 def test_tgi_continuation_only_100_tokens_by_default(client):
     for route in ("/", "/generate"):
-        assert client.post(route, json={"inputs": PROMPT}).json() == {"generated_text": SCRIPT[:tgi.DEFAULT_MAX_NEW_TOKENS]}
+        assert client.post(route, json={"inputs": PROMPT}).json() == {
+            "generated_text": SCRIPT[: tgi.DEFAULT_MAX_NEW_TOKENS]
+        }
 
 
 def test_tgi_do_sample_is_inferred_from_sampling_parameters():
@@ -115,23 +125,46 @@ def test_tgi_do_sample_is_inferred_from_sampling_parameters():
 
 
 def test_tgi_details_truncate_and_full_text(client):
-    body = client.post("/", json={"inputs": "abcdef", "parameters": {
-        "max_new_tokens": 3, "details": True, "truncate": 2, "return_full_text": True, "seed": 4}}).json()
+    body = client.post(
+        "/",
+        json={
+            "inputs": "abcdef",
+            "parameters": {"max_new_tokens": 3, "details": True, "truncate": 2, "return_full_text": True, "seed": 4},
+        },
+    ).json()
     assert body["generated_text"] == "abcdef" + SCRIPT[:3]
     details = body["details"]
-    assert (details["finish_reason"], details["generated_tokens"], details["input_length"], details["seed"]) == ("length", 3, 2, 4)
-    assert [t["text"] for t in details["tokens"]] == list(SCRIPT[:3]) and all(t["logprob"] <= 0 for t in details["tokens"])
+    assert (details["finish_reason"], details["generated_tokens"], details["input_length"], details["seed"]) == (
+        "length",
+        3,
+        2,
+        4,
+    )
+    assert [t["text"] for t in details["tokens"]] == list(SCRIPT[:3]) and all(
+        t["logprob"] <= 0 for t in details["tokens"]
+    )
     stopped = client.post("/", json={"inputs": "x", "parameters": {"stop": ["."], "details": True}}).json()
     assert stopped["generated_text"] == " Paris" and stopped["details"]["finish_reason"] == "stop_sequence"
     error(client, "/", {"inputs": "abc", "parameters": {"truncate": 0}}, "parameters.truncate")
 
 
 def test_tgi_refuses_what_it_does_not_implement_naming_the_parameter(client):
-    for name, value in (("watermark", True), ("best_of", 2), ("typical_p", 0.5), ("grammar", {"type": "json"}),
-                        ("decoder_input_details", True), ("adapter_id", "x")):
+    for name, value in (
+        ("watermark", True),
+        ("best_of", 2),
+        ("typical_p", 0.5),
+        ("grammar", {"type": "json"}),
+        ("decoder_input_details", True),
+        ("adapter_id", "x"),
+    ):
         err = error(client, "/", {"inputs": "x", "parameters": {name: value}}, f"parameters.{name}")
         assert err["code"] == "unsupported_parameter"
-    assert client.post("/", json={"inputs": "x", "parameters": {"best_of": 1, "typical_p": 1.0, "max_new_tokens": 1}}).status_code == 200
+    assert (
+        client.post(
+            "/", json={"inputs": "x", "parameters": {"best_of": 1, "typical_p": 1.0, "max_new_tokens": 1}}
+        ).status_code
+        == 200
+    )
 
 
 def test_tgi_errors_name_the_tgi_fields(client):
@@ -152,6 +185,7 @@ def test_tgi_stream_events(client):
 
 # ------------------------------------------------------------------------------ OpenAI completions
 
+
 def test_completions_16_tokens_by_default_with_usage(client):
     body = client.post("/v1/completions", json={"prompt": PROMPT}).json()
     assert body["object"] == "text_completion" and body["model"] == "fake-model"
@@ -159,7 +193,10 @@ def test_completions_16_tokens_by_default_with_usage(client):
     n = len(tokenize(PROMPT))
     usage = body["usage"]
     assert {k: usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")} == {
-        "prompt_tokens": n, "completion_tokens": 16, "total_tokens": n + 16}
+        "prompt_tokens": n,
+        "completion_tokens": 16,
+        "total_tokens": n + 16,
+    }
     # Asked again, the prompt's keys/values are still in a free slot: all but its last token are reused.
     again = client.post("/v1/completions", json={"prompt": PROMPT}).json()
     assert again["usage"]["prompt_tokens_details"] == {"cached_tokens": n - 1}
@@ -187,8 +224,12 @@ def test_completions_logprobs(client):
 
 
 def test_completions_refusals_and_renames(client):
-    for body, param in (({"best_of": 2}, "best_of"), ({"suffix": "x"}, "suffix"), ({"echo": True, "logprobs": 1}, "echo"),
-                        ({"logit_bias": {"1": 5}}, "logit_bias")):
+    for body, param in (
+        ({"best_of": 2}, "best_of"),
+        ({"suffix": "x"}, "suffix"),
+        ({"echo": True, "logprobs": 1}, "echo"),
+        ({"logit_bias": {"1": 5}}, "logit_bias"),
+    ):
         assert error(client, "/v1/completions", {"prompt": "x", **body}, param)["code"] == "unsupported_parameter"
     error(client, "/v1/completions", {"prompt": "x", "max_tokens": 0}, "max_tokens")
     error(client, "/v1/completions", {"prompt": "x", "n": 5}, "n")
@@ -197,8 +238,11 @@ def test_completions_refusals_and_renames(client):
 
 # ------------------------------------------------------------------------------ OpenAI chat
 
+
 def chat(client, messages=None, **fields):
-    return client.post("/v1/chat/completions", json={"messages": messages or [{"role": "user", "content": PROMPT}], **fields})
+    return client.post(
+        "/v1/chat/completions", json={"messages": messages or [{"role": "user", "content": PROMPT}], **fields}
+    )
 
 
 def test_chat_uses_the_engine_chat_path_and_stops_at_the_next_user_turn(client, engine):
@@ -213,52 +257,100 @@ def test_chat_uses_the_engine_chat_path_and_stops_at_the_next_user_turn(client, 
 def test_chat_max_tokens_and_max_completion_tokens(client):
     for name in ("max_tokens", "max_completion_tokens"):
         body = chat(client, **{name: 3}).json()
-        assert body["choices"][0]["message"]["content"] == SCRIPT[:3] and body["choices"][0]["finish_reason"] == "length"
+        assert (
+            body["choices"][0]["message"]["content"] == SCRIPT[:3] and body["choices"][0]["finish_reason"] == "length"
+        )
         error(client, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], name: 0}, name)
-    assert chat(client, max_tokens=3, max_completion_tokens=3).status_code == 400  # one name only: the OpenAPI document can say so
-    error(client, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "max_tokens": 3,
-                                           "max_completion_tokens": 4}, "max_completion_tokens")
+    assert (
+        chat(client, max_tokens=3, max_completion_tokens=3).status_code == 400
+    )  # one name only: the OpenAPI document can say so
+    error(
+        client,
+        "/v1/chat/completions",
+        {"messages": [{"role": "user", "content": "x"}], "max_tokens": 3, "max_completion_tokens": 4},
+        "max_completion_tokens",
+    )
 
 
 def test_chat_logprobs(client):
-    error(client, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}, "top_logprobs")
-    error(client, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "logprobs": True,
-                                           "top_logprobs": 100}, "top_logprobs")
+    error(
+        client,
+        "/v1/chat/completions",
+        {"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2},
+        "top_logprobs",
+    )
+    error(
+        client,
+        "/v1/chat/completions",
+        {"messages": [{"role": "user", "content": "x"}], "logprobs": True, "top_logprobs": 100},
+        "top_logprobs",
+    )
     content = chat(client, max_tokens=2, logprobs=True, top_logprobs=2).json()["choices"][0]["logprobs"]["content"]
     assert [t["token"] for t in content] == list(SCRIPT[:2])
-    assert all([a["token"] for a in t["top_logprobs"]] == [t["token"], "?"] and t["bytes"] == list(t["token"].encode())
-               for t in content)
+    assert all(
+        [a["token"] for a in t["top_logprobs"]] == [t["token"], "?"] and t["bytes"] == list(t["token"].encode())
+        for t in content
+    )
 
 
 def test_chat_roles_and_content_parts(client, engine):
     developer = chat(client, [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "Hi"}]).json()
     as_system = engine.render_chat([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])
     assert developer["usage"]["prompt_tokens"] == len(tokenize(as_system))
-    parts = chat(client, [{"role": "user", "content": [{"type": "text", "text": "Capital"}, {"type": "text", "text": " of France?"}]}])
+    parts = chat(
+        client,
+        [{"role": "user", "content": [{"type": "text", "text": "Capital"}, {"type": "text", "text": " of France?"}]}],
+    )
     assert parts.json()["usage"] == chat(client).json()["usage"]
     for role in ("tool", "function"):
-        assert "tool calling" in error(client, "/v1/chat/completions", {"messages": [{"role": role, "content": "4"}]},
-                                       "messages[0].role")["message"]
-    error(client, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}, {"role": "wizard", "content": "y"}]},
-          "messages[1].role")
-    error(client, "/v1/chat/completions", {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages[0].content")
+        assert (
+            "tool calling"
+            in error(
+                client, "/v1/chat/completions", {"messages": [{"role": role, "content": "4"}]}, "messages[0].role"
+            )["message"]
+        )
+    error(
+        client,
+        "/v1/chat/completions",
+        {"messages": [{"role": "user", "content": "x"}, {"role": "wizard", "content": "y"}]},
+        "messages[1].role",
+    )
+    error(
+        client,
+        "/v1/chat/completions",
+        {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
+        "messages[0].content",
+    )
     error(client, "/v1/chat/completions", {"messages": [{"role": "user"}]}, "messages[0].content")
-    assert "non-empty" in error(client, "/v1/chat/completions", {"messages": []}, "messages")["message"]  # the engine's check
+    assert (
+        "non-empty" in error(client, "/v1/chat/completions", {"messages": []}, "messages")["message"]
+    )  # the engine's check
 
 
 def test_chat_refuses_tools_and_non_text_formats(client):
     message = [{"role": "user", "content": "x"}]
     error(client, "/v1/chat/completions", {"messages": message, "tools": [{"type": "function"}]}, "tools")
     error(client, "/v1/chat/completions", {"messages": message, "tool_choice": "auto"}, "tool_choice")
-    error(client, "/v1/chat/completions", {"messages": [{"role": "assistant", "content": None, "tool_calls": [{"id": "1"}]}]},
-          "messages[0].tool_calls")
-    error(client, "/v1/chat/completions", {"messages": message, "response_format": {"type": "json_object"}}, "response_format")
+    error(
+        client,
+        "/v1/chat/completions",
+        {"messages": [{"role": "assistant", "content": None, "tool_calls": [{"id": "1"}]}]},
+        "messages[0].tool_calls",
+    )
+    error(
+        client,
+        "/v1/chat/completions",
+        {"messages": message, "response_format": {"type": "json_object"}},
+        "response_format",
+    )
     ok = {"messages": message, "tools": [], "tool_choice": "none", "response_format": {"type": "text"}, "max_tokens": 1}
     assert client.post("/v1/chat/completions", json=ok).status_code == 200
 
 
 def test_chat_translation():
-    messages, params, aliases = ChatCompletionRequest(messages=[{"role": "user", "content": "x"}], logprobs=True).engine_request()
+    messages, params, aliases = ChatCompletionRequest(
+        messages=[{"role": "user", "content": "x"}], logprobs=True
+    ).engine_request()
     assert messages == [{"role": "user", "content": "x"}]
     assert params.max_new_tokens is None and params.logprobs == 0  # until the turn ends; the chosen token only
     assert aliases["prompt"] == "messages"
@@ -267,9 +359,18 @@ def test_chat_translation():
 
 # ------------------------------------------------------------------------------ OpenAI streaming
 
+
 def test_chat_stream_chunks(client):
-    events = stream(client, "/v1/chat/completions", {"messages": [{"role": "user", "content": PROMPT}], "n": 2,
-                                                     "stream": True, "stream_options": {"include_usage": True}})
+    events = stream(
+        client,
+        "/v1/chat/completions",
+        {
+            "messages": [{"role": "user", "content": PROMPT}],
+            "n": 2,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+    )
     assert events[-1] == "[DONE]"
     chunks = events[:-1]
     assert len({c["id"] for c in chunks}) == 1 and all(c["object"] == "chat.completion.chunk" for c in chunks)
@@ -295,7 +396,12 @@ def test_completion_stream_chunks(client):
 
 
 def test_stream_errors_before_the_first_byte_are_plain_errors(client):
-    error(client, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "stream": True, "max_tokens": 0}, "max_tokens")
+    error(
+        client,
+        "/v1/chat/completions",
+        {"messages": [{"role": "user", "content": "x"}], "stream": True, "max_tokens": 0},
+        "max_tokens",
+    )
 
 
 # ------------------------------------------------------------------------------ failures after the answer started
@@ -305,10 +411,15 @@ LONG = {"max_tokens": 200, "ignore_eos": True}
 
 def test_request_timeout_is_504_or_an_error_event():
     # 300 scripted tokens with no "User:" turn, 10 ms a step: every request outlives the 0.2 s timeout.
-    with fake_engine("la " * 100, n_ctx=512, step_seconds=0.01) as slow, TestClient(create_app(slow, Settings(request_timeout=0.2))) as client:
+    with (
+        fake_engine("la " * 100, n_ctx=512, step_seconds=0.01) as slow,
+        TestClient(create_app(slow, Settings(request_timeout=0.2))) as client,
+    ):
         err = error(client, "/v1/completions", {"prompt": "x", **LONG}, None, status=504)
         assert err["code"] == "request_timeout"
-        events = stream(client, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "stream": True, **LONG})
+        events = stream(
+            client, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "stream": True, **LONG}
+        )
         assert events[-1]["error"]["code"] == "request_timeout"  # OpenAI's shape, then the stream ends
         tgi_events = stream(client, "/generate_stream", {"inputs": "x", "parameters": {"max_new_tokens": 200}})
         assert tgi_events[-1] == {"error": tgi_events[-1]["error"], "error_type": "generation"}
@@ -336,14 +447,23 @@ def test_a_shutdown_mid_stream_ends_it_with_an_error_event():
 
 # ------------------------------------------------------------------------------ /docs
 
+
 def test_openapi_describes_every_field(client):
     schemas = client.get("/openapi.json").json()["components"]["schemas"]
     ours = {name: s for name, s in schemas.items() if "ValidationError" not in name}
-    missing = [f"{name}.{field}" for name, s in ours.items() for field, prop in s.get("properties", {}).items()
-               if not prop.get("description")]
+    missing = [
+        f"{name}.{field}"
+        for name, s in ours.items()
+        for field, prop in s.get("properties", {}).items()
+        if not prop.get("description")
+    ]
     assert not missing
-    for model, field, concept in (("CompletionRequest", "temperature", "temperature"), ("TGIParameters", "top_n_tokens", "logprobs"),
-                                  ("GenerateRequest", "num_return_sequences", "n"), ("ChatCompletionRequest", "max_tokens", "max_new_tokens")):
+    for model, field, concept in (
+        ("CompletionRequest", "temperature", "temperature"),
+        ("TGIParameters", "top_n_tokens", "logprobs"),
+        ("GenerateRequest", "num_return_sequences", "n"),
+        ("ChatCompletionRequest", "max_tokens", "max_new_tokens"),
+    ):
         assert ours[model]["properties"][field]["description"].startswith(DESCRIPTIONS[concept])
     assert ours["ChatMessage"]["properties"]["role"]["enum"] == ["system", "developer", "user", "assistant"]
 

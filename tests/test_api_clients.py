@@ -14,6 +14,7 @@ import time
 
 import httpx
 import pytest
+
 from api_server import Server, assert_openai_error, sse_events
 
 PROMPT = "The capital of France is"
@@ -40,6 +41,7 @@ def openai_client(server):
 
 # ------------------------------------------------------------------------------ the seeds' contract
 
+
 @pytest.mark.skipif(shutil.which("curl") is None, reason="needs the curl command")
 def test_seeds_curl_example(server):
     # The seeds' README command, byte for byte; only the port differs.
@@ -57,30 +59,47 @@ def test_generate_options(server):
     first, second = httpx.post(url, json=greedy, timeout=60).json(), httpx.post(url, json=greedy, timeout=60).json()
     assert first == second and "Paris" in first["response"]
 
-    many = httpx.post(url, json={"prompt": PROMPT, "num_return_sequences": 2, "max_new_tokens": 4, "seed": 1}, timeout=60).json()
+    many = httpx.post(
+        url, json={"prompt": PROMPT, "num_return_sequences": 2, "max_new_tokens": 4, "seed": 1}, timeout=60
+    ).json()
     assert len(many["responses"]) == 2 and all(r.startswith(PROMPT) for r in many["responses"])
 
     prompt_tokens = httpx.post(f"{server.url}/tokenize", json={"text": PROMPT}).json()["count"]
-    capped = httpx.post(url, json={"prompt": PROMPT, "max_length": prompt_tokens + 3, "do_sample": False}, timeout=60).json()
-    continuation = capped["response"][len(PROMPT):]
-    assert 0 < httpx.post(f"{server.url}/tokenize", json={"text": continuation, "add_special": False}).json()["count"] <= 3
+    capped = httpx.post(
+        url, json={"prompt": PROMPT, "max_length": prompt_tokens + 3, "do_sample": False}, timeout=60
+    ).json()
+    continuation = capped["response"][len(PROMPT) :]
+    assert (
+        0 < httpx.post(f"{server.url}/tokenize", json={"text": continuation, "add_special": False}).json()["count"] <= 3
+    )
 
-    stopped = httpx.post(url, json={"prompt": PROMPT, "do_sample": False, "max_new_tokens": 8, "stop": ["."]}, timeout=60).json()
+    stopped = httpx.post(
+        url, json={"prompt": PROMPT, "do_sample": False, "max_new_tokens": 8, "stop": ["."]}, timeout=60
+    ).json()
     assert stopped["response"] == PROMPT + " Paris"
 
 
 # ------------------------------------------------------------------------------ OpenAI SDK
+
 
 def test_openai_chat(openai_client, model):
     messages = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]
     reply = openai_client.chat.completions.create(model=model, messages=messages, max_tokens=12, temperature=0)
     assert "Paris" in reply.choices[0].message.content
     assert reply.choices[0].finish_reason in ("stop", "length")
-    assert reply.usage.completion_tokens <= 12 and reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+    assert (
+        reply.usage.completion_tokens <= 12
+        and reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+    )
 
     pieces, usage, finish = [], None, None
     stream = openai_client.chat.completions.create(
-        model=model, messages=messages, max_completion_tokens=12, temperature=0, stream=True, stream_options={"include_usage": True},
+        model=model,
+        messages=messages,
+        max_completion_tokens=12,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
     )
     for chunk in stream:
         if chunk.usage:
@@ -110,7 +129,12 @@ def test_openai_completion_n_stop_seed(openai_client, model):
 
 def test_openai_logprobs(openai_client, model):
     out = openai_client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": "Hi"}], max_tokens=3, logprobs=True, top_logprobs=2, temperature=0,
+        model=model,
+        messages=[{"role": "user", "content": "Hi"}],
+        max_tokens=3,
+        logprobs=True,
+        top_logprobs=2,
+        temperature=0,
     )
     content = out.choices[0].logprobs.content
     assert 1 <= len(content) <= 3
@@ -121,6 +145,7 @@ def test_openai_logprobs(openai_client, model):
 
 
 # ------------------------------------------------------------------------------ huggingface_hub
+
 
 def test_huggingface_text_generation(server):
     from huggingface_hub import InferenceClient
@@ -141,6 +166,7 @@ def test_huggingface_text_generation(server):
 
 # ------------------------------------------------------------------------------ service routes
 
+
 def test_service_routes(server):
     assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}
     assert httpx.get(f"{server.url}/ready").json()["status"] == "ready"
@@ -151,8 +177,14 @@ def test_service_routes(server):
     assert "/docs-assets/swagger-ui-bundle.js" in docs and "cdn." not in docs
     assert httpx.get(f"{server.url}/docs-assets/swagger-ui-bundle.js").status_code == 200
     metrics = httpx.get(f"{server.url}/metrics").text
-    for name in ("pocketlm_requests_total", "pocketlm_prompt_tokens_total", "pocketlm_time_to_first_token_seconds_bucket",
-                 "pocketlm_inter_token_latency_seconds_bucket", "pocketlm_queue_depth", "pocketlm_active_slots"):
+    for name in (
+        "pocketlm_requests_total",
+        "pocketlm_prompt_tokens_total",
+        "pocketlm_time_to_first_token_seconds_bucket",
+        "pocketlm_inter_token_latency_seconds_bucket",
+        "pocketlm_queue_depth",
+        "pocketlm_active_slots",
+    ):
         assert name in metrics
 
 
@@ -197,6 +229,7 @@ def test_abandoned_plain_request_frees_the_slot(server, model):
 
 # ------------------------------------------------------------------------------ bad input
 
+
 def _bad_requests(model: str) -> list[tuple[str, str, dict, int, str | None]]:
     """(name, route, httpx keyword arguments, expected status, expected param)."""
     chat = "/v1/chat/completions"
@@ -205,17 +238,53 @@ def _bad_requests(model: str) -> list[tuple[str, str, dict, int, str | None]]:
     return [
         ("malformed JSON", "/generate", {"content": b'{"prompt": "x"', "headers": json_headers}, 400, "body"),
         ("wrong type", "/generate", {"json": {"prompt": 42}}, 400, "prompt"),
-        ("wrong type, OpenAI", completions, {"json": {"model": model, "prompt": "x", "max_tokens": "ten"}}, 400, "max_tokens"),
+        (
+            "wrong type, OpenAI",
+            completions,
+            {"json": {"model": model, "prompt": "x", "max_tokens": "ten"}},
+            400,
+            "max_tokens",
+        ),
         ("missing prompt", "/generate", {"json": {"max_new_tokens": 5}}, 400, "prompt"),
         ("missing prompt, OpenAI", completions, {"json": {"model": model}}, 400, "prompt"),
         ("unknown model", completions, {"json": {"model": "gpt-4o", "prompt": "x"}}, 404, "model"),
-        ("negative max_tokens", completions, {"json": {"model": model, "prompt": "x", "max_tokens": -1}}, 400, "max_tokens"),
-        ("huge max_tokens", chat, {"json": {"model": model, "messages": [{"role": "user", "content": "x"}], "max_tokens": 10**9}}, 400, "max_tokens"),
+        (
+            "negative max_tokens",
+            completions,
+            {"json": {"model": model, "prompt": "x", "max_tokens": -1}},
+            400,
+            "max_tokens",
+        ),
+        (
+            "huge max_tokens",
+            chat,
+            {"json": {"model": model, "messages": [{"role": "user", "content": "x"}], "max_tokens": 10**9}},
+            400,
+            "max_tokens",
+        ),
         ("n above the limit", completions, {"json": {"model": model, "prompt": "x", "n": 100}}, 400, "n"),
-        ("invalid chat role", chat, {"json": {"model": model, "messages": [{"role": "wizard", "content": "x"}]}}, 400, "messages[0].role"),
+        (
+            "invalid chat role",
+            chat,
+            {"json": {"model": model, "messages": [{"role": "wizard", "content": "x"}]}},
+            400,
+            "messages[0].role",
+        ),
         ("non-UTF-8 body", "/generate", {"content": b'{"prompt": "caf\xe9 \xff"}', "headers": json_headers}, 400, None),
-        ("10 MB body", "/generate", {"content": b'{"prompt": "' + b"a" * 10_000_000 + b'"}', "headers": json_headers}, 413, None),
-        ("10,000 stop strings", completions, {"json": {"model": model, "prompt": "x", "stop": [f"s{i}" for i in range(10_000)]}}, 400, "stop"),
+        (
+            "10 MB body",
+            "/generate",
+            {"content": b'{"prompt": "' + b"a" * 10_000_000 + b'"}', "headers": json_headers},
+            413,
+            None,
+        ),
+        (
+            "10,000 stop strings",
+            completions,
+            {"json": {"model": model, "prompt": "x", "stop": [f"s{i}" for i in range(10_000)]}},
+            400,
+            "stop",
+        ),
         ("unknown route", "/v2/nothing", {"json": {}}, 404, None),
     ]
 
@@ -224,7 +293,14 @@ def test_bad_input_is_4xx_and_leaves_others_alone(server, model):
     streamed: dict = {}
 
     def stream_alongside():
-        body = {"model": model, "prompt": PROMPT, "stream": True, "max_tokens": 24, "ignore_eos": True, "temperature": 0}
+        body = {
+            "model": model,
+            "prompt": PROMPT,
+            "stream": True,
+            "max_tokens": 24,
+            "ignore_eos": True,
+            "temperature": 0,
+        }
         with httpx.stream("POST", f"{server.url}/v1/completions", json=body, timeout=120) as response:
             streamed["events"] = sse_events(response.iter_lines())
 
@@ -240,4 +316,7 @@ def test_bad_input_is_4xx_and_leaves_others_alone(server, model):
     assert events[-1] == "[DONE]"
     assert "".join(e["choices"][0]["text"] for e in events[:-1] if e["choices"]).strip()
     assert events[-2]["choices"][0]["finish_reason"] == "length"
-    assert httpx.post(f"{server.url}/generate", json={"prompt": PROMPT, "max_new_tokens": 2}, timeout=60).status_code == 200
+    assert (
+        httpx.post(f"{server.url}/generate", json={"prompt": PROMPT, "max_new_tokens": 2}, timeout=60).status_code
+        == 200
+    )

@@ -7,6 +7,7 @@ import json
 
 import httpx
 import pytest
+
 from api_server import Server, assert_openai_error, sse_events
 
 KEYS = ("first-key", "second-key")
@@ -37,7 +38,11 @@ def test_api_keys(server):
 def test_cors(server):
     preflight = httpx.options(
         f"{server.url}/v1/chat/completions",
-        headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"},
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
     )
     assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == ORIGIN
     other = httpx.get(f"{server.url}/health", headers={"Origin": "http://elsewhere.example"})
@@ -48,8 +53,9 @@ def test_burst_beyond_slots_and_queue(server):
     body = {"prompt": "Once upon a time", "max_tokens": 32, "ignore_eos": True}
 
     async def burst():
-        async with httpx.AsyncClient(base_url=server.url, headers=auth(KEYS[0]), timeout=300,
-                                     limits=httpx.Limits(max_connections=20)) as client:
+        async with httpx.AsyncClient(
+            base_url=server.url, headers=auth(KEYS[0]), timeout=300, limits=httpx.Limits(max_connections=20)
+        ) as client:
             return await asyncio.gather(*(client.post("/v1/completions", json=body) for _ in range(12)))
 
     responses = asyncio.run(burst())

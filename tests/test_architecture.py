@@ -1,4 +1,4 @@
-"""The package's shape: a request flows one way, and no module needs itself to load.
+"""The package's shape: a request flows one way, no module needs itself to load, and ruff finds nothing.
 
 `lint-imports` (import-linter) checks the layers declared in pyproject.toml; the
 cycle check below walks grimp's import graph, function-local imports included
@@ -19,6 +19,13 @@ def test_layers_are_respected():
     lint = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
     out = subprocess.run([lint], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stdout[-3000:]
+
+
+def test_ruff_lint_and_format_are_clean():
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent))
+    for command in (["check"], ["format", "--check"]):
+        out = subprocess.run([ruff, *command, "src", "tests", "benchmarks"], capture_output=True, text=True, cwd=REPO)
+        assert out.returncode == 0, f"ruff {' '.join(command)}:\n{out.stdout[-3000:]}"
 
 
 def test_no_import_cycles():

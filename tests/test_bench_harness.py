@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 import loadgen  # benchmarks/ is on pytest's pythonpath (pyproject.toml)
 import peers
 import prompts
-import pytest
 import run
-
 from pocketlm.models import resolve
 
 
@@ -46,10 +46,17 @@ def test_targets_must_be_loopback():
 
 
 def test_load_run_counts_every_request_and_token(server, tokenizer):
-    summary = asyncio.run(loadgen.run_load(
-        server.target(8), prompts.build_prompts(tokenizer, n=4), concurrency=2, n_requests=4, max_tokens=8,
-        time_limit_s=300, count=tokenizer.count,
-    ))
+    summary = asyncio.run(
+        loadgen.run_load(
+            server.target(8),
+            prompts.build_prompts(tokenizer, n=4),
+            concurrency=2,
+            n_requests=4,
+            max_tokens=8,
+            time_limit_s=300,
+            count=tokenizer.count,
+        )
+    )
     assert (summary["completed"], summary["failed"], summary["cut"]) == (4, 0, 0), summary["errors"]
     # ignore_eos reached the server: every request produced exactly max_tokens, by its own usage count
     assert summary["total_output_tokens"] == 32 and summary["token_source"] == "usage"
@@ -61,27 +68,60 @@ def test_load_run_counts_every_request_and_token(server, tokenizer):
 def test_time_limit_cuts_requests_instead_of_waiting(server, tokenizer):
     # 10,000 requests of 64 tokens cannot finish in 2 s on any CPU: the run must stop at the bound
     # and count the requests it abandoned as cut, not as completed or failed.
-    summary = asyncio.run(loadgen.run_load(
-        server.target(64), prompts.build_prompts(tokenizer, n=4), concurrency=2, n_requests=10_000, max_tokens=64,
-        time_limit_s=2.0, count=tokenizer.count,
-    ))
+    summary = asyncio.run(
+        loadgen.run_load(
+            server.target(64),
+            prompts.build_prompts(tokenizer, n=4),
+            concurrency=2,
+            n_requests=10_000,
+            max_tokens=64,
+            time_limit_s=2.0,
+            count=tokenizer.count,
+        )
+    )
     assert 1 <= summary["cut"] <= 2 and summary["failed"] == 0
     assert summary["completed"] < 10_000
 
 
 def test_issue_window_lets_sent_requests_finish(server, tokenizer):
     # After the window no request is sent, but the ones in flight complete: nothing is cut.
-    summary = asyncio.run(loadgen.run_load(
-        server.target(8), prompts.build_prompts(tokenizer, n=4), concurrency=2, n_requests=10_000, max_tokens=8,
-        time_limit_s=300, issue_window_s=0.5, count=tokenizer.count,
-    ))
+    summary = asyncio.run(
+        loadgen.run_load(
+            server.target(8),
+            prompts.build_prompts(tokenizer, n=4),
+            concurrency=2,
+            n_requests=10_000,
+            max_tokens=8,
+            time_limit_s=300,
+            issue_window_s=0.5,
+            count=tokenizer.count,
+        )
+    )
     assert summary["cut"] == 0 and summary["failed"] == 0
     assert 2 <= summary["completed"] == summary["issued"] < 10_000
 
 
 def test_run_writes_report_chart_and_results(tmp_path):
-    run.main(["--servers", "pocketlm", "--workloads", "completions", "--concurrency", "2", "--max-tokens", "8", "--min-requests", "2",
-              "--requests-per-client", "1", "--time-limit", "300", "--out-dir", str(tmp_path)])
+    run.main(
+        [
+            "--servers",
+            "pocketlm",
+            "--workloads",
+            "completions",
+            "--concurrency",
+            "2",
+            "--max-tokens",
+            "8",
+            "--min-requests",
+            "2",
+            "--requests-per-client",
+            "1",
+            "--time-limit",
+            "300",
+            "--out-dir",
+            str(tmp_path),
+        ]
+    )
     results = json.loads((tmp_path / "results.json").read_text())
     [cell] = results["cells"]
     assert (cell["server"], cell["concurrency"]) == ("pocketlm", 2)

@@ -7,8 +7,14 @@ import sys
 
 
 def pocketlm(*args, input=None, env=None):
-    return subprocess.run([sys.executable, "-m", "pocketlm", *args], capture_output=True, text=True, input=input,
-                          timeout=300, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "pocketlm", *args],
+        capture_output=True,
+        text=True,
+        input=input,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_generate_the_readme_example():
@@ -38,13 +44,19 @@ def test_unknown_model_is_one_clear_line():
 def test_models_lists_the_embedded_model_with_its_costs():
     out = pocketlm("models")
     assert out.returncode == 0
-    line = next(l for l in out.stdout.splitlines() if l.startswith("smollm2-135m-instruct"))
+    line = next(ln for ln in out.stdout.splitlines() if ln.startswith("smollm2-135m-instruct"))
     assert "135M" in line and "Q4_1" in line and "8192" in line
 
 
 def test_chat_keeps_history_and_quits_on_eof():
-    out = pocketlm("chat", "--temperature", "0", "--max-new-tokens", "12",
-                   input="What is the capital of France? Answer in one sentence.\nAnd of Italy?\n")
+    out = pocketlm(
+        "chat",
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "12",
+        input="What is the capital of France? Answer in one sentence.\nAnd of Italy?\n",
+    )
     assert out.returncode == 0, out.stderr
     assert "Paris" in out.stdout
     assert out.stdout.count("> ") >= 3  # two turns, then the prompt that met end of input
@@ -60,8 +72,16 @@ def test_chat_with_a_base_model_stops_at_the_next_user_turn():
     transcript = "User: What is the capital of Brazil?\nAssistant:"
     raw = pocketlm("generate", transcript, "--model", "gemma3-270m", "--temperature", "0", "--max-new-tokens", "60")
     assert "\nUser:" in raw.stdout  # left alone, a base model writes both sides of the conversation
-    out = pocketlm("chat", "--model", "gemma3-270m", "--temperature", "0", "--max-new-tokens", "60",
-                   input="What is the capital of Brazil?\n")
+    out = pocketlm(
+        "chat",
+        "--model",
+        "gemma3-270m",
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "60",
+        input="What is the capital of Brazil?\n",
+    )
     assert out.returncode == 0, out.stderr
     answer = out.stdout.split("> ", 1)[1]
     assert "Brazil" in raw.stdout and "User:" not in answer and answer.strip()
@@ -77,13 +97,21 @@ def test_every_flag_is_an_environment_variable():
     out = pocketlm("generate", "Hello", "--max-new-tokens", "1", env={"POCKETLM_QUANTIZATION": "q5_k"})
     assert out.returncode == 2 and "q5_k" in out.stderr and "POCKETLM_QUANTIZATION" not in out.stdout
     help_text = pocketlm("serve", "--help").stdout
-    for env in ("POCKETLM_MODEL", "POCKETLM_SLOTS", "POCKETLM_N_CTX", "POCKETLM_THREADS", "POCKETLM_GRACE_PERIOD",
-                "POCKETLM_QUANTIZATION", "POCKETLM_ALLOW_PICKLE"):
+    for env in (
+        "POCKETLM_MODEL",
+        "POCKETLM_SLOTS",
+        "POCKETLM_N_CTX",
+        "POCKETLM_THREADS",
+        "POCKETLM_GRACE_PERIOD",
+        "POCKETLM_QUANTIZATION",
+        "POCKETLM_ALLOW_PICKLE",
+    ):
         assert env in help_text
 
 
 def test_old_quantization_variable_still_works_with_a_warning():
-    out = pocketlm("generate", "Hello", "--max-new-tokens", "1", "--temperature", "0",
-                   env={"POCKETLM_CONVERT_TYPE": "q8_0"})
+    out = pocketlm(
+        "generate", "Hello", "--max-new-tokens", "1", "--temperature", "0", env={"POCKETLM_CONVERT_TYPE": "q8_0"}
+    )
     assert out.returncode == 0, out.stderr
     assert "POCKETLM_CONVERT_TYPE is deprecated" in out.stderr and "POCKETLM_QUANTIZATION" in out.stderr

@@ -17,27 +17,37 @@ import pytest
 torch = pytest.importorskip("torch")
 llama_cpp = pytest.importorskip("llama_cpp")
 
-from tiny_models import build_tiny_gpt_neo, tiny_model_dir  # noqa: E402
-
 from pocketlm import datasets  # noqa: E402
 from pocketlm.backends.torch_backend import token_pieces  # noqa: E402
 from pocketlm.errors import InvalidParameter, ModelLoadError  # noqa: E402
 from pocketlm.models import convert  # noqa: E402
 from pocketlm.models.convert import gguf_for, gguf_to_hf, hf_to_gguf  # noqa: E402
+from tiny_models import build_tiny_gpt_neo, tiny_model_dir  # noqa: E402
 
 KINDS = ["gpt2", "llama"]
 GGML_F32 = 0
 
 PROMPTS = [
-    "The quick brown fox jumps over the lazy dog.", "To be, or not to be, that is the question:",
-    "Olá! Como você está? A programação é divertida.", "São Paulo, 22 de novembro de 2026 — ação, coração.",
-    "def add(a, b):\n    return a + b\n", "for (int i = 0; i < n; i++) { sum += x[i]; }",
-    "1234567890 3.14159 2**10 = 1024", "Emoji test 😀🎉 and 🇧🇷 flags", "   leading spaces and\ttabs\n\nnewlines",
-    "ROMEO:\nBut, soft! what light through yonder window breaks?", "<|endoftext|>after a special token",
-    "JSON: {\"name\": \"pocketlm\", \"tokens\": [1, 2, 3]}", "The capital of France is",
-    "Once upon a time, in a land far away,", "Machine learning models predict the next token.",
-    "Café, pão de queijo e açaí.", "print('hello world')  # a comment", "A\nB\nC\nD\nE",
-    "It's, they're, we'll, I'd — contractions.", "Übermäßig naïve façade: résumé",
+    "The quick brown fox jumps over the lazy dog.",
+    "To be, or not to be, that is the question:",
+    "Olá! Como você está? A programação é divertida.",
+    "São Paulo, 22 de novembro de 2026 — ação, coração.",
+    "def add(a, b):\n    return a + b\n",
+    "for (int i = 0; i < n; i++) { sum += x[i]; }",
+    "1234567890 3.14159 2**10 = 1024",
+    "Emoji test 😀🎉 and 🇧🇷 flags",
+    "   leading spaces and\ttabs\n\nnewlines",
+    "ROMEO:\nBut, soft! what light through yonder window breaks?",
+    "<|endoftext|>after a special token",
+    'JSON: {"name": "pocketlm", "tokens": [1, 2, 3]}',
+    "The capital of France is",
+    "Once upon a time, in a land far away,",
+    "Machine learning models predict the next token.",
+    "Café, pão de queijo e açaí.",
+    "print('hello world')  # a comment",
+    "A\nB\nC\nD\nE",
+    "It's, they're, we'll, I'd — contractions.",
+    "Übermäßig naïve façade: résumé",
 ]
 
 
@@ -45,8 +55,9 @@ PROMPTS = [
 def f32_gguf(tmp_path_factory):
     out = {}
     for kind in KINDS:
-        out[kind] = hf_to_gguf(tiny_model_dir(kind), tmp_path_factory.mktemp(kind) / f"{kind}.f32.gguf", "f32",
-                               progress=False)
+        out[kind] = hf_to_gguf(
+            tiny_model_dir(kind), tmp_path_factory.mktemp(kind) / f"{kind}.f32.gguf", "f32", progress=False
+        )
     return out
 
 
@@ -73,6 +84,7 @@ def ggml_gelu(model) -> None:
     fp16 values. That rounding alone puts ~2e-4 between the two libraries'
     GPT-2 logits; with it emulated, what is left is float summation order.
     """
+
     class Fp16Gelu(torch.nn.Module):
         def __init__(self, act):
             super().__init__()
@@ -97,7 +109,7 @@ def test_f32_logits_match_transformers_on_20_prompts(kind, f32_gguf):
         ids = tokenizer(prompt)["input_ids"]
         lm.reset()
         lm.eval(ids)
-        got = np.array(lm.scores[:len(ids)])
+        got = np.array(lm.scores[: len(ids)])
         with torch.no_grad():
             ref = model(torch.tensor([ids])).logits[0].numpy()
             ref_emulated = emulated(torch.tensor([ids])).logits[0].numpy()
@@ -116,8 +128,9 @@ def torch_greedy(backend, prompts: list[list[int]], n: int) -> list[list[int]]:
     logits = backend.forward([Chunk(i, ids, 0, 1) for i, ids in enumerate(prompts)])
     outs = [[int(row.argmax())] for row in logits]
     for _ in range(n - 1):
-        logits = backend.forward([Chunk(i, [o[-1]], len(ids) + len(o) - 1, 1)
-                                  for i, (ids, o) in enumerate(zip(prompts, outs))])
+        logits = backend.forward(
+            [Chunk(i, [o[-1]], len(ids) + len(o) - 1, 1) for i, (ids, o) in enumerate(zip(prompts, outs))]
+        )
         for o, row in zip(outs, logits):
             o.append(int(row.argmax()))
     return outs
@@ -151,24 +164,61 @@ def parity_strings() -> list[str]:
     lines = [ln for ln in datasets.resolve("shakespeare:valid").read_text(encoding="utf-8").splitlines() if ln.strip()]
     english = lines[:400]
     portuguese = [
-        "Não há nada mais difícil do que começar.", "A ação e a reação são iguais e opostas.",
-        "Ele pôs o pé na água gelada.", "Você já comeu pão de queijo com café?", "Coração, razão, emoção.",
-        "Às vezes, à noite, ouço o mar.", "O avô e a avó moram em Florianópolis.", "É proibido fumar aqui.",
-        "Ñandú, pingüim, über — letras raras.", "Três pássaros voaram sobre a árvore.",
-        "Informação, educação e saúde para todos.", "O útero, o âmago, o êxito, o índio.",
-        "Amanhã vou à praia às 9h30.", "Quanto custa? R$ 12,50.", "Programação em Python é ótima!",
+        "Não há nada mais difícil do que começar.",
+        "A ação e a reação são iguais e opostas.",
+        "Ele pôs o pé na água gelada.",
+        "Você já comeu pão de queijo com café?",
+        "Coração, razão, emoção.",
+        "Às vezes, à noite, ouço o mar.",
+        "O avô e a avó moram em Florianópolis.",
+        "É proibido fumar aqui.",
+        "Ñandú, pingüim, über — letras raras.",
+        "Três pássaros voaram sobre a árvore.",
+        "Informação, educação e saúde para todos.",
+        "O útero, o âmago, o êxito, o índio.",
+        "Amanhã vou à praia às 9h30.",
+        "Quanto custa? R$ 12,50.",
+        "Programação em Python é ótima!",
     ]
     emoji = ["😀", "🎉🎉", "👩‍👩‍👧‍👦", "🇧🇷🇵🇹", "👍🏽", "❤️", "🤖 robô", "ok 👌 ok", "🙂🙃😉", "∑∫√π≈≠"]
     code = [
-        "def f(x):\n    return x * 2\n", "if (a && b) { return; }", "SELECT * FROM users WHERE id = 1;",
-        "x = [i**2 for i in range(10)]", "<div class=\"a\">hi</div>", "#include <stdio.h>\nint main() {}",
-        "let s = `template ${x}`;", "fn main() { println!(\"hi\"); }", "a += 1; b -= 2; c *= 3",
-        "    indented\n        more\n", "0x1F 0b1010 1e-5 3.14", "path/to/file.py:42: error",
+        "def f(x):\n    return x * 2\n",
+        "if (a && b) { return; }",
+        "SELECT * FROM users WHERE id = 1;",
+        "x = [i**2 for i in range(10)]",
+        '<div class="a">hi</div>',
+        "#include <stdio.h>\nint main() {}",
+        "let s = `template ${x}`;",
+        'fn main() { println!("hi"); }',
+        "a += 1; b -= 2; c *= 3",
+        "    indented\n        more\n",
+        "0x1F 0b1010 1e-5 3.14",
+        "path/to/file.py:42: error",
     ]
-    spaces = ["a  b", "a   b    c", "\t\tx", "\n\n\n", "  leading", "trailing   ", "mixed \t \n end",
-              "line\r\nbreak", " ", "  ", "\n", "a\n\n\nb", "x" + " " * 17 + "y", "tab\tsep\tvalues"]
-    specials = ["<|endoftext|>", "Hello<|endoftext|>World", "<|im_start|>user\nOi!<|im_end|>\n",
-                "<|im_start|>assistant\n", "text <|im_end|> more", "<|endoftext|><|endoftext|>"]
+    spaces = [
+        "a  b",
+        "a   b    c",
+        "\t\tx",
+        "\n\n\n",
+        "  leading",
+        "trailing   ",
+        "mixed \t \n end",
+        "line\r\nbreak",
+        " ",
+        "  ",
+        "\n",
+        "a\n\n\nb",
+        "x" + " " * 17 + "y",
+        "tab\tsep\tvalues",
+    ]
+    specials = [
+        "<|endoftext|>",
+        "Hello<|endoftext|>World",
+        "<|im_start|>user\nOi!<|im_end|>\n",
+        "<|im_start|>assistant\n",
+        "text <|im_end|> more",
+        "<|endoftext|><|endoftext|>",
+    ]
     numbers = ["2026", "12345678", "3.14159", "1,000,000", "22/11/2026", "v1.2.3", "100%", "-42"]
     pieces = english + portuguese + emoji + code + spaces + specials + numbers
     strings = list(pieces)
@@ -215,7 +265,7 @@ def test_quantized_types_load_and_stay_close(tmp_path):
         assert types["blk.0.attn_q.weight"] == ggml and types["blk.0.attn_norm.weight"] == "F32"
         lm = llama(out, logits_all=True)
         lm.eval(ids)
-        errors[qtype] = rel_err(np.array(lm.scores[:len(ids)]), ref)
+        errors[qtype] = rel_err(np.array(lm.scores[: len(ids)]), ref)
     assert errors["f16"] < errors["q8_0"] < errors["q4_0"] < 0.2, errors
 
 
@@ -288,9 +338,16 @@ def test_unsupported_architecture_names_it_and_suggests_torch(tmp_path, monkeypa
 
 
 SMOL_PROMPTS = [
-    "The capital of France is", "Once upon a time", "def fibonacci(n):", "The best way to learn is",
-    "Water boils at", "In 1492, Columbus", "My favourite food is", "São Paulo é a maior cidade",
-    "Python is a programming language that", "The three primary colors are",
+    "The capital of France is",
+    "Once upon a time",
+    "def fibonacci(n):",
+    "The best way to learn is",
+    "Water boils at",
+    "In 1492, Columbus",
+    "My favourite food is",
+    "São Paulo é a maior cidade",
+    "Python is a programming language that",
+    "The three primary colors are",
 ]
 
 
@@ -376,7 +433,9 @@ def test_requantized_embedded_model_is_cached_and_still_answers(tmp_path, monkey
     for model, expected in (("smollm2-135m-instruct", "Q8_0"), (str(src), "Q4_1")):
         engine = load_engine(ModelOptions(model), EngineConfig(slots=1, n_ctx=256))
         try:
-            done = asyncio.run(engine.complete("The capital of France is", SamplingParams(max_new_tokens=8, temperature=0)))
+            done = asyncio.run(
+                engine.complete("The capital of France is", SamplingParams(max_new_tokens=8, temperature=0))
+            )
             assert "Paris" in done.samples[0].text and engine.info.quantization == expected
         finally:
             engine.stop(0)
@@ -393,7 +452,11 @@ def test_a_changed_source_replaces_its_old_conversions_only(tmp_path, monkeypatc
     src, other = tmp_path / "model.gguf", tmp_path / "other.gguf"
     shutil.copy(f32_gguf["llama"], src)
     shutil.copy(f32_gguf["llama"], other)
-    old_q8, old_f16, old_hf = requantized(src, "q8_0", progress=False), requantized(src, "f16", progress=False), hf_dir_for(src)
+    old_q8, old_f16, old_hf = (
+        requantized(src, "q8_0", progress=False),
+        requantized(src, "f16", progress=False),
+        hf_dir_for(src),
+    )
     kept = requantized(other, "q8_0", progress=False)
     os.utime(src, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns + 10**9))  # as a reinstall would
 

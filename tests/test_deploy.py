@@ -58,7 +58,9 @@ def test_function_url_seeds_generate(handler):
     result, body = invoke(handler, "function_url_generate.json")
     assert result["statusCode"] == 200
     assert result["headers"]["content-type"] == "application/json"
-    assert body["response"].startswith("The capital of France is") and len(body["response"]) > len("The capital of France is")
+    assert body["response"].startswith("The capital of France is") and len(body["response"]) > len(
+        "The capital of France is"
+    )
 
 
 def test_api_gateway_v2_openai_completion_with_base64_body(handler):
@@ -81,7 +83,8 @@ def test_unknown_route_is_a_404_in_openai_shape(handler):
 
 
 def test_a_stream_arrives_whole_through_mangum(handler):
-    """Mangum buffers: an SSE answer comes back as one body, ending with [DONE] (RESPONSE_STREAM is the other function)."""
+    """Mangum buffers: an SSE answer comes back as one body, ending with [DONE]
+    (RESPONSE_STREAM is the other function)."""
     event = json.loads((EVENTS / "function_url_generate.json").read_text())
     event["rawPath"] = event["requestContext"]["http"]["path"] = "/v1/completions"
     event["body"] = json.dumps({"model": "smollm2-135m-instruct", "prompt": "Hi", "max_tokens": 4, "stream": True})
@@ -96,7 +99,12 @@ def test_settings_come_from_pocketlm_environment_variables(monkeypatch):
     monkeypatch.setenv("POCKETLM_API_KEY", "k1 k2")
     monkeypatch.setenv("POCKETLM_LOG_FORMAT", "json")
     settings = settings_from_env()
-    assert (settings.engine.slots, settings.engine.n_ctx, settings.api_keys, settings.log_format) == (1, 512, ("k1", "k2"), "json")
+    assert (settings.engine.slots, settings.engine.n_ctx, settings.api_keys, settings.log_format) == (
+        1,
+        512,
+        ("k1", "k2"),
+        "json",
+    )
 
 
 def test_a_bad_environment_variable_is_refused_by_name(monkeypatch):
@@ -122,10 +130,13 @@ def test_sam_template_builds_both_lambda_targets_from_the_dockerfile():
     assert "InvokeMode: BUFFERED" in text and "InvokeMode: RESPONSE_STREAM" in text
 
 
-@pytest.mark.parametrize("args", [
-    ["--min-replicas", "1"],
-    ["--min-replicas", "3", "--max-replicas", "2"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--min-replicas", "1"],
+        ["--min-replicas", "3", "--max-replicas", "2"],
+    ],
+)
 def test_ray_scaling_is_checked_before_ray_starts(args):
     from click.testing import CliRunner
 

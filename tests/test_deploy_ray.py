@@ -26,12 +26,18 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def ray_app():
     port = free_port()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING",
-             runtime_env={"env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}})
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level="WARNING",
+        runtime_env={"env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}},
+    )
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         settings = Settings(engine=EngineConfig(slots=4, n_ctx=256))
-        serve.run(build_deployment(settings, Scaling(replicas=2, cpus_per_replica=1)), name="pocketlm", route_prefix="/")
+        serve.run(
+            build_deployment(settings, Scaling(replicas=2, cpus_per_replica=1)), name="pocketlm", route_prefix="/"
+        )
         yield f"http://127.0.0.1:{port}"
     finally:
         serve.shutdown()
@@ -45,7 +51,8 @@ def test_two_replicas_answer_32_concurrent_openai_requests(ray_app):
 
     def complete(i: int):
         raw = client.completions.with_raw_response.create(
-            model="smollm2-135m-instruct", prompt=f"Fact number {i}:", max_tokens=8, temperature=0)
+            model="smollm2-135m-instruct", prompt=f"Fact number {i}:", max_tokens=8, temperature=0
+        )
         return raw.headers["x-pocketlm-replica"], raw.parse()
 
     with ThreadPoolExecutor(32) as pool:
@@ -72,7 +79,9 @@ def test_replicas_are_separate_processes_each_with_its_own_slots(ray_app):
 def test_seeds_generate_and_errors_pass_through_ray(ray_app):
     r = httpx.post(f"{ray_app}/generate", json={"prompt": "The capital of France is", "max_new_tokens": 4}, timeout=60)
     assert r.status_code == 200 and r.json()["response"].startswith("The capital of France is")
-    bad = httpx.post(f"{ray_app}/v1/completions", json={"model": "smollm2-135m-instruct", "prompt": "x", "temperature": -1})
+    bad = httpx.post(
+        f"{ray_app}/v1/completions", json={"model": "smollm2-135m-instruct", "prompt": "x", "temperature": -1}
+    )
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "temperature"
 
 
@@ -80,6 +89,9 @@ def test_streaming_through_ray(ray_app):
     from openai import OpenAI
 
     client = OpenAI(base_url=f"{ray_app}/v1", api_key="unused", max_retries=0, timeout=120)
-    chunks = list(client.completions.create(model="smollm2-135m-instruct", prompt="Once upon a time",
-                                            max_tokens=8, temperature=0, stream=True))
+    chunks = list(
+        client.completions.create(
+            model="smollm2-135m-instruct", prompt="Once upon a time", max_tokens=8, temperature=0, stream=True
+        )
+    )
     assert len(chunks) > 1 and "".join(c.choices[0].text for c in chunks if c.choices)

@@ -4,16 +4,27 @@ import asyncio
 
 import pytest
 
-from pocketlm.engine import SamplingParams, SampleFinished, TextDelta, Usage
+from pocketlm.engine import SampleFinished, SamplingParams, TextDelta, Usage
 from pocketlm.engine.text import TextAssembler
 from pocketlm.errors import ContextLengthExceeded, InvalidParameter
 
 PROMPTS = [
-    "The capital of France is", "Once upon a time", "def fibonacci(n):", "The best way to learn is",
-    "Water boils at", "In 1492, Columbus", "My favourite food is", "The sun rises in the",
-    "Python is a programming language that", "A haiku about autumn:", "The three primary colors are",
-    "To make a cup of tea,", "São Paulo é a maior cidade", "Once there was a robot who",
-    "The largest planet in the solar system is", "Photosynthesis is the process",
+    "The capital of France is",
+    "Once upon a time",
+    "def fibonacci(n):",
+    "The best way to learn is",
+    "Water boils at",
+    "In 1492, Columbus",
+    "My favourite food is",
+    "The sun rises in the",
+    "Python is a programming language that",
+    "A haiku about autumn:",
+    "The three primary colors are",
+    "To make a cup of tea,",
+    "São Paulo é a maior cidade",
+    "Once there was a robot who",
+    "The largest planet in the solar system is",
+    "Photosynthesis is the process",
 ]
 
 
@@ -53,8 +64,10 @@ def test_other_kv_types_keep_text_alone_equal_to_batched(kv_type):
 
     eng = load_engine(ModelOptions(kv_type=kv_type), EngineConfig(slots=16, n_ctx=256))
     try:
-        assert eng.info.kv_cache == {"q8_0/f16": "q8_0/f16, 72 MB for 16 x 256 tokens",
-                                     "f16": "f16, 94 MB for 16 x 256 tokens"}[kv_type]  # as `serve` logs it
+        assert (
+            eng.info.kv_cache
+            == {"q8_0/f16": "q8_0/f16, 72 MB for 16 x 256 tokens", "f16": "f16, 94 MB for 16 x 256 tokens"}[kv_type]
+        )  # as `serve` logs it
         kw = dict(temperature=0.9, top_p=0.95, seed=1234, max_new_tokens=24)
         alone = complete(eng, PROMPTS[1], **kw).samples[0]
         batched = asyncio.run(many(eng, [PROMPTS[1]] + PROMPTS[2:], **kw))
@@ -69,10 +82,12 @@ def test_stop_string_spanning_tokens_is_cut_exactly(engine):
     # a stop string that starts inside one token and ends inside a later one
     boundary = len(pieces[0]) + len(pieces[1])
     start = boundary - 1 if len(pieces[1]) > 1 else boundary + 1
-    stop = free.text[start:start + 6]
+    stop = free.text[start : start + 6]
     assert len(stop) == 6
-    cut = complete(engine, "Once upon a time", temperature=0, max_new_tokens=32, stop=[stop, "never-appears"]).samples[0]
-    assert cut.text == free.text[:free.text.find(stop)]
+    cut = complete(engine, "Once upon a time", temperature=0, max_new_tokens=32, stop=[stop, "never-appears"]).samples[
+        0
+    ]
+    assert cut.text == free.text[: free.text.find(stop)]
     assert cut.finish_reason == "stop" and cut.stop == stop
 
 
@@ -113,7 +128,9 @@ def test_stop_never_leaks_partial_match():
 
 def test_cancelled_stream_frees_its_slot(engine):
     async def scenario():
-        stream = engine.submit("Write a long story about a dragon.", SamplingParams(max_new_tokens=400, ignore_eos=True))
+        stream = engine.submit(
+            "Write a long story about a dragon.", SamplingParams(max_new_tokens=400, ignore_eos=True)
+        )
         seen = 0
         async for event in stream:
             if isinstance(event, TextDelta):
@@ -142,18 +159,24 @@ def test_32_concurrent_requests_complete_with_exact_usage(engine):
 
 def test_long_prompt_does_not_stall_running_streams(engine):
     chunk = engine.config.prefill_chunk
-    long_prompt = list(engine.tokenize("The history of Rome. " * 400))[:chunk * 4]
+    long_prompt = list(engine.tokenize("The history of Rome. " * 400))[: chunk * 4]
 
     async def scenario():
         order = []
-        running = engine.submit("Count: one, two, three,", SamplingParams(max_new_tokens=40, ignore_eos=True, temperature=0))
+        running = engine.submit(
+            "Count: one, two, three,", SamplingParams(max_new_tokens=40, ignore_eos=True, temperature=0)
+        )
 
         async def read(name, stream):
             async for ev in stream:
                 if isinstance(ev, TextDelta) and ev.token_ids:
                     order.append(name)
                     if name == "short" and order.count("short") == 3:
-                        tasks.append(asyncio.create_task(read("long", engine.submit(long_prompt, SamplingParams(max_new_tokens=2)))))
+                        tasks.append(
+                            asyncio.create_task(
+                                read("long", engine.submit(long_prompt, SamplingParams(max_new_tokens=2)))
+                            )
+                        )
 
         tasks = []
         await read("short", running)
@@ -168,14 +191,22 @@ def test_long_prompt_does_not_stall_running_streams(engine):
 
 def test_bad_parameters_raise_typed_errors_naming_the_parameter(engine):
     cases = [
-        (dict(max_new_tokens=0), "max_new_tokens"), (dict(max_new_tokens=-5), "max_new_tokens"),
-        (dict(temperature=-0.1), "temperature"), (dict(top_p=0.0), "top_p"), (dict(top_p=1.5), "top_p"),
-        (dict(n=1000), "n"), (dict(stop=[1, 2]), "stop"), (dict(stop=5), "stop"), (dict(top_k=-1), "top_k"),
+        (dict(max_new_tokens=0), "max_new_tokens"),
+        (dict(max_new_tokens=-5), "max_new_tokens"),
+        (dict(temperature=-0.1), "temperature"),
+        (dict(top_p=0.0), "top_p"),
+        (dict(top_p=1.5), "top_p"),
+        (dict(n=1000), "n"),
+        (dict(stop=[1, 2]), "stop"),
+        (dict(stop=5), "stop"),
+        (dict(top_k=-1), "top_k"),
         (dict(seed="x"), "seed"),
     ]
 
     async def scenario():
-        good = asyncio.create_task(engine.complete("The capital of France is", SamplingParams(temperature=0, max_new_tokens=8)))
+        good = asyncio.create_task(
+            engine.complete("The capital of France is", SamplingParams(temperature=0, max_new_tokens=8))
+        )
         for kw, param in cases:
             with pytest.raises(InvalidParameter) as err:
                 engine.submit("hello", SamplingParams(**kw))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from fake_backend import ALTERNATIVE, BOS, EOS, fake_engine
 
+from fake_backend import ALTERNATIVE, BOS, EOS, fake_engine
 from pocketlm.engine import Completion, SampleFinished, SamplingParams, TextDelta, Usage
 from pocketlm.errors import ContextLengthExceeded, GenerationFailed, InvalidParameter
 
@@ -24,7 +24,11 @@ def run(coro):
 
 
 def test_sampling_at_any_temperature_reads_the_script(engine):
-    for params in (SamplingParams(temperature=0), SamplingParams(temperature=1.5, seed=3), SamplingParams(top_p=0.5, n=3)):
+    for params in (
+        SamplingParams(temperature=0),
+        SamplingParams(temperature=1.5, seed=3),
+        SamplingParams(top_p=0.5, n=3),
+    ):
         result = run(engine.complete("Capital of France?", params))
         assert [s.text for s in result.samples] == [SCRIPT] * params.n
         assert all(s.finish_reason == "stop" and s.token_ids[-1] == EOS for s in result.samples)

@@ -21,14 +21,14 @@ import pytest
 pytest.importorskip("torch")
 
 import torch  # noqa: E402
-from tiny_models import build_tiny_gpt2  # noqa: E402
 
 from pocketlm import datasets  # noqa: E402
 from pocketlm.backends import load_backend  # noqa: E402
-from pocketlm.models.options import ModelOptions  # noqa: E402
 from pocketlm.errors import InvalidParameter  # noqa: E402
 from pocketlm.evaluation.perplexity import perplexity, text_perplexity, windows  # noqa: E402
 from pocketlm.models import resolve  # noqa: E402
+from pocketlm.models.options import ModelOptions  # noqa: E402
+from tiny_models import build_tiny_gpt2  # noqa: E402
 
 VALID = datasets.resolve("shakespeare:valid")
 # 1,024 tokens, a 256-token window, stride 128: 7 windows, so the stride bookkeeping (each token
@@ -115,18 +115,35 @@ def test_eval_command_prints_json(tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("POCKETLM_CACHE", str(tmp_path / "cache"))
     data = tmp_path / "v.jsonl"
     data.write_text(json.dumps({"text": VALID.read_text(encoding="utf-8")[:1_500]}) + "\n")
-    res = CliRunner().invoke(main, ["eval", "--model", str(tiny), "--data", str(data), "--n-ctx", "64", "--stride", "32",
-                                    "--backend", "torch", "--json"])
+    res = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            "--model",
+            str(tiny),
+            "--data",
+            str(data),
+            "--n-ctx",
+            "64",
+            "--stride",
+            "32",
+            "--backend",
+            "torch",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
-    row = json.loads(res.output[res.output.index("{"):])
+    row = json.loads(res.output[res.output.index("{") :])
     assert row["n_ctx"] == 64 and row["stride"] == 32 and row["tokens"] > 100
     assert 1 < row["perplexity"] and 0 < row["bits_per_byte"]
-    bad = CliRunner().invoke(main, ["eval", "--model", str(tiny), "--data", str(data), "--n-ctx", "300", "--backend", "torch"])
+    bad = CliRunner().invoke(
+        main, ["eval", "--model", str(tiny), "--data", str(data), "--n-ctx", "300", "--backend", "torch"]
+    )
     assert bad.exit_code != 0 and "n_ctx" in bad.output and "--n-ctx 256" in bad.output
     # No --n-ctx: the window is what the model can see (256 positions here), not a fixed 1024.
     seen = CliRunner().invoke(main, ["eval", "--model", str(tiny), "--data", str(data), "--backend", "torch", "--json"])
     assert seen.exit_code == 0, seen.output
-    assert json.loads(seen.output[seen.output.index("{"):])["n_ctx"] == 256
+    assert json.loads(seen.output[seen.output.index("{") :])["n_ctx"] == 256
 
 
 def test_eval_takes_a_dataset_name(tiny, tmp_path, monkeypatch):
@@ -135,10 +152,23 @@ def test_eval_takes_a_dataset_name(tiny, tmp_path, monkeypatch):
     from pocketlm.cli import main
 
     monkeypatch.setenv("POCKETLM_CACHE", str(tmp_path / "cache"))
-    res = CliRunner().invoke(main, ["eval", "--model", str(tiny), "--data", "shakespeare:sample", "--n-ctx", "128",
-                                    "--backend", "torch", "--json"])
+    res = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            "--model",
+            str(tiny),
+            "--data",
+            "shakespeare:sample",
+            "--n-ctx",
+            "128",
+            "--backend",
+            "torch",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
-    row = json.loads(res.output[res.output.index("{"):])
+    row = json.loads(res.output[res.output.index("{") :])
     assert row["data"] == "shakespeare:sample" and row["tokens"] > 1_000
     bad = CliRunner().invoke(main, ["eval", "--model", str(tiny), "--data", "shakespeare:nope", "--backend", "torch"])
     assert bad.exit_code != 0 and "data" in bad.output and "shakespeare:valid" in bad.output
@@ -174,8 +204,10 @@ def test_smollm2_perplexity_agrees_across_backends(smollm2_hf):
     model = AutoModelForCausalLM.from_pretrained(smollm2_hf, dtype=torch.float32).eval()
     nll, count = plain_sliding_window(model, ids, context, stride)
     plain = math.exp(nll / count)
-    print(f"\nSmolLM2 {SMOLLM2_TOKENS} tokens, context {context}, stride {stride}: plain {plain:.4f}, "
-          + ", ".join(f"{k} {r.perplexity:.4f} ({r.bits_per_byte:.4f} bits/byte)" for k, r in results.items()))
+    print(
+        f"\nSmolLM2 {SMOLLM2_TOKENS} tokens, context {context}, stride {stride}: plain {plain:.4f}, "
+        + ", ".join(f"{k} {r.perplexity:.4f} ({r.bits_per_byte:.4f} bits/byte)" for k, r in results.items())
+    )
     assert results["torch"].n_tokens == results["llama.cpp"].n_tokens == count
     assert results["torch"].perplexity == pytest.approx(plain, rel=1e-4)  # same fp32 weights, same math
     # llama.cpp runs the Q4_1 weights with 8-bit activations: close, not identical

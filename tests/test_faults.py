@@ -22,12 +22,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_server import Server, sse_events
-from tiny_models import tiny_model_dir
 
+from api_server import Server, sse_events
 from pocketlm import files
 from pocketlm.errors import DiskFull
 from pocketlm.models import convert
+from tiny_models import tiny_model_dir
 
 
 def sha256(path: Path) -> str:
@@ -181,7 +181,9 @@ def small_disk(tmp_path):
     """A 1 MB tmpfs: a real full disk (needs root to mount; CI containers run tests as root)."""
     mount = tmp_path / "small-disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}); the injected-ENOSPC tests cover this path")
     yield mount
@@ -194,13 +196,29 @@ def test_a_full_disk_during_cli_conversion_and_requantization(small_disk, tmp_pa
 
     env = {**os.environ, "POCKETLM_CACHE": str(small_disk / "cache")}
     runs = {
-        "hf_to_gguf": ["convert", "--model", str(tiny_model_dir("llama")), "--out", str(small_disk / "tiny.gguf"),
-                       "--quantization", "f32"],
-        "requantize": ["convert", "--model", str(resolve(None).path), "--out", str(small_disk / "smol.gguf"),
-                       "--quantization", "q8_0"],
+        "hf_to_gguf": [
+            "convert",
+            "--model",
+            str(tiny_model_dir("llama")),
+            "--out",
+            str(small_disk / "tiny.gguf"),
+            "--quantization",
+            "f32",
+        ],
+        "requantize": [
+            "convert",
+            "--model",
+            str(resolve(None).path),
+            "--out",
+            str(small_disk / "smol.gguf"),
+            "--quantization",
+            "q8_0",
+        ],
     }
     for name, args in runs.items():
-        done = subprocess.run([sys.executable, "-m", "pocketlm", *args], capture_output=True, text=True, env=env, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-m", "pocketlm", *args], capture_output=True, text=True, env=env, timeout=300
+        )
         assert done.returncode == 1, (name, done.stdout, done.stderr)
         errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
         assert len(errors) == 1 and "no space left on the disk" in errors[0], (name, done.stderr)
@@ -230,8 +248,9 @@ def test_a_server_killed_mid_stream_restarts_clean(tmp_path):
     second = Server("--slots", "2", env=env)
     try:
         started = time.monotonic()
-        response = httpx.post(f"{second.url}/v1/completions", timeout=60,
-                              json={**body, "max_tokens": 8, "stream": True})
+        response = httpx.post(
+            f"{second.url}/v1/completions", timeout=60, json={**body, "max_tokens": 8, "stream": True}
+        )
         assert response.status_code == 200 and sse_events(response.text.splitlines())[-1] == "[DONE]"
         assert time.monotonic() - started < 60
         assert "making it again" not in second.log()  # the first start's entry was whole: reused

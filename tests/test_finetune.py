@@ -1,4 +1,5 @@
-"""Fine-tuning: it learns, it resumes after kill -9 to the same weights, LoRA trains/merges/serves, bad input is refused.
+"""Fine-tuning: it learns, it resumes after kill -9 to the same weights, LoRA trains/merges/serves,
+bad input is refused.
 
 Tiny random GPT-2 (real GPT-2 tokenizer) on slices of the Shakespeare corpus; a few
 dozen optimizer steps each, so the whole file stays well under two minutes on 2 cores.
@@ -24,13 +25,13 @@ pytest.importorskip("peft")
 
 import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
-from tiny_models import build_tiny_gpt2  # noqa: E402
 
 from pocketlm import datasets  # noqa: E402
 from pocketlm.errors import InvalidParameter  # noqa: E402
-from pocketlm.training.checkpoints import CHECKPOINTS, STAGING, checkpoint_steps, latest_checkpoint  # noqa: E402
 from pocketlm.models.options import ModelOptions  # noqa: E402
+from pocketlm.training.checkpoints import CHECKPOINTS, STAGING, checkpoint_steps, latest_checkpoint  # noqa: E402
 from pocketlm.training.finetune import FinetuneConfig, finetune  # noqa: E402
+from tiny_models import build_tiny_gpt2  # noqa: E402
 
 SMALL = dict(block_size=32, batch_size=4, logging_steps=2, progress=False)
 
@@ -44,7 +45,9 @@ def tiny(tmp_path_factory) -> Path:
 def corpus(tmp_path_factory) -> tuple[Path, Path]:
     d = tmp_path_factory.mktemp("corpus")
     train, valid = d / "train.txt", d / "valid.txt"
-    train.write_text(datasets.resolve("shakespeare:train").read_text(encoding="utf-8")[200_000:230_000], encoding="utf-8")
+    train.write_text(
+        datasets.resolve("shakespeare:train").read_text(encoding="utf-8")[200_000:230_000], encoding="utf-8"
+    )
     valid.write_text(datasets.resolve("shakespeare:valid").read_text(encoding="utf-8")[:3_000], encoding="utf-8")
     return train, valid
 
@@ -65,8 +68,18 @@ def valid_nll(model_dir: Path, valid: Path, block: int = 32) -> float:
 def test_full_finetune_lowers_validation_perplexity(tiny, corpus, tmp_path):
     train, valid = corpus
     out = tmp_path / "out"
-    m = finetune(FinetuneConfig(model_options=ModelOptions(str(tiny)), data=str(train), valid=str(valid), out=str(out), max_steps=12,
-                                save_steps=6, learning_rate=3e-3, **SMALL))
+    m = finetune(
+        FinetuneConfig(
+            model_options=ModelOptions(str(tiny)),
+            data=str(train),
+            valid=str(valid),
+            out=str(out),
+            max_steps=12,
+            save_steps=6,
+            learning_rate=3e-3,
+            **SMALL,
+        )
+    )
     assert m["valid_ppl_after"] < 0.5 * m["valid_ppl_before"], m
     assert valid_nll(out, valid) < valid_nll(tiny, valid) - 0.5  # measured without the Trainer
     written = json.loads((out / "metrics.json").read_text())
@@ -90,7 +103,9 @@ def test_killed_run_resumes_to_the_same_weights(tiny, corpus, tmp_path):
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in args.items()]
     killed = tmp_path / "killed"
     log = open(tmp_path / "killed.log", "wb")
-    proc = subprocess.Popen(_cli("--model", tiny, "--data", train, "--out", killed, *flags), stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        _cli("--model", tiny, "--data", train, "--out", killed, *flags), stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         while latest_checkpoint(killed) is None and proc.poll() is None:
             time.sleep(0.01)
@@ -103,13 +118,21 @@ def test_killed_run_resumes_to_the_same_weights(tiny, corpus, tmp_path):
     assert done and done[-1] < steps and not (killed / "model.safetensors").exists()
     assert all(p.name.startswith("checkpoint-") for p in (killed / CHECKPOINTS).iterdir())
 
-    m = finetune(FinetuneConfig(model_options=ModelOptions(str(tiny)), data=str(train), out=str(killed), resume=True, progress=False, **args))
+    m = finetune(
+        FinetuneConfig(
+            model_options=ModelOptions(str(tiny)), data=str(train), out=str(killed), resume=True, progress=False, **args
+        )
+    )
     assert m["resumed_from_step"] == done[-1] >= 3
     assert m["steps_this_run"] == steps - done[-1]  # finished steps were not redone
     assert not list((killed / STAGING).glob("checkpoint-*"))  # every staged checkpoint was published
 
     straight = tmp_path / "straight"
-    finetune(FinetuneConfig(model_options=ModelOptions(str(tiny)), data=str(train), out=str(straight), progress=False, **args))
+    finetune(
+        FinetuneConfig(
+            model_options=ModelOptions(str(tiny)), data=str(train), out=str(straight), progress=False, **args
+        )
+    )
     a, b = load_file(killed / "model.safetensors"), load_file(straight / "model.safetensors")
     assert a.keys() == b.keys()
     for name in a:
@@ -135,7 +158,15 @@ def test_disk_full_during_checkpoint_keeps_last_good_one(tiny, corpus, tmp_path)
                 staged.mkdir(parents=True, exist_ok=True)
                 (staged / "trainer_state.json").symlink_to("/dev/full")
 
-    args = dict(model_options=ModelOptions(str(tiny)), data=str(train), out=str(out), max_steps=6, save_steps=2, learning_rate=1e-3, **SMALL)
+    args = dict(
+        model_options=ModelOptions(str(tiny)),
+        data=str(train),
+        out=str(out),
+        max_steps=6,
+        save_steps=2,
+        learning_rate=1e-3,
+        **SMALL,
+    )
     with pytest.raises(InvalidParameter) as e:
         finetune(FinetuneConfig(**args), callbacks=[FullDiskAtStep4()])
     assert e.value.param == "out"
@@ -152,8 +183,17 @@ def lora_runs(tiny, corpus, tmp_path_factory):
     """The same LoRA fine-tune twice: kept as base + adapter, and merged (--merge) into a plain model."""
     train, valid = corpus
     root = tmp_path_factory.mktemp("lora")
-    common = dict(model_options=ModelOptions(str(tiny)), data=str(train), valid=str(valid), max_steps=10, save_steps=5, learning_rate=1e-2,
-                  lora=True, lora_r=8, **SMALL)
+    common = dict(
+        model_options=ModelOptions(str(tiny)),
+        data=str(train),
+        valid=str(valid),
+        max_steps=10,
+        save_steps=5,
+        learning_rate=1e-2,
+        lora=True,
+        lora_r=8,
+        **SMALL,
+    )
     adapter = finetune(FinetuneConfig(out=str(root / "adapter"), **common))
     merged = finetune(FinetuneConfig(out=str(root / "merged"), merge=True, **common))
     return root / "adapter", adapter, root / "merged", merged
@@ -175,7 +215,9 @@ def test_lora_trains_merges_and_matches_adapter(tiny, lora_runs, tmp_path):
 
     ids = torch.tensor([[464, 3290, 286, 262, 1110, 318]])
     with torch.no_grad():
-        base_plus_adapter = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny), adapter).eval()(ids).logits
+        base_plus_adapter = (
+            PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny), adapter).eval()(ids).logits
+        )
         plain = AutoModelForCausalLM.from_pretrained(merged).eval()(ids).logits
         base = AutoModelForCausalLM.from_pretrained(tiny).eval()(ids).logits
         later = AutoModelForCausalLM.from_pretrained(merge_adapter(adapter, tmp_path / "m")).eval()(ids).logits
@@ -205,13 +247,17 @@ def test_finetuned_directory_serves_over_http(lora_runs, tmp_path, kept):
     ids = tok(prompt, return_tensors="pt")["input_ids"]
     with torch.no_grad():
         expected = model.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=tok.eos_token_id)
-    expected_text = tok.decode(expected[0, ids.shape[1]:])
+    expected_text = tok.decode(expected[0, ids.shape[1] :])
 
     port = _free_port()
     env = {**os.environ, "POCKETLM_CACHE": str(tmp_path / "cache"), "POCKETLM_QUANTIZATION": "f32"}
     log = open(tmp_path / "serve.log", "wb")
-    server = subprocess.Popen([sys.executable, "-m", "pocketlm", "serve", "--model", str(out), "--port", str(port)],
-                              stdout=log, stderr=subprocess.STDOUT, env=env)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pocketlm", "serve", "--model", str(out), "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         for _ in range(1200):  # wait for it to listen (conversion + load), up to ~2 minutes
@@ -223,8 +269,11 @@ def test_finetuned_directory_serves_over_http(lora_runs, tmp_path, kept):
             except httpx.HTTPError:
                 time.sleep(0.1)
         assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-        r = httpx.post(f"{url}/v1/completions", timeout=60, json={
-            "model": out.name, "prompt": prompt, "max_tokens": 8, "temperature": 0, "ignore_eos": True})
+        r = httpx.post(
+            f"{url}/v1/completions",
+            timeout=60,
+            json={"model": out.name, "prompt": prompt, "max_tokens": 8, "temperature": 0, "ignore_eos": True},
+        )
         assert r.status_code == 200, r.text
         assert r.json()["choices"][0]["text"] == expected_text
     finally:
@@ -249,7 +298,9 @@ def test_adapter_without_its_base_says_what_is_missing(lora_runs, tmp_path):
     with pytest.raises(ModelLoadError, match=r"LoRA adapter for base model .*gone.*not a directory.*--merge"):
         load_backend(resolve(str(adapter)), ModelOptions(), slots=1, n_ctx=64)
 
+
 # ---- bad input: each fails before any training step, with a message that says what to do ----
+
 
 def _expect_error(param: str, *words: str, **cfg):
     with pytest.raises(InvalidParameter) as e:
@@ -263,40 +314,90 @@ def _expect_error(param: str, *words: str, **cfg):
 def test_empty_dataset_is_refused(tiny, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("   \n\n")
-    _expect_error("data", "no text", model_options=ModelOptions(str(tiny)), data=str(empty), out=str(tmp_path / "o"), block_size=32)
+    _expect_error(
+        "data",
+        "no text",
+        model_options=ModelOptions(str(tiny)),
+        data=str(empty),
+        out=str(tmp_path / "o"),
+        block_size=32,
+    )
 
 
 def test_jsonl_without_text_field_is_refused(tiny, tmp_path):
     data = tmp_path / "d.jsonl"
     data.write_text('{"text": "fine"}\n{"body": "no text field here"}\n')
-    err = _expect_error("text_field", "line 2", "'text'", "body", "--text-field", model_options=ModelOptions(str(tiny)), data=str(data),
-                        out=str(tmp_path / "o"), block_size=32)
+    err = _expect_error(
+        "text_field",
+        "line 2",
+        "'text'",
+        "body",
+        "--text-field",
+        model_options=ModelOptions(str(tiny)),
+        data=str(data),
+        out=str(tmp_path / "o"),
+        block_size=32,
+    )
     assert "d.jsonl" in err.message
 
 
 def test_block_size_above_context_is_refused(tiny, corpus, tmp_path):
-    _expect_error("block_size", "128", "--block-size", model_options=ModelOptions(str(tiny)), data=str(corpus[0]), out=str(tmp_path / "o"),
-                  block_size=129)
+    _expect_error(
+        "block_size",
+        "128",
+        "--block-size",
+        model_options=ModelOptions(str(tiny)),
+        data=str(corpus[0]),
+        out=str(tmp_path / "o"),
+        block_size=129,
+    )
 
 
 def test_unwritable_out_dir_is_refused(tiny, corpus, tmp_path):
     # A path under a regular file can never be created, even by root (who ignores permission bits).
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    _expect_error("out", "cannot write", model_options=ModelOptions(str(tiny)), data=str(corpus[0]), out=str(blocker / "out"), block_size=32)
+    _expect_error(
+        "out",
+        "cannot write",
+        model_options=ModelOptions(str(tiny)),
+        data=str(corpus[0]),
+        out=str(blocker / "out"),
+        block_size=32,
+    )
     if os.geteuid() != 0:
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
-        _expect_error("out", "cannot write", model_options=ModelOptions(str(tiny)), data=str(corpus[0]), out=str(locked / "out"), block_size=32)
+        _expect_error(
+            "out",
+            "cannot write",
+            model_options=ModelOptions(str(tiny)),
+            data=str(corpus[0]),
+            out=str(locked / "out"),
+            block_size=32,
+        )
 
 
 def test_existing_run_needs_resume(tiny, corpus, tmp_path):
     out = tmp_path / "o"
-    finetune(FinetuneConfig(model_options=ModelOptions(str(tiny)), data=str(corpus[0]), out=str(out), max_steps=2, save_steps=2, **SMALL))
-    _expect_error("out", "--resume", model_options=ModelOptions(str(tiny)), data=str(corpus[0]), out=str(out), max_steps=2, block_size=32)
+    finetune(
+        FinetuneConfig(
+            model_options=ModelOptions(str(tiny)), data=str(corpus[0]), out=str(out), max_steps=2, save_steps=2, **SMALL
+        )
+    )
+    _expect_error(
+        "out",
+        "--resume",
+        model_options=ModelOptions(str(tiny)),
+        data=str(corpus[0]),
+        out=str(out),
+        max_steps=2,
+        block_size=32,
+    )
 
 
 # ---- data formats and streaming tokenization ----
+
 
 def test_data_formats_give_the_same_tokens(tiny, tmp_path):
     from transformers import AutoTokenizer
@@ -304,7 +405,7 @@ def test_data_formats_give_the_same_tokens(tiny, tmp_path):
     from pocketlm.training.data import tokenize_to_file
 
     tok = AutoTokenizer.from_pretrained(tiny)
-    docs = ["ROMEO.\nBut soft, what light", "JULIET, she said, \"yes\"", "Olá, ação!"]
+    docs = ["ROMEO.\nBut soft, what light", 'JULIET, she said, "yes"', "Olá, ação!"]
     (tmp_path / "d.jsonl").write_text("".join(json.dumps({"text": d, "n": i}) + "\n" for i, d in enumerate(docs)))
     import csv
 

@@ -10,11 +10,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from click.testing import CliRunner  # noqa: E402
-from tiny_models import build_tiny_gpt_neo, tiny_model_dir  # noqa: E402
 
 from pocketlm.errors import ModelLoadError, ModelNotFound  # noqa: E402
 from pocketlm.models.hf import inspect_hf_dir  # noqa: E402
 from pocketlm.models.options import ModelOptions  # noqa: E402
+from tiny_models import build_tiny_gpt_neo, tiny_model_dir  # noqa: E402
 
 
 @pytest.fixture
@@ -69,13 +69,26 @@ def test_command_line_opt_in_for_pickle(gpt2_copy, monkeypatch):
 
     monkeypatch.delenv("POCKETLM_ALLOW_PICKLE", raising=False)
     pickle_only(gpt2_copy)
-    args = ["generate", "Hello", "--model", str(gpt2_copy), "--backend", "torch", "--temperature", "0",
-            "--max-new-tokens", "4", "--ignore-eos", "--json"]
+    args = [
+        "generate",
+        "Hello",
+        "--model",
+        str(gpt2_copy),
+        "--backend",
+        "torch",
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "4",
+        "--ignore-eos",
+        "--json",
+    ]
     refused = CliRunner().invoke(main, args)
     assert refused.exit_code == 1 and "--allow-pickle" in refused.output  # one clear line, no traceback
     allowed = CliRunner().invoke(main, [*args, "--allow-pickle"])
     assert allowed.exit_code == 0, allowed.output
-    assert json.loads(allowed.output[allowed.output.index("{"):])["usage"]["completion_tokens"] == 4
+    assert json.loads(allowed.output[allowed.output.index("{") :])["usage"]["completion_tokens"] == 4
+
 
 def test_truncated_safetensors(gpt2_copy):
     weights = gpt2_copy / "model.safetensors"
@@ -133,7 +146,10 @@ def test_convert_command_both_directions(tmp_path, gpt2_copy):
     result = runner.invoke(main, ["convert", "--model", str(gpt2_copy), "--out", str(tmp_path / "nope")])
     assert result.exit_code != 0 and "*.gguf" in result.output
     pickle_only(gpt2_copy)
-    result = runner.invoke(main, ["convert", "--model", str(gpt2_copy), "--out", str(tmp_path / "p.gguf")],
-                           env={"POCKETLM_ALLOW_PICKLE": ""})
+    result = runner.invoke(
+        main,
+        ["convert", "--model", str(gpt2_copy), "--out", str(tmp_path / "p.gguf")],
+        env={"POCKETLM_ALLOW_PICKLE": ""},
+    )
     assert result.exit_code != 0 and "--allow-pickle" in result.output.replace("\n", " ")
     assert not (tmp_path / "p.gguf").exists()

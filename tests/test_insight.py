@@ -39,14 +39,17 @@ def test_section_is_replaced_and_the_rest_is_byte_identical(server, readme):
     assert result.exit_code == 0, result.output
     text = readme.read_bytes().decode()
     assert text.startswith(HEAD + START + "\n") and text.endswith(END + TAIL)
-    section = text[len(HEAD):-len(TAIL)]
+    section = text[len(HEAD) : -len(TAIL)]
     assert "old insight" not in section and "Hosting tip of the day" in section and "`smollm2-135m-instruct`" in section
     assert "requests and generated" in section
 
 
 def test_running_again_replaces_the_same_section(server, readme):
     for _ in range(2):
-        assert insight("--url", server.url, "--readme", str(readme), "--api-key", KEY, "--max-new-tokens", "8").exit_code == 0
+        assert (
+            insight("--url", server.url, "--readme", str(readme), "--api-key", KEY, "--max-new-tokens", "8").exit_code
+            == 0
+        )
     text = readme.read_text()
     assert text.count(START) == 1 and text.count(END) == 1
     assert text.startswith(HEAD) and text.endswith(TAIL)
@@ -85,13 +88,15 @@ def test_missing_markers_are_refused_before_asking(server, tmp_path):
 
 
 def test_metrics_totals_add_every_route_and_status():
-    text = "\n".join([
-        "# HELP pocketlm_requests_total HTTP requests",
-        'pocketlm_requests_total{route="/generate",status="200"} 3.0',
-        'pocketlm_requests_total{route="/v1/models",status="401"} 2.0',
-        "pocketlm_completion_tokens_total 120.0",
-        "pocketlm_time_to_first_token_seconds_sum 0.5",
-        "pocketlm_time_to_first_token_seconds_count 4.0",
-    ])
+    text = "\n".join(
+        [
+            "# HELP pocketlm_requests_total HTTP requests",
+            'pocketlm_requests_total{route="/generate",status="200"} 3.0',
+            'pocketlm_requests_total{route="/v1/models",status="401"} 2.0',
+            "pocketlm_completion_tokens_total 120.0",
+            "pocketlm_time_to_first_token_seconds_sum 0.5",
+            "pocketlm_time_to_first_token_seconds_count 4.0",
+        ]
+    )
     usage = parse_metrics(text)
     assert (usage.requests, usage.completion_tokens, usage.mean_ttft_ms) == (5, 120, 125.0)

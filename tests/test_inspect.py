@@ -19,13 +19,13 @@ import httpx
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from tiny_models import tiny_model_dir
 
 from pocketlm.cli import main
 from pocketlm.engine import EngineConfig, ModelOptions, SamplingParams, load_engine
 from pocketlm.errors import InvalidParameter
 from pocketlm.inspection import BERT, attention, load, model_positions, next_token, sinusoidal
 from pocketlm.inspection.tokens import compare, named_tokenizer, tokenize
+from tiny_models import tiny_model_dir
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -47,6 +47,7 @@ def bert():
 
 # --------------------------------------------------------------------------- tokens
 
+
 def test_the_seed_bert_example_exactly():
     out = CliRunner().invoke(main, ["inspect", "tokens", "I read a good novel.", "--tokenizer", "bert", "--json"])
     assert out.exit_code == 0, out.output
@@ -64,13 +65,13 @@ def test_byte_spans_point_into_the_text_even_inside_a_character():
         for t in tokenize(named_tokenizer(name), text).tokens:
             assert 0 <= t.start <= t.end <= len(data)
             if not t.special and name == "gpt2":
-                assert bytes.fromhex(t.bytes) == data[t.start:t.end]  # byte-level BPE: exactly its bytes
+                assert bytes.fromhex(t.bytes) == data[t.start : t.end]  # byte-level BPE: exactly its bytes
     gpt2 = tokenize(named_tokenizer("gpt2"), "🙂").tokens
     assert len(gpt2) == 2 and all(t.partial and t.text == "" for t in gpt2)  # 4 bytes, two tokens, neither text
     assert b"".join(bytes.fromhex(t.bytes) for t in gpt2) == "🙂".encode()
     bert = tokenize(named_tokenizer("bert"), "ação").tokens  # WordPiece lower-cases and strips accents
     assert [t.piece for t in bert] == ["[CLS]", "ac", "##ao", "[SEP]"]
-    assert "ação".encode()[bert[1].start:bert[2].end].decode() == "ação"
+    assert "ação".encode()[bert[1].start : bert[2].end].decode() == "ação"
 
 
 def test_special_tokens_in_the_text_are_marked(llama):
@@ -89,6 +90,7 @@ def test_several_tokenizers_side_by_side_with_counts(llama):
 
 
 # --------------------------------------------------------------------------- positions
+
 
 def test_sinusoidal_values_equal_the_formula():
     pe = sinusoidal(50, 16)
@@ -119,6 +121,7 @@ def test_positions_picture_is_written_by_the_cli(tmp_path):
 
 
 # --------------------------------------------------------------------------- attention
+
 
 @pytest.mark.parametrize("kind", ["llama", "gpt2"])
 def test_decoder_attention_rows_sum_to_one_and_nothing_above_the_diagonal(kind, request):
@@ -153,11 +156,37 @@ def test_attention_sizes_and_indices_are_bounded(llama):
 
 def test_attention_pictures_from_the_cli(tmp_path):
     runner = CliRunner()
-    out = runner.invoke(main, ["inspect", "attention", "I read a good novel.", "-m", BERT,
-                               "--png", str(tmp_path / "grid.png"), "--html", str(tmp_path / "view.html")])
+    out = runner.invoke(
+        main,
+        [
+            "inspect",
+            "attention",
+            "I read a good novel.",
+            "-m",
+            BERT,
+            "--png",
+            str(tmp_path / "grid.png"),
+            "--html",
+            str(tmp_path / "view.html"),
+        ],
+    )
     assert out.exit_code == 0, out.output
-    one = runner.invoke(main, ["inspect", "attention", "I read a good novel.", "-m", BERT, "--layer", "2",
-                               "--head", "0", "--png", str(tmp_path / "head.png")])
+    one = runner.invoke(
+        main,
+        [
+            "inspect",
+            "attention",
+            "I read a good novel.",
+            "-m",
+            BERT,
+            "--layer",
+            "2",
+            "--head",
+            "0",
+            "--png",
+            str(tmp_path / "head.png"),
+        ],
+    )
     assert one.exit_code == 0, one.output
     for name in ("grid.png", "head.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
@@ -171,7 +200,9 @@ def test_bertviz_page_has_no_url_and_renders_offline_in_chromium(bert, view, tmp
     from pocketlm.inspection.interactive import bertviz_html, write_html
 
     if not shutil.which(CHROMIUM):
-        pytest.fail(f"this test drives the system's Chromium: install it (apt-get install -y chromium); {CHROMIUM} is missing")
+        pytest.fail(
+            f"this test drives the system's Chromium: install it (apt-get install -y chromium); {CHROMIUM} is missing"
+        )
     amap = attention(bert, "I read a good novel.")
     page_html = bertviz_html(amap, view)
     assert re.search(r"https?://", page_html) is None
@@ -234,7 +265,7 @@ def test_next_token_after_the_filters_is_what_the_engine_draws_from(llama):
             kept, probs = distribution(sampler.adjust(logits), sampler)
             cdf = np.cumsum(probs)
             assert kept[min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), len(kept) - 1)] == engine_token
-            top = sorted(zip(probs, kept), key=lambda pair: -pair[0])[:len(result.after)]
+            top = sorted(zip(probs, kept), key=lambda pair: -pair[0])[: len(result.after)]
             assert [c.id for c in result.after] == [int(k) for _, k in top]
             np.testing.assert_allclose([c.probability for c in result.after], [p for p, _ in top], rtol=1e-6)
             assert result.kept == int((probs > 0).sum())
@@ -271,8 +302,20 @@ KEY = "inspect-key"
 def server():
     from api_server import Server
 
-    s = Server("--model", str(tiny_model_dir("llama")), "--backend", "torch", "--slots", "1", "--n-ctx", "256",
-               "--api-key", KEY, "--grace-period", "0")
+    s = Server(
+        "--model",
+        str(tiny_model_dir("llama")),
+        "--backend",
+        "torch",
+        "--slots",
+        "1",
+        "--n-ctx",
+        "256",
+        "--api-key",
+        KEY,
+        "--grace-period",
+        "0",
+    )
     yield s
     s.stop()
 
@@ -290,9 +333,9 @@ def _error(response, status, param):
 
 def test_http_loads_the_inspection_model_off_the_event_loop(server):
     """The first view loads the torch model in a worker thread: the server answers meanwhile."""
+
     async def race():
-        async with httpx.AsyncClient(base_url=server.url, timeout=180,
-                                     headers={"Authorization": f"Bearer {KEY}"}) as c:
+        async with httpx.AsyncClient(base_url=server.url, timeout=180, headers={"Authorization": f"Bearer {KEY}"}) as c:
             done = []
 
             async def record(name, request):

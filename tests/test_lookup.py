@@ -8,8 +8,10 @@ from pocketlm.engine import EngineConfig, ModelOptions, SamplingParams, load_eng
 from pocketlm.engine.lookup import Drafter
 
 # Text that repeats itself: small models continue lists and verses like these by copying them.
-REPEATING = ("Roses are red, violets are blue, sugar is sweet, and so are you.\n"
-             "Roses are red, violets are blue, sugar is sweet, and so are you.\nRoses are")
+REPEATING = (
+    "Roses are red, violets are blue, sugar is sweet, and so are you.\n"
+    "Roses are red, violets are blue, sugar is sweet, and so are you.\nRoses are"
+)
 VARIED = ["The capital of France is", "Once upon a time", "def fibonacci(n):", "A haiku about autumn:"]
 
 
@@ -45,7 +47,7 @@ def test_a_draft_rejected_whole_pauses_guessing_longer_each_time():
 
 @pytest.fixture(scope="module")
 def undrafted():
-    eng = load_engine(ModelOptions(), EngineConfig(slots=4, n_ctx=512, speculative_tokens=0))
+    eng = load_engine(ModelOptions(), EngineConfig(slots=4, n_ctx=512, draft_tokens=0))
     yield eng
     eng.stop(0)
 
@@ -54,15 +56,19 @@ def _run(engine, prompt, params):
     return asyncio.run(engine.complete(prompt, params))
 
 
-@pytest.mark.parametrize("params", [
-    dict(temperature=0),
-    dict(temperature=0.9, top_p=0.95, seed=1234),
-    dict(temperature=0.7, seed=5, frequency_penalty=0.3, presence_penalty=0.2, repetition_penalty=1.1),
-    dict(temperature=0, logprobs=2),
-    dict(temperature=0.8, seed=3, n=2),
-], ids=["greedy", "seeded-top-p", "penalties", "logprobs", "n=2"])
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(temperature=0),
+        dict(temperature=0.9, top_p=0.95, seed=1234),
+        dict(temperature=0.7, seed=5, frequency_penalty=0.3, presence_penalty=0.2, repetition_penalty=1.1),
+        dict(temperature=0, logprobs=2),
+        dict(temperature=0.8, seed=3, n=2),
+    ],
+    ids=["greedy", "seeded-top-p", "penalties", "logprobs", "n=2"],
+)
 def test_drafting_gives_the_same_samples_as_none(engine, undrafted, params):
-    """The shared engine drafts (speculative_tokens=3), the other does not: same tokens, text, logprobs."""
+    """The shared engine drafts (draft_tokens=3), the other does not: same tokens, text, logprobs."""
     params = SamplingParams(max_new_tokens=48, ignore_eos=True, **params)
     before = engine.stats()
     drafted = _run(engine, REPEATING, params)
@@ -73,15 +79,18 @@ def test_drafting_gives_the_same_samples_as_none(engine, undrafted, params):
         assert after.accepted_tokens > before.accepted_tokens
     for a, b in zip(drafted.samples, plain.samples, strict=True):
         assert (a.token_ids, a.text, a.finish_reason) == (b.token_ids, b.text, b.finish_reason)
-        assert [(lp.token_id, lp.logprob, [t.token_id for t in lp.top]) for lp in a.logprobs] == \
-               [(lp.token_id, lp.logprob, [t.token_id for t in lp.top]) for lp in b.logprobs]
+        assert [(lp.token_id, lp.logprob, [t.token_id for t in lp.top]) for lp in a.logprobs] == [
+            (lp.token_id, lp.logprob, [t.token_id for t in lp.top]) for lp in b.logprobs
+        ]
     assert drafted.usage == plain.usage
 
 
 def test_drafting_keeps_stops_and_limits(engine, undrafted):
     """A stop string or the token limit that falls inside an accepted draft ends the sample right there."""
-    for params in (SamplingParams(temperature=0, max_new_tokens=40, stop=("sweet",)),
-                   SamplingParams(temperature=0, max_new_tokens=7, ignore_eos=True)):
+    for params in (
+        SamplingParams(temperature=0, max_new_tokens=40, stop=("sweet",)),
+        SamplingParams(temperature=0, max_new_tokens=7, ignore_eos=True),
+    ):
         a, b = _run(engine, REPEATING, params).samples[0], _run(undrafted, REPEATING, params).samples[0]
         assert (a.token_ids, a.text, a.finish_reason, a.stop) == (b.token_ids, b.text, b.finish_reason, b.stop)
     assert len(a.token_ids) == 7
@@ -107,6 +116,7 @@ def test_a_slot_after_rejected_drafts_serves_its_prefix_correctly(undrafted):
 
 def test_many_streams_do_not_draft(engine):
     """From 8 decoding sequences on, a step's rows already keep the cores busy: no drafts."""
+
     async def scenario():
         params = SamplingParams(temperature=0, max_new_tokens=32, ignore_eos=True)
         return await asyncio.gather(*(engine.complete(REPEATING, params) for _ in range(10)))
@@ -118,12 +128,12 @@ def test_many_streams_do_not_draft(engine):
     assert drafted < 10 * 32 // 4
 
 
-
 def test_served_stream_is_the_undrafted_text_and_metrics_count_drafts(undrafted):
     """`pocketlm serve` drafts by default: a streamed answer equals the undrafted engine's; /metrics counts."""
     import json
 
     import httpx
+
     from api_server import Server
 
     server = Server("--slots", "2")
@@ -141,14 +151,14 @@ def test_served_stream_is_the_undrafted_text_and_metrics_count_drafts(undrafted)
         server.stop()
 
 
-def test_speculative_tokens_flag_refuses_negative_values():
+def test_draft_tokens_flag_refuses_negative_values():
     from click.testing import CliRunner
 
     from pocketlm.cli import main
 
-    result = CliRunner().invoke(main, ["serve", "--speculative-tokens", "-1"])
+    result = CliRunner().invoke(main, ["serve", "--draft-tokens", "-1"])
     assert result.exit_code == 2
-    assert "--speculative-tokens" in result.output and "-1 is not in the range x>=0" in result.output
+    assert "--draft-tokens" in result.output and "-1 is not in the range x>=0" in result.output
 
 
 def test_torch_backend_drafts_the_same_text():
@@ -159,7 +169,7 @@ def test_torch_backend_drafts_the_same_text():
     params = SamplingParams(temperature=0, max_new_tokens=40, ignore_eos=True)
     texts = {}
     for k in (3, 0):
-        eng = load_engine(model, EngineConfig(slots=2, n_ctx=256, speculative_tokens=k))
+        eng = load_engine(model, EngineConfig(slots=2, n_ctx=256, draft_tokens=k))
         try:
             texts[k] = _run(eng, "1 2 3 1 2 3 1 2 3 1 2", params).samples[0].token_ids
             if k:

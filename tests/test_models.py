@@ -35,11 +35,14 @@ def test_local_gguf_file_and_hf_directory(tmp_path):
     assert resolve(str(hf)).format == "hf"
 
 
-@pytest.mark.parametrize("name, words", [
-    ("no-such-model", "huggingface-cli download"),
-    ("someorg/some-model", "could not be downloaded"),
-    ("./missing.gguf", "no such file"),
-])
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("no-such-model", "huggingface-cli download"),
+        ("someorg/some-model", "could not be downloaded"),
+        ("./missing.gguf", "no such file"),
+    ],
+)
 def test_unknown_models_say_what_to_do(name, words):
     with pytest.raises(ModelNotFound) as err:
         resolve(name)
@@ -85,7 +88,9 @@ def test_gemma_alias_assembles_its_chunks_and_generates(tmp_path, monkeypatch):
     assert info.architecture == "gemma3" and info.quantization == "Q4_K_M"
     engine = load_engine(ModelOptions("gemma3-270m"), EngineConfig(slots=1, n_ctx=256))
     try:
-        result = asyncio.run(engine.complete("The capital of France is", SamplingParams(temperature=0, max_new_tokens=8)))
+        result = asyncio.run(
+            engine.complete("The capital of France is", SamplingParams(temperature=0, max_new_tokens=8))
+        )
     finally:
         engine.stop(0)
     assert "France" in result.samples[0].text or "Paris" in result.samples[0].text

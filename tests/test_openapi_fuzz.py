@@ -35,17 +35,17 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from fake_backend import fake_engine
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.config import SchemathesisConfig
 from schemathesis.generation.modes import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
-from tiny_models import build_tiny_captioner, tiny_model_dir
 
+from fake_backend import fake_engine
 from pocketlm.api import Settings
 from pocketlm.server import build_app
 from pocketlm.tasks import speech
+from tiny_models import build_tiny_captioner, tiny_model_dir
 
 EXAMPLES = int(os.environ.get("POCKETLM_FUZZ_EXAMPLES", "15"))
 MODEL_EXAMPLES = max(2, EXAMPLES // 5)  # the operations that run a task or inspection model
@@ -75,8 +75,12 @@ def _image(size: tuple[int, int], color: tuple[int, int, int], kind: str) -> byt
 
 # "byte" (base64) and "binary" are only the captioning routes' image here, whose document says image/* (JSON)
 # and image/png, image/jpeg, image/webp (upload): what is valid there is an image, so Schemathesis draws images.
-_images = st.builds(_image, st.tuples(st.integers(1, 64), st.integers(1, 64)), st.tuples(*[st.integers(0, 255)] * 3),
-                    st.sampled_from(["PNG", "JPEG", "WEBP"]))
+_images = st.builds(
+    _image,
+    st.tuples(st.integers(1, 64), st.integers(1, 64)),
+    st.tuples(*[st.integers(0, 255)] * 3),
+    st.sampled_from(["PNG", "JPEG", "WEBP"]),
+)
 schemathesis.openapi.format("byte", _images.map(lambda data: base64.b64encode(data).decode()))
 schemathesis.openapi.format("binary", _images)
 
@@ -92,8 +96,10 @@ def _stop_engine():
     report = os.environ.get("POCKETLM_FUZZ_REPORT")
     if report:
         with open(report, "a") as f:
-            f.write(f"cases: {CASES['open']} without keys, {CASES['keyed']} with keys ({EXAMPLES} examples per "
-                    f"operation and mode, {MODEL_EXAMPLES} for the task and inspection operations)\n")
+            f.write(
+                f"cases: {CASES['open']} without keys, {CASES['keyed']} with keys ({EXAMPLES} examples per "
+                f"operation and mode, {MODEL_EXAMPLES} for the task and inspection operations)\n"
+            )
 
 
 def app_for(keys: tuple[str, ...]):
@@ -119,7 +125,9 @@ keyed_schema = load(KEYED_APP, (KEY,), EXAMPLES).exclude(path_regex=MODEL_PATHS)
 open_models = load(OPEN_APP, (), MODEL_EXAMPLES).include(path_regex=MODEL_PATHS)
 keyed_models = load(KEYED_APP, (KEY,), MODEL_EXAMPLES).include(path_regex=MODEL_PATHS)
 # The suite's run is the same every time; `make fuzz` draws new data on each run (pytest --hypothesis-seed=N).
-_settings = settings(deadline=None, suppress_health_check=list(HealthCheck), derandomize="POCKETLM_FUZZ_REPORT" not in os.environ)
+_settings = settings(
+    deadline=None, suppress_health_check=list(HealthCheck), derandomize="POCKETLM_FUZZ_REPORT" not in os.environ
+)
 
 
 @open_schema.parametrize()
@@ -173,7 +181,15 @@ def test_the_document_follows_the_configuration():
     assert "securitySchemes" not in plain.get("components", {})
     assert all("security" not in op for item in plain["paths"].values() for op in item.values())
     completions = keyed["paths"]["/v1/completions"]["post"]
-    assert completions["security"] and set(completions["responses"]) >= {"200", "400", "401", "408", "413", "503", "504"}
+    assert completions["security"] and set(completions["responses"]) >= {
+        "200",
+        "400",
+        "401",
+        "408",
+        "413",
+        "503",
+        "504",
+    }
     assert "422" not in completions["responses"] and "text/event-stream" in completions["responses"]["200"]["content"]
     fields = plain["components"]["schemas"]["CompletionRequest"]["properties"]
     assert fields["temperature"]["maximum"] == 100.0 and fields["top_p"]["exclusiveMinimum"] == 0.0
@@ -188,13 +204,21 @@ def test_the_task_and_inspection_routes_state_what_they_enforce():
     assert {"400", "404", "408", "413"} <= set(speech["responses"]) and "422" not in speech["responses"]
     assert speech["responses"]["404"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
     fields = plain["components"]["schemas"]["SpeechRequest"]["properties"]
-    assert fields["speed"]["minimum"] == 0.25 and fields["input"]["maxLength"] == 4096 and "joe" in fields["voice"]["enum"]
+    assert (
+        fields["speed"]["minimum"] == 0.25 and fields["input"]["maxLength"] == 4096 and "joe" in fields["voice"]["enum"]
+    )
     nxt = plain["components"]["schemas"]["NextRequest"]["properties"]
     assert nxt["temperature"]["maximum"] == 100.0 and nxt["top"]["maximum"] == 100
     assert plain["components"]["schemas"]["PositionsRequest"]["properties"]["model"]["anyOf"][0]["enum"] == [
-        "fake-model", "", "all-minilm-l6-v2"]
+        "fake-model",
+        "",
+        "all-minilm-l6-v2",
+    ]
     caption = paths["/v1/images/captions"]["post"]["requestBody"]["content"]
-    assert caption["application/json"]["schema"]["properties"]["model"]["anyOf"][0]["enum"][-2:] == ["tiny-vit-gpt2", ""]
+    assert caption["application/json"]["schema"]["properties"]["model"]["anyOf"][0]["enum"][-2:] == [
+        "tiny-vit-gpt2",
+        "",
+    ]
     assert {"type": "null"} not in caption["multipart/form-data"]["schema"]["properties"]["model"]["anyOf"]
     translate = paths["/translate"]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]
     assert translate["q"]["anyOf"][1]["maxItems"] == 128 and "[pP][tT][-_][bB][rR]" in translate["target"]["pattern"]

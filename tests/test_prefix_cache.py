@@ -114,9 +114,12 @@ def test_requests_arriving_together_copy_the_shared_prefix_from_the_first_and_ke
     kw = [dict(temperature=0), dict(temperature=0.8, seed=5), dict(temperature=0), dict(temperature=0.7, seed=9)]
     eng = load_engine(ModelOptions(), EngineConfig(slots=4, n_ctx=1024))
     try:
+
         async def together():
-            return await asyncio.gather(*(eng.complete(p, SamplingParams(max_new_tokens=12, ignore_eos=True, **k))
-                                          for p, k in zip(prompts, kw)))
+            return await asyncio.gather(
+                *(eng.complete(p, SamplingParams(max_new_tokens=12, ignore_eos=True, **k)) for p, k in zip(prompts, kw))
+            )
+
         shared = eng.tokenize(prompts[0])
         shared = next(i for i, (x, y) in enumerate(zip(shared, eng.tokenize(prompts[1]))) if x != y)
         results = asyncio.run(together())

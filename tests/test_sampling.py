@@ -39,7 +39,8 @@ def test_min_p_drops_unlikely_tokens():
 def test_plain_temperature_sampling_follows_the_distribution():
     logits = peaked()
     picks = draw(SamplingParams(temperature=1.0, seed=4), logits, n=3000)
-    p = np.exp(logits.astype(np.float64)); p /= p.sum()
+    p = np.exp(logits.astype(np.float64))
+    p /= p.sum()
     assert abs(picks.count(3) / 3000 - p[3]) < 0.04
 
 

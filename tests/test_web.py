@@ -222,7 +222,9 @@ def test_export_then_import_in_another_browser(browser, server, page, tmp_path):
         expect(other.locator("#chat-note")).to_contain_text("Imported 1 conversations.")
         expect(other.locator(".msg.user")).to_have_text(re.compile("Export me."))
         expect(other.locator("#system-prompt")).to_have_value("Answer briefly.")
-        other.set_input_files("#import", files=[{"name": "bad.json", "mimeType": "application/json", "buffer": b'{"a": 1}'}])
+        other.set_input_files(
+            "#import", files=[{"name": "bad.json", "mimeType": "application/json", "buffer": b'{"a": 1}'}]
+        )
         expect(other.locator("#chat-note")).to_contain_text("Not a pocketlm conversations file")
     finally:
         other.context.close()
@@ -247,11 +249,22 @@ def test_model_output_with_markup_is_shown_as_text(page):
     assert out.locator(".markdown strong").all_inner_texts()[0] == "bold"  # Markdown still renders around it
     # The same text as a stored chat answer (imported), rendered by the chat's Markdown view.
     page.click("[data-tab=chat]")
-    exported = {"pocketlm_conversations": 1, "conversations": [
-        {"id": "x", "title": "markup", "messages": [{"role": "user", "content": "repeat"},
-                                                     {"role": "assistant", "variants": [{"content": XSS}]}]}]}
-    page.set_input_files("#import", files=[{"name": "c.json", "mimeType": "application/json",
-                                            "buffer": json.dumps(exported).encode()}])
+    exported = {
+        "pocketlm_conversations": 1,
+        "conversations": [
+            {
+                "id": "x",
+                "title": "markup",
+                "messages": [
+                    {"role": "user", "content": "repeat"},
+                    {"role": "assistant", "variants": [{"content": XSS}]},
+                ],
+            }
+        ],
+    }
+    page.set_input_files(
+        "#import", files=[{"name": "c.json", "mimeType": "application/json", "buffer": json.dumps(exported).encode()}]
+    )
     expect(page.locator("#messages .msg.assistant .body")).to_contain_text("<script>window.pwned = 1</script>")
     assert page.locator("#messages img, #messages script").count() == 0
     assert page.evaluate("window.pwned") is None
@@ -325,6 +338,7 @@ def test_api_key_is_asked_for_on_401(browser):
 # Each tab is on the page only when the server has its endpoint (read from /openapi.json at start-up):
 # without it the tab stays hidden; with it the tab must produce its result.
 
+
 def has_path(server, path: str) -> bool:
     return path in httpx.get(server.url + "/openapi.json", timeout=30).json()["paths"]
 
@@ -376,9 +390,12 @@ def test_speak_tab(page, server):
     page.click("#speak-run")
     audio = page.locator("#speak-out audio")
     expect(audio).to_be_visible(timeout=120_000)
-    duration = page.evaluate("""() => new Promise((done) => {
-        const audio = document.querySelector('#speak-out audio');
-        if (audio.readyState >= 1) done(audio.duration); else audio.onloadedmetadata = () => done(audio.duration); })""")
+    duration = page.evaluate(
+        "() => new Promise((done) => {\n"
+        "        const audio = document.querySelector('#speak-out audio');\n"
+        "        if (audio.readyState >= 1) done(audio.duration); "
+        "else audio.onloadedmetadata = () => done(audio.duration); })"
+    )
     assert 0.5 < duration < 10  # the browser decoded real speech, a second or two long
     assert page.locator("#speak-out a[download]").get_attribute("href").startswith("blob:")
 
@@ -394,4 +411,5 @@ def test_describe_tab_speaks_the_servers_words(page, server):
 
 PNG_1x1 = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de0000000c4944415408d763f8cfc0000003010100"
-    "18dd8db00000000049454e44ae426082")
+    "18dd8db00000000049454e44ae426082"
+)

@@ -15,7 +15,9 @@ from pocketlm import datasets
 GPT2_TOKENIZER = datasets.gpt2_tokenizer_dir()
 
 
-def build_tiny_gpt2(out: Path, *, n_layer: int = 2, n_embd: int = 64, n_head: int = 4, n_positions: int = 256, seed: int = 0) -> Path:
+def build_tiny_gpt2(
+    out: Path, *, n_layer: int = 2, n_embd: int = 64, n_head: int = 4, n_positions: int = 256, seed: int = 0
+) -> Path:
     """A randomly initialised GPT-2 with the real GPT-2 tokenizer, saved as safetensors."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel, GPT2Tokenizer
@@ -23,8 +25,13 @@ def build_tiny_gpt2(out: Path, *, n_layer: int = 2, n_embd: int = 64, n_head: in
     # transformers 5 takes the files as `vocab=` / `merges=` (other names are silently ignored).
     tokenizer = GPT2Tokenizer(vocab=str(GPT2_TOKENIZER / "vocab.json"), merges=str(GPT2_TOKENIZER / "merges.txt"))
     config = GPT2Config(
-        vocab_size=len(tokenizer), n_positions=n_positions, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        n_positions=n_positions,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
     )
     torch.manual_seed(seed)
     GPT2LMHeadModel(config).save_pretrained(out)
@@ -32,7 +39,16 @@ def build_tiny_gpt2(out: Path, *, n_layer: int = 2, n_embd: int = 64, n_head: in
     return out
 
 
-def build_tiny_llama(out: Path, *, n_layer: int = 2, hidden: int = 64, n_head: int = 4, n_kv_head: int = 2, max_positions: int = 512, seed: int = 0) -> Path:
+def build_tiny_llama(
+    out: Path,
+    *,
+    n_layer: int = 2,
+    hidden: int = 64,
+    n_head: int = 4,
+    n_kv_head: int = 2,
+    max_positions: int = 512,
+    seed: int = 0,
+) -> Path:
     """A randomly initialised Llama with SmolLM2's real tokenizer (taken from the embedded GGUF)."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -44,9 +60,16 @@ def build_tiny_llama(out: Path, *, n_layer: int = 2, hidden: int = 64, n_head: i
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     set_pre_tokenizer(tokenizer, "smollm")  # transformers drops SmolLM2's digit splitting when reading a GGUF
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=n_layer,
-        num_attention_heads=n_head, num_key_value_heads=n_kv_head, max_position_embeddings=max_positions,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=n_layer,
+        num_attention_heads=n_head,
+        num_key_value_heads=n_kv_head,
+        max_position_embeddings=max_positions,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
     )
     torch.manual_seed(seed)
     LlamaForCausalLM(config).save_pretrained(out)
@@ -60,9 +83,17 @@ def build_tiny_gpt_neo(out: Path, *, seed: int = 0) -> Path:
     from transformers import GPT2Tokenizer, GPTNeoConfig, GPTNeoForCausalLM
 
     tokenizer = GPT2Tokenizer(vocab=str(GPT2_TOKENIZER / "vocab.json"), merges=str(GPT2_TOKENIZER / "merges.txt"))
-    config = GPTNeoConfig(vocab_size=len(tokenizer), hidden_size=32, num_layers=2, num_heads=4,
-                          attention_types=[[["global", "local"], 1]], max_position_embeddings=128, window_size=16,
-                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = GPTNeoConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_layers=2,
+        num_heads=4,
+        attention_types=[[["global", "local"], 1]],
+        max_position_embeddings=128,
+        window_size=16,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     torch.manual_seed(seed)
     GPTNeoForCausalLM(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -103,12 +134,18 @@ def build_tiny_spm_llama(out: Path, *, vocab_size: int = 1200, seed: int = 0) ->
     bpe.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=True)
     specials = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]  # Llama's first 259 ids
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
-    bpe.train_from_iterator([text[i:i + 2000] for i in range(0, len(text), 2000)], trainer)
+    bpe.train_from_iterator([text[i : i + 2000] for i in range(0, len(text), 2000)], trainer)
     spec = json.loads(bpe.to_str())["model"]
     tokenizer = LlamaTokenizerFast(vocab=spec["vocab"], merges=[tuple(m) for m in spec["merges"]])
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=256, bos_token_id=tokenizer.bos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
     torch.manual_seed(seed)
@@ -122,14 +159,28 @@ def build_tiny_captioner(out: Path, *, seed: int = 2) -> Path:
 
     Seed 2 writes words (some seeds end the caption at once: an empty caption is a correct but dull answer)."""
     import torch
-    from transformers import (GPT2Config, GPT2Tokenizer, ViTConfig, ViTImageProcessor, VisionEncoderDecoderConfig,
-                              VisionEncoderDecoderModel)
+    from transformers import (
+        GPT2Config,
+        GPT2Tokenizer,
+        VisionEncoderDecoderConfig,
+        VisionEncoderDecoderModel,
+        ViTConfig,
+        ViTImageProcessor,
+    )
 
     tokenizer = GPT2Tokenizer(vocab=str(GPT2_TOKENIZER / "vocab.json"), merges=str(GPT2_TOKENIZER / "merges.txt"))
-    encoder = ViTConfig(image_size=32, patch_size=16, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64)
-    decoder = GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=1, n_head=2,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    encoder = ViTConfig(
+        image_size=32, patch_size=16, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+    )
+    decoder = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=64,
+        n_embd=32,
+        n_layer=1,
+        n_head=2,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
     config.decoder_start_token_id = config.pad_token_id = tokenizer.bos_token_id
     config.eos_token_id = tokenizer.eos_token_id

@@ -59,7 +59,9 @@ def _load(model_options: ModelOptions, engine_config: EngineConfig, n: int = 1) 
 @model_options()
 @engine_options("n_ctx")
 @sampling_options
-@click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON (samples, tokens, logprobs, usage).")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the whole result as JSON (samples, tokens, logprobs, usage)."
+)
 @async_command
 async def generate(prompt, as_json, model_options, engine_config, sampling):
     """Continue PROMPT, streaming the text as it is generated."""
@@ -67,8 +69,14 @@ async def generate(prompt, as_json, model_options, engine_config, sampling):
     try:
         if as_json:
             result = await engine.complete(prompt, sampling)
-            click.echo(json.dumps({"model": engine.info.name, "prompt": prompt, **asdict(result)},
-                                  ensure_ascii=False, indent=2, default=_bytes_as_list))
+            click.echo(
+                json.dumps(
+                    {"model": engine.info.name, "prompt": prompt, **asdict(result)},
+                    ensure_ascii=False,
+                    indent=2,
+                    default=_bytes_as_list,
+                )
+            )
             return
         async for event in engine.submit(prompt, sampling):
             if isinstance(event, TextDelta):
@@ -126,19 +134,31 @@ def models(as_json):
     from pocketlm.models.listing import available_models
     from pocketlm.tasks.catalog import task_models
 
-    rows, tasks = available_models(), task_models(os.environ.get(env_var("--caption-model")) or None)  # as serve reads it
+    rows, tasks = (
+        available_models(),
+        task_models(os.environ.get(env_var("--caption-model")) or None),
+    )  # as serve reads it
     if as_json:
-        click.echo(json.dumps([{"task": "text-generation", **asdict(r)} for r in rows] + [asdict(t) for t in tasks],
-                              indent=2, default=str))
+        click.echo(
+            json.dumps(
+                [{"task": "text-generation", **asdict(r)} for r in rows] + [asdict(t) for t in tasks],
+                indent=2,
+                default=str,
+            )
+        )
         return
     header = f"{'MODEL':<28} {'KIND':<8} {'PARAMS':>7} {'FILE':>8} {'QUANT':<8} {'CONTEXT':>7} {'RAM~':>8}  SOURCE"
     click.echo(header)
     for r in rows:
-        click.echo(f"{r.name:<28} {r.kind:<8} {r.params_label:>7} {_mb(r.file_size):>8} {r.quantization:<8} "
-                   f"{r.n_ctx_train:>7} {_mb(r.ram_estimate):>8}  {r.source}")
-    click.echo("\nKIND: instruct = tuned to follow chat turns (has a chat template); base = continues text, best with "
-               "`generate` or /v1/completions.\nRAM~ = weights + KV cache for 4,096 tokens. Quantization: fewer bits, "
-               "smaller and faster, slightly less accurate (Q4 ~ 4.5 bits/weight, Q8 ~ 8.5, F16 = 16).")
+        click.echo(
+            f"{r.name:<28} {r.kind:<8} {r.params_label:>7} {_mb(r.file_size):>8} {r.quantization:<8} "
+            f"{r.n_ctx_train:>7} {_mb(r.ram_estimate):>8}  {r.source}"
+        )
+    click.echo(
+        "\nKIND: instruct = tuned to follow chat turns (has a chat template); base = continues text, best with "
+        "`generate` or /v1/completions.\nRAM~ = weights + KV cache for 4,096 tokens. Quantization: fewer bits, "
+        "smaller and faster, slightly less accurate (Q4 ~ 4.5 bits/weight, Q8 ~ 8.5, F16 = 16)."
+    )
     click.echo(f"\n{'TASK MODEL':<28} {'TASK':<15} SOURCE")
     for t in tasks:
         click.echo(f"{t.id:<28} {t.task:<15} {t.source}")

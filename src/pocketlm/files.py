@@ -129,7 +129,9 @@ def cached(dst: str | Path, make: Callable[[Path], object], *, directory: bool =
         if entry_intact(dst):
             return dst
         if dst.exists() or _record_path(dst).exists():
-            log.warning("cache entry %s is incomplete or damaged (size/hash differ from its record); making it again", dst)
+            log.warning(
+                "cache entry %s is incomplete or damaged (size/hash differ from its record); making it again", dst
+            )
         _discard(dst)
         with atomic_path(dst, directory=directory) as tmp:
             make(tmp)
@@ -142,7 +144,8 @@ def cached(dst: str | Path, make: Callable[[Path], object], *, directory: bool =
 
 
 def entry_intact(dst: str | Path) -> bool:
-    """Whether the cache entry ``dst`` exists and every file matches the size and SHA-256 recorded when it was written."""
+    """Whether the cache entry ``dst`` exists and every file matches the size and SHA-256 recorded
+    when it was written."""
     dst = Path(dst)
     try:
         recorded = json.loads(_record_path(dst).read_text())["files"]

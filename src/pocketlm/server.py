@@ -31,8 +31,8 @@ from pocketlm.api.connections import guarded_protocol
 from pocketlm.api.settings import Settings
 from pocketlm.engine.options import engine_options
 from pocketlm.inspection import routes as inspection_routes
-from pocketlm.tasks import routes as task_routes
 from pocketlm.models.options import env_var, model_options
+from pocketlm.tasks import routes as task_routes
 from pocketlm.web import install as install_web
 
 log = logging.getLogger("pocketlm.serve")
@@ -54,42 +54,157 @@ def serve_options(f):
     @functools.wraps(f)
     def command(*args, model_options, engine_config, api_keys, cors_origins, **kwargs):
         own = {name: kwargs.pop(name) for name in _SERVER_FIELDS if name in kwargs}
-        settings = Settings(model_options=model_options, engine=engine_config, api_keys=tuple(api_keys),
-                            cors_origins=tuple(cors_origins), **own)
+        settings = Settings(
+            model_options=model_options,
+            engine=engine_config,
+            api_keys=tuple(api_keys),
+            cors_origins=tuple(cors_origins),
+            **own,
+        )
         return f(*args, settings=settings, **kwargs)
 
     decorators = (
         model_options(),
-        engine_options("slots", "n_ctx", "max_queue", "max_prompt_tokens", "max_new_tokens", "max_n", "max_stop",
-                       "speculative_tokens"),
+        engine_options(
+            "slots",
+            "n_ctx",
+            "max_queue",
+            "max_prompt_tokens",
+            "max_new_tokens",
+            "max_n",
+            "max_stop",
+            "draft_tokens",
+        ),
         _option("--host", default=Settings.host, show_default=True, help="Address to bind; 0.0.0.0 inside containers."),
         _option("--port", type=int, default=Settings.port, show_default=True),
-        _option("--api-key", "api_keys", multiple=True, help="Accept this key as 'Authorization: Bearer <key>' (repeatable). None: no auth."),
-        _option("--cors-origin", "cors_origins", multiple=True, help="Allow browser requests from this origin (repeatable; '*' for any). Default: CORS off."),
-        _option("--max-body-bytes", type=click.IntRange(min=1), default=Settings.max_body_bytes, show_default=True, help="Largest request body accepted (413 beyond)."),
-        _option("--request-timeout", type=click.FloatRange(min=0, min_open=True), default=Settings.request_timeout, show_default=True, help="Seconds a request may run."),
-        _option("--max-connections", type=click.IntRange(min=1), default=Settings.max_connections, show_default=True, help="Open connections at once; beyond, new requests get 503."),
-        _option("--keep-alive", type=click.FloatRange(min=0, min_open=True), default=Settings.keep_alive, show_default=True, help="Seconds an idle connection stays open after a response."),
-        _option("--header-timeout", type=click.FloatRange(min=0, min_open=True), default=Settings.header_timeout, show_default=True, help="Seconds a connection may take to send a request's headers; then it is closed (408)."),
-        _option("--body-timeout", type=click.FloatRange(min=0, min_open=True), default=Settings.body_timeout, show_default=True, help="Seconds a request's body may take to arrive after its headers (408 beyond)."),
-        _option("--send-timeout", type=click.FloatRange(min=0, min_open=True), default=Settings.send_timeout, show_default=True, help="Seconds a response may wait on a client that reads nothing; then the connection is dropped and its request cancelled."),
-        _option("--send-buffer-bytes", type=click.IntRange(min=4096), default=Settings.send_buffer_bytes, show_default=True, help="Kernel send buffer of each connection: what a client that stops reading can pin."),
-        _option("--max-header-bytes", type=click.IntRange(min=1024), default=Settings.max_header_bytes, show_default=True, help="Largest request line plus headers (400 beyond)."),
-        _option("--public-docs", is_flag=True, default=Settings.public_docs, help="With --api-key: serve /docs, /redoc and /openapi.json without a key (the rest still needs one)."),
-        _option("--log-format", type=click.Choice(["text", "json"]), default=Settings.log_format, show_default=True, help="json: one JSON object per log line (access log included)."),
-        _option("--grace-period", type=click.FloatRange(min=0), default=Settings.grace_period, show_default=True, help="Seconds SIGTERM waits for in-flight requests."),
-        _option("--caption-model", default=Settings.caption_model, callback=_existing_model,
-                help="Image-to-text model for POST /v1/images/captions and /v1/pipelines/describe (a Hugging Face "
-                     "directory or cached hub id, e.g. ViT-GPT2 or BLIP). Default: captioning off."),
+        _option(
+            "--api-key",
+            "api_keys",
+            multiple=True,
+            help="Accept this key as 'Authorization: Bearer <key>' (repeatable). None: no auth.",
+        ),
+        _option(
+            "--cors-origin",
+            "cors_origins",
+            multiple=True,
+            help="Allow browser requests from this origin (repeatable; '*' for any). Default: CORS off.",
+        ),
+        _option(
+            "--max-body-bytes",
+            type=click.IntRange(min=1),
+            default=Settings.max_body_bytes,
+            show_default=True,
+            help="Largest request body accepted (413 beyond).",
+        ),
+        _option(
+            "--request-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=Settings.request_timeout,
+            show_default=True,
+            help="Seconds a request may run.",
+        ),
+        _option(
+            "--max-connections",
+            type=click.IntRange(min=1),
+            default=Settings.max_connections,
+            show_default=True,
+            help="Open connections at once; beyond, new requests get 503.",
+        ),
+        _option(
+            "--keep-alive",
+            type=click.FloatRange(min=0, min_open=True),
+            default=Settings.keep_alive,
+            show_default=True,
+            help="Seconds an idle connection stays open after a response.",
+        ),
+        _option(
+            "--header-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=Settings.header_timeout,
+            show_default=True,
+            help="Seconds a connection may take to send a request's headers; then it is closed (408).",
+        ),
+        _option(
+            "--body-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=Settings.body_timeout,
+            show_default=True,
+            help="Seconds a request's body may take to arrive after its headers (408 beyond).",
+        ),
+        _option(
+            "--send-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=Settings.send_timeout,
+            show_default=True,
+            help=(
+                "Seconds a response may wait on a client that reads nothing; "
+                "then the connection is dropped and its request cancelled."
+            ),
+        ),
+        _option(
+            "--send-buffer-bytes",
+            type=click.IntRange(min=4096),
+            default=Settings.send_buffer_bytes,
+            show_default=True,
+            help="Kernel send buffer of each connection: what a client that stops reading can pin.",
+        ),
+        _option(
+            "--max-header-bytes",
+            type=click.IntRange(min=1024),
+            default=Settings.max_header_bytes,
+            show_default=True,
+            help="Largest request line plus headers (400 beyond).",
+        ),
+        _option(
+            "--public-docs",
+            is_flag=True,
+            default=Settings.public_docs,
+            help="With --api-key: serve /docs, /redoc and /openapi.json without a key (the rest still needs one).",
+        ),
+        _option(
+            "--log-format",
+            type=click.Choice(["text", "json"]),
+            default=Settings.log_format,
+            show_default=True,
+            help="json: one JSON object per log line (access log included).",
+        ),
+        _option(
+            "--grace-period",
+            type=click.FloatRange(min=0),
+            default=Settings.grace_period,
+            show_default=True,
+            help="Seconds SIGTERM waits for in-flight requests.",
+        ),
+        _option(
+            "--caption-model",
+            default=Settings.caption_model,
+            callback=_existing_model,
+            help="Image-to-text model for POST /v1/images/captions and /v1/pipelines/describe (a Hugging Face "
+            "directory or cached hub id, e.g. ViT-GPT2 or BLIP). Default: captioning off.",
+        ),
     )
     for decorate in reversed(decorators):
         command = decorate(command)
     return command
 
 
-_SERVER_FIELDS = ("host", "port", "max_body_bytes", "request_timeout", "log_format", "grace_period", "max_connections",
-                  "keep_alive", "header_timeout", "body_timeout", "send_timeout", "send_buffer_bytes", "max_header_bytes",
-                  "public_docs", "caption_model")
+_SERVER_FIELDS = (
+    "host",
+    "port",
+    "max_body_bytes",
+    "request_timeout",
+    "log_format",
+    "grace_period",
+    "max_connections",
+    "keep_alive",
+    "header_timeout",
+    "body_timeout",
+    "send_timeout",
+    "send_buffer_bytes",
+    "max_header_bytes",
+    "public_docs",
+    "caption_model",
+)
 
 
 def _existing_model(ctx, param, value: str | None) -> str | None:
@@ -120,8 +235,12 @@ def build_app(engine, settings: Settings) -> FastAPI:
     app.include_router(inspection_routes.router, dependencies=[Depends(require_api_key)])
     install_web(app)  # the playground at GET / (POST / stays TGI's)
     # translation, speech, captions; LibreTranslate's clients may send their key as an `api_key` field instead
-    task_routes.include(app, dependencies=[Depends(require_api_key)], caption_model=settings.caption_model,
-                        libretranslate_dependencies=[Depends(api_key_or_field(task_routes.LIBRETRANSLATE_KEY_FIELD))])
+    task_routes.include(
+        app,
+        dependencies=[Depends(require_api_key)],
+        caption_model=settings.caption_model,
+        libretranslate_dependencies=[Depends(api_key_or_field(task_routes.LIBRETRANSLATE_KEY_FIELD))],
+    )
     openapi.add_hook(app, task_routes.caption_model_schema)  # the configured caption model, in the document
     return app
 
@@ -134,17 +253,28 @@ def run(settings: Settings) -> int:
     engine = load_engine(settings.model_options, settings.engine)
     app = build_app(engine, settings)
     kv = f" (KV cache {engine.info.kv_cache})" if engine.info.kv_cache else ""
-    log.info("loaded %s in %.1f s%s; serving on http://%s:%d", engine.info.name, time.perf_counter() - started, kv,
-             settings.host, settings.port)
+    log.info(
+        "loaded %s in %.1f s%s; serving on http://%s:%d",
+        engine.info.name,
+        time.perf_counter() - started,
+        kv,
+        settings.host,
+        settings.port,
+    )
 
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_config=None, access_log=False,
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
         # uvicorn waits for open connections a little longer than the engine's grace, so that
         # requests the engine cancels at the deadline still end their responses cleanly.
         timeout_graceful_shutdown=settings.grace_period + 2.0,
         # What one client may hold: see pocketlm.api.connections.
         http=guarded_protocol(settings.header_timeout, settings.send_timeout, settings.send_buffer_bytes),
-        limit_concurrency=settings.max_connections, timeout_keep_alive=settings.keep_alive,
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=settings.keep_alive,
         h11_max_incomplete_event_size=settings.max_header_bytes,
     )
     server = DrainingServer(config, app, engine, settings.grace_period)

@@ -25,8 +25,9 @@ SUFFIXES = (".txt", ".jsonl", ".csv")
 PIECE_CHARS = 1 << 20  # ~1 MB of text per piece: big enough to be fast, small enough for RAM
 
 
-def iter_documents(source: str | Path, text_field: str = "text", *, param: str = "data",
-                   split: tuple[str, ...] = ("train",)) -> Iterator[Iterator[str]]:
+def iter_documents(
+    source: str | Path, text_field: str = "text", *, param: str = "data", split: tuple[str, ...] = ("train",)
+) -> Iterator[Iterator[str]]:
     """Yield each document of ``source`` as an iterator over its text pieces.
 
     ``source`` is a path, or a dataset name such as ``shakespeare:valid`` (see
@@ -36,8 +37,11 @@ def iter_documents(source: str | Path, text_field: str = "text", *, param: str =
     if not path.exists() and datasets.is_name(source):
         path = datasets.resolve(str(source), param=param)
     if not path.exists():
-        raise InvalidParameter(param, f"{path} does not exist; give a .txt, .jsonl or .csv file, a directory of them, "
-                                      f"a dataset saved with datasets' save_to_disk, or a name ({', '.join(datasets.NAMES)})")
+        raise InvalidParameter(
+            param,
+            f"{path} does not exist; give a .txt, .jsonl or .csv file, a directory of them, "
+            f"a dataset saved with datasets' save_to_disk, or a name ({', '.join(datasets.NAMES)})",
+        )
     if path.is_dir():
         if _is_saved_dataset(path):
             yield from _saved_dataset(path, text_field, param, split)
@@ -99,8 +103,11 @@ def _jsonl(path: Path, field: str, param: str) -> Iterator[Iterator[str]]:
                 raise InvalidParameter(param, f"{path} line {n} is not valid JSON ({e.msg})") from None
             if not isinstance(row, dict) or field not in row:
                 fields = ", ".join(row) if isinstance(row, dict) else "none: not an object"
-                raise InvalidParameter("text_field", f"{path} line {n} has no field '{field}' (its fields: {fields}); "
-                                                     "pass --text-field NAME with the field that holds the text")
+                raise InvalidParameter(
+                    "text_field",
+                    f"{path} line {n} has no field '{field}' (its fields: {fields}); "
+                    "pass --text-field NAME with the field that holds the text",
+                )
             yield iter((_as_text(row[field], f"{path} line {n}, field '{field}'"),))
 
 
@@ -111,8 +118,11 @@ def _csv(path: Path, column: str, param: str) -> Iterator[Iterator[str]]:
         if reader.fieldnames is None:
             return  # an empty file: no documents, reported by the caller
         if column not in reader.fieldnames:
-            raise InvalidParameter("text_field", f"{path} has no column '{column}' (columns: {', '.join(reader.fieldnames)}); "
-                                                 "pass --text-field NAME with the column that holds the text")
+            raise InvalidParameter(
+                "text_field",
+                f"{path} has no column '{column}' (columns: {', '.join(reader.fieldnames)}); "
+                "pass --text-field NAME with the column that holds the text",
+            )
         for row in reader:
             yield iter((row[column] or "",))
 
@@ -126,17 +136,23 @@ def _saved_dataset(path: Path, column: str, param: str, split: tuple[str, ...]) 
     try:
         from datasets import DatasetDict, load_from_disk
     except ImportError:
-        raise InvalidParameter(param, f"{path} is a saved `datasets` dataset; install the package: pip install datasets") from None
+        raise InvalidParameter(
+            param, f"{path} is a saved `datasets` dataset; install the package: pip install datasets"
+        ) from None
     ds = load_from_disk(str(path))
     if isinstance(ds, DatasetDict):
         name = next((s for s in split if s in ds), None)
         if name is None:
-            raise InvalidParameter(param, f"{path} has splits {', '.join(ds)}, none of {', '.join(split)}; "
-                                          "save the split you want on its own")
+            raise InvalidParameter(
+                param,
+                f"{path} has splits {', '.join(ds)}, none of {', '.join(split)}; save the split you want on its own",
+            )
         ds = ds[name]
     if column not in ds.column_names:
-        raise InvalidParameter("text_field", f"{path} has no column '{column}' (columns: {', '.join(ds.column_names)}); "
-                                             "pass --text-field NAME")
+        raise InvalidParameter(
+            "text_field",
+            f"{path} has no column '{column}' (columns: {', '.join(ds.column_names)}); pass --text-field NAME",
+        )
     for batch in ds.select_columns([column]).iter(batch_size=256):
         for value in batch[column]:
             yield iter((_as_text(value, f"{path} column '{column}'"),))

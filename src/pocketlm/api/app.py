@@ -26,7 +26,8 @@ Text generation with small language models on a plain CPU.
 
 * **The seeds' contract**: `POST /generate` with `{"prompt": "..."}` answers `{"response": "<prompt + continuation>"}`.
 * **OpenAI**: `/v1/completions`, `/v1/chat/completions` (streaming with `"stream": true`), `/v1/models`.
-* **Hugging Face TGI**: `POST /`, `/generate` with `{"inputs": ...}`, `/generate_stream` (for `huggingface_hub.InferenceClient`).
+* **Hugging Face TGI**: `POST /`, `/generate` with `{"inputs": ...}`, \
+`/generate_stream` (for `huggingface_hub.InferenceClient`).
 
 Errors use OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
 """
@@ -35,15 +36,29 @@ Errors use OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
 def create_app(engine, settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics(engine)
-    middleware = [Middleware(AccessLog, metrics=metrics, log_format=settings.log_format)]  # outermost: sees every status
+    middleware = [
+        Middleware(AccessLog, metrics=metrics, log_format=settings.log_format)
+    ]  # outermost: sees every status
     if settings.cors_origins:
-        middleware.append(Middleware(
-            CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type"], max_age=600,
-        ))
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=["Authorization", "Content-Type"],
+                max_age=600,
+            )
+        )
     middleware.append(Middleware(BodyLimit, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout))
-    app = FastAPI(title="pocketlm", version=__version__, description=DESCRIPTION, middleware=middleware,
-                  docs_url=None, redoc_url=None, openapi_url=None)  # served by pocketlm.api.docs: offline, keyed
+    app = FastAPI(
+        title="pocketlm",
+        version=__version__,
+        description=DESCRIPTION,
+        middleware=middleware,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )  # served by pocketlm.api.docs: offline, keyed
 
     app.state.engine = engine
     app.state.settings = settings

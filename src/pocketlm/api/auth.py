@@ -34,7 +34,9 @@ def key_matches(given: str, keys: tuple[str, ...]) -> bool:
     return found
 
 
-async def require_api_key(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+async def require_api_key(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
+) -> None:
     keys: tuple[str, ...] = request.app.state.settings.api_keys
     if not keys:
         return
@@ -57,8 +59,9 @@ def api_key_or_field(field: str):
             return await require_api_key(request, credentials)
         given = request.query_params.get(field) or await _body_field(request, field)
         if not given:
-            raise Unauthorized(f"missing API key: send the header 'Authorization: Bearer <key>' or the field '{field}'",
-                               param=field)
+            raise Unauthorized(
+                f"missing API key: send the header 'Authorization: Bearer <key>' or the field '{field}'", param=field
+            )
         if not isinstance(given, str) or not key_matches(given, keys):
             raise Unauthorized(f"invalid API key: the '{field}' field is not a key the server accepts", param=field)
 

@@ -38,8 +38,11 @@ log = logging.getLogger("pocketlm.api")
 
 def guarded_protocol(header_timeout: float, send_timeout: float, send_buffer_bytes: int) -> type[H11Protocol]:
     """uvicorn's h11 protocol class with these limits (pass it as ``uvicorn.Config(http=...)``)."""
-    return type("GuardedH11Protocol", (GuardedH11Protocol,), {
-        "header_timeout": header_timeout, "send_timeout": send_timeout, "send_buffer_bytes": send_buffer_bytes})
+    return type(
+        "GuardedH11Protocol",
+        (GuardedH11Protocol,),
+        {"header_timeout": header_timeout, "send_timeout": send_timeout, "send_buffer_bytes": send_buffer_bytes},
+    )
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -109,7 +112,11 @@ class GuardedH11Protocol(H11Protocol):
         if self._in_request() or self.transport.is_closing():
             return
         if self._partial:
-            log.info("%s: request headers incomplete after %g s (--header-timeout); closing", _peer(self), self.header_timeout)
+            log.info(
+                "%s: request headers incomplete after %g s (--header-timeout); closing",
+                _peer(self),
+                self.header_timeout,
+            )
             self.transport.write(_timeout_response(self.header_timeout))
         self.transport.close()
 
@@ -117,8 +124,11 @@ class GuardedH11Protocol(H11Protocol):
         self._send_timer = None
         if self.transport.is_closing():
             return
-        log.info("%s: read nothing of its response for %g s (--send-timeout); dropping the connection",
-                 _peer(self), self.send_timeout)
+        log.info(
+            "%s: read nothing of its response for %g s (--send-timeout); dropping the connection",
+            _peer(self),
+            self.send_timeout,
+        )
         self.transport.abort()  # close() would wait to flush what the client is not reading
 
 
@@ -128,9 +138,18 @@ def _peer(protocol: H11Protocol) -> str:
 
 
 def _timeout_response(seconds: float) -> bytes:
-    body = json.dumps({"error": {
-        "message": f"the request headers did not arrive within {seconds:g} s (--header-timeout)",
-        "type": "invalid_request_error", "param": None, "code": "request_timeout"}}).encode()
-    head = (f"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
-            "connection: close\r\n\r\n").encode()
+    body = json.dumps(
+        {
+            "error": {
+                "message": f"the request headers did not arrive within {seconds:g} s (--header-timeout)",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "request_timeout",
+            }
+        }
+    ).encode()
+    head = (
+        f"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    ).encode()
     return head + body

@@ -35,14 +35,19 @@ def install(app: FastAPI, *, keyed: list[Depends]) -> None:
     @app.get("/docs", include_in_schema=False, dependencies=keyed)
     async def swagger_ui():
         return get_swagger_ui_html(
-            openapi_url=OPENAPI_URL, title=f"{app.title} - API",
-            swagger_js_url=f"{ASSETS}/swagger-ui-bundle.js", swagger_css_url=f"{ASSETS}/swagger-ui.css",
+            openapi_url=OPENAPI_URL,
+            title=f"{app.title} - API",
+            swagger_js_url=f"{ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{ASSETS}/swagger-ui.css",
             swagger_favicon_url=f"{ASSETS}/favicon.png",
         )
 
     @app.get("/redoc", include_in_schema=False, dependencies=keyed)
     async def redoc():
         return get_redoc_html(
-            openapi_url=OPENAPI_URL, title=f"{app.title} - API",
-            redoc_js_url=f"{ASSETS}/redoc.standalone.js", redoc_favicon_url=f"{ASSETS}/favicon.png", with_google_fonts=False,
+            openapi_url=OPENAPI_URL,
+            title=f"{app.title} - API",
+            redoc_js_url=f"{ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{ASSETS}/favicon.png",
+            with_google_fonts=False,
         )

@@ -87,9 +87,13 @@ def validation_error(exc: RequestValidationError) -> InvalidParameter:
     kind = first.get("type", "")
     if kind == "json_invalid":
         reason = (first.get("ctx") or {}).get("error", "invalid JSON")
-        return InvalidParameter("body", f"the request body is not valid JSON ({reason} at character {loc[0] if loc else '?'})")
+        return InvalidParameter(
+            "body", f"the request body is not valid JSON ({reason} at character {loc[0] if loc else '?'})"
+        )
     if not loc and kind in ("model_attributes_type", "dict_type"):
-        return InvalidParameter("body", "the request body must be a JSON object; send it with 'Content-Type: application/json'")
+        return InvalidParameter(
+            "body", "the request body must be a JSON object; send it with 'Content-Type: application/json'"
+        )
     if not loc and kind == "missing":
         return InvalidParameter("body", "the request needs a JSON body")
     param = _dotted(loc)
@@ -117,8 +121,11 @@ _HTTP_ERRORS = {
 
 def _allowed(request: Request) -> list[str]:
     """Every method some route answers on this request's path."""
-    return [method for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
-            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in request.app.routes)]
+    return [
+        method
+        for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in request.app.routes)
+    ]
 
 
 def install(app: FastAPI) -> None:
@@ -145,7 +152,9 @@ def install(app: FastAPI) -> None:
         elif exc.status_code == 400 and "parsing the body" in message:
             message = "the request body could not be read: it must be UTF-8 encoded JSON"
         headers = getattr(exc, "headers", None)
-        if exc.status_code == 405:  # Starlette names the methods of the first route on the path; a path may have several
+        if (
+            exc.status_code == 405
+        ):  # Starlette names the methods of the first route on the path; a path may have several
             headers = {**(headers or {}), "Allow": ", ".join(_allowed(request))}
         body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
         return JSONResponse(body, status_code=exc.status_code, headers=headers)

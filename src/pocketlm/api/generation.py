@@ -42,8 +42,14 @@ class Job:
         return self.stream.prompt_ids
 
 
-def start(request: Request, params: SamplingParams, aliases: dict[str, str], *,
-          prompt: str | list[int] | None = None, messages: list[dict] | None = None) -> Job:
+def start(
+    request: Request,
+    params: SamplingParams,
+    aliases: dict[str, str],
+    *,
+    prompt: str | list[int] | None = None,
+    messages: list[dict] | None = None,
+) -> Job:
     """Submit a prompt, or chat messages, to the engine; raises before anything runs if the request is invalid
     or the queue is full, naming parameters as the client spelled them (``aliases``)."""
     engine = request.app.state.engine
@@ -69,8 +75,10 @@ async def events(request: Request, job: Job):
             except StopAsyncIteration:
                 finished = True
                 return
-            except asyncio.TimeoutError:
-                raise RequestTimeout(f"the request took longer than {timeout:g} s (--request-timeout); ask for fewer tokens") from None
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"the request took longer than {timeout:g} s (--request-timeout); ask for fewer tokens"
+                ) from None
             job.completion.add(event)
             if job.completion.done and job.completion.unfinished:
                 # The engine ended the request without finishing it: it was cut off by a shutdown.

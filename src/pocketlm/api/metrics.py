@@ -36,9 +36,16 @@ class EngineCollector:
         ):
             yield GaugeMetricFamily(name, doc, value=value)
         for name, doc, value in (
-            ("pocketlm_draft_tokens", "Tokens guessed ahead by prompt lookup (--speculative-tokens).", stats.drafted_tokens),
-            ("pocketlm_draft_tokens_accepted", "Guessed tokens the sampler picked: each saved a decoding step.",
-             stats.accepted_tokens),
+            (
+                "pocketlm_draft_tokens",
+                "Tokens guessed ahead by prompt lookup (--draft-tokens).",
+                stats.drafted_tokens,
+            ),
+            (
+                "pocketlm_draft_tokens_accepted",
+                "Guessed tokens the sampler picked: each saved a decoding step.",
+                stats.accepted_tokens,
+            ),
         ):
             yield CounterMetricFamily(name, doc, value=value)
 
@@ -47,23 +54,35 @@ class Metrics:
     def __init__(self, engine):
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "pocketlm_requests", "HTTP requests by route template and status code.", ["route", "status"], registry=self.registry
+            "pocketlm_requests",
+            "HTTP requests by route template and status code.",
+            ["route", "status"],
+            registry=self.registry,
         )
         self.request_seconds = Histogram(
-            "pocketlm_request_duration_seconds", "Time from request start to the last byte sent.", ["route"], registry=self.registry
+            "pocketlm_request_duration_seconds",
+            "Time from request start to the last byte sent.",
+            ["route"],
+            registry=self.registry,
         )
         self.prompt_tokens = Counter("pocketlm_prompt_tokens", "Prompt tokens processed.", registry=self.registry)
         self.completion_tokens = Counter("pocketlm_completion_tokens", "Tokens generated.", registry=self.registry)
         self.cached_prompt_tokens = Counter(
-            "pocketlm_prompt_tokens_cached", "Prompt tokens kept from an earlier request's prefix (not recomputed).",
-            registry=self.registry)
+            "pocketlm_prompt_tokens_cached",
+            "Prompt tokens kept from an earlier request's prefix (not recomputed).",
+            registry=self.registry,
+        )
         self.ttft = Histogram(
-            "pocketlm_time_to_first_token_seconds", "From submission to the first text of a request.",
-            buckets=_TTFT_BUCKETS, registry=self.registry,
+            "pocketlm_time_to_first_token_seconds",
+            "From submission to the first text of a request.",
+            buckets=_TTFT_BUCKETS,
+            registry=self.registry,
         )
         self.itl = Histogram(
-            "pocketlm_inter_token_latency_seconds", "Time between consecutive text deltas of one sample, per token.",
-            buckets=_ITL_BUCKETS, registry=self.registry,
+            "pocketlm_inter_token_latency_seconds",
+            "Time between consecutive text deltas of one sample, per token.",
+            buckets=_ITL_BUCKETS,
+            registry=self.registry,
         )
         self.registry.register(EngineCollector(engine))
 

@@ -11,7 +11,7 @@ import json
 import logging
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pocketlm.api.errors import BodyTooLarge, RequestBodyTimeout, error_body, error_headers
 from pocketlm.errors import InvalidParameter, PocketLMError
@@ -65,9 +65,13 @@ class BodyLimit:
                     if not message.get("more_body"):
                         break
         except TimeoutError:
-            return await _reject(send, RequestBodyTimeout(
-                f"the request body did not arrive within {self.timeout:g} s of its headers; send it at once "
-                "(the limit is --body-timeout, POCKETLM_BODY_TIMEOUT)"))
+            return await _reject(
+                send,
+                RequestBodyTimeout(
+                    f"the request body did not arrive within {self.timeout:g} s of its headers; send it at once "
+                    "(the limit is --body-timeout, POCKETLM_BODY_TIMEOUT)"
+                ),
+            )
         body = b"".join(chunks)
         problem = text_problem(body) if _is_text(scope) else None  # uploads (images: multipart) are bytes
         if problem is not None:
@@ -92,7 +96,11 @@ class BodyLimit:
 
 async def _reject(send, err: PocketLMError) -> None:
     payload = json.dumps(error_body(err)).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), (b"connection", b"close")]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        (b"connection", b"close"),
+    ]
     headers += [(k.lower().encode(), v.encode()) for k, v in error_headers(err).items()]
     await send({"type": "http.response.start", "status": err.http_status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
@@ -101,7 +109,8 @@ async def _reject(send, err: PocketLMError) -> None:
 # A \uXXXX escape in the UTF-16 surrogate range, with the escapes of a whole pair matched together.
 # (?<!\\)(?:\\\\)* keeps an escaped backslash ("\\\\ud800": a backslash, then the text 'ud800') out.
 _SURROGATE_ESCAPES = re.compile(
-    r"(?<!\\)(?:\\\\)*\\u(?:([dD][89abAB][0-9a-fA-F]{2})(\\u[dD][c-fC-F][0-9a-fA-F]{2})?|[dD][c-fC-F][0-9a-fA-F]{2})")
+    r"(?<!\\)(?:\\\\)*\\u(?:([dD][89abAB][0-9a-fA-F]{2})(\\u[dD][c-fC-F][0-9a-fA-F]{2})?|[dD][c-fC-F][0-9a-fA-F]{2})"
+)
 
 
 def text_problem(body: bytes) -> InvalidParameter | None:
@@ -109,15 +118,21 @@ def text_problem(body: bytes) -> InvalidParameter | None:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as e:
-        return InvalidParameter("body", f"the request body is not valid UTF-8 (byte {e.start}: {body[e.start:e.start + 1]!r}); "
-                                        "send JSON encoded as UTF-8")
+        return InvalidParameter(
+            "body",
+            f"the request body is not valid UTF-8 (byte {e.start}: {body[e.start : e.start + 1]!r}); "
+            "send JSON encoded as UTF-8",
+        )
     if "\\u" not in text:
         return None
     for match in _SURROGATE_ESCAPES.finditer(text):
         if not (match.group(1) and match.group(2)):  # a high half without its low half, or a low half alone
-            escape = match.group(0)[match.group(0).rindex("u") - 1:]
-            return InvalidParameter("body", f"the request body escapes half of a UTF-16 surrogate pair ('{escape}' "
-                                            f"at character {match.start()}), which is no text; escape whole characters")
+            escape = match.group(0)[match.group(0).rindex("u") - 1 :]
+            return InvalidParameter(
+                "body",
+                f"the request body escapes half of a UTF-16 surrogate pair ('{escape}' "
+                f"at character {match.start()}), which is no text; escape whole characters",
+            )
     return None
 
 
@@ -126,7 +141,9 @@ def _is_text(scope) -> bool:
     for name, value in scope.get("headers", ()):
         if name == b"content-type":
             kind = value.split(b";")[0].strip().lower()
-            return kind in (b"application/json", b"application/x-www-form-urlencoded", b"text/plain") or kind.endswith(b"+json")
+            return kind in (b"application/json", b"application/x-www-form-urlencoded", b"text/plain") or kind.endswith(
+                b"+json"
+            )
     return True
 
 
@@ -190,19 +207,32 @@ class AccessLog:
         self.metrics.request_seconds.labels(route=route).observe(seconds)
         client = scope.get("client") or ("-", 0)
         if self.json:
-            access_log.info(json.dumps({
-                "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-                "client": f"{client[0]}:{client[1]}",
-                "method": scope["method"],
-                "path": scope["path"],
-                "route": route,
-                "status": status,
-                "bytes": sent,
-                "duration_ms": round(seconds * 1000, 1),
-                "user_agent": _header(scope, b"user-agent"),
-            }))
+            access_log.info(
+                json.dumps(
+                    {
+                        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                        "client": f"{client[0]}:{client[1]}",
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "route": route,
+                        "status": status,
+                        "bytes": sent,
+                        "duration_ms": round(seconds * 1000, 1),
+                        "user_agent": _header(scope, b"user-agent"),
+                    }
+                )
+            )
         else:
-            access_log.info('%s:%s "%s %s" %d %dB %.1fms', client[0], client[1], scope["method"], scope["path"], status, sent, seconds * 1000)
+            access_log.info(
+                '%s:%s "%s %s" %d %dB %.1fms',
+                client[0],
+                client[1],
+                scope["method"],
+                scope["path"],
+                status,
+                sent,
+                seconds * 1000,
+            )
 
 
 def _header(scope, name: bytes) -> str | None:

@@ -32,22 +32,39 @@ ERROR_SCHEMA = {
     "title": "Error",
     "description": "Every error, in OpenAI's shape.",
     "required": ["error"],
-    "properties": {"error": {
-        "type": "object",
-        "description": "What went wrong.",
-        "required": ["message", "type", "param", "code"],
-        "properties": {
-            "message": {"type": "string", "description": "What was wrong and how to fix it."},
-            "type": {"type": "string", "description": "invalid_request_error, authentication_error, overloaded_error, timeout_error or server_error."},
-            "param": {"anyOf": [{"type": "string"}, {"type": "null"}], "description": "The parameter at fault, as the client spelled it."},
-            "code": {"anyOf": [{"type": "string"}, {"type": "null"}], "description": "A stable machine-readable reason."},
-        },
-    }},
+    "properties": {
+        "error": {
+            "type": "object",
+            "description": "What went wrong.",
+            "required": ["message", "type", "param", "code"],
+            "properties": {
+                "message": {"type": "string", "description": "What was wrong and how to fix it."},
+                "type": {
+                    "type": "string",
+                    "description": (
+                        "invalid_request_error, authentication_error, overloaded_error, timeout_error or server_error."
+                    ),
+                },
+                "param": {
+                    "anyOf": [{"type": "string"}, {"type": "null"}],
+                    "description": "The parameter at fault, as the client spelled it.",
+                },
+                "code": {
+                    "anyOf": [{"type": "string"}, {"type": "null"}],
+                    "description": "A stable machine-readable reason.",
+                },
+            },
+        }
+    },
 }
 
 SSE_EVENT = {  # one server-sent event: its data is a JSON document (the route's chunk), or [DONE] on OpenAI's routes
-    "type": "object", "required": ["data"], "description": "One server-sent event (`data: ...` then a blank line).",
-    "properties": {"data": {"type": "string", "description": "A JSON chunk (or [DONE], the last event of OpenAI's streams)."}},
+    "type": "object",
+    "required": ["data"],
+    "description": "One server-sent event (`data: ...` then a blank line).",
+    "properties": {
+        "data": {"type": "string", "description": "A JSON chunk (or [DONE], the last event of OpenAI's streams)."}
+    },
 }
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}}
 _ERRORS = {
@@ -88,10 +105,15 @@ def document(app: FastAPI) -> dict:
     limits = engine.config.limits
     numeric = bounds(limits)
     numeric["n"] = replace(numeric["n"], high=min(limits.max_n, engine.config.slots))  # a sample needs a slot
-    context = {"numeric": numeric, "limits": limits, "n_vocab": engine.info.n_vocab, "model": engine.info.name,
-               "max_prompt_ids": min(engine.n_ctx_seq - 1, limits.max_prompt_tokens or engine.n_ctx_seq),
-               # "" is a prompt where the tokenizer adds BOS; the engine refuses a prompt of no tokens
-               "min_prompt_chars": 0 if engine.tokenize("", add_special=True) else 1}
+    context = {
+        "numeric": numeric,
+        "limits": limits,
+        "n_vocab": engine.info.n_vocab,
+        "model": engine.info.name,
+        "max_prompt_ids": min(engine.n_ctx_seq - 1, limits.max_prompt_tokens or engine.n_ctx_seq),
+        # "" is a prompt where the tokenizer adds BOS; the engine refuses a prompt of no tokens
+        "min_prompt_chars": 0 if engine.tokenize("", add_special=True) else 1,
+    }
     for body in schemas.values():
         _walk(body, context)
     for path, item in schema.get("paths", {}).items():
@@ -140,7 +162,12 @@ def _walk(node: Any, context: dict) -> None:
     if not isinstance(node, dict):
         return
     if "type" in node:  # pydantic leaves a constraint on a validated type (wire.common.Integer) under its own name
-        for short, keyword in (("ge", "minimum"), ("le", "maximum"), ("gt", "exclusiveMinimum"), ("lt", "exclusiveMaximum")):
+        for short, keyword in (
+            ("ge", "minimum"),
+            ("le", "maximum"),
+            ("gt", "exclusiveMinimum"),
+            ("lt", "exclusiveMaximum"),
+        ):
             if short in node:
                 node[keyword] = node.pop(short)
     name = node.pop(SAMPLING, None)

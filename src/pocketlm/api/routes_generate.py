@@ -21,11 +21,15 @@ _SSE = {200: {"content": {"text/event-stream": {}}, "description": "Server-sent 
 
 
 @router.post(
-    "/generate", response_model=GenerateResponse | TGIResponse, response_model_exclude_none=True, responses=_SSE,
+    "/generate",
+    response_model=GenerateResponse | TGIResponse,
+    response_model_exclude_none=True,
+    responses=_SSE,
     summary="Continue a prompt (the seeds' contract; also TGI's body)",
 )
 async def generate(body: GenerateRequest, request: Request):
-    """`{"prompt": "..."}` -> `{"response": "<prompt + continuation>"}`; `{"inputs": ...}` -> `{"generated_text": ...}`."""
+    """`{"prompt": "..."}` -> `{"response": "<prompt + continuation>"}`; \
+`{"inputs": ...}` -> `{"generated_text": ...}`."""
     if body.is_tgi:
         return await _tgi(request, body.tgi())
     engine = request.app.state.engine
@@ -37,12 +41,16 @@ async def generate(body: GenerateRequest, request: Request):
     return GenerateResponse(response=texts[0])
 
 
-@router.post("/generate_stream", response_model=None, responses=_SSE, summary="TGI: stream tokens as server-sent events")
+@router.post(
+    "/generate_stream", response_model=None, responses=_SSE, summary="TGI: stream tokens as server-sent events"
+)
 async def generate_stream(body: TGIRequest, request: Request):
     return await _tgi(request, body.model_copy(update={"stream": True}))
 
 
-@router.post("/", response_model=TGIResponse, response_model_exclude_none=True, responses=_SSE, summary="TGI: generate or stream")
+@router.post(
+    "/", response_model=TGIResponse, response_model_exclude_none=True, responses=_SSE, summary="TGI: generate or stream"
+)
 async def tgi_root(body: TGIRequest, request: Request):
     return await _tgi(request, body)
 
@@ -58,7 +66,10 @@ async def _tgi(request: Request, body: TGIRequest):
     details = None
     if body.parameters.details:
         details = TGIDetails(
-            finish_reason=tgi.finish_reason(sample), generated_tokens=completion.usage.completion_tokens,
-            seed=params.seed, input_length=len(job.prompt_ids), tokens=TGIToken.of_sample(sample),
+            finish_reason=tgi.finish_reason(sample),
+            generated_tokens=completion.usage.completion_tokens,
+            seed=params.seed,
+            input_length=len(job.prompt_ids),
+            tokens=TGIToken.of_sample(sample),
         )
     return TGIResponse(generated_text=(body.inputs if full_text else "") + sample.text, details=details)

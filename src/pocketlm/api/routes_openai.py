@@ -10,8 +10,18 @@ from fastapi import APIRouter, Request
 from pocketlm.api.generation import collect, start
 from pocketlm.api.streaming import chat_stream, completion_stream
 from pocketlm.api.wire.openai import (
-    AssistantMessage, ChatChoice, ChatCompletionRequest, ChatCompletionResponse, ChatLogprobs, CompletionChoice,
-    CompletionLogprobs, CompletionRequest, CompletionResponse, ModelCard, ModelList, UsageInfo,
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ChatLogprobs,
+    CompletionChoice,
+    CompletionLogprobs,
+    CompletionRequest,
+    CompletionResponse,
+    ModelCard,
+    ModelList,
+    UsageInfo,
 )
 from pocketlm.errors import ModelNotFound
 
@@ -41,13 +51,20 @@ async def completions(body: CompletionRequest, request: Request):
     completion = await collect(request, job)
     choices = [
         CompletionChoice(
-            index=s.index, text=echo + s.text, finish_reason=s.finish_reason,
+            index=s.index,
+            text=echo + s.text,
+            finish_reason=s.finish_reason,
             logprobs=CompletionLogprobs.of(s.logprobs, len(echo)) if params.logprobs is not None else None,
         )
         for s in completion.samples
     ]
-    return CompletionResponse(id=f"cmpl-{uuid.uuid4().hex}", created=int(time.time()), model=model, choices=choices,
-                              usage=UsageInfo.of(completion.usage))
+    return CompletionResponse(
+        id=f"cmpl-{uuid.uuid4().hex}",
+        created=int(time.time()),
+        model=model,
+        choices=choices,
+        usage=UsageInfo.of(completion.usage),
+    )
 
 
 @router.post("/chat/completions", response_model=ChatCompletionResponse, responses=_SSE)
@@ -62,13 +79,18 @@ async def chat_completions(body: ChatCompletionRequest, request: Request):
     completion = await collect(request, job)
     choices = [
         ChatChoice(
-            index=s.index, message=AssistantMessage(content=s.text), finish_reason=s.finish_reason,
+            index=s.index,
+            message=AssistantMessage(content=s.text),
+            finish_reason=s.finish_reason,
             logprobs=ChatLogprobs.of(s.logprobs) if params.logprobs is not None else None,
         )
         for s in completion.samples
     ]
     return ChatCompletionResponse(
-        id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()), model=model, choices=choices,
+        id=f"chatcmpl-{uuid.uuid4().hex}",
+        created=int(time.time()),
+        model=model,
+        choices=choices,
         usage=UsageInfo.of(completion.usage),
     )
 

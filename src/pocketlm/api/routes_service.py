@@ -6,7 +6,14 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from pocketlm.api.wire.service import DetokenizeRequest, DetokenizeResponse, Health, Ready, TokenizeRequest, TokenizeResponse
+from pocketlm.api.wire.service import (
+    DetokenizeRequest,
+    DetokenizeResponse,
+    Health,
+    Ready,
+    TokenizeRequest,
+    TokenizeResponse,
+)
 
 probes = APIRouter(tags=["service"])  # open even when API keys are set
 router = APIRouter(tags=["service"])
@@ -17,18 +24,30 @@ async def health():
     return Health(status="ok")
 
 
-@probes.get("/ready", response_model=Ready, summary="Readiness: the model is loaded and requests are accepted",
-            responses={503: {"model": Ready, "description": "Shutting down (SIGTERM received)."}})
+@probes.get(
+    "/ready",
+    response_model=Ready,
+    summary="Readiness: the model is loaded and requests are accepted",
+    responses={503: {"model": Ready, "description": "Shutting down (SIGTERM received)."}},
+)
 async def ready(request: Request):
     state = request.app.state
     engine = state.engine
-    body = Ready(status="draining" if state.draining else "ready", model=engine.info.name, slots=engine.stats().slots,
-                 n_ctx=engine.n_ctx_seq)
+    body = Ready(
+        status="draining" if state.draining else "ready",
+        model=engine.info.name,
+        slots=engine.stats().slots,
+        n_ctx=engine.n_ctx_seq,
+    )
     return JSONResponse(body.model_dump(), status_code=503 if state.draining else 200)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
-            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."}})
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."}},
+)
 async def metrics(request: Request):
     return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

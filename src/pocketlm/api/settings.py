@@ -32,8 +32,12 @@ class Settings:
     keep_alive: float = 5.0  # seconds an idle connection stays open after a response (uvicorn's timeout_keep_alive)
     header_timeout: float = 10.0  # seconds from opening a connection (or the last response) to a request's full headers
     body_timeout: float = 30.0  # seconds from a request's headers to the end of its body (408 beyond)
-    send_timeout: float = 30.0  # seconds a response may wait on a client that reads nothing, before the connection drops
-    send_buffer_bytes: int = 256 * 1024  # kernel send buffer per connection (Linux would grow it to 4 MiB for a non-reader)
+    send_timeout: float = (
+        30.0  # seconds a response may wait on a client that reads nothing, before the connection drops
+    )
+    send_buffer_bytes: int = (
+        256 * 1024
+    )  # kernel send buffer per connection (Linux would grow it to 4 MiB for a non-reader)
     max_header_bytes: int = 16384  # request line and headers together (h11's max incomplete event size; 400 beyond)
     public_docs: bool = False  # with API keys: serve /docs, /redoc and /openapi.json without a key
     # Served beside the API by pocketlm.tasks (the server hands it over in build_app): the image-to-text

@@ -27,7 +27,13 @@ from pocketlm.api.errors import error_body
 from pocketlm.api.generation import Job, events
 from pocketlm.api.wire import tgi
 from pocketlm.api.wire.openai import (
-    ChatChunkChoice, ChatCompletionChunk, ChatDelta, ChatLogprobs, CompletionChoice, CompletionChunk, CompletionLogprobs,
+    ChatChunkChoice,
+    ChatCompletionChunk,
+    ChatDelta,
+    ChatLogprobs,
+    CompletionChoice,
+    CompletionChunk,
+    CompletionLogprobs,
     UsageInfo,
 )
 from pocketlm.api.wire.tgi import TGIStreamDetails, TGIStreamEvent, TGIToken
@@ -88,6 +94,7 @@ def tgi_error_event(err: PocketLMError) -> dict:
 
 # --------------------------------------------------------------------------- OpenAI
 
+
 class _CompletionChunks:
     """/v1/completions' chunks: text (after the echoed prompt), legacy logprobs with text offsets."""
 
@@ -98,14 +105,18 @@ class _CompletionChunks:
         self.offsets = [len(echo_text)] * job.params.n
 
     def opening(self) -> list[CompletionChoice]:
-        return [CompletionChoice(index=i, text=self.echo_text) for i in range(self.job.params.n)] if self.echo_text else []
+        return (
+            [CompletionChoice(index=i, text=self.echo_text) for i in range(self.job.params.n)] if self.echo_text else []
+        )
 
     def delta(self, event: TextDelta) -> CompletionChoice | None:
         logprobs = None
         if self.job.params.logprobs is not None:
             logprobs = CompletionLogprobs.of(event.logprobs, self.offsets[event.index])
         self.offsets[event.index] += len(event.text)
-        return CompletionChoice(index=event.index, text=event.text, logprobs=logprobs) if event.text or logprobs else None
+        return (
+            CompletionChoice(index=event.index, text=event.text, logprobs=logprobs) if event.text or logprobs else None
+        )
 
     def finished(self, event: SampleFinished) -> CompletionChoice:
         return CompletionChoice(index=event.index, text="", finish_reason=event.reason)
@@ -120,11 +131,17 @@ class _ChatChunks:
         self.job = job
 
     def opening(self) -> list[ChatChunkChoice]:
-        return [ChatChunkChoice(index=i, delta=ChatDelta(role="assistant", content="")) for i in range(self.job.params.n)]
+        return [
+            ChatChunkChoice(index=i, delta=ChatDelta(role="assistant", content="")) for i in range(self.job.params.n)
+        ]
 
     def delta(self, event: TextDelta) -> ChatChunkChoice | None:
         logprobs = ChatLogprobs.of(event.logprobs) if self.job.params.logprobs is not None else None
-        return ChatChunkChoice(index=event.index, delta=ChatDelta(content=event.text), logprobs=logprobs) if event.text or logprobs else None
+        return (
+            ChatChunkChoice(index=event.index, delta=ChatDelta(content=event.text), logprobs=logprobs)
+            if event.text or logprobs
+            else None
+        )
 
     def finished(self, event: SampleFinished) -> ChatChunkChoice:
         return ChatChunkChoice(index=event.index, delta=ChatDelta(), finish_reason=event.reason)
@@ -135,8 +152,11 @@ async def _openai_chunks(request: Request, job: Job, shape, model: str, include_
     chunk_id, created = f"{shape.id_prefix}-{uuid.uuid4().hex}", int(time.time())
 
     def chunk(choices, usage: Usage | None = None) -> str:
-        return sse(shape.chunk(id=chunk_id, created=created, model=model, choices=choices,
-                               usage=UsageInfo.of(usage) if usage else None))
+        return sse(
+            shape.chunk(
+                id=chunk_id, created=created, model=model, choices=choices, usage=UsageInfo.of(usage) if usage else None
+            )
+        )
 
     opening = shape.opening()
     if opening:
@@ -158,10 +178,13 @@ def completion_stream(request: Request, job: Job, model: str, include_usage: boo
 
 
 def chat_stream(request: Request, job: Job, model: str, include_usage: bool) -> StreamingResponse:
-    return EventStream(_guarded(_openai_chunks(request, job, _ChatChunks(job), model, include_usage), openai_error_event), job)
+    return EventStream(
+        _guarded(_openai_chunks(request, job, _ChatChunks(job), model, include_usage), openai_error_event), job
+    )
 
 
 # --------------------------------------------------------------------------- TGI
+
 
 def tgi_stream(request: Request, job: Job, *, prompt: str, full_text: bool, eos_id: int) -> StreamingResponse:
     return EventStream(_guarded(_tgi_events(request, job, prompt, full_text, eos_id), tgi_error_event), job)
@@ -185,7 +208,9 @@ async def _tgi_events(request, job, prompt, full_text, eos_id):
                 held = TGIStreamEvent(index=count, token=TGIToken(id=eos_id, text="", special=True))
             held.generated_text = (prompt if full_text else "") + job.completion.samples[0].text
             held.details = TGIStreamDetails(
-                finish_reason=tgi.finish_reason(event), generated_tokens=count, seed=job.params.seed,
+                finish_reason=tgi.finish_reason(event),
+                generated_tokens=count,
+                seed=job.params.seed,
                 input_length=len(job.prompt_ids),
             )
         elif isinstance(event, Usage) and held is not None and held.details is not None:

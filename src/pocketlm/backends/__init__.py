@@ -41,26 +41,36 @@ def load_backend(ref: ModelRef, options: ModelOptions, *, slots: int, n_ctx: int
     if options.backend != "torch":
         from pocketlm.models.convert import gguf_for  # needs the torch extra
 
-        gguf = gguf_for(ref, required=options.backend == "llama.cpp", quantization=quantization,
-                        allow_pickle=options.allow_pickle)
+        gguf = gguf_for(
+            ref, required=options.backend == "llama.cpp", quantization=quantization, allow_pickle=options.allow_pickle
+        )
         if gguf is not None:
             return _llamacpp(gguf, ref.name, options, slots, n_ctx)
     if options.kv_type != "auto":
         from pocketlm.errors import InvalidParameter
 
-        raise InvalidParameter("kv_type", f"sets llama.cpp's KV cache, and {ref.name} runs on torch (its architecture "
-                                          "does not convert to GGUF): drop --kv-type")
+        raise InvalidParameter(
+            "kv_type",
+            f"sets llama.cpp's KV cache, and {ref.name} runs on torch (its architecture "
+            "does not convert to GGUF): drop --kv-type",
+        )
     from pocketlm.backends.torch_backend import TorchBackend
 
-    return TorchBackend(ref.path, name=ref.name, slots=slots, n_ctx=n_ctx, threads=options.threads,
-                        allow_pickle=options.allow_pickle, trust_remote_code=options.trust_remote_code)
+    return TorchBackend(
+        ref.path,
+        name=ref.name,
+        slots=slots,
+        n_ctx=n_ctx,
+        threads=options.threads,
+        allow_pickle=options.allow_pickle,
+        trust_remote_code=options.trust_remote_code,
+    )
 
 
 def _llamacpp(path, name, options: ModelOptions, slots: int, n_ctx: int) -> Backend:
     from pocketlm.backends.llamacpp import LlamaCppBackend
 
-    return LlamaCppBackend(path, name=name, slots=slots, n_ctx=n_ctx, threads=options.threads,
-                           kv_type=options.kv_type)
+    return LlamaCppBackend(path, name=name, slots=slots, n_ctx=n_ctx, threads=options.threads, kv_type=options.kv_type)
 
 
 __all__ = ["Backend", "Chunk", "ModelInfo", "load_backend"]

@@ -80,3 +80,4 @@ class Backend(ABC):
 
     def close(self) -> None:
         """Release native resources; the backend is unusable afterwards."""
+        return None  # an optional hook: a backend that holds no native resources has nothing to release

@@ -40,14 +40,27 @@ def _kv_types(kv_type: str, slots: int, head_dim: int) -> tuple[str, str]:
         kv_type = "q8_0" if slots > 1 and head_dim % 32 == 0 else "f16"
     keys, _, values = kv_type.partition("/")
     if "q8_0" in (keys, values) and head_dim % 32:
-        raise InvalidParameter("kv_type", f"q8_0 needs attention heads a multiple of 32 wide; this model's are "
-                                          f"{head_dim}: use --kv-type f16")
+        raise InvalidParameter(
+            "kv_type",
+            f"q8_0 needs attention heads a multiple of 32 wide; this model's are {head_dim}: use --kv-type f16",
+        )
     return keys, values or keys
 
 
 class LlamaCppBackend(Backend):
-    def __init__(self, path: Path, *, name: str | None = None, slots: int, n_ctx: int, threads: int | None = None,
-                 n_batch: int = 1024, n_ubatch: int | None = None, kv_type: str = "auto", perf: bool = False):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        name: str | None = None,
+        slots: int,
+        n_ctx: int,
+        threads: int | None = None,
+        n_batch: int = 1024,
+        n_ubatch: int | None = None,
+        kv_type: str = "auto",
+        perf: bool = False,
+    ):
         """``kv_type``: "auto", "f16", "q8_0", or "K/V" such as "q8_0/f16" for keys and values apart
         (``pocketlm serve --kv-type``). ``n_ubatch`` (None: chosen by the key type) and ``perf``
         (llama.cpp's own timers, read with ``perf()``) are for measuring levers (benchmarks/profile_engine.py)."""
@@ -61,14 +74,17 @@ class LlamaCppBackend(Backend):
         kv_mb = gguf.kv_bytes_per_token((KV_BYTES[keys] + KV_BYTES[values]) / 2) * slots * n_ctx / 1e6
         self.model = C.llama_model_load_from_file(str(path).encode(), C.llama_model_default_params())
         if not self.model:
-            raise ModelLoadError(f"llama.cpp could not load {path} (truncated file or unsupported architecture "
-                                 f"'{gguf.architecture}'); re-download or re-convert it")
+            raise ModelLoadError(
+                f"llama.cpp could not load {path} (truncated file or unsupported architecture "
+                f"'{gguf.architecture}'); re-download or re-convert it"
+            )
         self.n_ubatch = n_ubatch or UBATCH[keys]
         self.ctx = C.llama_init_from_model(self.model, self._context_params(threads))
         if not self.ctx:
             C.llama_model_free(self.model)
-            raise ModelLoadError(f"llama.cpp could not create {slots} slots of {n_ctx} tokens for {path}; "
-                                 "lower --n-ctx or --slots")
+            raise ModelLoadError(
+                f"llama.cpp could not create {slots} slots of {n_ctx} tokens for {path}; lower --n-ctx or --slots"
+            )
         self.vocab = C.llama_model_get_vocab(self.model)
         self.memory = C.llama_get_memory(self.ctx)
         self.n_vocab = C.llama_vocab_n_tokens(self.vocab)
@@ -112,8 +128,13 @@ class LlamaCppBackend(Backend):
     def perf(self) -> dict:
         """llama.cpp's own counters since load (needs ``perf=True``): eval times, tokens, graphs reused."""
         d = C.llama_perf_context(self.ctx)
-        return {"prompt_eval_ms": d.t_p_eval_ms, "eval_ms": d.t_eval_ms, "prompt_tokens": d.n_p_eval,
-                "eval_calls": d.n_eval, "graphs_reused": d.n_reused}
+        return {
+            "prompt_eval_ms": d.t_p_eval_ms,
+            "eval_ms": d.t_eval_ms,
+            "prompt_tokens": d.n_p_eval,
+            "eval_calls": d.n_eval,
+            "graphs_reused": d.n_reused,
+        }
 
     def _all_pieces(self) -> list[bytes]:
         """Every token's bytes, read once at load (one shared buffer: 49k tokens in ~0.1 s)."""
@@ -147,10 +168,11 @@ class LlamaCppBackend(Backend):
     def forward(self, chunks: list[Chunk]) -> np.ndarray:
         """Decode the chunks in as few llama_decode calls as the batch size allows."""
         rows: list[np.ndarray] = []
-        items = [(c.seq, tok, c.pos + i, i >= len(c.tokens) - c.n_logits)
-                 for c in chunks for i, tok in enumerate(c.tokens)]
+        items = [
+            (c.seq, tok, c.pos + i, i >= len(c.tokens) - c.n_logits) for c in chunks for i, tok in enumerate(c.tokens)
+        ]
         for start in range(0, len(items), self.n_batch):
-            rows.append(self._decode(items[start:start + self.n_batch]))
+            rows.append(self._decode(items[start : start + self.n_batch]))
             if start + self.n_batch < len(items):  # the next call overwrites llama.cpp's logits buffer
                 rows[-1] = rows[-1].copy()
         if len(rows) == 1:

@@ -95,7 +95,7 @@ class SlotCache:
         cap = max(needed, min(self.max_len, -(-needed // _CACHE_STEP) * _CACHE_STEP))
         bigger = like.new_zeros((like.shape[1], cap, like.shape[3]))
         if buf is not None:
-            bigger[:, :buf.shape[1]] = buf
+            bigger[:, : buf.shape[1]] = buf
         return bigger
 
     def copy(self, src: int, dst: int) -> None:
@@ -123,9 +123,19 @@ class SlotCache:
 
 
 class TorchBackend(Backend):
-    def __init__(self, path: str | Path, *, name: str | None = None, slots: int, n_ctx: int,
-                 threads: int | None = None, dtype: str = "float32", allow_pickle: bool = False,
-                 trust_remote_code: bool = False, batched: bool | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        name: str | None = None,
+        slots: int,
+        n_ctx: int,
+        threads: int | None = None,
+        dtype: str = "float32",
+        allow_pickle: bool = False,
+        trust_remote_code: bool = False,
+        batched: bool | None = None,
+    ):
         if dtype not in _DTYPES:
             raise InvalidParameter("dtype", f"must be one of {', '.join(_DTYPES)}; got {dtype!r}")
         path = Path(path)
@@ -172,8 +182,11 @@ class TorchBackend(Backend):
     def forward(self, chunks: list[Chunk]) -> np.ndarray:
         results: list[np.ndarray | None] = [None] * len(chunks)
         for group in self._groups(chunks):
-            rows = self._forward_batch([chunks[i] for i in group]) if self.batched else \
-                [self._forward_one(chunks[i]) for i in group]
+            rows = (
+                self._forward_batch([chunks[i] for i in group])
+                if self.batched
+                else [self._forward_one(chunks[i]) for i in group]
+            )
             for i, r in zip(group, rows):
                 results[i] = r
         rows = [r for r in results if r is not None and len(r)]
@@ -203,7 +216,7 @@ class TorchBackend(Backend):
             logits_to_keep=max(keep, 1),
         )
         logits = out.logits.float().numpy()
-        return [logits[b, logits.shape[1] - c.n_logits:] for b, c in enumerate(chunks)]
+        return [logits[b, logits.shape[1] - c.n_logits :] for b, c in enumerate(chunks)]
 
     def _mask(self, positions: torch.Tensor, total: int) -> torch.Tensor:
         """[batch, 1, n_new, total] additive mask: a query at position p sees keys 0..p of its own row."""
@@ -219,10 +232,11 @@ class TorchBackend(Backend):
             cache = self.caches[c.seq] = DynamicCache(config=self.model.config)
         elif cache.get_seq_length() > c.pos:
             cache.crop(c.pos)
-        out = self.model(input_ids=torch.tensor([c.tokens]), past_key_values=cache, use_cache=True,
-                         logits_to_keep=max(c.n_logits, 1))
+        out = self.model(
+            input_ids=torch.tensor([c.tokens]), past_key_values=cache, use_cache=True, logits_to_keep=max(c.n_logits, 1)
+        )
         logits = out.logits[0].float().numpy()
-        return logits[logits.shape[0] - c.n_logits:]
+        return logits[logits.shape[0] - c.n_logits :]
 
     @torch.inference_mode()  # the cache tensors were made in inference mode; in-place writes must be too
     def copy_sequence(self, src: int, dst: int) -> None:

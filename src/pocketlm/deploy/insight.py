@@ -20,8 +20,7 @@ from pocketlm.files import write_text
 
 START = "<!-- pocketlm-insight:start -->"
 END = "<!-- pocketlm-insight:end -->"
-PROMPT = ("Give one short, practical tip for hosting a small language model on a CPU server, "
-          "in one or two sentences.")
+PROMPT = "Give one short, practical tip for hosting a small language model on a CPU server, in one or two sentences."
 MAX_CHARS = 400  # a README line, not an essay
 
 
@@ -56,7 +55,9 @@ class Client:
             raise InsightFailed(f"{method} {self.url}{path} answered {e.code}: {_error_message(e)}") from None
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
-            raise InsightFailed(f"cannot reach {self.url}{path}: {reason}; is `pocketlm serve` running there?") from None
+            raise InsightFailed(
+                f"cannot reach {self.url}{path}: {reason}; is `pocketlm serve` running there?"
+            ) from None
 
     def json(self, method: str, path: str, body: dict | None = None) -> dict:
         raw = self.request(method, path, body)
@@ -84,18 +85,28 @@ def parse_metrics(text: str) -> Usage:
         values[metric] = values.get(metric, 0.0) + float(value)
     count = values.get("pocketlm_time_to_first_token_seconds_count", 0.0)
     ttft = 1000 * values["pocketlm_time_to_first_token_seconds_sum"] / count if count else None
-    return Usage(requests=int(values.get("pocketlm_requests_total", 0)),
-                 completion_tokens=int(values.get("pocketlm_completion_tokens_total", 0)), mean_ttft_ms=ttft)
+    return Usage(
+        requests=int(values.get("pocketlm_requests_total", 0)),
+        completion_tokens=int(values.get("pocketlm_completion_tokens_total", 0)),
+        mean_ttft_ms=ttft,
+    )
 
 
 def ask(client: Client, max_new_tokens: int, seed: int = 0) -> tuple[str, str, Usage]:
     """(model name, the model's tip as one clean line, usage so far), from the live service."""
     model = client.json("GET", "/v1/models")["data"][0]["id"]
     usage = parse_metrics(client.request("GET", "/metrics").decode())
-    reply = client.json("POST", "/v1/chat/completions", {
-        "model": model, "messages": [{"role": "user", "content": PROMPT}],
-        "max_tokens": max_new_tokens, "temperature": 0, "seed": seed,
-    })
+    reply = client.json(
+        "POST",
+        "/v1/chat/completions",
+        {
+            "model": model,
+            "messages": [{"role": "user", "content": PROMPT}],
+            "max_tokens": max_new_tokens,
+            "temperature": 0,
+            "seed": seed,
+        },
+    )
     tip = _one_line(reply["choices"][0]["message"]["content"])
     if not tip:
         raise InsightFailed("the model answered an empty text; README left as it was")
@@ -105,24 +116,29 @@ def ask(client: Client, max_new_tokens: int, seed: int = 0) -> tuple[str, str, U
 def _one_line(text: str) -> str:
     """Whitespace collapsed, no HTML comment that could fake a marker, at most MAX_CHARS."""
     text = " ".join(text.replace("<!--", "").replace("-->", "").split())
-    return text if len(text) <= MAX_CHARS else text[:MAX_CHARS - 1].rstrip() + "…"
+    return text if len(text) <= MAX_CHARS else text[: MAX_CHARS - 1].rstrip() + "…"
 
 
 def render(model: str, tip: str, usage: Usage, day: str) -> str:
     ttft = f", mean time to first token {usage.mean_ttft_ms:.0f} ms" if usage.mean_ttft_ms is not None else ""
-    return (f"{START}\n"
-            f"> **Hosting tip of the day** ({day}, written by `{model}` running on pocketlm itself): {tip}\n"
-            f">\n"
-            f"> That server had answered {usage.requests} requests and generated {usage.completion_tokens} tokens{ttft}.\n"
-            f"{END}")
+    return (
+        f"{START}\n"
+        f"> **Hosting tip of the day** ({day}, written by `{model}` running on pocketlm itself): {tip}\n"
+        f">\n"
+        f"> That server had answered {usage.requests} requests and generated {usage.completion_tokens} tokens{ttft}.\n"
+        f"{END}"
+    )
 
 
 def replace_section(text: str, section: str, readme: Path) -> str:
     """``text`` with the marked section replaced by ``section``; exactly one pair of markers must be there."""
     starts, ends = text.count(START), text.count(END)
     if starts != 1 or ends != 1 or text.index(START) > text.index(END):
-        raise InvalidParameter("readme", f"{readme} must hold the markers {START} and {END} once each, in that order "
-                                         f"(found {starts} and {ends}); add them where the insight should go")
+        raise InvalidParameter(
+            "readme",
+            f"{readme} must hold the markers {START} and {END} once each, in that order "
+            f"(found {starts} and {ends}); add them where the insight should go",
+        )
     head, rest = text.split(START, 1)
     tail = rest.split(END, 1)[1]
     return head + section + tail
@@ -140,4 +156,3 @@ def update_readme(readme: Path, client: Client, max_new_tokens: int = 80) -> boo
         return False
     write_text(readme, new)
     return True
-

@@ -45,8 +45,11 @@ class Scaling:
         if (self.min_replicas is None) != (self.max_replicas is None):
             raise InvalidParameter("max_replicas", "autoscaling needs both --min-replicas and --max-replicas")
         if self.autoscaling and not (0 <= self.min_replicas <= self.max_replicas and self.max_replicas >= 1):
-            raise InvalidParameter("max_replicas", f"need 0 <= min_replicas <= max_replicas and max_replicas >= 1; "
-                                                   f"got {self.min_replicas} and {self.max_replicas}")
+            raise InvalidParameter(
+                "max_replicas",
+                f"need 0 <= min_replicas <= max_replicas and max_replicas >= 1; "
+                f"got {self.min_replicas} and {self.max_replicas}",
+            )
 
     @property
     def autoscaling(self) -> bool:
@@ -60,12 +63,16 @@ class Scaling:
             # More than the engine admits would only fill its queue; fewer would leave slots idle.
             "max_ongoing_requests": self.max_ongoing_requests or engine.slots + engine.max_queue,
             # A model takes seconds to load on a busy machine: be patient before calling a replica unhealthy.
-            "health_check_period_s": 10, "health_check_timeout_s": 30,
+            "health_check_period_s": 10,
+            "health_check_timeout_s": 30,
             "graceful_shutdown_timeout_s": settings.grace_period + 2.0,
         }
         if self.autoscaling:
-            options["autoscaling_config"] = {"min_replicas": self.min_replicas, "max_replicas": self.max_replicas,
-                                             "target_ongoing_requests": self.target_ongoing_requests}
+            options["autoscaling_config"] = {
+                "min_replicas": self.min_replicas,
+                "max_replicas": self.max_replicas,
+                "target_ongoing_requests": self.target_ongoing_requests,
+            }
         else:
             options["num_replicas"] = self.replicas
         return options
@@ -119,8 +126,9 @@ def build_deployment(settings: Settings, scaling: Scaling):
     return deployment.bind(replica_settings(settings, scaling))
 
 
-def run(settings: Settings, scaling: Scaling, address: str | None = None, app_name: str = "pocketlm",
-        blocking: bool = True):
+def run(
+    settings: Settings, scaling: Scaling, address: str | None = None, app_name: str = "pocketlm", blocking: bool = True
+):
     """Connect to (or start) Ray, deploy on ``settings.host:settings.port``, and wait until every replica is up.
 
     ``address``: None joins the Ray already initialised in this process, else starts a local one on every core;
@@ -135,8 +143,13 @@ def run(settings: Settings, scaling: Scaling, address: str | None = None, app_na
     serve.start(http_options={"host": settings.host, "port": settings.port})
     started = time.perf_counter()
     handle = serve.run(build_deployment(settings, scaling), name=app_name, route_prefix="/", blocking=False)
-    log.info("Ray Serve: %s ready in %.1f s on http://%s:%d", app_name, time.perf_counter() - started,
-             settings.host, settings.port)
+    log.info(
+        "Ray Serve: %s ready in %.1f s on http://%s:%d",
+        app_name,
+        time.perf_counter() - started,
+        settings.host,
+        settings.port,
+    )
     if blocking:
         _wait_for_interrupt()
         serve.shutdown()

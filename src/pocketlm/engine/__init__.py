@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pocketlm.engine.config import EngineConfig
 from pocketlm.engine.outputs import Completion, Sample, SampleFinished, TextDelta, TokenLogprob, Usage
 from pocketlm.engine.params import Limits, SamplingParams
-from pocketlm.engine.scheduler import Engine, EngineConfig, EngineStats, RequestStream
+from pocketlm.engine.scheduler import Engine, EngineStats, RequestStream
 from pocketlm.models.options import ModelOptions
 
 
@@ -18,6 +19,18 @@ def load_engine(options: ModelOptions = ModelOptions(), config: EngineConfig = E
 
 
 __all__ = [
-    "Completion", "Engine", "EngineConfig", "EngineStats", "Limits", "ModelOptions", "RequestStream", "Sample",
-    "SampleFinished", "SamplingParams", "TextDelta", "TokenLogprob", "Usage", "load_engine",
+    "Completion",
+    "Engine",
+    "EngineConfig",
+    "EngineStats",
+    "Limits",
+    "ModelOptions",
+    "RequestStream",
+    "Sample",
+    "SampleFinished",
+    "SamplingParams",
+    "TextDelta",
+    "TokenLogprob",
+    "Usage",
+    "load_engine",
 ]

@@ -46,7 +46,9 @@ class ChatTemplate:
     def render(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
         messages = [_check_message(i, m) for i, m in enumerate(_check_list(messages))]
         try:
-            return self._template.render(messages=messages, add_generation_prompt=add_generation_prompt, **self._specials)
+            return self._template.render(
+                messages=messages, add_generation_prompt=add_generation_prompt, **self._specials
+            )
         except TemplateError as e:
             raise InvalidParameter("messages", f"the model's chat template rejected these messages: {e}") from None
 
@@ -62,8 +64,10 @@ def _check_message(i: int, m) -> dict:
         raise InvalidParameter(f"messages[{i}]", "must be an object with 'role' and 'content'")
     role, content = m.get("role"), m.get("content")
     if role in _TOOL_ROLES:
-        raise InvalidParameter(f"messages[{i}].role", f"'{role}' is not supported: pocketlm does not do tool calling; "
-                               f"use {', '.join(ROLES)}")
+        raise InvalidParameter(
+            f"messages[{i}].role",
+            f"'{role}' is not supported: pocketlm does not do tool calling; use {', '.join(ROLES)}",
+        )
     if role not in ROLES:
         raise InvalidParameter(f"messages[{i}].role", f"must be one of {', '.join(ROLES)}, got {role!r}")
     if isinstance(content, list):  # OpenAI content parts: keep the text ones

@@ -44,15 +44,15 @@ class Drafter:
             self._pause -= 1
             return []
         tokens = self._index()
-        start = self._next.get(tuple(tokens[-self.ngram:]))
-        return tokens[start:start + most] if start is not None else []
+        start = self._next.get(tuple(tokens[-self.ngram :]))
+        return tokens[start : start + most] if start is not None else []
 
     def _index(self) -> list[int]:
         # The n-gram ending at the very end is looked up before it is indexed, so a match is always an
         # earlier occurrence with at least one token after it.
         tokens = self.tokens
         for end in range(self._indexed, len(tokens)):
-            self._next[tuple(tokens[end - self.ngram:end])] = end
+            self._next[tuple(tokens[end - self.ngram : end])] = end
         self._indexed = max(self._indexed, len(tokens))
         return tokens
 

@@ -13,10 +13,9 @@ from dataclasses import fields
 
 import click
 
+from pocketlm.engine.config import EngineConfig
 from pocketlm.engine.params import DESCRIPTIONS, Limits, SamplingParams
-from pocketlm.engine.scheduler import EngineConfig
 from pocketlm.models.options import env_var
-
 
 
 def _flag(name: str) -> str:
@@ -42,8 +41,14 @@ def sampling_options(f):
         else:
             kind = {"max_new_tokens": int, "seed": int, "logprobs": int, "top_k": int, "n": int}.get(field.name, float)
             names = ("-n", "--n") if field.name == "n" else (_flag(field.name),)
-            option = click.option(*names, field.name, type=kind, default=default,
-                                  show_default=default is not None, help=DESCRIPTIONS[field.name])
+            option = click.option(
+                *names,
+                field.name,
+                type=kind,
+                default=default,
+                show_default=default is not None,
+                help=DESCRIPTIONS[field.name],
+            )
         command = option(command)
     return command
 
@@ -56,9 +61,9 @@ _ENGINE_HELP = {
     "max_n": "Most samples per request (n, num_return_sequences).",
     "max_stop": "Most stop strings per request.",
     "max_prompt_tokens": "Longest prompt accepted, in tokens (default: what fits the context).",
-    "speculative_tokens": "Most tokens guessed ahead per sequence and step from its own text (prompt-lookup "
-                          "speculative decoding, used while fewer than 8 sequences decode); the text stays the same. "
-                          "0 turns it off.",
+    "draft_tokens": "Most tokens guessed ahead per sequence and step from its own text (prompt-lookup "
+    "speculative decoding, used while fewer than 8 sequences decode); the text stays the same. "
+    "0 turns it off.",
 }
 
 
@@ -80,10 +85,17 @@ def engine_options(*names: str):
 
         for name in reversed(names):
             default = getattr(limits if name in limit_names else config, name)
-            low = {"max_queue": 0, "max_stop": 0, "speculative_tokens": 0, "n_ctx": 16}.get(name, 1)
-            command = click.option(_flag(name), name, type=click.IntRange(min=low), default=default,
-                                   show_default=default is not None, envvar=env_var(name), show_envvar=True,
-                                   help=_ENGINE_HELP[name])(command)
+            low = {"max_queue": 0, "max_stop": 0, "draft_tokens": 0, "n_ctx": 16}.get(name, 1)
+            command = click.option(
+                _flag(name),
+                name,
+                type=click.IntRange(min=low),
+                default=default,
+                show_default=default is not None,
+                envvar=env_var(name),
+                show_envvar=True,
+                help=_ENGINE_HELP[name],
+            )(command)
         return command
 
     return decorate

@@ -83,7 +83,7 @@ class Completion:
     usage: Usage | None = None
 
     @classmethod
-    def empty(cls, n: int) -> "Completion":
+    def empty(cls, n: int) -> Completion:
         return cls([Sample(i) for i in range(n)])
 
     @property

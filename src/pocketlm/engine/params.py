@@ -69,11 +69,18 @@ class SamplingParams:
         # Below GREEDY_BELOW, sampling is argmax anyway; dividing logits by it would overflow float32.
         return self.temperature < GREEDY_BELOW or self.top_k == 1
 
-    def validated(self, limits: Limits = Limits()) -> "SamplingParams":
+    def validated(self, limits: Limits = Limits()) -> SamplingParams:
         """Return a normalised copy, or raise InvalidParameter naming the field."""
         for name, bound in bounds(limits).items():
             check = _check_int if bound.integer else _check_float
-            check(name, getattr(self, name), low=bound.low, high=bound.high, low_open=bound.low_open, optional=bound.optional)
+            check(
+                name,
+                getattr(self, name),
+                low=bound.low,
+                high=bound.high,
+                low_open=bound.low_open,
+                optional=bound.optional,
+            )
         if not isinstance(self.ignore_eos, bool):
             raise InvalidParameter("ignore_eos", "must be true or false")
         return replace(self, stop=_normalise_stop(self.stop, limits))

@@ -110,10 +110,10 @@ def _invert(probs: np.ndarray, block_cdf: np.ndarray, u: float) -> int:
     while block > 0 and block_cdf[block] == block_cdf[block - 1]:  # rounding landed past the mass
         block -= 1
     start = block * _BLOCK
-    inside = np.cumsum(probs[start:start + _BLOCK], dtype=np.float64)
+    inside = np.cumsum(probs[start : start + _BLOCK], dtype=np.float64)
     offset = int(np.searchsorted(inside, u - (block_cdf[block - 1] if block else 0.0), side="right"))
     if offset >= len(inside):  # rounding again: take the last token that has any probability
-        offset = int(np.flatnonzero(probs[start:start + _BLOCK])[-1])
+        offset = int(np.flatnonzero(probs[start : start + _BLOCK])[-1])
     return start + offset
 
 

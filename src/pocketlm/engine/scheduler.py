@@ -25,20 +25,20 @@ import itertools
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from pocketlm.backends.base import Backend, Chunk
 from pocketlm.engine.chat import ChatTemplate
+from pocketlm.engine.config import EngineConfig
 from pocketlm.engine.lookup import Drafter
 from pocketlm.engine.outputs import Completion, SampleFinished, TextDelta, TokenLogprob, TopLogprob, Usage
-from pocketlm.engine.params import Limits, SamplingParams
+from pocketlm.engine.params import SamplingParams
 from pocketlm.engine.sampling import SequenceSampler, log_softmax, sample
 from pocketlm.engine.slots import SlotPool, common_prefix
 from pocketlm.engine.text import TextAssembler
 from pocketlm.errors import ContextLengthExceeded, EngineStopped, GenerationFailed, InvalidParameter, Overloaded
-
 
 # Fewest prompt tokens worth copying from another slot (or waiting for): a copy moves the slot's whole
 # KV buffer (~12 MB for SmolLM2 at 1,024 q8_0 cells), about the cost of computing a few tokens.
@@ -48,16 +48,6 @@ _SHARE_MIN = 16
 # one sequence's step takes 9 ms with one row and 22 ms with four, so drafts pay at one stream when about half
 # of them are kept; at 8 streams a second row per sequence costs 1.5x: the step's rows already keep the cores busy.
 _DRAFT_ROWS = 8
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    slots: int = 16  # sequence slots decoded together
-    n_ctx: int = 1024  # context of each slot: prompt + new tokens of one sample
-    max_queue: int = 64  # requests waiting for a slot before new ones get Overloaded
-    prefill_chunk: int = 512  # prompt tokens processed per step (one 512-row llama.cpp pass)
-    speculative_tokens: int = 3  # most tokens drafted per sequence and step by prompt lookup; 0: none
-    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass(frozen=True)
@@ -73,7 +63,7 @@ class EngineStats:
 class _Sequence:
     """One sample of a request, living in one slot."""
 
-    def __init__(self, index: int, request: "_Request", eog_ids):
+    def __init__(self, index: int, request: _Request, eog_ids):
         self.index = index
         self.request = request
         self.slot = -1
@@ -88,7 +78,7 @@ class _Sequence:
 
 
 class _Request:
-    def __init__(self, rid: int, prompt: list[int], params: SamplingParams, max_new: int, stream: "RequestStream"):
+    def __init__(self, rid: int, prompt: list[int], params: SamplingParams, max_new: int, stream: RequestStream):
         self.id = rid
         self.prompt = prompt
         self.params = params
@@ -107,7 +97,7 @@ class _Request:
 class RequestStream:
     """The caller's handle: an async iterator of engine events, cancellable."""
 
-    def __init__(self, engine: "Engine", prompt_ids: list[int]):
+    def __init__(self, engine: Engine, prompt_ids: list[int]):
         self.prompt_ids = prompt_ids  # the prompt as the model reads it (after tokenizing and checks)
         self._engine = engine
         self._loop = asyncio.get_running_loop()
@@ -184,7 +174,7 @@ class Engine:
 
     # ---- caller side (asyncio thread) ---------------------------------------------------------
 
-    def start(self) -> "Engine":
+    def start(self) -> Engine:
         self._thread.start()
         return self
 
@@ -226,8 +216,11 @@ class Engine:
                 raise EngineStopped("the server is shutting down and accepts no new requests")
             # Waiting requests that free slots will take at the next step are not queued for long.
             if len(self._waiting) >= self.config.max_queue + len(self._slots):
-                raise Overloaded(f"all {self.config.slots} slots are busy and {len(self._waiting)} requests are "
-                                 f"queued; retry shortly", retry_after=1.0)
+                raise Overloaded(
+                    f"all {self.config.slots} slots are busy and {len(self._waiting)} requests are "
+                    f"queued; retry shortly",
+                    retry_after=1.0,
+                )
             self._waiting.append(request)
             self._lock.notify()
         return stream
@@ -284,7 +277,9 @@ class Engine:
             tokens = list(prompt)
             bad = next((t for t in tokens if not 0 <= t < self.info.n_vocab), None)
             if bad is not None:
-                raise InvalidParameter("prompt", f"token id {bad} is outside the vocabulary (0..{self.info.n_vocab - 1})")
+                raise InvalidParameter(
+                    "prompt", f"token id {bad} is outside the vocabulary (0..{self.info.n_vocab - 1})"
+                )
         else:
             raise InvalidParameter("prompt", "must be a string or a list of token ids")
         if not tokens:
@@ -292,11 +287,15 @@ class Engine:
         limit = self.config.limits.max_prompt_tokens
         if limit is not None and len(tokens) > limit:
             raise ContextLengthExceeded(
-                "prompt", f"has {len(tokens)} tokens; this server accepts at most {limit} (--max-prompt-tokens); shorten it")
+                "prompt",
+                f"has {len(tokens)} tokens; this server accepts at most {limit} (--max-prompt-tokens); shorten it",
+            )
         if len(tokens) >= self.n_ctx_seq:
             raise ContextLengthExceeded(
-                "prompt", f"has {len(tokens)} tokens but the context holds {self.n_ctx_seq}; "
-                "shorten it, or start the server with a larger --n-ctx")
+                "prompt",
+                f"has {len(tokens)} tokens but the context holds {self.n_ctx_seq}; "
+                "shorten it, or start the server with a larger --n-ctx",
+            )
         return tokens
 
     def _check_text_length(self, text: str) -> None:
@@ -308,7 +307,8 @@ class Engine:
         if len(text) > 4 * self._max_token_chars * ceiling:
             where = "this server accepts (--max-prompt-tokens)" if ceiling != self.n_ctx_seq else "the context holds"
             raise ContextLengthExceeded(
-                "prompt", f"has {len(text)} characters, far more than the {ceiling} tokens {where}; shorten it")
+                "prompt", f"has {len(text)} characters, far more than the {ceiling} tokens {where}; shorten it"
+            )
 
     # ---- engine thread ------------------------------------------------------------------------
 
@@ -389,7 +389,7 @@ class Engine:
                 continue
             take = min(budget, len(r.prompt) - r.prefilled)
             last = r.prefilled + take == len(r.prompt)
-            chunks.append(Chunk(r.seqs[0].slot, r.prompt[r.prefilled:r.prefilled + take], r.prefilled, int(last)))
+            chunks.append(Chunk(r.seqs[0].slot, r.prompt[r.prefilled : r.prefilled + take], r.prefilled, int(last)))
             r.prefilled += take
             budget -= take
             if last:
@@ -410,9 +410,10 @@ class Engine:
         """
         if not seqs:
             return []
-        most = min(self.config.speculative_tokens, (_DRAFT_ROWS - len(seqs)) // len(seqs))
-        drafts = [s.drafter.draft(min(most, s.request.max_new - s.generated - 1, self.n_ctx_seq - s.pos - 1))
-                  for s in seqs]
+        most = min(self.config.draft_tokens, (_DRAFT_ROWS - len(seqs)) // len(seqs))
+        drafts = [
+            s.drafter.draft(min(most, s.request.max_new - s.generated - 1, self.n_ctx_seq - s.pos - 1)) for s in seqs
+        ]
         k = min(map(len, drafts))
         return [d[:k] for d in drafts]
 
@@ -453,15 +454,20 @@ class Engine:
         if not fresh:
             return set()
         held = [(s.slot, self._held(r, s)) for r in self._running if not r.cancelled for s in r.seqs]
-        held += [(r.seqs[0].slot, r.prompt[:r.prefilled]) for r in self._prefilling if r.prefilled and not r.cancelled]
+        held += [(r.seqs[0].slot, r.prompt[: r.prefilled]) for r in self._prefilling if r.prefilled and not r.cancelled]
         deferred: set[_Request] = set()
         for r in fresh:
             limit = len(r.prompt) - 1  # the last prompt token is always computed: its logits pick the first token
-            slot, n = max(((slot, min(common_prefix(toks, r.prompt), limit)) for slot, toks in held
-                           if slot != r.seqs[0].slot), key=lambda x: x[1], default=(-1, 0))
-            ahead = self._prefilling[:self._prefilling.index(r)]
-            coming = max((min(common_prefix(o.prompt, r.prompt), limit) for o in ahead
-                          if o not in deferred and not o.cancelled), default=0)
+            slot, n = max(
+                ((slot, min(common_prefix(toks, r.prompt), limit)) for slot, toks in held if slot != r.seqs[0].slot),
+                key=lambda x: x[1],
+                default=(-1, 0),
+            )
+            ahead = self._prefilling[: self._prefilling.index(r)]
+            coming = max(
+                (min(common_prefix(o.prompt, r.prompt), limit) for o in ahead if o not in deferred and not o.cancelled),
+                default=0,
+            )
             if coming >= max(n, r.prefilled) + _SHARE_MIN:
                 deferred.add(r)
             elif n >= r.prefilled + _SHARE_MIN:
@@ -537,8 +543,8 @@ class Engine:
     def _held(r: _Request, s: _Sequence) -> list[int]:
         """The tokens whose KV sits in ``s``'s slot: what a later prompt may reuse."""
         if s.pos == 0:  # not decoding yet: only the first sample's slot has (part of) the prompt
-            return r.prompt[:r.prefilled] if s is r.seqs[0] else []
-        return r.prompt + s.fed[:s.pos - len(r.prompt)]
+            return r.prompt[: r.prefilled] if s is r.seqs[0] else []
+        return r.prompt + s.fed[: s.pos - len(r.prompt)]
 
     def _fail_all(self, error: Exception) -> None:
         with self._lock:

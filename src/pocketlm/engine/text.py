@@ -26,8 +26,8 @@ class TextAssembler:
             self._held = ""
             return text[:at], stop
         hold = self._partial_stop_suffix(text)
-        self._held = text[len(text) - hold:] if hold else ""
-        return text[:len(text) - hold], None
+        self._held = text[len(text) - hold :] if hold else ""
+        return text[: len(text) - hold], None
 
     def flush(self) -> str:
         """The text still held back, when generation ends without a stop string."""

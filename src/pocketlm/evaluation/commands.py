@@ -1,7 +1,7 @@
 """`pocketlm eval`: perplexity and bits per byte of any model on any text.
 
-    pocketlm eval --model smollm2-135m-instruct --data shakespeare:valid --max-tokens 50000
-    pocketlm eval --model ./shakespeare-smollm2 --data shakespeare:valid --n-ctx 512 --stride 256
+pocketlm eval --model smollm2-135m-instruct --data shakespeare:valid --max-tokens 50000
+pocketlm eval --model ./shakespeare-smollm2 --data shakespeare:valid --n-ctx 512 --stride 256
 """
 
 from __future__ import annotations
@@ -18,13 +18,25 @@ EVAL_N_CTX = 1024  # the window `eval` scores with, unless the model sees less o
 
 @click.command(name="eval")
 @model_options()
-@click.option("--data", required=True, help="Text to score: .txt, .jsonl, .csv, a directory of them, a saved dataset, "
-              "or a dataset name: shakespeare:valid, shakespeare:train, shakespeare:sample (fetched once, cached).")
+@click.option(
+    "--data",
+    required=True,
+    help="Text to score: .txt, .jsonl, .csv, a directory of them, a saved dataset, "
+    "or a dataset name: shakespeare:valid, shakespeare:train, shakespeare:sample (fetched once, cached).",
+)
 @click.option("--text-field", default="text", show_default=True, help="JSONL field / CSV column with the text.")
-@click.option("--n-ctx", type=click.IntRange(min=2), default=None,
-              help=f"Tokens the model sees per window [default: its context, at most {EVAL_N_CTX}].")
-@click.option("--stride", type=click.IntRange(min=1), default=None, help="Tokens the window moves each step [default: n-ctx / 2].")
-@click.option("--max-tokens", type=click.IntRange(min=2), default=None, help="Score only the first N tokens of the text.")
+@click.option(
+    "--n-ctx",
+    type=click.IntRange(min=2),
+    default=None,
+    help=f"Tokens the model sees per window [default: its context, at most {EVAL_N_CTX}].",
+)
+@click.option(
+    "--stride", type=click.IntRange(min=1), default=None, help="Tokens the window moves each step [default: n-ctx / 2]."
+)
+@click.option(
+    "--max-tokens", type=click.IntRange(min=2), default=None, help="Score only the first N tokens of the text."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def eval_command(model_options, data, text_field, n_ctx, stride, max_tokens, as_json):
     """Perplexity and bits per byte of --model on --data, with a sliding window."""
@@ -42,6 +54,7 @@ def eval_command(model_options, data, text_field, n_ctx, stride, max_tokens, as_
     stride = stride or max(1, n_ctx // 2)
     try:
         with click.progressbar(length=1, label="scoring", file=sys.stderr) as bar:
+
             def progress(done, total):
                 bar.length = total
                 bar.update(done - bar.pos)
@@ -53,6 +66,8 @@ def eval_command(model_options, data, text_field, n_ctx, stride, max_tokens, as_
     if as_json:
         click.echo(json.dumps(row, indent=2))
     else:
-        click.echo(f"{row['model']} ({row['backend']}): perplexity {result.perplexity:.4f}, "
-                   f"{result.bits_per_byte:.4f} bits/byte over {result.n_tokens:,} tokens "
-                   f"(n-ctx {n_ctx}, stride {stride})")
+        click.echo(
+            f"{row['model']} ({row['backend']}): perplexity {result.perplexity:.4f}, "
+            f"{result.bits_per_byte:.4f} bits/byte over {result.n_tokens:,} tokens "
+            f"(n-ctx {n_ctx}, stride {stride})"
+        )

@@ -60,8 +60,15 @@ class Perplexity:
         return self.nll / math.log(2) / self.n_bytes
 
     def as_dict(self) -> dict:
-        return {"perplexity": self.perplexity, "bits_per_byte": self.bits_per_byte, "mean_nll": self.mean_nll,
-                "tokens": self.n_tokens, "bytes": self.n_bytes, "n_ctx": self.n_ctx, "stride": self.stride}
+        return {
+            "perplexity": self.perplexity,
+            "bits_per_byte": self.bits_per_byte,
+            "mean_nll": self.mean_nll,
+            "tokens": self.n_tokens,
+            "bytes": self.n_bytes,
+            "n_ctx": self.n_ctx,
+            "stride": self.stride,
+        }
 
 
 def windows(n_tokens: int, n_ctx: int, stride: int) -> list[Window]:
@@ -84,7 +91,7 @@ def windows(n_tokens: int, n_ctx: int, stride: int) -> list[Window]:
 
 def score_window(backend: Backend, tokens: list[int], w: Window) -> tuple[float, list[int]]:
     """NLL (nats) of tokens[first_target:end] given the window; returns it and the scored ids."""
-    ids = tokens[w.begin:w.end]
+    ids = tokens[w.begin : w.end]
     # Logits at position i predict token i+1, so the targets need the positions first_target-1 .. end-2:
     # a suffix of the window plus its last position, whose prediction (beyond the window) is dropped.
     n_logits = w.end - w.first_target + 1
@@ -92,7 +99,7 @@ def score_window(backend: Backend, tokens: list[int], w: Window) -> tuple[float,
         logits = backend.forward([Chunk(seq=SEQ, tokens=ids, pos=0, n_logits=n_logits)])[:-1]
     finally:
         backend.clear_sequence(SEQ)
-    targets = np.asarray(tokens[w.first_target:w.end])
+    targets = np.asarray(tokens[w.first_target : w.end])
     logits = logits.astype(np.float32, copy=False)
     peak = logits.max(axis=1, keepdims=True)
     log_z = np.log(np.exp(logits - peak).sum(axis=1, dtype=np.float64)) + peak[:, 0]
@@ -100,15 +107,17 @@ def score_window(backend: Backend, tokens: list[int], w: Window) -> tuple[float,
     return float(nll.sum()), targets.tolist()
 
 
-def perplexity(backend: Backend, tokens: list[int], n_ctx: int, stride: int,
-               progress: Callable[[int, int], None] | None = None) -> Perplexity:
+def perplexity(
+    backend: Backend, tokens: list[int], n_ctx: int, stride: int, progress: Callable[[int, int], None] | None = None
+) -> Perplexity:
     """Sliding-window perplexity of a token sequence; ``progress(done, total)`` after each window."""
     if len(tokens) < 2:
         raise InvalidParameter("data", f"needs at least 2 tokens to score, got {len(tokens)}")
     limit = min(backend.n_ctx, backend.info.n_ctx_train or backend.n_ctx)
     if n_ctx > limit:
-        raise InvalidParameter("n_ctx", f"{n_ctx} is above what this model can see at once ({limit} tokens); "
-                                        f"use --n-ctx {limit} or less")
+        raise InvalidParameter(
+            "n_ctx", f"{n_ctx} is above what this model can see at once ({limit} tokens); use --n-ctx {limit} or less"
+        )
     plan = windows(len(tokens), n_ctx, stride)
     nll, n_bytes, n_scored = 0.0, 0, 0
     byte_len: dict[int, int] = {}
@@ -125,8 +134,15 @@ def perplexity(backend: Backend, tokens: list[int], n_ctx: int, stride: int,
     return Perplexity(n_scored, max(n_bytes, 1), nll, n_ctx, stride)
 
 
-def text_perplexity(backend: Backend, text: str, n_ctx: int, stride: int, *, max_tokens: int | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> Perplexity:
+def text_perplexity(
+    backend: Backend,
+    text: str,
+    n_ctx: int,
+    stride: int,
+    *,
+    max_tokens: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Perplexity:
     """Tokenize ``text`` without BOS or special-token parsing (plain text is scored as written), then score it."""
     tokens = backend.tokenize(text, add_special=False)
     if max_tokens is not None:

@@ -20,6 +20,17 @@ from pocketlm.inspection.positions import PositionScheme, model_positions, sinus
 from pocketlm.inspection.tokens import Tokenization, compare, tokenize
 
 __all__ = [
-    "BERT", "AttentionMap", "NextToken", "PositionScheme", "Subject", "Tokenization", "attention", "compare",
-    "load", "model_positions", "next_token", "sinusoidal", "tokenize",
+    "BERT",
+    "AttentionMap",
+    "NextToken",
+    "PositionScheme",
+    "Subject",
+    "Tokenization",
+    "attention",
+    "compare",
+    "load",
+    "model_positions",
+    "next_token",
+    "sinusoidal",
+    "tokenize",
 ]

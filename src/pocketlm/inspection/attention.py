@@ -32,8 +32,9 @@ class AttentionMap:
     causal: bool
 
 
-def attention(subject, text: str, *, layers: list[int] | None = None, heads: list[int] | None = None,
-              max_tokens: int = MAX_TOKENS) -> AttentionMap:
+def attention(
+    subject, text: str, *, layers: list[int] | None = None, heads: list[int] | None = None, max_tokens: int = MAX_TOKENS
+) -> AttentionMap:
     """Run the model once over ``text`` and keep the attention weights of the chosen layers and heads."""
     import torch
 
@@ -46,13 +47,22 @@ def attention(subject, text: str, *, layers: list[int] | None = None, heads: lis
         raise InvalidParameter("text", f"has {n} tokens; attention is shown for at most {max_tokens}: shorten it")
     size = len(layers) * len(heads) * n * n
     if size > MAX_WEIGHTS:
-        raise InvalidParameter("text", f"{n} tokens x {len(layers)} layers x {len(heads)} heads is {size:,} weights, "
-                                       f"more than {MAX_WEIGHTS:,}: shorten the text or choose layers/heads")
+        raise InvalidParameter(
+            "text",
+            f"{n} tokens x {len(layers)} layers x {len(heads)} heads is {size:,} weights, "
+            f"more than {MAX_WEIGHTS:,}: shorten the text or choose layers/heads",
+        )
     with subject.lock, torch.inference_mode():
         out = subject.model(input_ids=torch.tensor([ids]), output_attentions=True)
     stacked = np.stack([out.attentions[layer][0, heads].float().numpy() for layer in layers])
-    return AttentionMap(tokens=token_labels(subject.tokenizer, ids), ids=list(ids), weights=stacked,
-                        layers=layers, heads=heads, causal=subject.causal)
+    return AttentionMap(
+        tokens=token_labels(subject.tokenizer, ids),
+        ids=list(ids),
+        weights=stacked,
+        layers=layers,
+        heads=heads,
+        causal=subject.causal,
+    )
 
 
 def token_labels(tokenizer, ids: list[int]) -> list[str]:

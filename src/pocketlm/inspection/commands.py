@@ -43,8 +43,13 @@ def inspect():
 
 @inspect.command()
 @click.argument("text")
-@click.option("-t", "--tokenizer", "tokenizers", multiple=True,
-              help="A model name (its tokenizer), 'gpt2' or 'bert' (repeatable; default: the embedded SmolLM2's).")
+@click.option(
+    "-t",
+    "--tokenizer",
+    "tokenizers",
+    multiple=True,
+    help="A model name (its tokenizer), 'gpt2' or 'bert' (repeatable; default: the embedded SmolLM2's).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON (what POST /v1/inspect/tokens answers).")
 @click.option("--png", type=click.Path(dir_okay=False), help="Write the tokens as a picture.")
 def tokens(text, tokenizers, as_json, png):
@@ -73,10 +78,13 @@ def tokens(text, tokenizers, as_json, png):
 @inspect.command()
 @_model_options
 @click.option("--positions", type=click.IntRange(1, 512), default=64, show_default=True, help="Positions to show.")
-@click.option("--dim", type=click.IntRange(2, 1024), default=128, show_default=True,
-              help="Dimensions of the sinusoidal encoding.")
+@click.option(
+    "--dim", type=click.IntRange(2, 1024), default=128, show_default=True, help="Dimensions of the sinusoidal encoding."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON (what POST /v1/inspect/positions answers).")
-@click.option("--png", type=click.Path(dir_okay=False), help="Write the picture: the formula beside the model's scheme.")
+@click.option(
+    "--png", type=click.Path(dir_okay=False), help="Write the picture: the formula beside the model's scheme."
+)
 def positions(model_options, positions, dim, as_json, png):
     """The sinusoidal encoding of 'Attention Is All You Need' beside the model's own position scheme."""
     from pocketlm.inspection import pictures
@@ -99,11 +107,19 @@ def positions(model_options, positions, dim, as_json, png):
 @click.option("--layer", "layers", type=int, multiple=True, help="Layer to keep, from 0 (repeatable; default: all).")
 @click.option("--head", "heads", type=int, multiple=True, help="Head to keep, from 0 (repeatable; default: all).")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON (what POST /v1/inspect/attention answers).")
-@click.option("--png", type=click.Path(dir_okay=False),
-              help="Write a grid of heatmaps (one labelled heatmap with one --layer and one --head).")
+@click.option(
+    "--png",
+    type=click.Path(dir_okay=False),
+    help="Write a grid of heatmaps (one labelled heatmap with one --layer and one --head).",
+)
 @click.option("--html", type=click.Path(dir_okay=False), help="Write bertviz's interactive view (works offline).")
-@click.option("--view", type=click.Choice(["head", "model"]), default="head", show_default=True,
-              help="With --html: bertviz's head_view or model_view.")
+@click.option(
+    "--view",
+    type=click.Choice(["head", "model"]),
+    default="head",
+    show_default=True,
+    help="With --html: bertviz's head_view or model_view.",
+)
 def attention(text, model_options, layers, heads, as_json, png, html, view):
     """Attention weights of every layer and head for TEXT."""
     from pocketlm.inspection import pictures
@@ -115,15 +131,21 @@ def attention(text, model_options, layers, heads, as_json, png, html, view):
     amap = run(subject, text, layers=list(layers), heads=list(heads))
     if png:
         one = len(amap.layers) == 1 and len(amap.heads) == 1
-        data = pictures.attention_head_png(amap, amap.layers[0], amap.heads[0]) if one else pictures.attention_grid_png(amap)
+        data = (
+            pictures.attention_head_png(amap, amap.layers[0], amap.heads[0])
+            if one
+            else pictures.attention_grid_png(amap)
+        )
         _wrote(pictures.write_png(data, png))
     if html:
         _wrote(write_html(bertviz_html(amap, view), html))
     if as_json:
         return _echo_json(attention_body(subject.name, amap))
     n_layers, n_heads, n, _ = amap.weights.shape
-    click.echo(f"{subject.name}: {n} tokens, {n_layers} layers x {n_heads} heads "
-               f"({'decoder: each token sees only earlier ones' if amap.causal else 'encoder: every token sees all'})")
+    click.echo(
+        f"{subject.name}: {n} tokens, {n_layers} layers x {n_heads} heads "
+        f"({'decoder: each token sees only earlier ones' if amap.causal else 'encoder: every token sees all'})"
+    )
     click.echo("tokens: " + " | ".join(amap.tokens))
     mean = amap.weights.mean(axis=(0, 1))  # what each token attends to, averaged over the heads shown
     for i, label in enumerate(amap.tokens):

@@ -38,21 +38,29 @@ def bertviz_html(amap, view: str = "head") -> str:
         attention[layer] = torch.from_numpy(amap.weights[i][None])  # [1, heads, T, T]
     render = head_view if view == "head" else model_view
     page = render(attention, list(amap.tokens), include_layers=list(amap.layers), html_action="return").data
-    return "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>attention</title></head><body>\n" + \
-        offline(page) + "\n</body></html>\n"
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>attention</title></head><body>\n'
+        + offline(page)
+        + "\n</body></html>\n"
+    )
 
 
 def offline(page: str) -> str:
     """bertviz's HTML with its CDN libraries inlined and no URL left."""
     if not _CDN_SCRIPT.search(page) or _VIS_SCRIPT not in page:
-        raise RuntimeError("bertviz's HTML changed shape (no require.js script tag or view script); "
-                           "pocketlm needs bertviz 1.4")
+        raise RuntimeError(
+            "bertviz's HTML changed shape (no require.js script tag or view script); pocketlm needs bertviz 1.4"
+        )
     libraries = "\n".join(f"<script>\n{_read(name)}\n</script>" for name in ("d3.min.js", "jquery.min.js"))
     # d3 and jQuery load first, as globals (d3's anonymous define() would upset require.js), then require.js,
     # then they are declared as the modules the view asks for, so require.js never fetches them.
-    declare = ("<script>\ndefine('d3', [], function () { return window.d3; });\n"
-               "define('jquery', [], function () { return window.jQuery; });\n</script>")
-    page = _CDN_SCRIPT.sub(lambda _: f"{libraries}\n<script>\n{_read('require.js')}\n</script>\n{declare}", page, count=1)
+    declare = (
+        "<script>\ndefine('d3', [], function () { return window.d3; });\n"
+        "define('jquery', [], function () { return window.jQuery; });\n</script>"
+    )
+    page = _CDN_SCRIPT.sub(
+        lambda _: f"{libraries}\n<script>\n{_read('require.js')}\n</script>\n{declare}", page, count=1
+    )
     head, vis = page.split(_VIS_SCRIPT, 1)
     body, tail = vis.rsplit("</script>", 1)
     body = _CDN_PATH.sub(lambda m: f"{m.group(1)}: 'inlined-{m.group(1)}'", body)

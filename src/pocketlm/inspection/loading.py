@@ -103,6 +103,8 @@ def subject_for_served(info, options=None) -> Subject:
     """
     from pocketlm.models.registry import EMBEDDED
 
-    return load(info.name if info.name in EMBEDDED else info.path,
-                allow_pickle=bool(options and options.allow_pickle),
-                trust_remote_code=bool(options and options.trust_remote_code))
+    return load(
+        info.name if info.name in EMBEDDED else info.path,
+        allow_pickle=bool(options and options.allow_pickle),
+        trust_remote_code=bool(options and options.trust_remote_code),
+    )

@@ -44,8 +44,9 @@ class NextToken:
     lens: list[list[Candidate]]  # logit lens: per layer (0 = embeddings), its top tokens
 
 
-def next_token(subject, prompt: str, params: SamplingParams = SamplingParams(), *, top: int = 10,
-               lens_top: int = 3) -> NextToken:
+def next_token(
+    subject, prompt: str, params: SamplingParams = SamplingParams(), *, top: int = 10, lens_top: int = 3
+) -> NextToken:
     import torch
 
     if not subject.causal:
@@ -79,9 +80,13 @@ def next_token(subject, prompt: str, params: SamplingParams = SamplingParams(), 
         chosen = Candidate(token, decode(token), float(kept_probs[kept_ids == token].sum()))
     vocab = np.arange(logits.size)
     return NextToken(
-        prompt_tokens=len(ids), before=ranked(vocab, before, top),
-        after=ranked(kept_ids[nonzero], kept_probs[nonzero], top), kept=int(nonzero.sum()), chosen=chosen,
-        lens=[ranked(vocab, _softmax(row), lens_top) for row in lens_logits])
+        prompt_tokens=len(ids),
+        before=ranked(vocab, before, top),
+        after=ranked(kept_ids[nonzero], kept_probs[nonzero], top),
+        kept=int(nonzero.sum()),
+        chosen=chosen,
+        lens=[ranked(vocab, _softmax(row), lens_top) for row in lens_logits],
+    )
 
 
 def _lens(model, hidden_states, final_logits: np.ndarray) -> np.ndarray:

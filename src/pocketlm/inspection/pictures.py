@@ -52,6 +52,7 @@ def _printable(text: str) -> str:
 
 def tokens_png(tokenizations) -> bytes:
     """One row per tokenizer: its tokens as boxes, with ids below and the count on the left."""
+
     def cell(t, kind) -> float:  # the wider of the token and its id, in characters
         return max(len(_token_label(t, kind)), 0.8 * len(str(t.id))) + 1.2
 
@@ -62,9 +63,18 @@ def tokens_png(tokenizations) -> bytes:
         y, x = len(tokenizations) - row - 1, 0.0
         ax.text(-1, y, f"{tz.tokenizer}\n{tz.count} tokens", ha="right", va="center", fontsize=10)
         for k, t in enumerate(tz.tokens):
-            ax.text(x, y, _token_label(t, tz.kind), ha="left", va="center", family="monospace", fontsize=10,
-                    bbox=dict(boxstyle="round,pad=0.25", fc="#dddddd" if t.special else colors[k % len(colors)],
-                              ec="#999999"))
+            ax.text(
+                x,
+                y,
+                _token_label(t, tz.kind),
+                ha="left",
+                va="center",
+                family="monospace",
+                fontsize=10,
+                bbox=dict(
+                    boxstyle="round,pad=0.25", fc="#dddddd" if t.special else colors[k % len(colors)], ec="#999999"
+                ),
+            )
             ax.text(x, y - 0.38, str(t.id), ha="left", va="center", family="monospace", fontsize=7, color="#555555")
             x += cell(t, tz.kind)
     ax.set_xlim(-1, width * 1.1 + 1)
@@ -85,9 +95,12 @@ def positions_png(pe: np.ndarray, scheme, *, dims=(4, 5, 6, 7)) -> bytes:
     plt, (fig, axes) = _figure(2, 2, figsize=(10, 6.5))
     n, d = pe.shape
     im = axes[0, 0].imshow(pe, aspect="auto", cmap="RdBu", vmin=-1, vmax=1, interpolation="nearest")
-    axes[0, 0].set(title=f"Sinusoidal (Vaswani et al. 2017), d={d}:\n"
-                         r"PE(pos,2i)=sin(pos/10000$^{2i/d}$), PE(pos,2i+1)=cos(pos/10000$^{2i/d}$)",
-                   xlabel="dimension", ylabel="position")
+    axes[0, 0].set(
+        title=f"Sinusoidal (Vaswani et al. 2017), d={d}:\n"
+        r"PE(pos,2i)=sin(pos/10000$^{2i/d}$), PE(pos,2i+1)=cos(pos/10000$^{2i/d}$)",
+        xlabel="dimension",
+        ylabel="position",
+    )
     fig.colorbar(im, ax=axes[0, 0])
     for k in dims:
         if k < d:
@@ -104,8 +117,11 @@ def _model_scheme(fig, top, bottom, scheme, n: int) -> None:
         table = scheme.table[:n]
         limit = float(np.abs(table).max())
         im = top.imshow(table, aspect="auto", cmap="RdBu", vmin=-limit, vmax=limit, interpolation="nearest")
-        top.set(title="This model: LEARNED position embeddings\n(trained vectors, not a formula)",
-                xlabel="dimension", ylabel="position")
+        top.set(
+            title="This model: LEARNED position embeddings\n(trained vectors, not a formula)",
+            xlabel="dimension",
+            ylabel="position",
+        )
         fig.colorbar(im, ax=top)
         im = bottom.imshow(scheme.similarity[:n, :n], cmap="viridis", vmin=-1, vmax=1, interpolation="nearest")
         bottom.set(title="Learned: cosine similarity between positions", xlabel="position", ylabel="position")
@@ -113,15 +129,20 @@ def _model_scheme(fig, top, bottom, scheme, n: int) -> None:
     elif scheme.kind == "rotary":
         from pocketlm.inspection.positions import rotary_angles
 
-        im = top.imshow(rotary_angles(scheme, n), aspect="auto", cmap="RdBu", vmin=-1, vmax=1,
-                        interpolation="nearest")
-        top.set(title=f"This model: ROTARY (RoPE), base {scheme.base:g}\n"
-                      r"cos(pos $\cdot$ $\theta_i$): how far each pair of query/key dimensions turns",
-                xlabel="pair of dimensions i", ylabel="position")
+        im = top.imshow(rotary_angles(scheme, n), aspect="auto", cmap="RdBu", vmin=-1, vmax=1, interpolation="nearest")
+        top.set(
+            title=f"This model: ROTARY (RoPE), base {scheme.base:g}\n"
+            r"cos(pos $\cdot$ $\theta_i$): how far each pair of query/key dimensions turns",
+            xlabel="pair of dimensions i",
+            ylabel="position",
+        )
         fig.colorbar(im, ax=top)
         bottom.semilogy(np.arange(scheme.inv_freq.size), scheme.wavelengths, marker=".")
-        bottom.set(title=r"Rotary: positions per full turn, 2$\pi$/$\theta_i$", xlabel="pair of dimensions i",
-                   ylabel="positions (log scale)")
+        bottom.set(
+            title=r"Rotary: positions per full turn, 2$\pi$/$\theta_i$",
+            xlabel="pair of dimensions i",
+            ylabel="positions (log scale)",
+        )
     else:
         for ax in (top, bottom):
             ax.axis("off")
@@ -135,15 +156,13 @@ def attention_grid_png(amap, *, cell: float = 0.28) -> bytes:
     mosaic = np.full((n_layers * (t + gap) - gap, n_heads * (t + gap) - gap), np.nan)
     for i in range(n_layers):
         for j in range(n_heads):
-            mosaic[i * (t + gap):i * (t + gap) + t, j * (t + gap):j * (t + gap) + t] = amap.weights[i, j]
+            mosaic[i * (t + gap) : i * (t + gap) + t, j * (t + gap) : j * (t + gap) + t] = amap.weights[i, j]
     plt, (fig, ax) = _figure(figsize=(max(4.0, n_heads * cell * 4), max(3.0, n_layers * cell * 4)))
     cmap = plt.get_cmap("viridis").with_extremes(bad="white")
     ax.imshow(np.sqrt(mosaic), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")  # sqrt: faint weights show
     ax.set_xticks([j * (t + gap) + t / 2 for j in range(n_heads)], [f"h{h}" for h in amap.heads], fontsize=7)
-    ax.set_yticks([i * (t + gap) + t / 2 for i in range(n_layers)], [f"L{layer}" for layer in amap.layers],
-                  fontsize=7)
-    ax.set_title(f"Attention, {t} tokens: layers x heads (each cell: query rows, key columns; sqrt scale)",
-                 fontsize=9)
+    ax.set_yticks([i * (t + gap) + t / 2 for i in range(n_layers)], [f"L{layer}" for layer in amap.layers], fontsize=7)
+    ax.set_title(f"Attention, {t} tokens: layers x heads (each cell: query rows, key columns; sqrt scale)", fontsize=9)
     ax.tick_params(length=0)
     for side in ax.spines.values():
         side.set_visible(False)
@@ -160,19 +179,25 @@ def attention_head_png(amap, layer: int, head: int) -> bytes:
     labels = [_label(x) for x in amap.tokens]
     ax.set_xticks(range(t), labels, rotation=90, fontsize=8)
     ax.set_yticks(range(t), labels, fontsize=8)
-    ax.set(xlabel="key (attended to)", ylabel="query (attending)",
-           title=f"Layer {layer}, head {head}" + (" (decoder: only earlier tokens)" if amap.causal else " (encoder)"))
+    ax.set(
+        xlabel="key (attended to)",
+        ylabel="query (attending)",
+        title=f"Layer {layer}, head {head}" + (" (decoder: only earlier tokens)" if amap.causal else " (encoder)"),
+    )
     fig.colorbar(im, ax=ax, fraction=0.046)
     return _png(plt, fig)
 
 
 def next_png(result) -> bytes:
     """Top candidates before and after the sampling parameters, and the logit lens."""
-    plt, (fig, axes) = _figure(1, 3, figsize=(16, max(5, 0.22 * len(result.lens) + 1.5)),
-                               gridspec_kw={"width_ratios": [1, 1, 1.4]})
+    plt, (fig, axes) = _figure(
+        1, 3, figsize=(16, max(5, 0.22 * len(result.lens) + 1.5)), gridspec_kw={"width_ratios": [1, 1, 1.4]}
+    )
     slots = max(len(result.before), len(result.after))  # same bar height on both sides
-    for ax, rows, title in ((axes[0], result.before, "model's distribution (softmax)"),
-                            (axes[1], result.after, f"after the sampling parameters ({result.kept} tokens kept)")):
+    for ax, rows, title in (
+        (axes[0], result.before, "model's distribution (softmax)"),
+        (axes[1], result.after, f"after the sampling parameters ({result.kept} tokens kept)"),
+    ):
         y = [slots - 1 - k for k in range(len(rows))]
         ax.barh(y, [c.probability for c in rows], color="#4c72b0")
         ax.set_yticks(y, [_label(c.text) for c in rows], fontsize=9)
@@ -185,8 +210,15 @@ def next_png(result) -> bytes:
     ax.imshow(top1, aspect="auto", cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
     for i, layer in enumerate(lens):
         for j, c in enumerate(layer):
-            ax.text(j, i, f"{_label(c.text)[:12]} {c.probability:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if c.probability > 0.6 else "black")
+            ax.text(
+                j,
+                i,
+                f"{_label(c.text)[:12]} {c.probability:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if c.probability > 0.6 else "black",
+            )
     ax.set_yticks(range(len(lens)), ["emb"] + [str(i) for i in range(1, len(lens))], fontsize=7)
     ax.set_xticks(range(top1.shape[1]), [f"#{j + 1}" for j in range(top1.shape[1])])
     ax.set(ylabel="layer", title="logit lens: each layer's top tokens")

@@ -65,17 +65,23 @@ def model_positions(subject, n_positions: int = 64) -> PositionScheme:
             table = param.detach().float().numpy()[:n_positions]
             unit = table / np.maximum(np.linalg.norm(table, axis=1, keepdims=True), 1e-12)
             return PositionScheme(
-                "learned", f"learned position embeddings ({name}): one trained vector of {table.shape[1]} numbers "
+                "learned",
+                f"learned position embeddings ({name}): one trained vector of {table.shape[1]} numbers "
                 f"per position, added to the token embedding; {param.shape[0]} positions at most",
-                table=table, similarity=unit @ unit.T)
+                table=table,
+                similarity=unit @ unit.T,
+            )
     for name, buffer in model.named_buffers():
         if name.endswith("inv_freq"):
             inv_freq = buffer.detach().double().numpy()
             base = _rope_base(subject.config)
             return PositionScheme(
-                "rotary", f"rotary position embedding (RoPE): queries and keys rotated by position x theta_i in "
+                "rotary",
+                f"rotary position embedding (RoPE): queries and keys rotated by position x theta_i in "
                 f"{inv_freq.size} pairs of dimensions per head, theta_i = {base:g}^(-2i/{2 * inv_freq.size})",
-                inv_freq=inv_freq, base=base)
+                inv_freq=inv_freq,
+                base=base,
+            )
     return PositionScheme("none", f"{type(model).__name__} has no position embedding pocketlm recognises")
 
 

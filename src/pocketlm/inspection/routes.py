@@ -18,8 +18,18 @@ from pocketlm.errors import InvalidParameter, ModelNotFound
 from pocketlm.inspection import pictures
 from pocketlm.inspection.loading import BERT, load, subject_for_served
 from pocketlm.inspection.schemas import (
-    AttentionRequest, AttentionResponse, NextRequest, NextResponse, PositionsRequest, PositionsResponse, TokensRequest,
-    TokensResponse, attention_body, next_body, positions_body, tokens_body,
+    AttentionRequest,
+    AttentionResponse,
+    NextRequest,
+    NextResponse,
+    PositionsRequest,
+    PositionsResponse,
+    TokensRequest,
+    TokensResponse,
+    attention_body,
+    next_body,
+    positions_body,
+    tokens_body,
 )
 from pocketlm.inspection.tokens import BERT_WORDPIECE, GPT2, check_text
 
@@ -40,16 +50,21 @@ def _subject(request: Request, model: str | None):
         return _served(request)
     if model == BERT:
         return load(BERT)
-    raise ModelNotFound(f"model '{model}': this server looks inside the model it serves ('{served}') "
-                        f"or the BERT encoder '{BERT}'")
+    raise ModelNotFound(
+        f"model '{model}': this server looks inside the model it serves ('{served}') or the BERT encoder '{BERT}'"
+    )
 
 
 def _png(data: bytes) -> Response:
     return Response(content=data, media_type="image/png")
 
 
-@router.post("/tokens", response_model=TokensResponse, responses=PNG,
-             summary="Token ids, pieces and byte spans of a text, for one or several tokenizers")
+@router.post(
+    "/tokens",
+    response_model=TokensResponse,
+    responses=PNG,
+    summary="Token ids, pieces and byte spans of a text, for one or several tokenizers",
+)
 async def tokens(body: TokensRequest, request: Request):
     from pocketlm.inspection.tokens import compare, named_tokenizer
 
@@ -58,7 +73,9 @@ async def tokens(body: TokensRequest, request: Request):
     names = body.tokenizers or [served]
     for name in names:
         if name not in (served, GPT2, BERT_WORDPIECE):
-            raise InvalidParameter("tokenizers", f"unknown tokenizer {name!r}: use '{served}', '{GPT2}' or '{BERT_WORDPIECE}'")
+            raise InvalidParameter(
+                "tokenizers", f"unknown tokenizer {name!r}: use '{served}', '{GPT2}' or '{BERT_WORDPIECE}'"
+            )
     if len(set(names)) != len(names):
         raise InvalidParameter("tokenizers", "each tokenizer may be named once")
 
@@ -71,8 +88,12 @@ async def tokens(body: TokensRequest, request: Request):
     return _png(result) if body.format == "png" else result
 
 
-@router.post("/positions", response_model=PositionsResponse, responses=PNG | NOT_FOUND,
-             summary="The sinusoidal encoding of 'Attention Is All You Need' beside the model's own position scheme")
+@router.post(
+    "/positions",
+    response_model=PositionsResponse,
+    responses=PNG | NOT_FOUND,
+    summary="The sinusoidal encoding of 'Attention Is All You Need' beside the model's own position scheme",
+)
 async def positions(body: PositionsRequest, request: Request):
     from pocketlm.inspection.positions import model_positions, sinusoidal
 
@@ -85,10 +106,18 @@ async def positions(body: PositionsRequest, request: Request):
     return _png(result) if body.format == "png" else result
 
 
-@router.post("/attention", response_model=AttentionResponse,
-             responses={200: {"content": {"image/png": {}, "text/html": {}},
-                              "description": "With `format: png` the picture, with `html` bertviz's page."}} | NOT_FOUND,
-             summary="Attention weights of every layer and head for a text")
+@router.post(
+    "/attention",
+    response_model=AttentionResponse,
+    responses={
+        200: {
+            "content": {"image/png": {}, "text/html": {}},
+            "description": "With `format: png` the picture, with `html` bertviz's page.",
+        }
+    }
+    | NOT_FOUND,
+    summary="Attention weights of every layer and head for a text",
+)
 async def attention(body: AttentionRequest, request: Request):
     from pocketlm.inspection.attention import attention as run_attention
     from pocketlm.inspection.interactive import bertviz_html
@@ -112,8 +141,12 @@ async def attention(body: AttentionRequest, request: Request):
     return _png(result) if body.format == "png" else result
 
 
-@router.post("/next", response_model=NextResponse, responses=PNG,
-             summary="The next-token distribution before and after the sampling parameters, and the logit lens")
+@router.post(
+    "/next",
+    response_model=NextResponse,
+    responses=PNG,
+    summary="The next-token distribution before and after the sampling parameters, and the logit lens",
+)
 async def next_token(body: NextRequest, request: Request):
     from pocketlm.inspection.nexttoken import next_token as run_next
 

@@ -18,15 +18,20 @@ from pocketlm.inspection.tokens import BERT_WORDPIECE, GPT2, MAX_TEXT_CHARS
 from pocketlm.wire_types import SAMPLING, SERVED_MODEL, Integer, RequestBody
 
 # The served model's name is known when the server runs: the document puts it in these enums (api.openapi).
-ModelField = Field(None, description="What to look inside: omitted, empty or the served model's name for the served "
-                                     f"model, or `{BERT}` for the BERT encoder shipped with pocketlm.",
-                   json_schema_extra={SERVED_MODEL: ["", BERT]})
+ModelField = Field(
+    None,
+    description="What to look inside: omitted, empty or the served model's name for the served "
+    f"model, or `{BERT}` for the BERT encoder shipped with pocketlm.",
+    json_schema_extra={SERVED_MODEL: ["", BERT]},
+)
 Picture = Literal["json", "png"]
 
 
 def text_field(description: str):
     """A text of 1 to MAX_TEXT_CHARS characters, not only whitespace (what ``tokens.check_text`` enforces)."""
-    return Field(..., description=description, json_schema_extra={"minLength": 1, "maxLength": MAX_TEXT_CHARS, "pattern": r"\S"})
+    return Field(
+        ..., description=description, json_schema_extra={"minLength": 1, "maxLength": MAX_TEXT_CHARS, "pattern": r"\S"}
+    )
 
 
 def _tokenizer_names(schema: dict) -> None:
@@ -38,12 +43,16 @@ def _tokenizer_names(schema: dict) -> None:
 
 # --------------------------------------------------------------------------- tokens
 
+
 class TokensRequest(RequestBody):
     text: str = text_field("The text to tokenize (1 to 20,000 characters).")
     tokenizers: list[str] | None = Field(
-        None, description="Tokenizers to compare, side by side, each once: the served model's name, `gpt2` (GPT-2's "
-                          "byte-level BPE), `bert` (BERT's WordPiece, as the seed notebook's `BertTokenizer`). Default: "
-                          "the served model's.", json_schema_extra=_tokenizer_names)
+        None,
+        description="Tokenizers to compare, side by side, each once: the served model's name, `gpt2` (GPT-2's "
+        "byte-level BPE), `bert` (BERT's WordPiece, as the seed notebook's `BertTokenizer`). Default: "
+        "the served model's.",
+        json_schema_extra=_tokenizer_names,
+    )
     format: Picture = Field("json", description="`png`: a picture of the tokens instead of JSON.")
 
 
@@ -72,11 +81,14 @@ class TokensResponse(BaseModel):
 
 # --------------------------------------------------------------------------- positions
 
+
 class PositionsRequest(RequestBody):
     model: str | None = ModelField
     positions: Integer = Field(64, ge=1, le=512, description="How many positions to show (1 to 512).")
     dim: Integer = Field(128, ge=2, le=1024, description="Dimensions of the sinusoidal encoding (2 to 1024).")
-    format: Picture = Field("json", description="`png`: the picture (formula beside the model's scheme) instead of JSON.")
+    format: Picture = Field(
+        "json", description="`png`: the picture (formula beside the model's scheme) instead of JSON."
+    )
 
 
 class SinusoidalOut(BaseModel):
@@ -87,12 +99,16 @@ class SinusoidalOut(BaseModel):
 class ModelPositionsOut(BaseModel):
     model: str = Field(..., description="The model whose scheme this is.")
     kind: Literal["learned", "rotary", "none"] = Field(
-        ..., description="`learned`: a trained vector per position (GPT-2, BERT); `rotary`: queries and keys rotated "
-                         "by position (Llama, SmolLM2); `none`: not recognised.")
+        ...,
+        description="`learned`: a trained vector per position (GPT-2, BERT); `rotary`: queries and keys rotated "
+        "by position (Llama, SmolLM2); `none`: not recognised.",
+    )
     description: str = Field(..., description="The scheme in words.")
     table: list[list[float]] | None = Field(None, description="learned: the trained vectors, [position][dimension].")
     similarity: list[list[float]] | None = Field(None, description="learned: cosine similarity between positions.")
-    inv_freq: list[float] | None = Field(None, description="rotary: theta_i, radians per position, per pair of dimensions.")
+    inv_freq: list[float] | None = Field(
+        None, description="rotary: theta_i, radians per position, per pair of dimensions."
+    )
     wavelengths: list[float] | None = Field(None, description="rotary: positions per full turn, 2 pi / theta_i.")
     base: float | None = Field(None, description="rotary: the base of theta_i = base^(-2i/d_head).")
 
@@ -104,29 +120,39 @@ class PositionsResponse(BaseModel):
 
 # --------------------------------------------------------------------------- attention
 
+
 class AttentionRequest(RequestBody):
     text: str = text_field("The text (at most 20,000 characters and 256 tokens).")
     model: str | None = ModelField
     layers: list[Integer] | None = Field(None, description="Layers to return, numbered from 0 (default: all).")
-    heads: list[Integer] | None = Field(None, description="Heads to return in each layer, numbered from 0 (default: all).")
+    heads: list[Integer] | None = Field(
+        None, description="Heads to return in each layer, numbered from 0 (default: all)."
+    )
     format: Literal["json", "png", "html"] = Field(
-        "json", description="`png`: a grid of heatmaps (one heatmap with labels when one layer and one head are "
-                            "chosen); `html`: bertviz's interactive view, self-contained, no network needed.")
+        "json",
+        description="`png`: a grid of heatmaps (one heatmap with labels when one layer and one head are "
+        "chosen); `html`: bertviz's interactive view, self-contained, no network needed.",
+    )
     view: Literal["head", "model"] = Field("head", description="With `html`: bertviz's `head_view` or `model_view`.")
 
 
 class AttentionResponse(BaseModel):
     model: str = Field(..., description="The model looked inside.")
-    causal: bool = Field(..., description="A decoder: each token sees only itself and earlier tokens (zeros above the diagonal).")
+    causal: bool = Field(
+        ..., description="A decoder: each token sees only itself and earlier tokens (zeros above the diagonal)."
+    )
     tokens: list[str] = Field(..., description="The tokens as text (bytes in hex when part of a character).")
     ids: list[int] = Field(..., description="Their ids.")
     layers: list[int] = Field(..., description="The layers, in the order of the first axis of `weights`.")
     heads: list[int] = Field(..., description="The heads, in the order of the second axis of `weights`.")
     weights: list[list[list[list[float]]]] = Field(
-        ..., description="[layer][head][query token][key token]: how much each token attends to each other; rows sum to 1.")
+        ...,
+        description="[layer][head][query token][key token]: how much each token attends to each other; rows sum to 1.",
+    )
 
 
 # --------------------------------------------------------------------------- next token
+
 
 def _sampling(default, description: str, name: str):
     """A sampling field: the document states the engine's bounds for it (api.openapi), ``validated()`` checks them."""
@@ -139,15 +165,27 @@ class NextRequest(RequestBody):
     top_k: Integer = _sampling(0, "Keep the k most likely tokens (0 = off).", "top_k")
     top_p: float = _sampling(1.0, "Keep the smallest set of tokens whose probability reaches top_p.", "top_p")
     min_p: float = _sampling(0.0, "Drop tokens less likely than min_p x the most likely one.", "min_p")
-    repetition_penalty: float = _sampling(1.0, "Divide the logits of tokens already in the prompt (1 = off).", "repetition_penalty")
+    repetition_penalty: float = _sampling(
+        1.0, "Divide the logits of tokens already in the prompt (1 = off).", "repetition_penalty"
+    )
     seed: Integer | None = _sampling(None, "With a seed: the token a generation with this seed starts with.", "seed")
-    top: Integer = Field(10, ge=1, le=MAX_TOP, description=f"Candidates to list before and after the parameters (1 to {MAX_TOP}).")
-    lens_top: Integer = Field(3, ge=1, le=MAX_TOP, description=f"Tokens to list per layer in the logit lens (1 to {MAX_TOP}).")
+    top: Integer = Field(
+        10, ge=1, le=MAX_TOP, description=f"Candidates to list before and after the parameters (1 to {MAX_TOP})."
+    )
+    lens_top: Integer = Field(
+        3, ge=1, le=MAX_TOP, description=f"Tokens to list per layer in the logit lens (1 to {MAX_TOP})."
+    )
     format: Picture = Field("json", description="`png`: bar charts and the logit lens as a picture instead of JSON.")
 
     def sampling_params(self) -> SamplingParams:
-        return SamplingParams(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, min_p=self.min_p,
-                              repetition_penalty=self.repetition_penalty, seed=self.seed)
+        return SamplingParams(
+            temperature=self.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            min_p=self.min_p,
+            repetition_penalty=self.repetition_penalty,
+            seed=self.seed,
+        )
 
 
 class CandidateOut(BaseModel):
@@ -158,14 +196,20 @@ class CandidateOut(BaseModel):
 
 class LensLayerOut(BaseModel):
     layer: int = Field(..., description="0: the embeddings; n: after the n-th block; the last is the model's output.")
-    top: list[CandidateOut] = Field(..., description="Its most likely tokens, read through the final norm and output layer.")
+    top: list[CandidateOut] = Field(
+        ..., description="Its most likely tokens, read through the final norm and output layer."
+    )
 
 
 class NextResponse(BaseModel):
     model: str = Field(..., description="The model looked inside.")
     prompt_tokens: int = Field(..., description="Tokens in the prompt.")
-    before: list[CandidateOut] = Field(..., description="The model's own distribution (softmax of the logits), most likely first.")
-    after: list[CandidateOut] = Field(..., description="What pocketlm's sampler draws from after the parameters, most likely first.")
+    before: list[CandidateOut] = Field(
+        ..., description="The model's own distribution (softmax of the logits), most likely first."
+    )
+    after: list[CandidateOut] = Field(
+        ..., description="What pocketlm's sampler draws from after the parameters, most likely first."
+    )
     kept: int = Field(..., description="Tokens left with a non-zero probability after the parameters.")
     chosen: CandidateOut | None = Field(None, description="With `seed`: the token that seed draws.")
     lens: list[LensLayerOut] = Field(..., description="The logit lens: each layer's top tokens.")
@@ -184,9 +228,18 @@ def _floats(array) -> list:
 
 
 def tokens_body(text: str, tokenizations) -> TokensResponse:
-    return TokensResponse(text=text, results=[
-        TokenizationOut(tokenizer=t.tokenizer, kind=t.kind, count=t.count,
-                        tokens=[TokenOut(**vars(token)) for token in t.tokens]) for t in tokenizations])
+    return TokensResponse(
+        text=text,
+        results=[
+            TokenizationOut(
+                tokenizer=t.tokenizer,
+                kind=t.kind,
+                count=t.count,
+                tokens=[TokenOut(**vars(token)) for token in t.tokens],
+            )
+            for t in tokenizations
+        ],
+    )
 
 
 def positions_body(name: str, pe, scheme) -> PositionsResponse:
@@ -197,14 +250,29 @@ def positions_body(name: str, pe, scheme) -> PositionsResponse:
 
     return PositionsResponse(
         sinusoidal=SinusoidalOut(formula=SINUSOIDAL_FORMULA, values=_floats(pe)),
-        model=ModelPositionsOut(model=name, kind=scheme.kind, description=scheme.description, table=maybe(scheme.table),
-                                similarity=maybe(scheme.similarity), inv_freq=maybe(scheme.inv_freq),
-                                wavelengths=maybe(scheme.wavelengths), base=scheme.base))
+        model=ModelPositionsOut(
+            model=name,
+            kind=scheme.kind,
+            description=scheme.description,
+            table=maybe(scheme.table),
+            similarity=maybe(scheme.similarity),
+            inv_freq=maybe(scheme.inv_freq),
+            wavelengths=maybe(scheme.wavelengths),
+            base=scheme.base,
+        ),
+    )
 
 
 def attention_body(name: str, amap) -> AttentionResponse:
-    return AttentionResponse(model=name, causal=amap.causal, tokens=amap.tokens, ids=amap.ids, layers=amap.layers,
-                             heads=amap.heads, weights=_floats(amap.weights))
+    return AttentionResponse(
+        model=name,
+        causal=amap.causal,
+        tokens=amap.tokens,
+        ids=amap.ids,
+        layers=amap.layers,
+        heads=amap.heads,
+        weights=_floats(amap.weights),
+    )
 
 
 def next_body(name: str, result) -> NextResponse:
@@ -212,6 +280,11 @@ def next_body(name: str, result) -> NextResponse:
         return CandidateOut(id=c.id, text=c.text, probability=c.probability)
 
     return NextResponse(
-        model=name, prompt_tokens=result.prompt_tokens, before=[out(c) for c in result.before],
-        after=[out(c) for c in result.after], kept=result.kept, chosen=out(result.chosen) if result.chosen else None,
-        lens=[LensLayerOut(layer=i, top=[out(c) for c in layer]) for i, layer in enumerate(result.lens)])
+        model=name,
+        prompt_tokens=result.prompt_tokens,
+        before=[out(c) for c in result.before],
+        after=[out(c) for c in result.after],
+        kept=result.kept,
+        chosen=out(result.chosen) if result.chosen else None,
+        lens=[LensLayerOut(layer=i, top=[out(c) for c in layer]) for i, layer in enumerate(result.lens)],
+    )

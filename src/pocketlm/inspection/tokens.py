@@ -70,12 +70,22 @@ def tokenize(tokenizer, text: str, *, name: str = "", add_special: bool = True) 
     added = [i in special_ids and tuple(o) == (0, 0) for i, o in zip(ids, offsets)]
     spans = _byte_spans(text, raw, added, offsets)
     data, tokens = text.encode(), []
-    for id_, piece, b, (start, end), is_added in zip(ids, pieces, raw, spans, added):
+    for id_, piece, b, (start, end), _is_added in zip(ids, pieces, raw, spans, added):
         if int(id_) in special_ids:  # a control token stands for the text it replaced ([UNK]), or none ([CLS])
             b = data[start:end]
         text_ = _as_text(b)
-        tokens.append(Token(id=int(id_), piece=piece, bytes=b.hex(" "), text=text_ if text_ is not None else "",
-                            start=start, end=end, special=int(id_) in special_ids, partial=text_ is None))
+        tokens.append(
+            Token(
+                id=int(id_),
+                piece=piece,
+                bytes=b.hex(" "),
+                text=text_ if text_ is not None else "",
+                start=start,
+                end=end,
+                special=int(id_) in special_ids,
+                partial=text_ is None,
+            )
+        )
     return Tokenization(tokenizer=name, kind=kind, text=text, tokens=tokens)
 
 

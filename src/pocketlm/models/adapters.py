@@ -24,8 +24,10 @@ def adapter_base(adapter_dir: Path, *, allow_pickle: bool = False) -> HFDir:
     """The base model directory the adapter was trained on, checked like any model directory."""
     base = json.loads((adapter_dir / "adapter_config.json").read_text()).get("base_model_name_or_path")
     if not base or not Path(base).is_dir():
-        raise ModelLoadError(f"{adapter_dir} is a LoRA adapter for base model {base!r}, which is not a directory on "
-                             "this machine; copy the base model there, or fine-tune again with --merge")
+        raise ModelLoadError(
+            f"{adapter_dir} is a LoRA adapter for base model {base!r}, which is not a directory on "
+            "this machine; copy the base model there, or fine-tune again with --merge"
+        )
     return inspect_hf_dir(base, allow_pickle=allow_pickle)
 
 
@@ -51,8 +53,10 @@ def merged_for(adapter_dir: str | Path, *, allow_pickle: bool = False) -> Path:
     out = cache_dir("converted", f"{adapter_dir.name}-{key[:16]}-merged")
 
     def merge(scratch: Path) -> None:
-        print(f"merging LoRA adapter {adapter_dir.name} into its base model (once; cached in {out.parent})",
-              file=sys.stderr)
+        print(
+            f"merging LoRA adapter {adapter_dir.name} into its base model (once; cached in {out.parent})",
+            file=sys.stderr,
+        )
         merge_adapter(adapter_dir, scratch, allow_pickle=allow_pickle)
 
     return cached(out, merge, directory=True)

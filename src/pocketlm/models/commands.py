@@ -1,8 +1,8 @@
 """``pocketlm convert``: Hugging Face directory <-> GGUF file, or GGUF -> GGUF of another type.
 
-    pocketlm convert --model ./my-finetuned-gpt2 --out my-gpt2.gguf --quantization q8_0
-    pocketlm convert --model smollm2-135m-instruct --out ./smollm2-hf          # GGUF -> HF, e.g. to fine-tune it
-    pocketlm convert --model smollm2-135m-instruct --out smollm2-q4_0.gguf --quantization q4_0   # requantize
+pocketlm convert --model ./my-finetuned-gpt2 --out my-gpt2.gguf --quantization q8_0
+pocketlm convert --model smollm2-135m-instruct --out ./smollm2-hf          # GGUF -> HF, e.g. to fine-tune it
+pocketlm convert --model smollm2-135m-instruct --out smollm2-q4_0.gguf --quantization q4_0   # requantize
 """
 
 from __future__ import annotations
@@ -18,8 +18,13 @@ CONVERT_QUANTIZATION = "f16"  # what `convert` writes unless asked: near-exact, 
 
 @click.command()
 @model_options("model", "quantization", "allow_pickle")
-@click.option("-o", "--out", type=click.Path(path_type=Path), required=True,
-              help="What to write: a .gguf file, or a directory for a Hugging Face model.")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="What to write: a .gguf file, or a directory for a Hugging Face model.",
+)
 def convert(model_options, out):
     """Convert --model to --out: an HF model directory to a .gguf file, a GGUF model to an HF directory,
     or a GGUF model to a .gguf file of another --quantization (default f16 for a new GGUF:
@@ -35,18 +40,25 @@ def convert(model_options, out):
     quantization = model_options.quantization or CONVERT_QUANTIZATION
     if ref.format == "hf":
         if out.suffix.lower() != ".gguf":
-            raise InvalidParameter("out", f"converting a Hugging Face directory writes a GGUF file: name it *.gguf "
-                                          f"(got {out})")
+            raise InvalidParameter(
+                "out", f"converting a Hugging Face directory writes a GGUF file: name it *.gguf (got {out})"
+            )
         written = hf_to_gguf(ref.path, out, quantization, allow_pickle=model_options.allow_pickle)
-        click.echo(f"wrote {written} ({written.stat().st_size / 1e6:,.0f} MB, {quantization}); "
-                   f"run it with `pocketlm serve --model {written}`")
+        click.echo(
+            f"wrote {written} ({written.stat().st_size / 1e6:,.0f} MB, {quantization}); "
+            f"run it with `pocketlm serve --model {written}`"
+        )
     elif out.suffix.lower() == ".gguf":
         written = requantize_gguf(ref.path, out, quantization)
-        click.echo(f"wrote {written} ({written.stat().st_size / 1e6:,.0f} MB, {quantization}); check its quality "
-                   f"with `pocketlm eval --model {written}`, then run it with `pocketlm serve --model {written}`")
+        click.echo(
+            f"wrote {written} ({written.stat().st_size / 1e6:,.0f} MB, {quantization}); check its quality "
+            f"with `pocketlm eval --model {written}`, then run it with `pocketlm serve --model {written}`"
+        )
     else:
         if model_options.quantization:
             raise InvalidParameter("quantization", "a Hugging Face directory is written in fp32; drop --quantization")
         written = gguf_to_hf(ref.path, out)
-        click.echo(f"wrote {written} (fp32 safetensors + tokenizer); run it with `pocketlm serve --model {written} "
-                   "--backend torch` or fine-tune it")
+        click.echo(
+            f"wrote {written} (fp32 safetensors + tokenizer); run it with `pocketlm serve --model {written} "
+            "--backend torch` or fine-tune it"
+        )

@@ -45,8 +45,10 @@ DEFAULT_QUANTIZATION = "q8_0"
 ARCHITECTURES = {"gpt2": "gpt2", "llama": "llama"}
 
 # Byte-level pre-tokenizers we recognise, by the name llama.cpp knows them under.
-_LLAMA3_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-                 r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+_LLAMA3_REGEX = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 
 
 # ---------------------------------------------------------------- what converts
@@ -60,8 +62,10 @@ def check_quantization(quantization: str) -> None:
 def architecture_converts(hf: HFDir) -> str | None:
     """Why ``hf`` cannot become a GGUF, or None if it can."""
     if hf.model_type not in ARCHITECTURES:
-        return (f"architecture '{hf.architecture}' (model_type '{hf.model_type}') has no GGUF conversion in pocketlm "
-                f"(supported: GPT-2/DistilGPT2 and Llama/SmolLM2/TinyLlama)")
+        return (
+            f"architecture '{hf.architecture}' (model_type '{hf.model_type}') has no GGUF conversion in pocketlm "
+            f"(supported: GPT-2/DistilGPT2 and Llama/SmolLM2/TinyLlama)"
+        )
     c = hf.config
     if hf.model_type == "gpt2":
         if c.get("scale_attn_by_inverse_layer_idx") or c.get("reorder_and_upcast_attn"):
@@ -79,8 +83,10 @@ def check_convertible(hf: HFDir) -> None:
     """Raise the error `--backend llama.cpp` gives for a model llama.cpp cannot run."""
     reason = architecture_converts(hf)
     if reason:
-        raise ModelLoadError(f"{hf.path}: {reason}, so it cannot run on llama.cpp; use `--backend torch` "
-                             "(any Hugging Face causal LM) instead")
+        raise ModelLoadError(
+            f"{hf.path}: {reason}, so it cannot run on llama.cpp; use `--backend torch` "
+            "(any Hugging Face causal LM) instead"
+        )
 
 
 def _rope_parameters(config: dict) -> dict:
@@ -95,8 +101,9 @@ def _rope_parameters(config: dict) -> dict:
 # ---------------------------------------------------------------- HF -> GGUF
 
 
-def hf_to_gguf(src: str | Path, dst: str | Path, quantization: str = "f16", *, allow_pickle: bool = False,
-               progress: bool = True) -> Path:
+def hf_to_gguf(
+    src: str | Path, dst: str | Path, quantization: str = "f16", *, allow_pickle: bool = False, progress: bool = True
+) -> Path:
     """Convert the HF directory ``src`` into the GGUF file ``dst``; returns ``dst``."""
     import gguf
 
@@ -218,16 +225,19 @@ def _converted_tensors(hf: HFDir, arch: str, quantization: str, progress: bool):
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GPT2 if arch == "gpt2" else gguf.MODEL_ARCH.LLAMA, n_layer)
     tied = c.get("tie_word_embeddings", True)
     seen = set()
-    for name, data in tqdm(list(_read_tensors(hf)), desc=f"converting to {quantization}", unit="tensor",
-                           disable=None if progress else True):
+    for name, data in tqdm(
+        list(_read_tensors(hf)), desc=f"converting to {quantization}", unit="tensor", disable=None if progress else True
+    ):
         if name.endswith((".attn.bias", ".attn.masked_bias", "rotary_emb.inv_freq")):
             continue  # GPT-2's causal-mask buffers and RoPE's cached frequencies: recomputed by llama.cpp
         if name == "lm_head.weight" and tied:
             continue  # llama.cpp reuses token_embd when output.weight is absent
         new = names.get_name(name, try_suffixes=(".weight", ".bias"))
         if new is None:
-            raise ModelLoadError(f"{hf.path}: tensor '{name}' has no GGUF name for {arch}; this checkpoint has a "
-                                 "layout pocketlm does not convert: use `--backend torch`")
+            raise ModelLoadError(
+                f"{hf.path}: tensor '{name}' has no GGUF name for {arch}; this checkpoint has a "
+                "layout pocketlm does not convert: use `--backend torch`"
+            )
         data = _to_gguf_layout(arch, name, data, c)
         seen.add(new)
         yield (new, *_quantize(data, quantization))
@@ -254,11 +264,13 @@ def _interleave_rope_rows(w: np.ndarray, n_head: int) -> np.ndarray:
     """
     out_dim = w.shape[0]
     return np.ascontiguousarray(
-        w.reshape(n_head, 2, out_dim // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape))
+        w.reshape(n_head, 2, out_dim // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+    )
 
 
 def _quantize(data: np.ndarray, quantization: str):
-    """Vectors (norms, biases) stay f32; matrices get ``quantization``, or f16 if a row does not split into 32-blocks."""
+    """Vectors (norms, biases) stay f32; matrices get ``quantization``, or f16 if a row does not split
+    into 32-blocks."""
     import gguf
 
     data = data.astype(np.float32)
@@ -289,8 +301,9 @@ def _load_tokenizer(hf: HFDir):
 
     tokenizer = load_tokenizer(hf)
     if not getattr(tokenizer, "is_fast", False):
-        raise ModelLoadError(f"{hf.path}: the tokenizer has no tokenizer.json form, which conversion needs; "
-                             "use `--backend torch`")
+        raise ModelLoadError(
+            f"{hf.path}: the tokenizer has no tokenizer.json form, which conversion needs; use `--backend torch`"
+        )
     return tokenizer
 
 
@@ -321,8 +334,9 @@ def read_vocab(tokenizer, hf: HFDir) -> _Vocab:
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
     model = spec["model"]
     if model.get("type") != "BPE":
-        raise ModelLoadError(f"{hf.path}: tokenizer type '{model.get('type')}' is not converted (only BPE); "
-                             "use `--backend torch`")
+        raise ModelLoadError(
+            f"{hf.path}: tokenizer type '{model.get('type')}' is not converted (only BPE); use `--backend torch`"
+        )
     added = {a["id"]: a for a in spec.get("added_tokens", [])}
     n_vocab = max([*model["vocab"].values(), *added]) + 1
     tokens = [f"[PAD{i}]" for i in range(n_vocab)]  # holes in the id space become unused placeholders
@@ -335,8 +349,9 @@ def read_vocab(tokenizer, hf: HFDir) -> _Vocab:
     if model.get("byte_fallback"):
         return _sentencepiece_vocab(spec, tokens, types, merges, hf)
     if (spec.get("decoder") or {}).get("type") != "ByteLevel" or spec.get("normalizer"):
-        raise ModelLoadError(f"{hf.path}: this BPE tokenizer is neither byte-level nor byte-fallback; "
-                             "use `--backend torch`")
+        raise ModelLoadError(
+            f"{hf.path}: this BPE tokenizer is neither byte-level nor byte-fallback; use `--backend torch`"
+        )
     return _Vocab("gpt2", pre_tokenizer_name(spec, hf), tokens, types, None, merges, False)
 
 
@@ -359,8 +374,9 @@ def _sentencepiece_vocab(spec, tokens, types, merges, hf) -> _Vocab:
             types[i] = 2  # UNKNOWN
     # Llama-2-era files prepend "▁" in the normalizer; transformers 5 rebuilds them with a Metaspace pre-tokenizer.
     text = json.dumps(spec.get("normalizer") or {}) + json.dumps(spec.get("pre_tokenizer") or {})
-    prefix = any(marker in text for marker in ('"prepend": "\\u2581"', '"prepend_scheme": "always"',
-                                               '"prepend_scheme": "first"'))
+    prefix = any(
+        marker in text for marker in ('"prepend": "\\u2581"', '"prepend_scheme": "always"', '"prepend_scheme": "first"')
+    )
     return _Vocab("llama", None, tokens, types, scores, merges, prefix)
 
 
@@ -375,8 +391,10 @@ def pre_tokenizer_name(spec: dict, hf: HFDir) -> str:
         return "smollm"
     if kinds == ["Split", "ByteLevel"] and steps[0].get("pattern", {}).get("Regex") == _LLAMA3_REGEX:
         return "llama-bpe"
-    raise ModelLoadError(f"{hf.path}: pre-tokenizer {json.dumps(pre)[:200]} is not one llama.cpp is known to "
-                         "reproduce; use `--backend torch`")
+    raise ModelLoadError(
+        f"{hf.path}: pre-tokenizer {json.dumps(pre)[:200]} is not one llama.cpp is known to "
+        "reproduce; use `--backend torch`"
+    )
 
 
 def set_pre_tokenizer(tokenizer, pre: str | None) -> None:
@@ -458,12 +476,12 @@ def _file_identity(path: Path) -> str:
     return cache_key(text=("pocketlm-file", str(path.resolve()), str(stat.st_size), str(stat.st_mtime_ns)))
 
 
-
 CONVERTED = "converted"  # the cache's folder for conversions: $POCKETLM_CACHE/converted
 
 
-def gguf_for(ref, *, required: bool = False, quantization: str | None = None, progress: bool = True,
-             allow_pickle: bool = False) -> Path | None:
+def gguf_for(
+    ref, *, required: bool = False, quantization: str | None = None, progress: bool = True, allow_pickle: bool = False
+) -> Path | None:
     """The cached GGUF conversion of the HF model ``ref`` (a ModelRef or a path), converting on first use.
 
     None when the architecture does not convert (the caller falls back to
@@ -485,8 +503,10 @@ def gguf_for(ref, *, required: bool = False, quantization: str | None = None, pr
 
     def convert(scratch: Path) -> None:
         if progress:
-            print(f"converting {path.name} to GGUF {quantization} for llama.cpp (once; cached in {out.parent})",
-                  file=sys.stderr)
+            print(
+                f"converting {path.name} to GGUF {quantization} for llama.cpp (once; cached in {out.parent})",
+                file=sys.stderr,
+            )
         hf_to_gguf(path, scratch, quantization, allow_pickle=allow_pickle, progress=progress)
 
     try:

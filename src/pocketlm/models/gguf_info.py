@@ -58,11 +58,15 @@ def read_gguf_info(path: Path) -> GGUFInfo:
     except OSError as e:
         raise ModelLoadError(f"cannot read model file {path}: {e.strerror}") from None
     except (struct.error, ValueError, KeyError, UnicodeDecodeError) as e:
-        raise ModelLoadError(f"{path} is a damaged GGUF file ({e or 'header ends early'}); re-download or re-convert it") from None
+        raise ModelLoadError(
+            f"{path} is a damaged GGUF file ({e or 'header ends early'}); re-download or re-convert it"
+        ) from None
     size = path.stat().st_size
     if data_end > size:
-        raise ModelLoadError(f"{path} is truncated: its tensors need {data_end:,} bytes but the file has {size:,}; "
-                             "re-download or re-convert it")
+        raise ModelLoadError(
+            f"{path} is truncated: its tensors need {data_end:,} bytes but the file has {size:,}; "
+            "re-download or re-convert it"
+        )
     arch = meta.get("general.architecture", "unknown")
     n_embd = int(meta.get(f"{arch}.embedding_length", 0))
     n_head = int(meta.get(f"{arch}.attention.head_count", 1) or 1)

@@ -76,8 +76,10 @@ def inspect_hf_dir(path: str | Path, *, allow_pickle: bool = False) -> HFDir:
 def read_config(path: Path) -> dict:
     file = path / "config.json"
     if not file.is_file():
-        raise ModelLoadError(f"{path} has no config.json: a Hugging Face model directory needs config.json, "
-                             "weights (*.safetensors) and tokenizer files; save it with `model.save_pretrained(DIR)`")
+        raise ModelLoadError(
+            f"{path} has no config.json: a Hugging Face model directory needs config.json, "
+            "weights (*.safetensors) and tokenizer files; save it with `model.save_pretrained(DIR)`"
+        )
     try:
         config = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
@@ -92,17 +94,21 @@ def _find_weights(path: Path, allow_pickle: bool) -> tuple[list[Path], bool]:
     if safetensors:
         return safetensors, False
     pickles = _indexed(path, "pytorch_model.bin.index.json") or sorted(
-        p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES and p.name != "training_args.bin")
+        p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES and p.name != "training_args.bin"
+    )
     if not pickles:
-        raise ModelLoadError(f"{path} has no weights: expected model.safetensors (or sharded *.safetensors); "
-                             "save the model with `model.save_pretrained(DIR)`")
+        raise ModelLoadError(
+            f"{path} has no weights: expected model.safetensors (or sharded *.safetensors); "
+            "save the model with `model.save_pretrained(DIR)`"
+        )
     if not allow_pickle:
         names = ", ".join(p.name for p in pickles[:3])
         raise ModelLoadError(
             f"{path} has only pickle checkpoints ({names}). Loading a pickle runs any code hidden in the file, so "
             "pocketlm refuses it by default. Convert it once to safetensors "
             "(`AutoModelForCausalLM.from_pretrained(DIR).save_pretrained(DIR)` in a sandbox you trust), or, only if "
-            "you trust where the file came from, pass --allow-pickle (or set POCKETLM_ALLOW_PICKLE=1)")
+            "you trust where the file came from, pass --allow-pickle (or set POCKETLM_ALLOW_PICKLE=1)"
+        )
     return pickles, True
 
 
@@ -118,8 +124,10 @@ def _indexed(path: Path, index_name: str) -> list[Path]:
     shards = [path / name for name in sorted(set(weight_map.values()))]
     missing = [s.name for s in shards if not s.is_file()]
     if missing:
-        raise ModelLoadError(f"{path} is missing weight shards {', '.join(missing)} listed in {index_name}; "
-                             "the download is incomplete: download it again")
+        raise ModelLoadError(
+            f"{path} is missing weight shards {', '.join(missing)} listed in {index_name}; "
+            "the download is incomplete: download it again"
+        )
     return shards
 
 
@@ -144,8 +152,9 @@ def check_safetensors(file: Path) -> None:
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
         raise ModelLoadError(f"{file} is not a valid safetensors file ({e}); {fix}") from None
     if 8 + n + end != size:
-        raise ModelLoadError(f"{file} is truncated: its header describes {8 + n + end:,} bytes but the file has "
-                             f"{size:,}; {fix}")
+        raise ModelLoadError(
+            f"{file} is truncated: its header describes {8 + n + end:,} bytes but the file has {size:,}; {fix}"
+        )
 
 
 def check_tokenizer_files(path: Path) -> None:
@@ -154,7 +163,8 @@ def check_tokenizer_files(path: Path) -> None:
     raise ModelLoadError(
         f"{path} has no tokenizer files (tokenizer.json, or vocab.json + merges.txt, or tokenizer.model). "
         "Training scripts often save only the model: copy the tokenizer of the model you started from, e.g. "
-        "`AutoTokenizer.from_pretrained(BASE).save_pretrained(DIR)`")
+        "`AutoTokenizer.from_pretrained(BASE).save_pretrained(DIR)`"
+    )
 
 
 def load_tokenizer(hf: HFDir, *, trust_remote_code: bool = False):
@@ -166,8 +176,14 @@ def load_tokenizer(hf: HFDir, *, trust_remote_code: bool = False):
         raise ModelLoadError(f"could not load the tokenizer of {hf.path}: {e}") from None
 
 
-def load_model(hf: HFDir, *, trust_remote_code: bool = False, dtype=None, attn_implementation: str | None = None,
-               causal: bool = True):
+def load_model(
+    hf: HFDir,
+    *,
+    trust_remote_code: bool = False,
+    dtype=None,
+    attn_implementation: str | None = None,
+    causal: bool = True,
+):
     """``AutoModelForCausalLM`` on the checked directory, eval mode, no gradients.
 
     ``attn_implementation="eager"``: attention computed as an explicit softmax, so its weights can be
@@ -180,12 +196,17 @@ def load_model(hf: HFDir, *, trust_remote_code: bool = False, dtype=None, attn_i
         raise ModelLoadError(
             f"{hf.path} ships its own Python code (config.json has auto_map) for '{hf.architecture}'. pocketlm "
             "does not run downloaded code by default: read that code first, then pass --trust-remote-code "
-            "(or set POCKETLM_TRUST_REMOTE_CODE=1)")
+            "(or set POCKETLM_TRUST_REMOTE_CODE=1)"
+        )
     try:
         extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
         model = (AutoModelForCausalLM if causal else AutoModel).from_pretrained(
-            str(hf.path), dtype=dtype or torch.float32, trust_remote_code=trust_remote_code,
-            use_safetensors=not hf.pickle, **extra)
+            str(hf.path),
+            dtype=dtype or torch.float32,
+            trust_remote_code=trust_remote_code,
+            use_safetensors=not hf.pickle,
+            **extra,
+        )
     except Exception as e:
         raise ModelLoadError(f"transformers could not load {hf.path} ({hf.architecture}): {e}") from None
     return model.eval().requires_grad_(False)

@@ -54,6 +54,13 @@ def available_models() -> list[ModelRow]:
 
 def _row(name: str, path, source: str) -> ModelRow:
     info = read_gguf_info(path)
-    return ModelRow(name, info.n_params, info.file_size, info.quantization, info.n_ctx_train,
-                    info.estimate_ram(min(LISTING_CTX, info.n_ctx_train)), source,
-                    "instruct" if info.chat_template else "base")
+    return ModelRow(
+        name,
+        info.n_params,
+        info.file_size,
+        info.quantization,
+        info.n_ctx_train,
+        info.estimate_ram(min(LISTING_CTX, info.n_ctx_train)),
+        source,
+        "instruct" if info.chat_template else "base",
+    )

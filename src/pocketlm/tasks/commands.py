@@ -29,7 +29,9 @@ def _text_argument(text: str) -> str:
 @click.argument("text")
 @click.option("--to", "target", required=True, help="Target language: en or pt (pt-BR, pt_BR, pb accepted).")
 @click.option("--from", "source", default="auto", show_default=True, help="Source language: en, pt or auto (detected).")
-@click.option("--html", "html_format", is_flag=True, help="TEXT is HTML: keep the tags, translate the text between them.")
+@click.option(
+    "--html", "html_format", is_flag=True, help="TEXT is HTML: keep the tags, translate the text between them."
+)
 def translate(text, target, source, html_format):
     """Translate TEXT between English and Brazilian Portuguese ('-' reads standard input)."""
     from pocketlm.tasks import translation
@@ -48,7 +50,9 @@ def _format_of(out: Path, given: str | None) -> str:
 
     response_format = given or out.suffix.lstrip(".").lower() or "wav"
     if response_format not in speech.FORMATS:
-        raise InvalidParameter("--format", f"cannot tell the audio format from '{out.name}'; give --format ({', '.join(speech.FORMATS)})")
+        raise InvalidParameter(
+            "--format", f"cannot tell the audio format from '{out.name}'; give --format ({', '.join(speech.FORMATS)})"
+        )
     return response_format
 
 
@@ -64,10 +68,14 @@ def _write(out: Path, data: bytes) -> None:
 
 @click.command()
 @click.argument("text")
-@click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Audio file to write.")
+@click.option(
+    "-o", "--output", "out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Audio file to write."
+)
 @click.option("--voice", default=None, help="joe (English) or joe-pt-br (Portuguese); default: joe.")
 @click.option("--speed", type=float, default=1.0, show_default=True, help="0.25 to 4.")
-@click.option("--format", "response_format", default=None, help="wav, mp3, flac or pcm (default: from the file's suffix).")
+@click.option(
+    "--format", "response_format", default=None, help="wav, mp3, flac or pcm (default: from the file's suffix)."
+)
 def speak(text, out, voice, speed, response_format):
     """Speak TEXT into an audio file ('-' reads standard input)."""
     from pocketlm.tasks import speech
@@ -94,8 +102,13 @@ def _image(path: Path):
 
 @click.command()
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-m", "--model", default=None, envvar="POCKETLM_CAPTION_MODEL",
-              help="Image-to-text model: a Hugging Face directory or cached hub id (ViT-GPT2, BLIP).")
+@click.option(
+    "-m",
+    "--model",
+    default=None,
+    envvar="POCKETLM_CAPTION_MODEL",
+    help="Image-to-text model: a Hugging Face directory or cached hub id (ViT-GPT2, BLIP).",
+)
 @click.option("--max-new-tokens", type=int, default=30, show_default=True)
 def caption(image, model, max_new_tokens):
     """Describe IMAGE (PNG, JPEG or WebP) in one English sentence."""
@@ -110,8 +123,12 @@ def caption(image, model, max_new_tokens):
 
 @click.command()
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-m", "--model", default=None, envvar="POCKETLM_CAPTION_MODEL", help="Image-to-text model (as for `caption`).")
-@click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Audio file to write.")
+@click.option(
+    "-m", "--model", default=None, envvar="POCKETLM_CAPTION_MODEL", help="Image-to-text model (as for `caption`)."
+)
+@click.option(
+    "-o", "--output", "out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Audio file to write."
+)
 @click.option("--language", default="pt", show_default=True, help="Language of the spoken description: pt or en.")
 @click.option("--voice", default=None, help="Default: joe-pt-br for pt, joe for en.")
 @click.option("--speed", type=float, default=1.0, show_default=True)
@@ -127,14 +144,21 @@ def describe(image, model, out, language, voice, speed, as_json):
         raise InvalidParameter("--model", captioning.NO_MODEL)
     result = pipeline.describe(picture, model=model, language=language, voice=voice, speed=speed)
     _write(out, speech.encode(result.audio, result.sample_rate, response_format))
-    stages = {"caption": result.caption, "translation": result.translation, "language": result.language,
-              "voice": result.voice, "audio": str(out), "duration_seconds": round(len(result.audio) / result.sample_rate, 3)}
+    stages = {
+        "caption": result.caption,
+        "translation": result.translation,
+        "language": result.language,
+        "voice": result.voice,
+        "audio": str(out),
+        "duration_seconds": round(len(result.audio) / result.sample_rate, 3),
+    }
     if as_json:
         click.echo(json.dumps(stages, ensure_ascii=False, indent=2))
     else:
-        click.echo(f"caption:     {result.caption}\ntranslation: {result.translation}\naudio:       {out} "
-                   f"({stages['duration_seconds']:.1f} s, voice {result.voice})")
+        click.echo(
+            f"caption:     {result.caption}\ntranslation: {result.translation}\naudio:       {out} "
+            f"({stages['duration_seconds']:.1f} s, voice {result.voice})"
+        )
 
 
 COMMANDS = (translate, speak, caption, describe)
-

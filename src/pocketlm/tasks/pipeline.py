@@ -31,8 +31,15 @@ def check(language: str, voice: str | None, speed: float, response_format: str) 
     return language, voice
 
 
-def describe(image, *, model: str | None = None, language: str = "pt", voice: str | None = None, speed: float = 1.0,
-             max_new_tokens: int = 30) -> Description:
+def describe(
+    image,
+    *,
+    model: str | None = None,
+    language: str = "pt",
+    voice: str | None = None,
+    speed: float = 1.0,
+    max_new_tokens: int = 30,
+) -> Description:
     """Blocking: run it in a thread from async code. ``image`` is an RGB PIL image (``captioning.open_image``)."""
     language, voice = check(language, voice, speed, "wav")
     caption = captioning.captioner(model).caption(image, max_new_tokens)
@@ -41,5 +48,9 @@ def describe(image, *, model: str | None = None, language: str = "pt", voice: st
     else:
         translated = ""  # a model may see nothing to say; there is then nothing to translate or speak
     spoken = speech.speaker()
-    audio = spoken.synthesize(translated, voice, speed) if any(ch.isalnum() for ch in translated) else np.zeros(0, np.float32)
+    audio = (
+        spoken.synthesize(translated, voice, speed)
+        if any(ch.isalnum() for ch in translated)
+        else np.zeros(0, np.float32)
+    )
     return Description(caption, translated, language, audio, spoken.sample_rate, voice)

@@ -21,8 +21,19 @@ from pydantic import BaseModel, ValidationError
 from pocketlm.errors import InvalidParameter, ModelNotFound
 from pocketlm.tasks import captioning, catalog, pipeline, speech, translation
 from pocketlm.tasks.schemas import (
-    AudioFile, CaptionRequest, CaptionResponse, DescribeRequest, DescribeResponse, DetectedLanguage, DetectRequest,
-    Language, SpeechRequest, TranslateRequest, TranslateResponse, VoiceCard, VoiceList,
+    AudioFile,
+    CaptionRequest,
+    CaptionResponse,
+    DescribeRequest,
+    DescribeResponse,
+    DetectedLanguage,
+    DetectRequest,
+    Language,
+    SpeechRequest,
+    TranslateRequest,
+    TranslateResponse,
+    VoiceCard,
+    VoiceList,
 )
 
 libretranslate = APIRouter(tags=["translation (LibreTranslate)"])
@@ -34,14 +45,23 @@ images = APIRouter(prefix="/v1", tags=["captioning and pipeline"])
 LIBRETRANSLATE_KEY_FIELD = "api_key"
 
 
-def include(app: FastAPI, dependencies: list, *, caption_model: str | None = None,
-            libretranslate_dependencies: list | None = None) -> None:
+def include(
+    app: FastAPI,
+    dependencies: list,
+    *,
+    caption_model: str | None = None,
+    libretranslate_dependencies: list | None = None,
+) -> None:
     """Add the task routes; ``caption_model`` is served when a request names none (None: captioning off)."""
     app.state.audio_store = speech.AudioStore()
     app.state.caption_model = caption_model
-    app.state.task_models = lambda: [{"id": m.id, "task": m.task} for m in catalog.task_models(caption_model) if m.available]
-    app.include_router(libretranslate, dependencies=dependencies if libretranslate_dependencies is None
-                       else libretranslate_dependencies)
+    app.state.task_models = lambda: [
+        {"id": m.id, "task": m.task} for m in catalog.task_models(caption_model) if m.available
+    ]
+    app.include_router(
+        libretranslate,
+        dependencies=dependencies if libretranslate_dependencies is None else libretranslate_dependencies,
+    )
     for router in (audio, images):
         app.include_router(router, dependencies=dependencies)
 
@@ -64,12 +84,17 @@ def _body_schema(model: type[BaseModel], *content_types: str) -> dict:
     """Document a body the route parses itself (JSON or form), for /docs."""
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
     schema.pop("$defs", None)
-    return {"requestBody": {"required": True, "content": {
-        t: {"schema": _form_schema(schema) if t in _FORMS else schema} for t in content_types}}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {t: {"schema": _form_schema(schema) if t in _FORMS else schema} for t in content_types},
+        }
+    }
 
 
 def _form_schema(schema: dict) -> dict:
-    """A form has no null: an optional field is left out instead (and a form's values are text, read as the schema says)."""
+    """A form has no null: an optional field is left out instead (and a form's values are text,
+    read as the schema says)."""
     form = json.loads(json.dumps(schema))
     for field in form["properties"].values():
         options = [o for o in field.get("anyOf", ()) if o.get("type") != "null"]
@@ -143,9 +168,13 @@ def _form_number(value):
 # ----------------------------------------------------------------------------- translation
 
 
-@libretranslate.post("/translate", response_model=TranslateResponse, response_model_exclude_none=True,
-                     summary="Translate text (LibreTranslate's API)",
-                     openapi_extra=_body_schema(TranslateRequest, "application/json", *_FORMS))
+@libretranslate.post(
+    "/translate",
+    response_model=TranslateResponse,
+    response_model_exclude_none=True,
+    summary="Translate text (LibreTranslate's API)",
+    openapi_extra=_body_schema(TranslateRequest, "application/json", *_FORMS),
+)
 async def translate(request: Request):
     fields, _, form = await _fields(request)
     body = _parse(TranslateRequest, fields, form)
@@ -157,15 +186,22 @@ async def translate(request: Request):
     def run():
         html_format = body.format == "html"
         # a text without letters is in no language: it stays as it is (detected as the target, 0% sure)
-        detected = ([translation.detect_source(translation.visible_text(t, html_format=html_format), fallback=target)
-                     for t in texts] if source == "auto" else None)
+        detected = (
+            [
+                translation.detect_source(translation.visible_text(t, html_format=html_format), fallback=target)
+                for t in texts
+            ]
+            if source == "auto"
+            else None
+        )
         sources = [code for code, _ in detected] if detected else [source] * len(texts)
         out = [""] * len(texts)
         engine = translation.translator()
         for src in set(sources):  # one engine call per source language: the whole batch at once
             picked = [i for i, s in enumerate(sources) if s == src]
-            for i, text in zip(picked, engine.translate_many([texts[i] for i in picked], src, target,
-                                                              html_format=html_format)):
+            for i, text in zip(
+                picked, engine.translate_many([texts[i] for i in picked], src, target, html_format=html_format)
+            ):
                 out[i] = text
         return out, detected
 
@@ -178,16 +214,29 @@ async def translate(request: Request):
 
 
 @libretranslate.get("/languages", response_model=list[Language], summary="Languages this server translates")
-async def languages(api_key: str | None = Query(None, description=(
-        "The server's API key (`--api-key`) as LibreTranslate clients send it; or the `Authorization: Bearer` header, "
-        "which wins when both are sent. POST /translate and /detect take the same field in their body."))):
+async def languages(
+    api_key: str | None = Query(
+        None,
+        description=(
+            "The server's API key (`--api-key`) as LibreTranslate clients send it; "
+            "or the `Authorization: Bearer` header, "
+            "which wins when both are sent. POST /translate and /detect take the same field in their body."
+        ),
+    ),
+):
     # the key itself is checked by the router's dependency; the parameter is here to document it
-    return [Language(code=code, name=name, targets=[c for c in translation.LANGUAGES if c != code])
-            for code, name in translation.LANGUAGES.items()]
+    return [
+        Language(code=code, name=name, targets=[c for c in translation.LANGUAGES if c != code])
+        for code, name in translation.LANGUAGES.items()
+    ]
 
 
-@libretranslate.post("/detect", response_model=list[DetectedLanguage], summary="Detect the language of a text",
-                     openapi_extra=_body_schema(DetectRequest, "application/json", *_FORMS))
+@libretranslate.post(
+    "/detect",
+    response_model=list[DetectedLanguage],
+    summary="Detect the language of a text",
+    openapi_extra=_body_schema(DetectRequest, "application/json", *_FORMS),
+)
 async def detect(request: Request):
     fields, _, form = await _fields(request)
     body = _parse(DetectRequest, fields, form)
@@ -203,21 +252,37 @@ async def detect(request: Request):
 def _speech_model(asked: str | None) -> str:
     if asked is None or asked == speech.MODEL_ID or asked in speech.MODEL_ALIASES:
         return speech.MODEL_ID
-    raise ModelNotFound(f"model '{asked}' is not a speech model here; use '{speech.MODEL_ID}' "
-                        f"(or {', '.join(speech.MODEL_ALIASES)})")
+    raise ModelNotFound(
+        f"model '{asked}' is not a speech model here; use '{speech.MODEL_ID}' (or {', '.join(speech.MODEL_ALIASES)})"
+    )
 
 
 def _store(request: Request, data: bytes, response_format: str, sample_rate: int, duration: float) -> AudioFile:
     store: speech.AudioStore = request.app.state.audio_store
     file_id = store.save(data, response_format)
-    return AudioFile(id=file_id, url=str(request.url_for("audio_file", file_id=file_id)), format=response_format,
-                     sample_rate=speech.PCM_RATE if response_format == "pcm" else sample_rate,
-                     duration_seconds=round(duration, 3), bytes=len(data), expires_in_seconds=int(store.max_age))
+    return AudioFile(
+        id=file_id,
+        url=str(request.url_for("audio_file", file_id=file_id)),
+        format=response_format,
+        sample_rate=speech.PCM_RATE if response_format == "pcm" else sample_rate,
+        duration_seconds=round(duration, 3),
+        bytes=len(data),
+        expires_in_seconds=int(store.max_age),
+    )
 
 
-@audio.post("/speech", summary="Text to speech (OpenAI's API)", response_class=Response,
-            responses={404: {"description": "Another model than the speech model."}, 200: {"content": {t: {} for t in speech.FORMATS.values()} | {"application/json": {}},
-                             "description": "The audio; with return_download_link=\"json\", the stored file's URL."}})
+@audio.post(
+    "/speech",
+    summary="Text to speech (OpenAI's API)",
+    response_class=Response,
+    responses={
+        404: {"description": "Another model than the speech model."},
+        200: {
+            "content": {t: {} for t in speech.FORMATS.values()} | {"application/json": {}},
+            "description": 'The audio; with return_download_link="json", the stored file\'s URL.',
+        },
+    },
+)
 async def create_speech(body: SpeechRequest, request: Request):
     _speech_model(body.model)
     if body.instructions:
@@ -227,6 +292,7 @@ async def create_speech(body: SpeechRequest, request: Request):
     speaker = await asyncio.to_thread(speech.speaker)
 
     if body.response_format == "pcm" and not body.return_download_link:
+
         def stream():  # Starlette runs a plain iterator in a worker thread, chunk by chunk
             for chunk in speaker.chunks(body.input, body.voice, body.speed):
                 yield speech.pcm_chunk(chunk, speaker.sample_rate)
@@ -250,12 +316,21 @@ async def create_speech(body: SpeechRequest, request: Request):
 @audio.get("/voices", response_model=VoiceList, summary="The voices of POST /v1/audio/speech")
 async def voices():
     rate = speech.sample_rate()
-    return VoiceList(voices=[VoiceCard(id=v.id, name=v.name, language=v.language, description=v.description, sample_rate=rate)
-                             for v in speech.VOICES.values()])
+    return VoiceList(
+        voices=[
+            VoiceCard(id=v.id, name=v.name, language=v.language, description=v.description, sample_rate=rate)
+            for v in speech.VOICES.values()
+        ]
+    )
 
 
-@audio.get("/files/{file_id}", name="audio_file", summary="A stored audio file (download links)", response_class=FileResponse,
-           responses={200: {"content": {t: {} for t in speech.FORMATS.values()}}})
+@audio.get(
+    "/files/{file_id}",
+    name="audio_file",
+    summary="A stored audio file (download links)",
+    response_class=FileResponse,
+    responses={200: {"content": {t: {} for t in speech.FORMATS.values()}}},
+)
 async def audio_file(file_id: str, request: Request):
     path = request.app.state.audio_store.path(file_id)
     return FileResponse(path, media_type=speech.FORMATS[path.suffix[1:]])
@@ -274,8 +349,11 @@ async def _image_request(request: Request, model: type[CaptionRequest]):
     elif "image" in fields and isinstance(fields["image"], str):
         data = captioning.image_bytes(fields["image"])
     else:
-        raise InvalidParameter("image", "send the image as a multipart file field 'image' (or 'file'), "
-                                        "or as JSON {\"image\": \"data:image/png;base64,...\"}")
+        raise InvalidParameter(
+            "image",
+            "send the image as a multipart file field 'image' (or 'file'), "
+            'or as JSON {"image": "data:image/png;base64,..."}',
+        )
     body = _parse(model, fields, form)
     captioning.check_max_new_tokens(body.max_new_tokens)
     captioning.check_model(body.model, request.app.state.caption_model)
@@ -287,14 +365,25 @@ def _image_body(model: type[BaseModel]) -> dict:
     """JSON with the image in base64, or a multipart upload: the same fields, the image a file."""
     extra = _body_schema(model, "application/json")
     upload = _form_schema(extra["requestBody"]["content"]["application/json"]["schema"])
-    upload["properties"]["image"] = {"type": "string", "format": "binary", "description": "The image file: PNG, JPEG or WebP."}
+    upload["properties"]["image"] = {
+        "type": "string",
+        "format": "binary",
+        "description": "The image file: PNG, JPEG or WebP.",
+    }
     extra["requestBody"]["content"]["multipart/form-data"] = {
-        "schema": upload, "encoding": {"image": {"contentType": "image/png, image/jpeg, image/webp"}}}
+        "schema": upload,
+        "encoding": {"image": {"contentType": "image/png, image/jpeg, image/webp"}},
+    }
     return extra
 
 
-@images.post("/images/captions", response_model=CaptionResponse, summary="Caption an image",
-             openapi_extra=_image_body(CaptionRequest), responses={404: {"description": "Another captioning model than the served one."}})
+@images.post(
+    "/images/captions",
+    response_model=CaptionResponse,
+    summary="Caption an image",
+    openapi_extra=_image_body(CaptionRequest),
+    responses={404: {"description": "Another captioning model than the served one."}},
+)
 async def caption(request: Request):
     body, image = await _image_request(request, CaptionRequest)
     captioner = await asyncio.to_thread(captioning.captioner, request.app.state.caption_model)
@@ -302,9 +391,13 @@ async def caption(request: Request):
     return CaptionResponse(model=captioner.name, caption=text, width=image.width, height=image.height)
 
 
-@images.post("/pipelines/describe", response_model=DescribeResponse,
-             summary="Image -> caption -> translation -> speech, every stage's output",
-             openapi_extra=_image_body(DescribeRequest), responses={404: {"description": "Another captioning model than the served one."}})
+@images.post(
+    "/pipelines/describe",
+    response_model=DescribeResponse,
+    summary="Image -> caption -> translation -> speech, every stage's output",
+    openapi_extra=_image_body(DescribeRequest),
+    responses={404: {"description": "Another captioning model than the served one."}},
+)
 async def describe(request: Request):
     body, image = await _image_request(request, DescribeRequest)
     pipeline.check(body.language, body.voice, body.speed, body.response_format)
@@ -312,13 +405,27 @@ async def describe(request: Request):
     started = time.perf_counter()
 
     def run():
-        result = pipeline.describe(image, model=model, language=body.language, voice=body.voice, speed=body.speed,
-                                   max_new_tokens=body.max_new_tokens)
+        result = pipeline.describe(
+            image,
+            model=model,
+            language=body.language,
+            voice=body.voice,
+            speed=body.speed,
+            max_new_tokens=body.max_new_tokens,
+        )
         data = speech.encode(result.audio, result.sample_rate, body.response_format)
         stored = _store(request, data, body.response_format, result.sample_rate, len(result.audio) / result.sample_rate)
         return result, stored, captioning.captioner(model).name
 
     result, stored, name = await asyncio.to_thread(run)
-    return JSONResponse(DescribeResponse(model=name, caption=result.caption, translation=result.translation,
-                                         language=result.language, voice=result.voice, audio=stored).model_dump(),
-                        headers={"Server-Timing": f"describe;dur={(time.perf_counter() - started) * 1000:.0f}"})
+    return JSONResponse(
+        DescribeResponse(
+            model=name,
+            caption=result.caption,
+            translation=result.translation,
+            language=result.language,
+            voice=result.voice,
+            audio=stored,
+        ).model_dump(),
+        headers={"Server-Timing": f"describe;dur={(time.perf_counter() - started) * 1000:.0f}"},
+    )

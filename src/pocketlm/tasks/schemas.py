@@ -28,24 +28,41 @@ def _texts(schema: dict) -> None:
             branch.update(minItems=1, maxItems=translation.MAX_TEXTS)
             branch["items"].update(text)
 
+
 # ----------------------------------------------------------------------------- LibreTranslate
 
 
 class TranslateRequest(BaseModel):
     """LibreTranslate's ``POST /translate``, as JSON or as a form."""
 
-    q: str | list[str] = Field(..., description=f"Text to translate, or an array of up to {translation.MAX_TEXTS} texts "
-                                                f"(translated in one call), {translation.MAX_TEXT_CHARS:,} characters in all.",
-                               json_schema_extra=_texts)
-    source: str = Field("auto", description="en, pt (pt-BR, pt_BR, pb accepted) or auto (detected per text).",
-                        json_schema_extra={"pattern": translation.language_pattern(allow_auto=True)})
-    target: str = Field(..., description="en or pt (pt-BR, pt_BR, pb accepted).",
-                        json_schema_extra={"pattern": translation.language_pattern()})
-    format: Literal["text", "html"] = Field("text", description="html: tags are kept, only the text between them is translated.")
+    q: str | list[str] = Field(
+        ...,
+        description=f"Text to translate, or an array of up to {translation.MAX_TEXTS} texts "
+        f"(translated in one call), {translation.MAX_TEXT_CHARS:,} characters in all.",
+        json_schema_extra=_texts,
+    )
+    source: str = Field(
+        "auto",
+        description="en, pt (pt-BR, pt_BR, pb accepted) or auto (detected per text).",
+        json_schema_extra={"pattern": translation.language_pattern(allow_auto=True)},
+    )
+    target: str = Field(
+        ...,
+        description="en or pt (pt-BR, pt_BR, pb accepted).",
+        json_schema_extra={"pattern": translation.language_pattern()},
+    )
+    format: Literal["text", "html"] = Field(
+        "text", description="html: tags are kept, only the text between them is translated."
+    )
     alternatives: Integer = Field(0, description="Accepted for LibreTranslate clients; no alternatives are produced.")
-    api_key: str | None = Field(None, description=(
-        "The server's API key (`--api-key`), where LibreTranslate clients send it (also accepted in the query string); "
-        "or use the `Authorization: Bearer` header, which wins when both are sent. Not needed on an open server."))
+    api_key: str | None = Field(
+        None,
+        description=(
+            "The server's API key (`--api-key`), where LibreTranslate clients send it "
+            "(also accepted in the query string); "
+            "or use the `Authorization: Bearer` header, which wins when both are sent. Not needed on an open server."
+        ),
+    )
 
 
 class DetectedLanguage(BaseModel):
@@ -56,12 +73,15 @@ class DetectedLanguage(BaseModel):
 class TranslateResponse(BaseModel):
     translatedText: str | list[str] = Field(..., description="A string for a string `q`, an array for an array.")
     detectedLanguage: DetectedLanguage | list[DetectedLanguage] | None = Field(
-        None, description="With source=auto: the detected language (one per text for an array).")
+        None, description="With source=auto: the detected language (one per text for an array)."
+    )
 
 
 class DetectRequest(BaseModel):
     q: str = Field(..., description="Text whose language to detect.", json_schema_extra=SOME_TEXT)
-    api_key: str | None = Field(None, description="The server's API key, as for POST /translate (or the Bearer header).")
+    api_key: str | None = Field(
+        None, description="The server's API key, as for POST /translate (or the Bearer header)."
+    )
 
 
 class Language(BaseModel):
@@ -78,10 +98,12 @@ SPEED = {"minimum": speech.SPEED_RANGE[0], "maximum": speech.SPEED_RANGE[1]}
 
 def _one_of(*values: str):
     """An optional string field that takes only ``values``."""
+
     def only(schema: dict) -> None:
         for branch in schema["anyOf"]:
             if branch.get("type") == "string":
                 branch["enum"] = list(values)
+
     return only
 
 
@@ -90,21 +112,42 @@ class SpeechRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)  # as its JSON Schema reads: "1" is not a speed
 
-    model: str | None = Field(None, description=f"'{speech.MODEL_ID}'; OpenAI's {', '.join(speech.MODEL_ALIASES)} name it too.",
-                              json_schema_extra=_one_of(speech.MODEL_ID, *speech.MODEL_ALIASES))
-    input: str = Field(..., description=f"Text to speak, at most {speech.MAX_INPUT_CHARS} characters, with at least one word.",
-                       json_schema_extra={"minLength": 1, "maxLength": speech.MAX_INPUT_CHARS, "pattern": r"\w"})
-    voice: str = Field("joe", description=f"One of {', '.join(speech.VOICES)} (GET /v1/audio/voices).",
-                       json_schema_extra={"enum": list(speech.VOICES)})
-    response_format: str = Field("mp3", description="wav, mp3, flac, or pcm (raw 24 kHz 16-bit little-endian mono, streamed as synthesized).",
-                                 json_schema_extra={"enum": list(speech.FORMATS)})
-    speed: float = Field(1.0, description=f"{speech.SPEED_RANGE[0]} to {speech.SPEED_RANGE[1]}; 1 is the voice's own pace.",
-                         json_schema_extra=SPEED)
+    model: str | None = Field(
+        None,
+        description=f"'{speech.MODEL_ID}'; OpenAI's {', '.join(speech.MODEL_ALIASES)} name it too.",
+        json_schema_extra=_one_of(speech.MODEL_ID, *speech.MODEL_ALIASES),
+    )
+    input: str = Field(
+        ...,
+        description=f"Text to speak, at most {speech.MAX_INPUT_CHARS} characters, with at least one word.",
+        json_schema_extra={"minLength": 1, "maxLength": speech.MAX_INPUT_CHARS, "pattern": r"\w"},
+    )
+    voice: str = Field(
+        "joe",
+        description=f"One of {', '.join(speech.VOICES)} (GET /v1/audio/voices).",
+        json_schema_extra={"enum": list(speech.VOICES)},
+    )
+    response_format: str = Field(
+        "mp3",
+        description="wav, mp3, flac, or pcm (raw 24 kHz 16-bit little-endian mono, streamed as synthesized).",
+        json_schema_extra={"enum": list(speech.FORMATS)},
+    )
+    speed: float = Field(
+        1.0,
+        description=f"{speech.SPEED_RANGE[0]} to {speech.SPEED_RANGE[1]}; 1 is the voice's own pace.",
+        json_schema_extra=SPEED,
+    )
     stream_format: Literal["audio"] | None = Field(None, description="Only 'audio' (OpenAI's 'sse' is not supported).")
-    instructions: str | None = Field(None, description="Not supported by this voice: null or empty.",
-                                     json_schema_extra=_one_of(""))
+    instructions: str | None = Field(
+        None, description="Not supported by this voice: null or empty.", json_schema_extra=_one_of("")
+    )
     return_download_link: bool | Literal["json"] = Field(
-        False, description="true: the audio as usual plus an `X-Download-URL` header; \"json\": a JSON body with the URL instead of audio.")
+        False,
+        description=(
+            "true: the audio as usual plus an `X-Download-URL` header; "
+            '"json": a JSON body with the URL instead of audio.'
+        ),
+    )
 
 
 class AudioFile(BaseModel):
@@ -114,7 +157,9 @@ class AudioFile(BaseModel):
     sample_rate: int = Field(..., description="Samples per second of the audio (pcm: 24000).")
     duration_seconds: float = Field(..., description="Length of the audio.")
     bytes: int = Field(..., description="Size of the file.")
-    expires_in_seconds: int = Field(..., description="The file may be removed after this long (or sooner, when newer files need room).")
+    expires_in_seconds: int = Field(
+        ..., description="The file may be removed after this long (or sooner, when newer files need room)."
+    )
 
 
 class VoiceCard(BaseModel):
@@ -135,11 +180,19 @@ class VoiceList(BaseModel):
 class CaptionRequest(BaseModel):
     """JSON form of ``POST /v1/images/captions`` (a multipart upload takes the same fields, the image as a file)."""
 
-    image: str = Field(..., description="The image as a data URL (data:image/png;base64,...) or plain base64; PNG, JPEG or WebP.",
-                       json_schema_extra={"minLength": 1, "format": "byte", "contentMediaType": "image/*"})
-    model: str | None = Field(None, description="The captioning model: the server's --caption-model (the default), by name.")
-    max_new_tokens: Integer = Field(30, description=f"Longest caption, in tokens (1 to {captioning.MAX_NEW_TOKENS}).",
-                                    json_schema_extra={"minimum": 1, "maximum": captioning.MAX_NEW_TOKENS})
+    image: str = Field(
+        ...,
+        description="The image as a data URL (data:image/png;base64,...) or plain base64; PNG, JPEG or WebP.",
+        json_schema_extra={"minLength": 1, "format": "byte", "contentMediaType": "image/*"},
+    )
+    model: str | None = Field(
+        None, description="The captioning model: the server's --caption-model (the default), by name."
+    )
+    max_new_tokens: Integer = Field(
+        30,
+        description=f"Longest caption, in tokens (1 to {captioning.MAX_NEW_TOKENS}).",
+        json_schema_extra={"minimum": 1, "maximum": captioning.MAX_NEW_TOKENS},
+    )
 
 
 class CaptionResponse(BaseModel):
@@ -153,13 +206,22 @@ class CaptionResponse(BaseModel):
 class DescribeRequest(CaptionRequest):
     """Image -> caption -> translation -> speech."""
 
-    language: str = Field("pt", description="Language of the spoken description: pt (default) or en (pt-BR, pt_BR, pb accepted).",
-                          json_schema_extra={"pattern": translation.language_pattern()})
-    voice: str | None = Field(None, description="Default (omitted or empty): joe-pt-br for pt, joe for en.",
-                              json_schema_extra=_one_of(*speech.VOICES, ""))
+    language: str = Field(
+        "pt",
+        description="Language of the spoken description: pt (default) or en (pt-BR, pt_BR, pb accepted).",
+        json_schema_extra={"pattern": translation.language_pattern()},
+    )
+    voice: str | None = Field(
+        None,
+        description="Default (omitted or empty): joe-pt-br for pt, joe for en.",
+        json_schema_extra=_one_of(*speech.VOICES, ""),
+    )
     speed: float = Field(1.0, description="Speech speed, 0.25 to 4.", json_schema_extra=SPEED)
-    response_format: str = Field("wav", description="Audio format of the stored file: wav, mp3, flac or pcm.",
-                                 json_schema_extra={"enum": list(speech.FORMATS)})
+    response_format: str = Field(
+        "wav",
+        description="Audio format of the stored file: wav, mp3, flac or pcm.",
+        json_schema_extra={"enum": list(speech.FORMATS)},
+    )
 
 
 class DescribeResponse(BaseModel):

@@ -8,7 +8,8 @@ phonemes on the same network. What was measured (nobody listened;
 ``python benchmarks/tasks.py --pt-phonemes``): on 150 translated sentences,
 95.1% of the Portuguese phoneme symbols are ones espeak-ng also writes for
 English text, so the voice was trained on them; the other 4.9% (the
-nasal-vowel tilde of ã/õ/em, ɲ of "nh", ʎ of "lh", x) it never heard. The pace is a normal speaking rate (the tests check 1.5-5 words/s).
+nasal-vowel tilde of ã/õ/em, ɲ of "nh", ʎ of "lh", x) it never heard. The pace
+is a normal speaking rate (the tests check 1.5-5 words/s).
 Expect Portuguese with a strong English accent and weak nasal vowels. (English
 is measured too: PocketSphinx, an independent recognizer, hears 38 to 40 of
 the 41 words of five test sentences, ``benchmarks/recognition.py``; no
@@ -57,9 +58,14 @@ class Voice:
 
 VOICES = {
     "joe": Voice("joe", "Joe", "en-US", "en-us", "US English, male (piper en_US-joe-medium)."),
-    "joe-pt-br": Voice("joe-pt-br", "Joe (Português)", "pt-BR", "pt-br",
-                       "Brazilian Portuguese: espeak-ng's pt-br phonemes spoken by the English voice. Expect a strong "
-                       "English accent; nasal vowels (ã, õ), nh and lh were never in its training."),
+    "joe-pt-br": Voice(
+        "joe-pt-br",
+        "Joe (Português)",
+        "pt-BR",
+        "pt-br",
+        "Brazilian Portuguese: espeak-ng's pt-br phonemes spoken by the English voice. Expect a strong "
+        "English accent; nasal vowels (ã, õ), nh and lh were never in its training.",
+    ),
 }
 DEFAULT_VOICE = {"en": "joe", "pt": "joe-pt-br"}
 
@@ -69,20 +75,27 @@ def check_request(text: str, voice: str, speed: float, response_format: str, *, 
     if not text or not text.strip():
         raise InvalidParameter(input_param, "is empty: give the text to speak")
     if len(text) > MAX_INPUT_CHARS:
-        raise InvalidParameter(input_param, f"has {len(text)} characters; at most {MAX_INPUT_CHARS} (split it into several requests)")
+        raise InvalidParameter(
+            input_param, f"has {len(text)} characters; at most {MAX_INPUT_CHARS} (split it into several requests)"
+        )
     if not re.search(r"\w", text):
         raise InvalidParameter(input_param, "has no words to speak")
     if voice not in VOICES:
-        raise InvalidParameter("voice", f"unknown voice '{voice}'; this server has: {', '.join(VOICES)} (see GET /v1/audio/voices)")
+        raise InvalidParameter(
+            "voice", f"unknown voice '{voice}'; this server has: {', '.join(VOICES)} (see GET /v1/audio/voices)"
+        )
     low, high = SPEED_RANGE
     if not low <= speed <= high:
         raise InvalidParameter("speed", f"{speed} is out of range; use {low} to {high} (1.0 = normal)")
     if response_format not in FORMATS:
-        raise InvalidParameter("response_format", f"'{response_format}' is not supported; use one of: {', '.join(FORMATS)}")
+        raise InvalidParameter(
+            "response_format", f"'{response_format}' is not supported; use one of: {', '.join(FORMATS)}"
+        )
     return VOICES[voice]
 
 
 # ----------------------------------------------------------------------------- synthesis
+
 
 class Speaker:
     """The piper voice, loaded once; synthesis is thread-safe (piper locks its phonemizer, onnxruntime is reentrant)."""
@@ -143,6 +156,7 @@ def loaded() -> bool:
 
 # ----------------------------------------------------------------------------- encodings
 
+
 def int16(audio: np.ndarray) -> np.ndarray:
     return (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
 
@@ -186,6 +200,7 @@ def encode(audio: np.ndarray, rate: int, response_format: str) -> bytes:
 
 # ----------------------------------------------------------------------------- stored files for download links
 
+
 class AudioFileNotFound(PocketLMError):
     http_status = 404
     type = "invalid_request_error"
@@ -196,14 +211,21 @@ _FILE_ID = re.compile(r"[0-9a-f]{32}\.(wav|mp3|flac|pcm)")
 
 
 class AudioStore:
-    """Synthesized files served by ``GET /v1/audio/files/{id}``: the newest ``max_files``, ``max_bytes`` in all, ``max_age`` seconds.
+    """Synthesized files served by ``GET /v1/audio/files/{id}``: the newest ``max_files``,
+    ``max_bytes`` in all, ``max_age`` seconds.
 
     Files are written whole (``atomic_path``), so a reader never sees half a file,
     and the oldest are deleted as new ones arrive.
     """
 
-    def __init__(self, directory: Path | None = None, *, max_files: int = 256, max_bytes: int = 256 << 20,
-                 max_age: float = 3600.0):
+    def __init__(
+        self,
+        directory: Path | None = None,
+        *,
+        max_files: int = 256,
+        max_bytes: int = 256 << 20,
+        max_age: float = 3600.0,
+    ):
         self.directory = Path(directory) if directory is not None else cache_dir("audio")
         self.max_files, self.max_bytes, self.max_age = max_files, max_bytes, max_age
         self._lock = threading.Lock()
@@ -221,8 +243,11 @@ class AudioStore:
     def path(self, file_id: str) -> Path:
         path = self.directory / file_id
         if not _FILE_ID.fullmatch(file_id) or not path.is_file() or self._expired(path):
-            raise AudioFileNotFound(f"no audio file '{file_id}': it never existed or was removed (files are kept "
-                                    f"{self.max_age:.0f} s, the newest {self.max_files})", param="file_id")
+            raise AudioFileNotFound(
+                f"no audio file '{file_id}': it never existed or was removed (files are kept "
+                f"{self.max_age:.0f} s, the newest {self.max_files})",
+                param="file_id",
+            )
         return path
 
     def _expired(self, path: Path) -> bool:

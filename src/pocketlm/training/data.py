@@ -20,8 +20,16 @@ from pocketlm.texts import PIECE_CHARS, iter_documents
 
 # ---- tokenizing to disk -------------------------------------------------------------------------
 
-def tokenize_to_file(source: str | Path, tokenizer, dest: Path, *, text_field: str = "text", param: str = "data",
-                     split: tuple[str, ...] = ("train",)) -> int:
+
+def tokenize_to_file(
+    source: str | Path,
+    tokenizer,
+    dest: Path,
+    *,
+    text_field: str = "text",
+    param: str = "data",
+    split: tuple[str, ...] = ("train",),
+) -> int:
     """Tokenize every document of ``source`` into ``dest`` (flat uint32 ids); return how many ids."""
     eos = tokenizer.eos_token_id
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -80,12 +88,21 @@ class BlockDataset:
         if not 0 <= i < len(self):
             raise IndexError(i)
         b = (self.start + i) * self.block_size
-        ids = torch.from_numpy(self.tokens[b:b + self.block_size].astype(np.int64))
+        ids = torch.from_numpy(self.tokens[b : b + self.block_size].astype(np.int64))
         return {"input_ids": ids, "labels": ids.clone()}
 
 
-def load_blocks(source: str | Path, tokenizer, workdir: Path, name: str, block_size: int, *,
-                text_field: str = "text", param: str = "data", split: tuple[str, ...] = ("train",)) -> BlockDataset:
+def load_blocks(
+    source: str | Path,
+    tokenizer,
+    workdir: Path,
+    name: str,
+    block_size: int,
+    *,
+    text_field: str = "text",
+    param: str = "data",
+    split: tuple[str, ...] = ("train",),
+) -> BlockDataset:
     """Tokenize ``source`` into ``workdir/name.bin`` and return its blocks; clear errors when there are none."""
     dest = workdir / f"{name}.bin"
     n = tokenize_to_file(source, tokenizer, dest, text_field=text_field, param=param, split=split)
@@ -93,6 +110,9 @@ def load_blocks(source: str | Path, tokenizer, workdir: Path, name: str, block_s
         raise InvalidParameter(param, f"{source} has no text to train on (0 tokens); check the file and --text-field")
     blocks = BlockDataset(dest, block_size)
     if len(blocks) == 0:
-        raise InvalidParameter("block_size", f"{source} has only {n} tokens, fewer than one block of {block_size}; "
-                                             "use a smaller --block-size or more text")
+        raise InvalidParameter(
+            "block_size",
+            f"{source} has only {n} tokens, fewer than one block of {block_size}; "
+            "use a smaller --block-size or more text",
+        )
     return blocks

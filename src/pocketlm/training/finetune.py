@@ -82,9 +82,16 @@ def finetune(cfg: FinetuneConfig, callbacks: list | tuple = ()) -> dict:
     if cfg.lora:
         model = add_lora(model, cfg)
     trainer = Trainer(
-        model=model, args=_training_args(cfg, out), train_dataset=train, eval_dataset=valid,
+        model=model,
+        args=_training_args(cfg, out),
+        train_dataset=train,
+        eval_dataset=valid,
         data_collator=default_data_collator,
-        callbacks=[AtomicCheckpoints(out, cfg.keep_checkpoints), *([ProgressBar()] if cfg.progress else []), *callbacks],
+        callbacks=[
+            AtomicCheckpoints(out, cfg.keep_checkpoints),
+            *([ProgressBar()] if cfg.progress else []),
+            *callbacks,
+        ],
     )
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; the progress bar shows the loss
     trainer.remove_callback(ProgressCallback)
@@ -96,12 +103,17 @@ def finetune(cfg: FinetuneConfig, callbacks: list | tuple = ()) -> dict:
     except Exception as e:
         if _disk_full(e):
             last = latest_checkpoint(out)
-            raise InvalidParameter("out", f"the disk holding {out} is full: writing checkpoint at step "
-                                          f"{trainer.state.global_step} failed. "
-                                          + (f"The last good checkpoint, {last.name}, is intact: free some space and run "
-                                             "the same command with --resume to continue from it"
-                                             if last else "No checkpoint was completed yet: free some space and start again")
-                                   ) from e
+            raise InvalidParameter(
+                "out",
+                f"the disk holding {out} is full: writing checkpoint at step "
+                f"{trainer.state.global_step} failed. "
+                + (
+                    f"The last good checkpoint, {last.name}, is intact: free some space and run "
+                    "the same command with --resume to continue from it"
+                    if last
+                    else "No checkpoint was completed yet: free some space and start again"
+                ),
+            ) from e
         raise
     wall = time.perf_counter() - started
     steps_run = trainer.state.global_step - start_step
@@ -110,21 +122,36 @@ def finetune(cfg: FinetuneConfig, callbacks: list | tuple = ()) -> dict:
         save_result(trainer.model, tokenizer, out, merge=cfg.merge)
     except Exception as e:  # safetensors reports ENOSPC as its own error type
         if _disk_full(e):
-            raise InvalidParameter("out", f"the disk holding {out} filled up while saving the final model; free "
-                                          "some space and run the same command with --resume") from e
+            raise InvalidParameter(
+                "out",
+                f"the disk holding {out} filled up while saving the final model; free "
+                "some space and run the same command with --resume",
+            ) from e
         raise
     clear_staging(out)  # empty by now: every checkpoint was published
     metrics = {
-        "model": cfg.model_options.model, "base_dir": str(base_dir), "data": cfg.data, "valid": cfg.valid,
+        "model": cfg.model_options.model,
+        "base_dir": str(base_dir),
+        "data": cfg.data,
+        "valid": cfg.valid,
         "method": ("lora+merge" if cfg.merge else "lora") if cfg.lora else "full",
-        "block_size": cfg.block_size, "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum,
-        "train_blocks": len(train), "valid_blocks": len(valid) if valid is not None else 0,
-        "steps": trainer.state.global_step, "resumed_from_step": start_step, "steps_this_run": steps_run,
+        "block_size": cfg.block_size,
+        "batch_size": cfg.batch_size,
+        "grad_accum": cfg.grad_accum,
+        "train_blocks": len(train),
+        "valid_blocks": len(valid) if valid is not None else 0,
+        "steps": trainer.state.global_step,
+        "resumed_from_step": start_step,
+        "steps_this_run": steps_run,
         "epochs": trainer.state.epoch,
         "final_train_loss": _last_loss(trainer.state.log_history),
-        "valid_ppl_before": run.get("valid_ppl_before"), "valid_ppl_after": ppl_after,
-        "wall_time_s": round(wall, 2), "steps_per_s": round(steps_run / wall, 4) if wall > 0 else None,
-        "tokens_per_s": round(steps_run * cfg.batch_size * cfg.grad_accum * cfg.block_size / wall, 1) if wall > 0 else None,
+        "valid_ppl_before": run.get("valid_ppl_before"),
+        "valid_ppl_after": ppl_after,
+        "wall_time_s": round(wall, 2),
+        "steps_per_s": round(steps_run / wall, 4) if wall > 0 else None,
+        "tokens_per_s": round(steps_run * cfg.batch_size * cfg.grad_accum * cfg.block_size / wall, 1)
+        if wall > 0
+        else None,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "log_history": trainer.state.log_history,
         "config": {k: v for k, v in asdict(cfg).items() if k != "progress"},
@@ -136,9 +163,16 @@ def finetune(cfg: FinetuneConfig, callbacks: list | tuple = ()) -> dict:
 
 # ---- setup --------------------------------------------------------------------------------------
 
+
 def _check_config(cfg: FinetuneConfig) -> None:
-    positive = {"block_size": cfg.block_size, "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum,
-                "save_steps": cfg.save_steps, "logging_steps": cfg.logging_steps, "lora_r": cfg.lora_r}
+    positive = {
+        "block_size": cfg.block_size,
+        "batch_size": cfg.batch_size,
+        "grad_accum": cfg.grad_accum,
+        "save_steps": cfg.save_steps,
+        "logging_steps": cfg.logging_steps,
+        "lora_r": cfg.lora_r,
+    }
     for name, value in positive.items():
         if value < 1:
             raise InvalidParameter(name, f"must be at least 1, got {value}")
@@ -161,11 +195,17 @@ def prepare_out(out: Path, resume: bool) -> Path:
         probe.write_bytes(b"ok")
         probe.unlink()
     except OSError as e:
-        raise InvalidParameter("out", f"cannot write to {out} ({e.strerror or e}); choose a directory you can "
-                                      "write to, with room for the model and its checkpoints") from None
+        raise InvalidParameter(
+            "out",
+            f"cannot write to {out} ({e.strerror or e}); choose a directory you can "
+            "write to, with room for the model and its checkpoints",
+        ) from None
     if not resume and latest_checkpoint(out) is not None:
-        raise InvalidParameter("out", f"{out} already holds checkpoints of a fine-tuning run: add --resume to continue "
-                                      "it, or choose another --out")
+        raise InvalidParameter(
+            "out",
+            f"{out} already holds checkpoints of a fine-tuning run: add --resume to continue "
+            "it, or choose another --out",
+        )
     clear_staging(out)  # an interrupted save: never resumed from, so remove it
     return out
 
@@ -202,9 +242,11 @@ def _load_from_hub(repo_id: str):
         model = AutoModelForCausalLM.from_pretrained(repo_id, use_safetensors=True)
         tokenizer = AutoTokenizer.from_pretrained(repo_id)
     except Exception as e:
-        raise ModelNotFound(f"model '{repo_id}' is not on this machine and could not be downloaded ({type(e).__name__}); "
-                            "download it where there is internet (`huggingface-cli download "
-                            f"{repo_id}`) and copy the cache, or pass a local directory") from None
+        raise ModelNotFound(
+            f"model '{repo_id}' is not on this machine and could not be downloaded ({type(e).__name__}); "
+            "download it where there is internet (`huggingface-cli download "
+            f"{repo_id}`) and copy the cache, or pass a local directory"
+        ) from None
     return Path(model.name_or_path), tokenizer, model.train()
 
 
@@ -220,16 +262,26 @@ def model_context(model) -> int | None:
 def check_block_size(model, block_size: int) -> None:
     n_ctx = model_context(model)
     if n_ctx is not None and block_size > n_ctx:
-        raise InvalidParameter("block_size", f"{block_size} is above the model's context of {n_ctx} tokens; "
-                                             f"use --block-size {n_ctx} or less")
+        raise InvalidParameter(
+            "block_size",
+            f"{block_size} is above the model's context of {n_ctx} tokens; use --block-size {n_ctx} or less",
+        )
 
 
 def _datasets(cfg: FinetuneConfig, tokenizer, work: Path) -> tuple[BlockDataset, BlockDataset | None]:
     train = load_blocks(cfg.data, tokenizer, work, "train", cfg.block_size, text_field=cfg.text_field)
     cap = None if cfg.max_valid_tokens is None else max(1, cfg.max_valid_tokens // cfg.block_size)
     if cfg.valid is not None:
-        valid = load_blocks(cfg.valid, tokenizer, work, "valid", cfg.block_size, text_field=cfg.text_field,
-                            param="valid", split=("validation", "valid", "test"))
+        valid = load_blocks(
+            cfg.valid,
+            tokenizer,
+            work,
+            "valid",
+            cfg.block_size,
+            text_field=cfg.text_field,
+            param="valid",
+            split=("validation", "valid", "test"),
+        )
         return train, BlockDataset(valid.path, cfg.block_size, 0, cap)
     if len(train) < 2:
         return train, None  # one block: nothing to hold out
@@ -245,12 +297,24 @@ def _training_args(cfg: FinetuneConfig, out: Path):
 
     return TrainingArguments(
         output_dir=str(out / STAGING),  # the Trainer writes checkpoints here; AtomicCheckpoints publishes them
-        num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1,
-        learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
-        per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum, seed=cfg.seed, data_seed=cfg.seed,
-        save_strategy="steps", save_steps=cfg.save_steps, logging_steps=cfg.logging_steps,
-        eval_strategy="no", report_to="none", disable_tqdm=True, use_cpu=True, dataloader_num_workers=0,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1,
+        learning_rate=cfg.learning_rate,
+        warmup_steps=cfg.warmup_steps,
+        weight_decay=cfg.weight_decay,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        logging_steps=cfg.logging_steps,
+        eval_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=True,
+        dataloader_num_workers=0,
     )
 
 
@@ -259,8 +323,11 @@ def _run_record(out: Path, cfg: FinetuneConfig, base_dir: Path, trainer) -> dict
     path = out / "run.json"
     if trainer is None and path.is_file():
         return json.loads(path.read_text())
-    record = {"model": cfg.model_options.model, "base_dir": str(base_dir),
-              "valid_ppl_before": _perplexity(trainer) if trainer is not None else None}
+    record = {
+        "model": cfg.model_options.model,
+        "base_dir": str(base_dir),
+        "valid_ppl_before": _perplexity(trainer) if trainer is not None else None,
+    }
     _write_json(path, record)
     return record
 
@@ -293,6 +360,7 @@ def _disk_full(e: BaseException) -> bool:
 
 
 # ---- results ------------------------------------------------------------------------------------
+
 
 def save_result(model, tokenizer, out: Path, *, merge: bool) -> None:
     """Write the servable model into ``out``; each file lands whole (written aside, then renamed)."""
@@ -344,6 +412,7 @@ def plot_loss(history: list[dict], dest: Path, metrics: dict) -> None:
 
 # ---- progress -----------------------------------------------------------------------------------
 
+
 class ProgressBar(TrainerCallback):
     """One tqdm bar: steps done, steps/s, ETA, and the latest training loss."""
 
@@ -352,8 +421,9 @@ class ProgressBar(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="fine-tuning", unit="step",
-                        dynamic_ncols=True)
+        self.bar = tqdm(
+            total=state.max_steps, initial=state.global_step, desc="fine-tuning", unit="step", dynamic_ncols=True
+        )
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.bar is not None:

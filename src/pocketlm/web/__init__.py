@@ -24,8 +24,12 @@ def install(app: FastAPI) -> None:
     app.mount(ASSETS, StaticFiles(directory=str(STATIC)), name="web")
 
     # In the OpenAPI document too: it says what GET / answers (a page, never a key asked for), beside TGI's POST /.
-    @app.get("/", response_class=HTMLResponse, summary="The web playground (an HTML page; no key needed)",
-             responses={200: {"description": "The page; its modules are under /web."}})
+    @app.get(
+        "/",
+        response_class=HTMLResponse,
+        summary="The web playground (an HTML page; no key needed)",
+        responses={200: {"description": "The page; its modules are under /web."}},
+    )
     async def playground():
         # no-cache: the browser revalidates (ETag), so an upgraded server never runs a stale page
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})

@@ -20,7 +20,9 @@ def sampling_field(name: str, default: Any = None, note: str = "", **kwargs) -> 
     """A field that fills ``SamplingParams.<name>``: the engine's description of it, plus this protocol's ``note``
     (usually its default), so /docs explains each sampling field in the same words on every route."""
     # The marker lets the OpenAPI document state the engine's bounds for it, under the server's limits (api.openapi).
-    return Field(default, description=f"{DESCRIPTIONS[name]} {note}".strip(), json_schema_extra={SAMPLING: name}, **kwargs)
+    return Field(
+        default, description=f"{DESCRIPTIONS[name]} {note}".strip(), json_schema_extra={SAMPLING: name}, **kwargs
+    )
 
 
 NULL = {"type": "null"}

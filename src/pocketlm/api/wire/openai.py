@@ -15,7 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pocketlm.api.errors import Unsupported
 from pocketlm.api.wire.common import (
-    Aliases, Stop, reject_unsupported, sampling_field, stop_tuple, unsupported_field,
+    Aliases,
+    Stop,
+    reject_unsupported,
+    sampling_field,
+    stop_tuple,
+    unsupported_field,
 )
 from pocketlm.engine.chat import ROLES
 from pocketlm.engine.outputs import TokenLogprob, Usage
@@ -24,7 +29,12 @@ from pocketlm.errors import InvalidParameter
 from pocketlm.wire_types import PROMPT, SERVED_MODEL, Integer, RequestBody
 
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
-_TEXT_FORMAT = {"type": "object", "required": ["type"], "properties": {"type": {"enum": ["text"]}}, "additionalProperties": False}
+_TEXT_FORMAT = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {"type": {"enum": ["text"]}},
+    "additionalProperties": False,
+}
 FinishReason = Literal["stop", "length"]
 _FINISH = "stop: the model ended or a stop string matched; length: the token limit or the context was reached."
 
@@ -36,8 +46,11 @@ class StreamOptions(RequestBody):
 class _OpenAISampling(RequestBody):
     """Fields shared by /v1/completions and /v1/chat/completions."""
 
-    model: str | None = Field(None, description="The served model's id (GET /v1/models); optional here; another id is a 404.",
-                              json_schema_extra={SERVED_MODEL: True})
+    model: str | None = Field(
+        None,
+        description="The served model's id (GET /v1/models); optional here; another id is a 404.",
+        json_schema_extra={SERVED_MODEL: True},
+    )
     temperature: float = sampling_field("temperature", 1.0)
     top_p: float = sampling_field("top_p", 1.0)
     n: Integer = sampling_field("n", 1)
@@ -53,15 +66,26 @@ class _OpenAISampling(RequestBody):
     min_p: float = sampling_field("min_p", 0.0, note="Extension (vLLM, llama.cpp).")
     repetition_penalty: float = sampling_field("repetition_penalty", 1.0, note="Extension (vLLM, llama.cpp).")
     ignore_eos: bool = sampling_field("ignore_eos", False, note="Extension (vLLM).")
-    logit_bias: dict[str, float] | None = unsupported_field("An empty object is accepted.", accepted=({"type": "object", "maxProperties": 0},))
+    logit_bias: dict[str, float] | None = unsupported_field(
+        "An empty object is accepted.", accepted=({"type": "object", "maxProperties": 0},)
+    )
 
     def _params(self, max_new_tokens: int | None, logprobs: int | None) -> SamplingParams:
         reject_unsupported({"logit_bias": self.logit_bias})
         return SamplingParams(
-            max_new_tokens=max_new_tokens, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
-            min_p=self.min_p, repetition_penalty=self.repetition_penalty, presence_penalty=self.presence_penalty,
-            frequency_penalty=self.frequency_penalty, seed=self.seed, stop=stop_tuple(self.stop), n=self.n,
-            logprobs=logprobs, ignore_eos=self.ignore_eos,
+            max_new_tokens=max_new_tokens,
+            temperature=self.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            min_p=self.min_p,
+            repetition_penalty=self.repetition_penalty,
+            presence_penalty=self.presence_penalty,
+            frequency_penalty=self.frequency_penalty,
+            seed=self.seed,
+            stop=stop_tuple(self.stop),
+            n=self.n,
+            logprobs=logprobs,
+            ignore_eos=self.ignore_eos,
         )
 
     @property
@@ -70,15 +94,24 @@ class _OpenAISampling(RequestBody):
 
 
 class CompletionRequest(_OpenAISampling):
-    model_config = ConfigDict(json_schema_extra={"if": {"required": ["echo"], "properties": {"echo": {"const": True}}},
-                                                 "then": {"properties": {"logprobs": {"type": "null"}}}})
-    prompt: str | list[Integer] | list[str] = Field(description="Text, or token ids; a list of strings must hold exactly one.",
-                                                json_schema_extra={PROMPT: True})
-    max_tokens: Integer | None = sampling_field("max_new_tokens", DEFAULT_MAX_TOKENS, note=f"OpenAI's default: {DEFAULT_MAX_TOKENS}.")
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"required": ["echo"], "properties": {"echo": {"const": True}}},
+            "then": {"properties": {"logprobs": {"type": "null"}}},
+        }
+    )
+    prompt: str | list[Integer] | list[str] = Field(
+        description="Text, or token ids; a list of strings must hold exactly one.", json_schema_extra={PROMPT: True}
+    )
+    max_tokens: Integer | None = sampling_field(
+        "max_new_tokens", DEFAULT_MAX_TOKENS, note=f"OpenAI's default: {DEFAULT_MAX_TOKENS}."
+    )
     logprobs: Integer | None = sampling_field("logprobs")
     echo: bool = Field(False, description="Prepend the prompt to each choice's text.")
     suffix: str | None = unsupported_field()
-    best_of: Integer | None = unsupported_field("1 is accepted; use n instead.", accepted=({"type": "integer", "enum": [1]},))
+    best_of: Integer | None = unsupported_field(
+        "1 is accepted; use n instead.", accepted=({"type": "integer", "enum": [1]},)
+    )
 
     def engine_request(self) -> tuple[str | list[int], SamplingParams, Aliases]:
         reject_unsupported({"suffix": self.suffix})
@@ -91,7 +124,10 @@ class CompletionRequest(_OpenAISampling):
     def _prompt(self) -> str | list[int]:
         if isinstance(self.prompt, list) and self.prompt and isinstance(self.prompt[0], str):
             if len(self.prompt) != 1:
-                raise InvalidParameter("prompt", "pocketlm takes one prompt per request; send several requests instead of a list of prompts")
+                raise InvalidParameter(
+                    "prompt",
+                    "pocketlm takes one prompt per request; send several requests instead of a list of prompts",
+                )
             return self.prompt[0]
         return self.prompt
 
@@ -116,13 +152,19 @@ class ContentPart(RequestBody):
 class ChatMessage(RequestBody):
     """A chat turn. Roles: system, developer (read as system), user, assistant."""
 
-    role: str = Field(description="Who speaks; developer is read as system. tool and function are refused (no tool calling).",
-                      json_schema_extra={"enum": list(ROLES)})
+    role: str = Field(
+        description="Who speaks; developer is read as system. tool and function are refused (no tool calling).",
+        json_schema_extra={"enum": list(ROLES)},
+    )
     model_config = _required("role", "content")
 
-    content: str | list[ContentPart] | None = Field(None, description="The text, or a list of text parts.", json_schema_extra=_not_null)
+    content: str | list[ContentPart] | None = Field(
+        None, description="The text, or a list of text parts.", json_schema_extra=_not_null
+    )
     name: str | None = Field(None, description="A name for the speaker; accepted and ignored.")
-    tool_calls: list[dict] | None = unsupported_field("pocketlm does not do tool calling.", accepted=({"type": "array", "maxItems": 0},))
+    tool_calls: list[dict] | None = unsupported_field(
+        "pocketlm does not do tool calling.", accepted=({"type": "array", "maxItems": 0},)
+    )
 
     def as_engine_message(self, index: int) -> dict:
         """The message as the engine's chat template takes it (the engine checks role and content)."""
@@ -140,45 +182,80 @@ def _when(field: str, schema: dict, then: dict) -> dict:
 
 
 class ChatCompletionRequest(_OpenAISampling):
-    model_config = ConfigDict(json_schema_extra={"allOf": [
-        _when("top_logprobs", {"type": "integer"}, {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}}),
-        _when("max_tokens", {"type": "integer"}, {"properties": {"max_completion_tokens": {"type": "null"}}}),
-    ]})
-    messages: list[ChatMessage] = Field(description="The conversation so far (at least one message), rendered with the model's chat template.",
-                                        json_schema_extra={"minItems": 1})  # checked by the engine
-    max_tokens: Integer | None = sampling_field("max_new_tokens", note="Deprecated OpenAI name of max_completion_tokens.")
-    max_completion_tokens: Integer | None = sampling_field("max_new_tokens", note="Default: until the end of the turn (capped by the server).")
-    logprobs: bool = Field(False, description="Return the log-probability of each chosen token (choices[].logprobs.content).")
+    model_config = ConfigDict(
+        json_schema_extra={
+            "allOf": [
+                _when(
+                    "top_logprobs",
+                    {"type": "integer"},
+                    {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}},
+                ),
+                _when("max_tokens", {"type": "integer"}, {"properties": {"max_completion_tokens": {"type": "null"}}}),
+            ]
+        }
+    )
+    messages: list[ChatMessage] = Field(
+        description="The conversation so far (at least one message), rendered with the model's chat template.",
+        json_schema_extra={"minItems": 1},
+    )  # checked by the engine
+    max_tokens: Integer | None = sampling_field(
+        "max_new_tokens", note="Deprecated OpenAI name of max_completion_tokens."
+    )
+    max_completion_tokens: Integer | None = sampling_field(
+        "max_new_tokens", note="Default: until the end of the turn (capped by the server)."
+    )
+    logprobs: bool = Field(
+        False, description="Return the log-probability of each chosen token (choices[].logprobs.content)."
+    )
     top_logprobs: Integer | None = sampling_field("logprobs", note="Needs logprobs: true.")
-    tools: list[dict] | None = unsupported_field("An empty list is accepted; pocketlm does not do tool calling.",
-                                                 accepted=({"type": "array", "maxItems": 0},))
-    tool_choice: Any = unsupported_field("\"none\" is accepted.", accepted=({"type": "string", "enum": ["none"]},))
-    response_format: dict | None = Field(None, description="Only {\"type\": \"text\"} is supported; anything else is refused.",
-                                         json_schema_extra=lambda schema: schema.update(anyOf=[{"type": "null"}, _TEXT_FORMAT]))
+    tools: list[dict] | None = unsupported_field(
+        "An empty list is accepted; pocketlm does not do tool calling.", accepted=({"type": "array", "maxItems": 0},)
+    )
+    tool_choice: Any = unsupported_field('"none" is accepted.', accepted=({"type": "string", "enum": ["none"]},))
+    response_format: dict | None = Field(
+        None,
+        description='Only {"type": "text"} is supported; anything else is refused.',
+        json_schema_extra=lambda schema: schema.update(anyOf=[{"type": "null"}, _TEXT_FORMAT]),
+    )
 
     def engine_request(self) -> tuple[list[dict], SamplingParams, Aliases]:
         """The messages for the engine's chat path, its parameters, and OpenAI's names for them."""
         reject_unsupported({"tools": self.tools})
         if self.tool_choice not in (None, "none"):
-            raise Unsupported("tool_choice", "is not supported by pocketlm: it does not do tool calling; leave it out or send \"none\"")
+            raise Unsupported(
+                "tool_choice", 'is not supported by pocketlm: it does not do tool calling; leave it out or send "none"'
+            )
         if self.response_format not in (None, {"type": "text"}):
-            raise Unsupported("response_format", "only {\"type\": \"text\"} is supported by pocketlm")
+            raise Unsupported("response_format", 'only {"type": "text"} is supported by pocketlm')
         if self.top_logprobs is not None and not self.logprobs:
             raise InvalidParameter("top_logprobs", "needs logprobs: true")
         if self.max_tokens is not None and self.max_completion_tokens is not None:
-            raise InvalidParameter("max_completion_tokens", "max_tokens is the old name of max_completion_tokens; send only one of them")
-        limit_name = "max_tokens" if self.max_completion_tokens is None and self.max_tokens is not None else "max_completion_tokens"
+            raise InvalidParameter(
+                "max_completion_tokens", "max_tokens is the old name of max_completion_tokens; send only one of them"
+            )
+        limit_name = (
+            "max_tokens"
+            if self.max_completion_tokens is None and self.max_tokens is not None
+            else "max_completion_tokens"
+        )
         max_new = self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
         logprobs = (self.top_logprobs or 0) if self.logprobs else None
         messages = [m.as_engine_message(i) for i, m in enumerate(self.messages)]
-        return messages, self._params(max_new, logprobs), {"max_new_tokens": limit_name, "logprobs": "top_logprobs", "prompt": "messages"}
+        return (
+            messages,
+            self._params(max_new, logprobs),
+            {"max_new_tokens": limit_name, "logprobs": "top_logprobs", "prompt": "messages"},
+        )
 
 
 # --------------------------------------------------------------------------- responses
 
+
 class PromptTokensDetails(BaseModel):
-    cached_tokens: int = Field(description="Prompt tokens whose keys/values were kept from an earlier request with the "
-                                           "same beginning, so they were not computed again.")
+    cached_tokens: int = Field(
+        description="Prompt tokens whose keys/values were kept from an earlier request with the "
+        "same beginning, so they were not computed again."
+    )
 
 
 class UsageInfo(BaseModel):
@@ -188,9 +265,13 @@ class UsageInfo(BaseModel):
     prompt_tokens_details: PromptTokensDetails = Field(description="How the prompt was processed.")
 
     @classmethod
-    def of(cls, usage: Usage) -> "UsageInfo":
-        return cls(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-                   total_tokens=usage.total_tokens, prompt_tokens_details=PromptTokensDetails(cached_tokens=usage.cached_tokens))
+    def of(cls, usage: Usage) -> UsageInfo:
+        return cls(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.total_tokens,
+            prompt_tokens_details=PromptTokensDetails(cached_tokens=usage.cached_tokens),
+        )
 
 
 class CompletionLogprobs(BaseModel):
@@ -198,11 +279,13 @@ class CompletionLogprobs(BaseModel):
 
     tokens: list[str] = Field(default_factory=list, description="Each generated token's text.")
     token_logprobs: list[float] = Field(default_factory=list, description="Each token's log-probability.")
-    top_logprobs: list[dict[str, float]] = Field(default_factory=list, description="Most likely alternatives per token: {token: logprob}.")
+    top_logprobs: list[dict[str, float]] = Field(
+        default_factory=list, description="Most likely alternatives per token: {token: logprob}."
+    )
     text_offset: list[int] = Field(default_factory=list, description="Where each token starts in the choice's text.")
 
     @classmethod
-    def of(cls, logprobs: list[TokenLogprob] | tuple[TokenLogprob, ...], text_offset: int) -> "CompletionLogprobs":
+    def of(cls, logprobs: list[TokenLogprob] | tuple[TokenLogprob, ...], text_offset: int) -> CompletionLogprobs:
         out = cls()
         for lp in logprobs:
             out.tokens.append(lp.token)
@@ -217,7 +300,9 @@ class _Choice(BaseModel):
     """What every choice has, whole or streamed."""
 
     index: int = Field(description="Which of the n choices.")
-    finish_reason: FinishReason | None = Field(None, description=_FINISH + " In a stream: on the choice's last chunk only.")
+    finish_reason: FinishReason | None = Field(
+        None, description=_FINISH + " In a stream: on the choice's last chunk only."
+    )
 
 
 class _Envelope(BaseModel):
@@ -236,7 +321,9 @@ class CompletionChoice(_Choice):
 class CompletionResponse(_Envelope):
     object: Literal["text_completion"] = Field("text_completion", description="Always text_completion.")
     choices: list[CompletionChoice] = Field(description="One per sample (n); in a stream, those this chunk adds to.")
-    usage: UsageInfo | None = Field(None, description="Token counts; in a stream, on the last chunk with stream_options.include_usage.")
+    usage: UsageInfo | None = Field(
+        None, description="Token counts; in a stream, on the last chunk with stream_options.include_usage."
+    )
 
 
 class CompletionChunk(CompletionResponse):
@@ -250,12 +337,16 @@ class ChatTopLogprob(BaseModel):
 
 
 class ChatTokenLogprob(ChatTopLogprob):
-    top_logprobs: list[ChatTopLogprob] = Field(default_factory=list, description="Most likely alternatives (top_logprobs).")
+    top_logprobs: list[ChatTopLogprob] = Field(
+        default_factory=list, description="Most likely alternatives (top_logprobs)."
+    )
 
     @classmethod
-    def of(cls, lp: TokenLogprob) -> "ChatTokenLogprob":
+    def of(cls, lp: TokenLogprob) -> ChatTokenLogprob:
         return cls(
-            token=lp.token, logprob=lp.logprob, bytes=list(lp.bytes),
+            token=lp.token,
+            logprob=lp.logprob,
+            bytes=list(lp.bytes),
             top_logprobs=[ChatTopLogprob(token=a.token, logprob=a.logprob, bytes=list(a.bytes)) for a in lp.top],
         )
 
@@ -265,7 +356,7 @@ class ChatLogprobs(BaseModel):
     refusal: list[ChatTokenLogprob] | None = Field(None, description="Always null: pocketlm has no refusals.")
 
     @classmethod
-    def of(cls, logprobs: list[TokenLogprob] | tuple[TokenLogprob, ...]) -> "ChatLogprobs":
+    def of(cls, logprobs: list[TokenLogprob] | tuple[TokenLogprob, ...]) -> ChatLogprobs:
         return cls(content=[ChatTokenLogprob.of(lp) for lp in logprobs])
 
 
@@ -296,7 +387,9 @@ class ChatChunkChoice(_Choice):
 
 
 class ChatCompletionChunk(_Envelope):
-    object: Literal["chat.completion.chunk"] = Field("chat.completion.chunk", description="Always chat.completion.chunk.")
+    object: Literal["chat.completion.chunk"] = Field(
+        "chat.completion.chunk", description="Always chat.completion.chunk."
+    )
     choices: list[ChatChunkChoice] = Field(description="The choices this chunk adds to (empty on the usage chunk).")
     usage: UsageInfo | None = Field(None, description="On the last chunk with stream_options.include_usage.")
 
@@ -306,7 +399,10 @@ class ModelCard(BaseModel):
     object: Literal["model"] = Field("model", description="Always model.")
     created: int = Field(description="Unix time the server started.")
     owned_by: str = Field("pocketlm", description="Always pocketlm.")
-    task: str = Field("text-generation", description="What the model does: text-generation, translation, text-to-speech or image-to-text.")
+    task: str = Field(
+        "text-generation",
+        description="What the model does: text-generation, translation, text-to-speech or image-to-text.",
+    )
 
 
 class ModelList(BaseModel):

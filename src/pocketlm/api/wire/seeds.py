@@ -24,30 +24,61 @@ DEFAULT_TOP_K = 50  # HF generate's default when sampling
 
 _ABSENT = {"type": "null"}
 # The seeds' options; TGI's shape takes them in `parameters` instead.
-_SEEDS_ONLY = ("max_new_tokens", "max_length", "temperature", "top_k", "top_p", "repetition_penalty", "num_return_sequences",
-               "seed", "stop", "do_sample")
+_SEEDS_ONLY = (
+    "max_new_tokens",
+    "max_length",
+    "temperature",
+    "top_k",
+    "top_p",
+    "repetition_penalty",
+    "num_return_sequences",
+    "seed",
+    "stop",
+    "do_sample",
+)
 
 
 class GenerateRequest(RequestBody):
-    """The seeds' body ``{"prompt": ...}`` with HF-generate-style options, or TGI's ``{"inputs": ..., "parameters": {...}}``."""
+    """The seeds' body ``{"prompt": ...}`` with HF-generate-style options, \
+or TGI's ``{"inputs": ..., "parameters": {...}}``."""
 
     # One shape or the other (see _one_shape), and one length limit, as JSON Schema says it.
-    model_config = ConfigDict(json_schema_extra={
-        "oneOf": [
-            {"required": ["prompt"], "properties": {"prompt": {"type": "string"}, "inputs": _ABSENT, "parameters": _ABSENT,
-                                                    "stream": {"const": False}}},
-            {"required": ["inputs"], "properties": {"inputs": {"type": "string"}, "prompt": _ABSENT,
-                                                    **{name: _ABSENT for name in _SEEDS_ONLY}}},
-        ],
-        "if": {"required": ["max_length"], "properties": {"max_length": {"type": "integer"}}},
-        "then": {"properties": {"max_new_tokens": _ABSENT}},
-    })
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {
+                    "required": ["prompt"],
+                    "properties": {
+                        "prompt": {"type": "string"},
+                        "inputs": _ABSENT,
+                        "parameters": _ABSENT,
+                        "stream": {"const": False},
+                    },
+                },
+                {
+                    "required": ["inputs"],
+                    "properties": {
+                        "inputs": {"type": "string"},
+                        "prompt": _ABSENT,
+                        **{name: _ABSENT for name in _SEEDS_ONLY},
+                    },
+                },
+            ],
+            "if": {"required": ["max_length"], "properties": {"max_length": {"type": "integer"}}},
+            "then": {"properties": {"max_new_tokens": _ABSENT}},
+        }
+    )
 
-    prompt: str | None = Field(None, description="Text to continue; the answer's `response` repeats it (the seeds' contract).")
+    prompt: str | None = Field(
+        None, description="Text to continue; the answer's `response` repeats it (the seeds' contract)."
+    )
     max_new_tokens: Integer | None = sampling_field("max_new_tokens", note=f"Default: {DEFAULT_MAX_NEW_TOKENS}.")
-    max_length: Integer | None = Field(None, description="Total length in tokens, prompt included (as HF generate(max_length=...)); "
-                                       "instead of max_new_tokens. A prompt already that long still gets one new token (as HF).",
-                                       json_schema_extra={SAMPLING: "max_new_tokens"})
+    max_length: Integer | None = Field(
+        None,
+        description="Total length in tokens, prompt included (as HF generate(max_length=...)); "
+        "instead of max_new_tokens. A prompt already that long still gets one new token (as HF).",
+        json_schema_extra={SAMPLING: "max_new_tokens"},
+    )
     temperature: float | None = sampling_field("temperature", note="Default: 1 when sampling.")
     top_k: Integer | None = sampling_field("top_k", note=f"Default: {DEFAULT_TOP_K} when sampling (as HF generate).")
     top_p: float | None = sampling_field("top_p")
@@ -55,21 +86,32 @@ class GenerateRequest(RequestBody):
     num_return_sequences: Integer | None = sampling_field("n", note="When set, the answer has `responses` (a list).")
     seed: Integer | None = sampling_field("seed")
     stop: Stop = sampling_field("stop")
-    do_sample: bool | None = Field(None, description="false: greedy decoding. Default: sample (as the seeds' GPT-2 pipeline).")
-    inputs: str | None = Field(None, description="TGI shape: the prompt. The answer has `generated_text` (continuation only).")
+    do_sample: bool | None = Field(
+        None, description="false: greedy decoding. Default: sample (as the seeds' GPT-2 pipeline)."
+    )
+    inputs: str | None = Field(
+        None, description="TGI shape: the prompt. The answer has `generated_text` (continuation only)."
+    )
     parameters: TGIParameters | None = Field(None, description="TGI shape: how to generate.")
     stream: bool = Field(False, description="TGI shape only: stream server-sent events as /generate_stream.")
 
     @model_validator(mode="after")
     def _one_shape(self):
         if (self.prompt is None) == (self.inputs is None):
-            raise InvalidParameter("prompt", "give either 'prompt' (pocketlm) or 'inputs' (Hugging Face TGI), not both or neither")
+            raise InvalidParameter(
+                "prompt", "give either 'prompt' (pocketlm) or 'inputs' (Hugging Face TGI), not both or neither"
+            )
         if self.prompt is not None and (self.parameters is not None or self.stream):
-            raise InvalidParameter("parameters", "'parameters' and 'stream' belong to the TGI shape, which uses 'inputs' instead of 'prompt'")
+            raise InvalidParameter(
+                "parameters",
+                "'parameters' and 'stream' belong to the TGI shape, which uses 'inputs' instead of 'prompt'",
+            )
         if self.inputs is not None:
             for name in _SEEDS_ONLY:
                 if getattr(self, name) is not None:
-                    raise InvalidParameter(name, f"belongs to the shape with 'prompt'; with 'inputs' (TGI), put it in 'parameters'")
+                    raise InvalidParameter(
+                        name, "belongs to the shape with 'prompt'; with 'inputs' (TGI), put it in 'parameters'"
+                    )
         return self
 
     @property
@@ -79,7 +121,9 @@ class GenerateRequest(RequestBody):
     def tgi(self) -> TGIRequest:
         return TGIRequest(inputs=self.inputs, parameters=self.parameters or TGIParameters(), stream=self.stream)
 
-    def engine_request(self, tokenize: Callable[[str], list[int]], limits: Limits = Limits()) -> tuple[str | list[int], SamplingParams, Aliases]:
+    def engine_request(
+        self, tokenize: Callable[[str], list[int]], limits: Limits = Limits()
+    ) -> tuple[str | list[int], SamplingParams, Aliases]:
         """The prompt (token ids when max_length needs its length), the engine's parameters, the seeds' names."""
         prompt, max_new = self.prompt, self.max_new_tokens
         aliases = {"n": "num_return_sequences"}
@@ -107,4 +151,6 @@ class GenerateRequest(RequestBody):
 
 class GenerateResponse(BaseModel):
     response: str | None = Field(None, description="Prompt + continuation (without num_return_sequences).")
-    responses: list[str] | None = Field(None, description="Prompt + continuation, one per sequence (with num_return_sequences).")
+    responses: list[str] | None = Field(
+        None, description="Prompt + continuation, one per sequence (with num_return_sequences)."
+    )

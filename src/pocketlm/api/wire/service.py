@@ -9,7 +9,9 @@ from pocketlm.wire_types import TOKEN_IDS, Integer, RequestBody
 
 class TokenizeRequest(RequestBody):
     text: str = Field(description="Text to turn into token ids.")
-    add_special: bool = Field(True, description="Add BOS where the model expects one and parse special tokens such as <|im_start|>.")
+    add_special: bool = Field(
+        True, description="Add BOS where the model expects one and parse special tokens such as <|im_start|>."
+    )
 
 
 class TokenizeResponse(BaseModel):
@@ -33,4 +35,6 @@ class Ready(BaseModel):
     status: str = Field(description="'ready', or 'draining' once SIGTERM was received.")
     model: str = Field(description="The served model's id.")
     slots: int = Field(description="Sequences the engine decodes together.")
-    n_ctx: int = Field(description="Context of one slot in tokens (prompt + new tokens): what one conversation can hold.")
+    n_ctx: int = Field(
+        description="Context of one slot in tokens (prompt + new tokens): what one conversation can hold."
+    )

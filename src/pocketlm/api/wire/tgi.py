@@ -14,7 +14,14 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from pocketlm.api.errors import Unsupported
-from pocketlm.api.wire.common import Aliases, or_default, reject_unsupported, sampling_field, stop_tuple, unsupported_field
+from pocketlm.api.wire.common import (
+    Aliases,
+    or_default,
+    reject_unsupported,
+    sampling_field,
+    stop_tuple,
+    unsupported_field,
+)
 from pocketlm.engine.outputs import Sample, SampleFinished, TextDelta
 from pocketlm.engine.params import SamplingParams
 from pocketlm.wire_types import PROMPT, Integer, RequestBody
@@ -28,44 +35,66 @@ class TGIParameters(RequestBody):
     """TGI's ``parameters``."""
 
     max_new_tokens: Integer | None = sampling_field("max_new_tokens", note=f"TGI's default: {DEFAULT_MAX_NEW_TOKENS}.")
-    temperature: float | None = sampling_field("temperature", note="Setting it turns sampling on (unless do_sample is false).")
+    temperature: float | None = sampling_field(
+        "temperature", note="Setting it turns sampling on (unless do_sample is false)."
+    )
     top_k: Integer | None = sampling_field("top_k", note="Setting it turns sampling on (unless do_sample is false).")
     top_p: float | None = sampling_field("top_p", note="Setting it turns sampling on (unless do_sample is false).")
-    do_sample: bool | None = Field(None, description="false: greedy. Unset: greedy unless temperature, top_k, top_p or seed is given (as TGI).")
+    do_sample: bool | None = Field(
+        None, description="false: greedy. Unset: greedy unless temperature, top_k, top_p or seed is given (as TGI)."
+    )
     seed: Integer | None = sampling_field("seed", note="Setting it turns sampling on (unless do_sample is false).")
     stop: list[str] | None = sampling_field("stop")
     repetition_penalty: float | None = sampling_field("repetition_penalty")
     frequency_penalty: float | None = sampling_field("frequency_penalty")
     return_full_text: bool | None = Field(None, description="Prepend the prompt to generated_text.")
-    details: bool | None = Field(None, description="Add finish_reason, token count, seed and per-token logprobs to the answer.")
-    top_n_tokens: Integer | None = sampling_field("logprobs", note="TGI's name; the alternatives come in details.top_tokens.")
+    details: bool | None = Field(
+        None, description="Add finish_reason, token count, seed and per-token logprobs to the answer."
+    )
+    top_n_tokens: Integer | None = sampling_field(
+        "logprobs", note="TGI's name; the alternatives come in details.top_tokens."
+    )
     truncate: Integer | None = Field(None, ge=1, description="Keep only the last `truncate` tokens of the prompt.")
     best_of: Integer | None = unsupported_field("1 is accepted.", accepted=({"type": "integer", "enum": [1]},))
     decoder_input_details: bool | None = unsupported_field("false is accepted.", accepted=({"const": False},))
-    typical_p: float | None = unsupported_field("1.0 is accepted; use top_p or min_p instead.", accepted=({"type": "number", "enum": [1.0]},))
+    typical_p: float | None = unsupported_field(
+        "1.0 is accepted; use top_p or min_p instead.", accepted=({"type": "number", "enum": [1.0]},)
+    )
     watermark: bool | None = unsupported_field("false is accepted.", accepted=({"const": False},))
-    grammar: dict | None = unsupported_field("An empty object is accepted.", accepted=({"type": "object", "maxProperties": 0},))
+    grammar: dict | None = unsupported_field(
+        "An empty object is accepted.", accepted=({"type": "object", "maxProperties": 0},)
+    )
     adapter_id: str | None = unsupported_field()
 
 
 class TGIRequest(RequestBody):
-    inputs: str = Field(description="The prompt. The answer's generated_text is the continuation only (see return_full_text).",
-                        json_schema_extra={PROMPT: True})
+    inputs: str = Field(
+        description="The prompt. The answer's generated_text is the continuation only (see return_full_text).",
+        json_schema_extra={PROMPT: True},
+    )
     parameters: TGIParameters = Field(default_factory=TGIParameters, description="How to generate.")
     stream: bool = Field(False, description="Stream server-sent events, one per token, as /generate_stream.")
 
     def engine_request(self, tokenize: Callable[[str], list[int]]) -> tuple[str | list[int], SamplingParams, Aliases]:
         """The prompt (token ids when truncated), the engine's parameters, and TGI's names for them."""
         p = self.parameters
-        reject_unsupported({
-            "parameters.decoder_input_details": p.decoder_input_details, "parameters.watermark": p.watermark,
-            "parameters.grammar": p.grammar, "parameters.adapter_id": p.adapter_id,
-        })
+        reject_unsupported(
+            {
+                "parameters.decoder_input_details": p.decoder_input_details,
+                "parameters.watermark": p.watermark,
+                "parameters.grammar": p.grammar,
+                "parameters.adapter_id": p.adapter_id,
+            }
+        )
         if p.best_of not in (None, 1):
             raise Unsupported("parameters.best_of", "is not supported by pocketlm; remove it or set it to 1")
         if p.typical_p not in (None, 1.0):
             raise Unsupported("parameters.typical_p", "is not supported by pocketlm; use top_p or min_p instead")
-        sample = p.do_sample if p.do_sample is not None else any(v is not None for v in (p.temperature, p.top_k, p.top_p, p.seed))
+        sample = (
+            p.do_sample
+            if p.do_sample is not None
+            else any(v is not None for v in (p.temperature, p.top_k, p.top_p, p.seed))
+        )
         params = SamplingParams(
             max_new_tokens=or_default(p.max_new_tokens, DEFAULT_MAX_NEW_TOKENS),
             temperature=or_default(p.temperature, 1.0) if sample else 0.0,
@@ -77,9 +106,21 @@ class TGIRequest(RequestBody):
             stop=stop_tuple(p.stop),
             logprobs=(p.top_n_tokens or 0) if (p.details or p.top_n_tokens) else None,
         )
-        names = ("max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty", "frequency_penalty", "seed", "stop")
-        aliases = {name: f"parameters.{name}" for name in names} | {"logprobs": "parameters.top_n_tokens", "prompt": "inputs"}
-        prompt = self.inputs if p.truncate is None else tokenize(self.inputs)[-p.truncate:]
+        names = (
+            "max_new_tokens",
+            "temperature",
+            "top_k",
+            "top_p",
+            "repetition_penalty",
+            "frequency_penalty",
+            "seed",
+            "stop",
+        )
+        aliases = {name: f"parameters.{name}" for name in names} | {
+            "logprobs": "parameters.top_n_tokens",
+            "prompt": "inputs",
+        }
+        prompt = self.inputs if p.truncate is None else tokenize(self.inputs)[-p.truncate :]
         return prompt, params, aliases
 
 
@@ -90,20 +131,20 @@ class TGIToken(BaseModel):
     special: bool = Field(False, description="True for special tokens such as end-of-sequence.")
 
     @classmethod
-    def of_delta(cls, delta: TextDelta) -> "TGIToken":
+    def of_delta(cls, delta: TextDelta) -> TGIToken:
         """A TGI token for one delta (a delta is usually one token; if several, the last one's id)."""
         token_id = delta.token_ids[-1] if delta.token_ids else 0
         logprob = sum(lp.logprob for lp in delta.logprobs) if delta.logprobs else None
         return cls(id=token_id, text=delta.text, logprob=logprob)
 
     @classmethod
-    def alternatives(cls, delta: TextDelta) -> "list[TGIToken] | None":
+    def alternatives(cls, delta: TextDelta) -> list[TGIToken] | None:
         if not delta.logprobs or not delta.logprobs[-1].top:
             return None
         return [cls(id=a.token_id, text=a.token, logprob=a.logprob) for a in delta.logprobs[-1].top]
 
     @classmethod
-    def of_sample(cls, sample: Sample) -> "list[TGIToken]":
+    def of_sample(cls, sample: Sample) -> list[TGIToken]:
         """Per-token details of a finished sample (needs logprobs)."""
         return [cls(id=lp.token_id, text=lp.token, logprob=lp.logprob) for lp in sample.logprobs]
 
@@ -122,7 +163,9 @@ class TGIDetails(BaseModel):
     input_length: int | None = Field(None, description="Prompt tokens (after truncate).")
     prefill: list[TGIToken] = Field(default_factory=list, description="Prompt tokens with logprobs: always empty here.")
     tokens: list[TGIToken] | None = Field(None, description="Each generated token with its logprob.")
-    top_tokens: list[list[TGIToken]] | None = Field(None, description="Most likely alternatives per token (top_n_tokens).")
+    top_tokens: list[list[TGIToken]] | None = Field(
+        None, description="Most likely alternatives per token (top_n_tokens)."
+    )
 
 
 class TGIResponse(BaseModel):
