@@ -19,7 +19,8 @@ from pocketlm.api.wire import openai, seeds, tgi
 from pocketlm.api.wire.openai import ChatCompletionRequest, CompletionRequest
 from pocketlm.api.wire.seeds import GenerateRequest
 from pocketlm.api.wire.tgi import TGIRequest
-from pocketlm.engine.params import DESCRIPTIONS
+from pocketlm.engine.params import SamplingParams
+from pocketlm.settings import declared
 
 # Longer than every default limit (16, 50, 100 tokens); one byte is one token.
 SCRIPT = (
@@ -464,7 +465,7 @@ def test_openapi_describes_every_field(client):
         ("GenerateRequest", "num_return_sequences", "n"),
         ("ChatCompletionRequest", "max_tokens", "max_new_tokens"),
     ):
-        assert ours[model]["properties"][field]["description"].startswith(DESCRIPTIONS[concept])
+        assert ours[model]["properties"][field]["description"].startswith(declared(SamplingParams, concept).help)
     assert ours["ChatMessage"]["properties"]["role"]["enum"] == ["system", "developer", "user", "assistant"]
 
 

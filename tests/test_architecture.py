@@ -1,8 +1,8 @@
 """The package's shape: a request flows one way, no module needs itself to load, and ruff finds nothing.
 
-`lint-imports` (import-linter) checks the layers declared in pyproject.toml; the
-cycle check below walks grimp's import graph, function-local imports included
-(they are how cycles usually hide).
+`lint-imports` (import-linter) checks the layers declared in pyproject.toml, and that only the
+command line imports click; the cycle check below walks grimp's import graph, function-local
+imports included (they are how cycles usually hide).
 """
 
 import shutil
@@ -19,6 +19,8 @@ def test_layers_are_respected():
     lint = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
     out = subprocess.run([lint], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stdout[-3000:]
+    # click (the command line) stays out of the engine, the backends, the API, the server and the models' code
+    assert "Only the command line imports click KEPT" in out.stdout
 
 
 def test_ruff_lint_and_format_are_clean():

@@ -32,8 +32,13 @@ def test_generate_json_has_samples_and_usage():
 
 def test_bad_parameter_is_one_clear_line_not_a_traceback():
     out = pocketlm("generate", "Hello", "--top-p", "1.5")
-    assert out.returncode == 1
-    assert "top_p: must be <= 1.0" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 2  # a usage error, refused before any model loads
+    assert "'--top-p' (env var: 'POCKETLM_TOP_P'): 1.5 is not in the range 0.0<x<=1.0" in out.stderr
+    assert "Traceback" not in out.stderr
+    out = pocketlm("generate", "Hello", "--stop", "")
+    assert (
+        out.returncode == 1 and "stop: stop strings must not be empty" in out.stderr and "Traceback" not in out.stderr
+    )
 
 
 def test_unknown_model_is_one_clear_line():

@@ -73,7 +73,7 @@ def test_full_finetune_lowers_validation_perplexity(tiny, corpus, tmp_path):
             model_options=ModelOptions(str(tiny)),
             data=str(train),
             valid=str(valid),
-            out=str(out),
+            output=str(out),
             max_steps=12,
             save_steps=6,
             learning_rate=3e-3,
@@ -104,7 +104,7 @@ def test_killed_run_resumes_to_the_same_weights(tiny, corpus, tmp_path):
     killed = tmp_path / "killed"
     log = open(tmp_path / "killed.log", "wb")
     proc = subprocess.Popen(
-        _cli("--model", tiny, "--data", train, "--out", killed, *flags), stdout=log, stderr=subprocess.STDOUT
+        _cli("--model", tiny, "--data", train, "--output", killed, *flags), stdout=log, stderr=subprocess.STDOUT
     )
     try:
         while latest_checkpoint(killed) is None and proc.poll() is None:
@@ -120,7 +120,12 @@ def test_killed_run_resumes_to_the_same_weights(tiny, corpus, tmp_path):
 
     m = finetune(
         FinetuneConfig(
-            model_options=ModelOptions(str(tiny)), data=str(train), out=str(killed), resume=True, progress=False, **args
+            model_options=ModelOptions(str(tiny)),
+            data=str(train),
+            output=str(killed),
+            resume=True,
+            progress=False,
+            **args,
         )
     )
     assert m["resumed_from_step"] == done[-1] >= 3
@@ -130,7 +135,7 @@ def test_killed_run_resumes_to_the_same_weights(tiny, corpus, tmp_path):
     straight = tmp_path / "straight"
     finetune(
         FinetuneConfig(
-            model_options=ModelOptions(str(tiny)), data=str(train), out=str(straight), progress=False, **args
+            model_options=ModelOptions(str(tiny)), data=str(train), output=str(straight), progress=False, **args
         )
     )
     a, b = load_file(killed / "model.safetensors"), load_file(straight / "model.safetensors")
@@ -161,7 +166,7 @@ def test_disk_full_during_checkpoint_keeps_last_good_one(tiny, corpus, tmp_path)
     args = dict(
         model_options=ModelOptions(str(tiny)),
         data=str(train),
-        out=str(out),
+        output=str(out),
         max_steps=6,
         save_steps=2,
         learning_rate=1e-3,
@@ -169,7 +174,7 @@ def test_disk_full_during_checkpoint_keeps_last_good_one(tiny, corpus, tmp_path)
     )
     with pytest.raises(InvalidParameter) as e:
         finetune(FinetuneConfig(**args), callbacks=[FullDiskAtStep4()])
-    assert e.value.param == "out"
+    assert e.value.param == "output"
     assert "full" in e.value.message and "checkpoint-2" in e.value.message and "--resume" in e.value.message
     assert [s for s, _ in checkpoint_steps(out)] == [2]  # the half-written checkpoint-4 is not visible
     assert sorted(p.name for p in (out / CHECKPOINTS).iterdir()) == ["checkpoint-2"]
@@ -194,8 +199,8 @@ def lora_runs(tiny, corpus, tmp_path_factory):
         lora_r=8,
         **SMALL,
     )
-    adapter = finetune(FinetuneConfig(out=str(root / "adapter"), **common))
-    merged = finetune(FinetuneConfig(out=str(root / "merged"), merge=True, **common))
+    adapter = finetune(FinetuneConfig(output=str(root / "adapter"), **common))
+    merged = finetune(FinetuneConfig(output=str(root / "merged"), merge=True, **common))
     return root / "adapter", adapter, root / "merged", merged
 
 
@@ -319,7 +324,7 @@ def test_empty_dataset_is_refused(tiny, tmp_path):
         "no text",
         model_options=ModelOptions(str(tiny)),
         data=str(empty),
-        out=str(tmp_path / "o"),
+        output=str(tmp_path / "o"),
         block_size=32,
     )
 
@@ -335,7 +340,7 @@ def test_jsonl_without_text_field_is_refused(tiny, tmp_path):
         "--text-field",
         model_options=ModelOptions(str(tiny)),
         data=str(data),
-        out=str(tmp_path / "o"),
+        output=str(tmp_path / "o"),
         block_size=32,
     )
     assert "d.jsonl" in err.message
@@ -348,32 +353,32 @@ def test_block_size_above_context_is_refused(tiny, corpus, tmp_path):
         "--block-size",
         model_options=ModelOptions(str(tiny)),
         data=str(corpus[0]),
-        out=str(tmp_path / "o"),
+        output=str(tmp_path / "o"),
         block_size=129,
     )
 
 
-def test_unwritable_out_dir_is_refused(tiny, corpus, tmp_path):
+def test_unwritable_output_dir_is_refused(tiny, corpus, tmp_path):
     # A path under a regular file can never be created, even by root (who ignores permission bits).
     blocker = tmp_path / "file"
     blocker.write_text("x")
     _expect_error(
-        "out",
+        "output",
         "cannot write",
         model_options=ModelOptions(str(tiny)),
         data=str(corpus[0]),
-        out=str(blocker / "out"),
+        output=str(blocker / "out"),
         block_size=32,
     )
     if os.geteuid() != 0:
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
         _expect_error(
-            "out",
+            "output",
             "cannot write",
             model_options=ModelOptions(str(tiny)),
             data=str(corpus[0]),
-            out=str(locked / "out"),
+            output=str(locked / "out"),
             block_size=32,
         )
 
@@ -382,15 +387,20 @@ def test_existing_run_needs_resume(tiny, corpus, tmp_path):
     out = tmp_path / "o"
     finetune(
         FinetuneConfig(
-            model_options=ModelOptions(str(tiny)), data=str(corpus[0]), out=str(out), max_steps=2, save_steps=2, **SMALL
+            model_options=ModelOptions(str(tiny)),
+            data=str(corpus[0]),
+            output=str(out),
+            max_steps=2,
+            save_steps=2,
+            **SMALL,
         )
     )
     _expect_error(
-        "out",
+        "output",
         "--resume",
         model_options=ModelOptions(str(tiny)),
         data=str(corpus[0]),
-        out=str(out),
+        output=str(out),
         max_steps=2,
         block_size=32,
     )

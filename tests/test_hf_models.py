@@ -140,15 +140,15 @@ def test_convert_command_both_directions(tmp_path, gpt2_copy):
 
     runner = CliRunner()
     out = tmp_path / "tiny.gguf"
-    result = runner.invoke(main, ["convert", "--model", str(gpt2_copy), "--out", str(out), "--quantization", "q8_0"])
+    result = runner.invoke(main, ["convert", "--model", str(gpt2_copy), "--output", str(out), "--quantization", "q8_0"])
     assert result.exit_code == 0, result.output
     assert out.is_file() and "q8_0" in result.output
-    result = runner.invoke(main, ["convert", "--model", str(gpt2_copy), "--out", str(tmp_path / "nope")])
+    result = runner.invoke(main, ["convert", "--model", str(gpt2_copy), "--output", str(tmp_path / "nope")])
     assert result.exit_code != 0 and "*.gguf" in result.output
     pickle_only(gpt2_copy)
     result = runner.invoke(
         main,
-        ["convert", "--model", str(gpt2_copy), "--out", str(tmp_path / "p.gguf")],
+        ["convert", "--model", str(gpt2_copy), "--output", str(tmp_path / "p.gguf")],
         env={"POCKETLM_ALLOW_PICKLE": ""},
     )
     assert result.exit_code != 0 and "--allow-pickle" in result.output.replace("\n", " ")

@@ -4,8 +4,9 @@
     pocketlm chat
     pocketlm models
 
-Every flag has the same name as the HTTP field and the engine parameter it fills.
-Commands of other packages (serve, convert, finetune, eval) are added at the bottom.
+Every flag has the same name as the HTTP field and the engine parameter it fills, and an
+environment variable (``pocketlm.settings``). Commands of other packages (convert,
+finetune, eval, ...) are added at the bottom.
 """
 
 from __future__ import annotations
@@ -13,16 +14,28 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import os
 import sys
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
+from typing import ClassVar
 
 import click
 
-from pocketlm.engine import Completion, Engine, EngineConfig, SampleFinished, TextDelta, load_engine
-from pocketlm.engine.options import engine_options, sampling_options
+from pocketlm import server
+from pocketlm.api.settings import Settings
+from pocketlm.commandline import options
+from pocketlm.engine import (
+    Completion,
+    Engine,
+    EngineConfig,
+    Limits,
+    SampleFinished,
+    SamplingParams,
+    TextDelta,
+    load_engine,
+)
 from pocketlm.errors import PocketLMError
-from pocketlm.models.options import ModelOptions, env_var, model_options
+from pocketlm.models.options import ModelOptions
+from pocketlm.settings import Declared, setting
 
 
 class _Group(click.Group):
@@ -54,20 +67,30 @@ def _load(model_options: ModelOptions, engine_config: EngineConfig, n: int = 1) 
     return load_engine(model_options, replace(engine_config, slots=n))
 
 
+@dataclass(frozen=True)
+class GenerateOptions(Declared):
+    COMMAND: ClassVar[str] = "generate"
+
+    json: bool = setting(False, help="Print the whole result as JSON (samples, tokens, logprobs, usage).")
+
+
+def _model_and_sampling(f):
+    """The flags generate and chat share: the model, its context, and how to sample."""
+    f = options(SamplingParams, "sampling", limits=Limits())(f)
+    f = options(EngineConfig, "engine_config", only=("n_ctx",))(f)
+    return options(ModelOptions, "model_options")(f)
+
+
 @main.command()
 @click.argument("prompt")
-@model_options()
-@engine_options("n_ctx")
-@sampling_options
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print the whole result as JSON (samples, tokens, logprobs, usage)."
-)
+@_model_and_sampling
+@options(GenerateOptions, "own")
 @async_command
-async def generate(prompt, as_json, model_options, engine_config, sampling):
+async def generate(prompt, own: GenerateOptions, model_options, engine_config, sampling):
     """Continue PROMPT, streaming the text as it is generated."""
     engine = _load(model_options, engine_config, sampling.n)
     try:
-        if as_json:
+        if own.json:
             result = await engine.complete(prompt, sampling)
             click.echo(
                 json.dumps(
@@ -93,16 +116,21 @@ def _bytes_as_list(value):
     return list(value) if isinstance(value, bytes) else str(value)
 
 
+@dataclass(frozen=True)
+class ChatOptions(Declared):
+    COMMAND: ClassVar[str] = "chat"
+
+    system: str | None = setting(None, help="System prompt.")
+
+
 @main.command()
-@model_options()
-@engine_options("n_ctx")
-@sampling_options
-@click.option("--system", default=None, help="System prompt.")
+@_model_and_sampling
+@options(ChatOptions, "own")
 @async_command
-async def chat(system, model_options, engine_config, sampling):
+async def chat(own: ChatOptions, model_options, engine_config, sampling):
     """Talk with the model; history is kept, the model's chat template is used. Ctrl-D quits."""
     engine = _load(model_options, engine_config, sampling.n)
-    messages = [{"role": "system", "content": system}] if system else []
+    messages = [{"role": "system", "content": own.system}] if own.system else []
     click.echo(f"Chatting with {engine.info.name}. Ctrl-D (or 'exit') quits.")
     try:
         while True:
@@ -127,18 +155,23 @@ async def chat(system, model_options, engine_config, sampling):
         engine.stop(0)
 
 
+@dataclass(frozen=True)
+class ModelsOptions(Declared):
+    COMMAND: ClassVar[str] = "models"
+
+    json: bool = setting(False, help="Print as JSON.")
+
+
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def models(as_json):
+@options(Settings, "settings", only=("caption_model",))  # the task models listed are those serve would run
+@options(ModelsOptions, "own")
+def models(settings: Settings, own: ModelsOptions):
     """List the models available on this machine, with what it costs to run them."""
     from pocketlm.models.listing import available_models
     from pocketlm.tasks.catalog import task_models
 
-    rows, tasks = (
-        available_models(),
-        task_models(os.environ.get(env_var("--caption-model")) or None),
-    )  # as serve reads it
-    if as_json:
+    rows, tasks = available_models(), task_models(settings.caption_model)
+    if own.json:
         click.echo(
             json.dumps(
                 [{"task": "text-generation", **asdict(r)} for r in rows] + [asdict(t) for t in tasks],
@@ -168,17 +201,24 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:,.0f} MB" if n else "-"
 
 
+@main.command()
+@options(Settings, "settings")
+def serve(settings: Settings):
+    """Serve a model over HTTP: the seeds' POST /generate, OpenAI's /v1 routes, Hugging Face TGI's routes."""
+    server.configure_logging(settings.log_format)
+    sys.exit(server.run(settings))
+
+
 def _add_package_commands():
     """Each package owns its commands; the CLI only lists them."""
     from pocketlm.deploy.commands import deploy, insight
     from pocketlm.evaluation.commands import eval_command
     from pocketlm.inspection.commands import inspect
     from pocketlm.models.commands import convert
-    from pocketlm.server import serve
     from pocketlm.tasks.commands import COMMANDS as task_commands
     from pocketlm.training.commands import finetune
 
-    for command in (serve, convert, finetune, eval_command, inspect, deploy, insight, *task_commands):
+    for command in (convert, finetune, eval_command, inspect, deploy, insight, *task_commands):
         main.add_command(command)
 
 

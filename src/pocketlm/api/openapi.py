@@ -7,9 +7,9 @@ model's id), answers with statuses FastAPI cannot see (400 from the engine and
 the body checks, 401 with keys, 408, 413, 503, 504), never answers 422 (its
 validation errors are 400 in OpenAI's shape), and only asks for a key when keys
 are configured. This module rewrites the generated document accordingly, taking
-every number from the one place it is enforced (``engine.params.bounds``,
-``Limits``, the engine's model info), so the document a client generator or a
-gateway reads is the contract the server keeps.
+every number from the one place it is enforced (``engine.params.bounds``: the
+declarations of ``SamplingParams``; ``Limits``; the engine's model info), so the
+document a client generator or a gateway reads is the contract the server keeps.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from pocketlm.engine.params import Bound, bounds
+from pocketlm.engine.params import bounds
+from pocketlm.settings import Range
 from pocketlm.wire_types import PROMPT, SAMPLING, SERVED_MODEL, TOKEN_IDS
 
 # Markers the wire models put in their JSON schemas where a constraint depends on the server's configuration;
@@ -207,7 +208,7 @@ def _constrain(node: dict, name: str, context: dict) -> None:
             branch.update(maxItems=limits.max_stop)
             branch.setdefault("items", {}).update(text)
         return
-    bound: Bound | None = context["numeric"].get(name)
+    bound: Range | None = context["numeric"].get(name)
     if bound is None:
         return
     for branch in _branches(node, "integer") + _branches(node, "number"):

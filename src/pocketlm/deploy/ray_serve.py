@@ -22,33 +22,48 @@ from dataclasses import dataclass, replace
 from pocketlm.api.settings import Settings
 from pocketlm.deploy.asgi import ReplicaHeader, get_status, replica_name
 from pocketlm.errors import InvalidParameter
+from pocketlm.settings import Declared, setting
 
 log = logging.getLogger("pocketlm.ray")
 
 
 @dataclass(frozen=True)
-class Scaling:
-    """How many replicas, and how big each one is."""
+class Scaling(Declared):
+    """Where the replicas run, how many, and how big each one is."""
 
-    replicas: int = 1  # fixed count; ignored when min_replicas/max_replicas ask for autoscaling
-    min_replicas: int | None = None
-    max_replicas: int | None = None
-    target_ongoing_requests: float = 8.0  # autoscaling aims at this many requests in flight per replica
-    cpus_per_replica: float = 1.0
-    max_ongoing_requests: int | None = None  # per replica; default: slots + queue, what the engine accepts
+    replicas: int = setting(  # ignored when min_replicas/max_replicas ask for autoscaling
+        1,
+        low=1,
+        help="Replicas, each with its own engine and slots (fixed count; see --min/--max-replicas to autoscale).",
+    )
+    cpus_per_replica: float = setting(
+        1.0,
+        low=0.0,
+        low_open=True,
+        help="CPUs Ray reserves for each replica; also its llama.cpp threads unless --threads is given.",
+    )
+    min_replicas: int | None = setting(None, low=0, help="Autoscale: fewest replicas (with --max-replicas).")
+    max_replicas: int | None = setting(None, low=1, help="Autoscale: most replicas (with --min-replicas).")
+    target_ongoing_requests: float = setting(
+        8.0, low=0.0, low_open=True, help="Autoscale: requests in flight per replica that Ray Serve aims at."
+    )
+    max_ongoing_requests: int | None = setting(  # default: slots + queue, what the engine accepts
+        None, low=1, help="Requests Ray sends one replica at once (default: its slots + queue)."
+    )
+    ray_address: str | None = setting(
+        None,
+        help="Ray cluster to join: 'auto' (this node ran `ray start`), ray://HOST:10001; "
+        "default: a local Ray on every core.",
+    )
 
-    def check(self) -> None:
-        if self.replicas < 1:
-            raise InvalidParameter("replicas", f"must be at least 1; got {self.replicas}")
-        if self.cpus_per_replica <= 0:
-            raise InvalidParameter("cpus_per_replica", f"must be more than 0; got {self.cpus_per_replica}")
+    def __post_init__(self):
+        super().__post_init__()
         if (self.min_replicas is None) != (self.max_replicas is None):
             raise InvalidParameter("max_replicas", "autoscaling needs both --min-replicas and --max-replicas")
-        if self.autoscaling and not (0 <= self.min_replicas <= self.max_replicas and self.max_replicas >= 1):
+        if self.autoscaling and self.min_replicas > self.max_replicas:
             raise InvalidParameter(
                 "max_replicas",
-                f"need 0 <= min_replicas <= max_replicas and max_replicas >= 1; "
-                f"got {self.min_replicas} and {self.max_replicas}",
+                f"need min_replicas <= max_replicas; got {self.min_replicas} and {self.max_replicas}",
             )
 
     @property
@@ -120,26 +135,23 @@ def build_deployment(settings: Settings, scaling: Scaling):
     """The bound Ray Serve application: ``serve.run(build_deployment(...), route_prefix="/")``."""
     from ray import serve
 
-    scaling.check()
     ingress = serve.ingress()(PocketlmReplica)
     deployment = serve.deployment(ingress, name="pocketlm", **scaling.deployment_options(settings))
     return deployment.bind(replica_settings(settings, scaling))
 
 
-def run(
-    settings: Settings, scaling: Scaling, address: str | None = None, app_name: str = "pocketlm", blocking: bool = True
-):
+def run(settings: Settings, scaling: Scaling, app_name: str = "pocketlm", blocking: bool = True):
     """Connect to (or start) Ray, deploy on ``settings.host:settings.port``, and wait until every replica is up.
 
-    ``address``: None joins the Ray already initialised in this process, else starts a local one on every core;
-    "auto" joins the cluster this node belongs to (``ray start --head`` / ``ray start --address``); "ray://host:10001"
-    a remote one. With ``blocking``, serve until SIGINT/SIGTERM, then shut the application down.
+    ``scaling.ray_address``: None joins the Ray already initialised in this process, else starts a local one on
+    every core; "auto" joins the cluster this node belongs to (``ray start --head`` / ``ray start --address``);
+    "ray://host:10001" a remote one. With ``blocking``, serve until SIGINT/SIGTERM, then shut the application down.
     """
     import ray
     from ray import serve
 
     if not ray.is_initialized():
-        ray.init(address=address, logging_level=logging.WARNING, include_dashboard=False)
+        ray.init(address=scaling.ray_address, logging_level=logging.WARNING, include_dashboard=False)
     serve.start(http_options={"host": settings.host, "port": settings.port})
     started = time.perf_counter()
     handle = serve.run(build_deployment(settings, scaling), name=app_name, route_prefix="/", blocking=False)

@@ -5,13 +5,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pocketlm.engine.params import Limits
+from pocketlm.settings import Declared, setting
 
 
 @dataclass(frozen=True)
-class EngineConfig:
-    slots: int = 16  # slots decoded together
-    n_ctx: int = 1024  # context of each slot: prompt + new tokens of one sample
-    max_queue: int = 64  # requests waiting for a slot before new ones get Overloaded
+class EngineConfig(Declared):
+    slots: int = setting(
+        16,
+        low=1,
+        help="Sequences decoded together (continuous batching); more slots, more throughput, more KV-cache RAM.",
+    )
+    n_ctx: int = setting(
+        1024, low=16, help="Context of each slot in tokens: prompt + new tokens. KV-cache RAM grows with slots x n-ctx."
+    )
+    max_queue: int = setting(
+        64, low=0, help="Requests that may wait for a slot; beyond it: 'overloaded' (HTTP 503 + Retry-After)."
+    )
     prefill_chunk: int = 512  # prompt tokens processed per step (one 512-row llama.cpp pass)
-    draft_tokens: int = 3  # most tokens drafted per sample and step by prompt lookup; 0: none
+    draft_tokens: int = setting(
+        3,
+        low=0,
+        old=("--speculative-tokens", "POCKETLM_SPECULATIVE_TOKENS"),
+        help="Most tokens drafted ahead per sequence and step from its own text (prompt lookup: used while "
+        "fewer than 8 sequences decode); the text stays the same. 0 turns it off.",
+    )
     limits: Limits = field(default_factory=Limits)

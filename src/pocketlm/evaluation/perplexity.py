@@ -140,13 +140,14 @@ def text_perplexity(
     n_ctx: int,
     stride: int,
     *,
-    max_tokens: int | None = None,
+    max_scored_tokens: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Perplexity:
-    """Tokenize ``text`` without BOS or special-token parsing (plain text is scored as written), then score it."""
+    """Tokenize ``text`` without BOS or special-token parsing (plain text is scored as written), then score
+    its first ``max_scored_tokens`` tokens (all by default)."""
     tokens = backend.tokenize(text, add_special=False)
-    if max_tokens is not None:
-        if max_tokens < 2:
-            raise InvalidParameter("max_tokens", f"must be at least 2, got {max_tokens}")
-        tokens = tokens[:max_tokens]
+    if max_scored_tokens is not None:
+        if max_scored_tokens < 2:
+            raise InvalidParameter("max_scored_tokens", f"must be at least 2, got {max_scored_tokens}")
+        tokens = tokens[:max_scored_tokens]
     return perplexity(backend, tokens, n_ctx, stride, progress)

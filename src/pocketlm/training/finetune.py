@@ -20,7 +20,7 @@ import math
 import os
 import resource
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -29,38 +29,9 @@ from pocketlm.errors import InvalidParameter, ModelNotFound
 from pocketlm.files import write_text
 from pocketlm.models.options import ModelOptions
 from pocketlm.training.checkpoints import STAGING, AtomicCheckpoints, clear_staging, latest_checkpoint
+from pocketlm.training.config import FinetuneConfig
 from pocketlm.training.data import BlockDataset, load_blocks
 from pocketlm.training.lora import add_lora
-
-
-@dataclass
-class FinetuneConfig:
-    model_options: ModelOptions  # the model to start from (alias, .gguf, HF directory or hub id) and its opt-ins
-    data: str
-    out: str
-    valid: str | None = None  # None: hold out the last 5% of the training blocks
-    text_field: str = "text"
-    block_size: int = 256
-    epochs: float = 1.0
-    max_steps: int | None = None  # overrides epochs
-    learning_rate: float = 5e-5
-    batch_size: int = 8
-    grad_accum: int = 1
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    seed: int = 0
-    save_steps: int = 100
-    keep_checkpoints: int = 2
-    logging_steps: int = 10
-    max_valid_tokens: int | None = None  # cap validation cost on a slow CPU
-    lora: bool = False
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    lora_targets: tuple[str, ...] = field(default_factory=tuple)  # empty: peft's default for the architecture
-    merge: bool = False
-    resume: bool = False
-    progress: bool = True
 
 
 def finetune(cfg: FinetuneConfig, callbacks: list | tuple = ()) -> dict:
@@ -68,8 +39,7 @@ def finetune(cfg: FinetuneConfig, callbacks: list | tuple = ()) -> dict:
 
     ``callbacks`` are extra ``TrainerCallback`` objects, for callers that want to watch or steer training.
     """
-    _check_config(cfg)
-    out = prepare_out(Path(cfg.out), cfg.resume)
+    out = prepare_out(Path(cfg.output), cfg.resume)
     resume_from = latest_checkpoint(out) if cfg.resume else None
     base_dir, tokenizer, model = load_base(cfg.model_options)
     check_block_size(model, cfg.block_size)
@@ -104,7 +74,7 @@ def finetune(cfg: FinetuneConfig, callbacks: list | tuple = ()) -> dict:
         if _disk_full(e):
             last = latest_checkpoint(out)
             raise InvalidParameter(
-                "out",
+                "output",
                 f"the disk holding {out} is full: writing checkpoint at step "
                 f"{trainer.state.global_step} failed. "
                 + (
@@ -123,7 +93,7 @@ def finetune(cfg: FinetuneConfig, callbacks: list | tuple = ()) -> dict:
     except Exception as e:  # safetensors reports ENOSPC as its own error type
         if _disk_full(e):
             raise InvalidParameter(
-                "out",
+                "output",
                 f"the disk holding {out} filled up while saving the final model; free "
                 "some space and run the same command with --resume",
             ) from e
@@ -164,28 +134,6 @@ def finetune(cfg: FinetuneConfig, callbacks: list | tuple = ()) -> dict:
 # ---- setup --------------------------------------------------------------------------------------
 
 
-def _check_config(cfg: FinetuneConfig) -> None:
-    positive = {
-        "block_size": cfg.block_size,
-        "batch_size": cfg.batch_size,
-        "grad_accum": cfg.grad_accum,
-        "save_steps": cfg.save_steps,
-        "logging_steps": cfg.logging_steps,
-        "lora_r": cfg.lora_r,
-    }
-    for name, value in positive.items():
-        if value < 1:
-            raise InvalidParameter(name, f"must be at least 1, got {value}")
-    if cfg.max_steps is not None and cfg.max_steps < 1:
-        raise InvalidParameter("max_steps", f"must be at least 1, got {cfg.max_steps}")
-    if cfg.max_steps is None and not cfg.epochs > 0:
-        raise InvalidParameter("epochs", f"must be above 0, got {cfg.epochs}")
-    if not cfg.learning_rate > 0:
-        raise InvalidParameter("learning_rate", f"must be above 0, got {cfg.learning_rate}")
-    if cfg.merge and not cfg.lora:
-        raise InvalidParameter("merge", "only applies to LoRA: add --lora, or drop --merge")
-
-
 def prepare_out(out: Path, resume: bool) -> Path:
     """Create ``out``, prove it is writable, and refuse to silently mix two runs."""
     out = out.expanduser()
@@ -196,15 +144,15 @@ def prepare_out(out: Path, resume: bool) -> Path:
         probe.unlink()
     except OSError as e:
         raise InvalidParameter(
-            "out",
+            "output",
             f"cannot write to {out} ({e.strerror or e}); choose a directory you can "
             "write to, with room for the model and its checkpoints",
         ) from None
     if not resume and latest_checkpoint(out) is not None:
         raise InvalidParameter(
-            "out",
+            "output",
             f"{out} already holds checkpoints of a fine-tuning run: add --resume to continue "
-            "it, or choose another --out",
+            "it, or choose another --output",
         )
     clear_staging(out)  # an interrupted save: never resumed from, so remove it
     return out

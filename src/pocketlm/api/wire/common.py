@@ -7,7 +7,8 @@ from typing import Any
 from pydantic import Field
 
 from pocketlm.api.errors import Unsupported
-from pocketlm.engine.params import DESCRIPTIONS
+from pocketlm.engine.params import SamplingParams
+from pocketlm.settings import declared
 from pocketlm.wire_types import SAMPLING
 
 Stop = str | list[str] | None
@@ -17,12 +18,11 @@ Aliases = dict[str, str]  # engine parameter name -> the client's name for it
 
 
 def sampling_field(name: str, default: Any = None, note: str = "", **kwargs) -> Any:
-    """A field that fills ``SamplingParams.<name>``: the engine's description of it, plus this protocol's ``note``
-    (usually its default), so /docs explains each sampling field in the same words on every route."""
+    """A field that fills ``SamplingParams.<name>``: the help its declaration gives, plus this protocol's ``note``
+    (usually its default), so /docs explains each sampling field in the same words on every route and in --help."""
     # The marker lets the OpenAPI document state the engine's bounds for it, under the server's limits (api.openapi).
-    return Field(
-        default, description=f"{DESCRIPTIONS[name]} {note}".strip(), json_schema_extra={SAMPLING: name}, **kwargs
-    )
+    description = f"{declared(SamplingParams, name).help} {note}".strip()
+    return Field(default, description=description, json_schema_extra={SAMPLING: name}, **kwargs)
 
 
 NULL = {"type": "null"}
