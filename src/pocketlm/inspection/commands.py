@@ -55,12 +55,12 @@ def inspect():
 def tokens(text, tokenizers, as_json, png):
     """Token ids, pieces and byte spans of TEXT, side by side for several tokenizers."""
     from pocketlm.inspection import pictures
-    from pocketlm.inspection.loading import hf_dir
     from pocketlm.inspection.schemas import tokens_body
     from pocketlm.inspection.tokens import check_text, compare, named_tokenizer
+    from pocketlm.models import DEFAULT_MODEL
 
     check_text(text)
-    names = list(dict.fromkeys(tokenizers)) or [hf_dir(None)[0]]
+    names = list(dict.fromkeys(tokenizers)) or [DEFAULT_MODEL]
     result = compare(text, {name: named_tokenizer(name) for name in names})
     if png:
         _wrote(pictures.write_png(pictures.tokens_png(result), png))

@@ -12,8 +12,7 @@ from pathlib import Path
 import click
 
 from pocketlm.models.options import model_options
-
-CONVERT_QUANTIZATION = "f16"  # what `convert` writes unless asked: near-exact, and any type can be made from it
+from pocketlm.models.quantization import CONVERT_QUANTIZATION
 
 
 @click.command()
@@ -33,7 +32,8 @@ def convert(model_options, out):
     --model may be a path, a built-in alias (smollm2-135m-instruct) or a hub id.
     """
     from pocketlm.errors import InvalidParameter
-    from pocketlm.models.convert import gguf_to_hf, hf_to_gguf, requantize_gguf
+    from pocketlm.models.gguf_to_hf import gguf_to_hf
+    from pocketlm.models.gguf_writer import hf_to_gguf, requantize_gguf
     from pocketlm.models.registry import resolve
 
     ref = resolve(model_options.model)

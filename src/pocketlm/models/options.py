@@ -74,7 +74,7 @@ def env_var(flag: str) -> str:
 
 def _declarations() -> dict:
     """Each flag as a click.option decorator, by the ModelOptions field it fills."""
-    from pocketlm.models.convert import QUANTIZATIONS
+    from pocketlm.models.quantization import QUANTIZATIONS
 
     def option(*names, **kwargs):
         return click.option(*names, envvar=env_var(names[-1]), show_envvar=True, **kwargs)
@@ -140,7 +140,7 @@ def _deprecated_quantization_env() -> str | None:
         warnings.warn(
             "POCKETLM_CONVERT_TYPE is deprecated: set POCKETLM_QUANTIZATION instead", FutureWarning, stacklevel=2
         )
-        from pocketlm.models.convert import check_quantization
+        from pocketlm.models.quantization import check_quantization
 
         check_quantization(value)
     return value or None
