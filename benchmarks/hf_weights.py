@@ -16,7 +16,7 @@ CACHE = Path(os.environ.get("POCKETLM_BENCH_CACHE", Path.home() / ".cache" / "po
 
 def hf_dir_for(gguf: Path, cache: Path = CACHE) -> Path:
     """The cached HF directory for `gguf`, built on first use with pocketlm's own GGUF -> HF conversion."""
-    from pocketlm.models.convert import gguf_to_hf
+    from pocketlm.models.gguf_to_hf import gguf_to_hf
 
     gguf = Path(gguf)
     stat = gguf.stat()

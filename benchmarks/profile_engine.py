@@ -40,10 +40,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 def served_file() -> Path:
     """The GGUF `pocketlm serve` runs by default (the embedded model as its registry asks, cached)."""
-    from pocketlm.models import DEFAULT_MODEL, resolve
+    from pocketlm.models import DEFAULT_MODEL
     from run import served_file as served
 
-    return served(resolve(None).path, DEFAULT_MODEL)
+    return served(DEFAULT_MODEL)
 
 
 async def closed_loop(

@@ -233,16 +233,11 @@ def measure(spec, workload: str, c: int, prompts, tokenizer, args, log_dir: Path
     return cell
 
 
-def served_file(gguf: Path, model: str | None) -> Path:
-    """The GGUF pocketlm actually runs for `model`: the embedded alias is requantized (q8_0), cached."""
-    from pocketlm.models import resolve
+def served_file(model: str | None) -> Path:
+    """The GGUF pocketlm actually runs for `model` on llama.cpp: the embedded alias is requantized (q8_0), cached."""
+    from pocketlm.models.prepare import prepare
 
-    ref = resolve(model)
-    if ref.format != "gguf" or not ref.runs_as:
-        return gguf
-    from pocketlm.models.convert import requantized
-
-    return Path(requantized(ref.path, ref.runs_as))
+    return prepare(model, "llama.cpp").path
 
 
 def run(args) -> dict:
@@ -255,7 +250,7 @@ def run(args) -> dict:
     hf_dir = hf_dir_for(gguf) if {"transformers", "flask"} & set(args.servers) else None
     tokenizer = GGUFTokenizer(gguf)
     workloads = {"completions": build_prompts(tokenizer), "chat": build_chat(tokenizer)}
-    served = served_file(gguf, args.model or DEFAULT_MODEL)
+    served = served_file(args.model or DEFAULT_MODEL)
     exe = None
     if {"llama-server", "llama-server-file", NGRAM_PEER} & set(args.servers):
         from llama_server import ensure

@@ -20,8 +20,10 @@ llama_cpp = pytest.importorskip("llama_cpp")
 from pocketlm import datasets  # noqa: E402
 from pocketlm.backends.torch_backend import token_pieces  # noqa: E402
 from pocketlm.errors import InvalidParameter, ModelLoadError  # noqa: E402
-from pocketlm.models import convert  # noqa: E402
-from pocketlm.models.convert import gguf_for, gguf_to_hf, hf_to_gguf  # noqa: E402
+from pocketlm.models import conversions, gguf_writer  # noqa: E402
+from pocketlm.models.conversions import gguf_for  # noqa: E402
+from pocketlm.models.gguf_to_hf import gguf_to_hf  # noqa: E402
+from pocketlm.models.gguf_writer import hf_to_gguf  # noqa: E402
 from tiny_models import build_tiny_gpt_neo, tiny_model_dir  # noqa: E402
 
 KINDS = ["gpt2", "llama"]
@@ -296,7 +298,7 @@ def test_failed_conversion_leaves_no_file(tmp_path, monkeypatch):
             raise OSError("disk full")
         return data
 
-    monkeypatch.setattr(convert, "_to_gguf_layout", fail_on_third_tensor)
+    monkeypatch.setattr(gguf_writer, "_to_gguf_layout", fail_on_third_tensor)
     dst = tmp_path / "out.gguf"
     with pytest.raises(OSError):
         hf_to_gguf(tiny_model_dir("gpt2"), dst, "f32", progress=False)
@@ -323,7 +325,7 @@ def test_gguf_for_caches_by_content(tmp_path, monkeypatch):
     config["layer_norm_epsilon"] = 1e-6  # an edited model must not reuse the old conversion
     (src / "config.json").write_text(json.dumps(config))
     assert gguf_for(src, quantization="f32", progress=False) != first
-    assert [s for _, s in convert.converted_models()] == [str(src.resolve())]  # the old one can never be used again
+    assert [s for _, s in conversions.converted_models()] == [str(src.resolve())]  # the old one can never be used again
     assert not first.exists()
 
 
@@ -415,7 +417,7 @@ def test_sentencepiece_style_tokenizer_parity(tmp_path):
 def test_requantized_embedded_model_is_cached_and_still_answers(tmp_path, monkeypatch):
     from pocketlm.engine import EngineConfig, ModelOptions, SamplingParams, load_engine
     from pocketlm.models import resolve
-    from pocketlm.models.convert import requantized
+    from pocketlm.models.conversions import requantized
     from pocketlm.models.gguf_info import read_gguf_info
 
     monkeypatch.setenv("POCKETLM_CACHE", str(tmp_path))
@@ -446,7 +448,7 @@ def test_a_changed_source_replaces_its_old_conversions_only(tmp_path, monkeypatc
     import os
     import shutil
 
-    from pocketlm.models.convert import hf_dir_for, requantized
+    from pocketlm.models.conversions import hf_dir_for, requantized
 
     monkeypatch.setenv("POCKETLM_CACHE", str(tmp_path / "cache"))
     src, other = tmp_path / "model.gguf", tmp_path / "other.gguf"
@@ -470,7 +472,7 @@ def test_a_changed_source_replaces_its_old_conversions_only(tmp_path, monkeypatc
 
 
 def test_requantize_rejects_unknown_type_and_damaged_file(tmp_path):
-    from pocketlm.models.convert import requantize_gguf
+    from pocketlm.models.gguf_writer import requantize_gguf
 
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"GGUF" + b"\0" * 10)

@@ -28,6 +28,7 @@ from pocketlm.errors import InvalidParameter  # noqa: E402
 from pocketlm.evaluation.perplexity import perplexity, text_perplexity, windows  # noqa: E402
 from pocketlm.models import resolve  # noqa: E402
 from pocketlm.models.options import ModelOptions  # noqa: E402
+from pocketlm.models.prepare import prepare  # noqa: E402
 from tiny_models import build_tiny_gpt2  # noqa: E402
 
 VALID = datasets.resolve("shakespeare:valid")
@@ -96,7 +97,8 @@ def test_tiny_gpt2_same_numbers_on_both_backends_and_plain_recipe(tiny, tmp_path
 
     for kind in ("torch", "llama.cpp"):
         # f32: llama.cpp and torch hold the same weights
-        backend = load_backend(resolve(str(tiny)), ModelOptions(backend=kind, quantization="f32"), slots=1, n_ctx=256)
+        options = ModelOptions(str(tiny), backend=kind, quantization="f32")
+        backend = load_backend(prepare(options), options, slots=1, n_ctx=256)
         try:
             assert backend.tokenize(text, add_special=False) == ids
             r = text_perplexity(backend, text, n_ctx=96, stride=40)
@@ -177,7 +179,7 @@ def test_eval_takes_a_dataset_name(tiny, tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def smollm2_hf(tmp_path_factory):
     """The embedded SmolLM2 GGUF, dequantized to a Hugging Face directory (the issue-5 conversion)."""
-    from pocketlm.models.convert import gguf_to_hf
+    from pocketlm.models.gguf_to_hf import gguf_to_hf
 
     return gguf_to_hf(resolve(None).path, tmp_path_factory.mktemp("smollm2") / "hf")
 
@@ -191,8 +193,9 @@ def test_smollm2_perplexity_agrees_across_backends(smollm2_hf):
     results, tokens = {}, {}
     # the GGUF file by path runs as it is (Q4_1), the same weights the HF directory was made from;
     # the alias would run its q8_0 requantization
-    for kind, ref in (("llama.cpp", resolve(str(resolve(None).path))), ("torch", resolve(str(smollm2_hf)))):
-        backend = load_backend(ref, ModelOptions(backend=kind), slots=1, n_ctx=context)
+    for kind, model in (("llama.cpp", str(resolve(None).path)), ("torch", str(smollm2_hf))):
+        options = ModelOptions(model, backend=kind)
+        backend = load_backend(prepare(options), options, slots=1, n_ctx=context)
         try:
             ids = backend.tokenize(text[: SMOLLM2_TOKENS * 8], add_special=False)[:SMOLLM2_TOKENS]
             assert len(ids) == SMOLLM2_TOKENS

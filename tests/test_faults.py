@@ -26,7 +26,7 @@ import pytest
 from api_server import Server, sse_events
 from pocketlm import files
 from pocketlm.errors import DiskFull
-from pocketlm.models import convert
+from pocketlm.models import conversions
 from tiny_models import tiny_model_dir
 
 
@@ -135,10 +135,10 @@ def test_a_truncated_conversion_is_converted_again_not_loaded(tmp_path, monkeypa
 
     monkeypatch.setenv("POCKETLM_CACHE", str(tmp_path))
     src = shutil.copytree(tiny_model_dir("gpt2"), tmp_path / "model")
-    out = convert.gguf_for(src, quantization="f32", progress=False)
+    out = conversions.gguf_for(src, quantization="f32", progress=False)
     good = sha256(out)
     os.truncate(out, out.stat().st_size // 2)  # what a copy or a disk error cut short looks like
-    again = convert.gguf_for(src, quantization="f32", progress=False)
+    again = conversions.gguf_for(src, quantization="f32", progress=False)
     assert again == out and sha256(again) == good
     assert read_gguf_info(again).quantization == "ALL_F32"  # it reads: the whole file is there
 
@@ -148,12 +148,12 @@ def test_a_corrupted_requantization_is_redone(tmp_path, monkeypatch):
 
     monkeypatch.setenv("POCKETLM_CACHE", str(tmp_path))
     src = resolve("smollm2-135m-instruct").path
-    out = convert.requantized(src, "q8_0", progress=False)
+    out = conversions.requantized(src, "q8_0", progress=False)
     good = sha256(out)
     with open(out, "r+b") as f:  # same size, some bytes of the weights changed
         f.seek(out.stat().st_size // 2)
         f.write(b"\xff" * 64)
-    assert convert.requantized(src, "q8_0", progress=False) == out and sha256(out) == good
+    assert conversions.requantized(src, "q8_0", progress=False) == out and sha256(out) == good
 
 
 def test_an_injected_enospc_during_conversion(tmp_path, monkeypatch):
@@ -169,11 +169,12 @@ def test_an_injected_enospc_during_conversion(tmp_path, monkeypatch):
 
     monkeypatch.setattr(gguf.GGUFWriter, "write_tensors_to_file", full_disk)
     with pytest.raises(DiskFull, match="no space left"):
-        convert.gguf_for(tiny_model_dir("gpt2"), quantization="f32", progress=False)
+        conversions.gguf_for(tiny_model_dir("gpt2"), quantization="f32", progress=False)
     converted = tmp_path / "cache" / "converted"
     assert [p.name for p in converted.iterdir() if not p.name.endswith(".lock")] == []
     monkeypatch.setattr(gguf.GGUFWriter, "write_tensors_to_file", real)
-    assert convert.gguf_for(tiny_model_dir("gpt2"), quantization="f32", progress=False).is_file()  # space again: works
+    again = conversions.gguf_for(tiny_model_dir("gpt2"), quantization="f32", progress=False)
+    assert again.is_file()  # space again: works
 
 
 @pytest.fixture

@@ -292,16 +292,15 @@ def test_finetuned_directory_serves_over_http(lora_runs, tmp_path, kept):
 
 
 def test_adapter_without_its_base_says_what_is_missing(lora_runs, tmp_path):
-    from pocketlm.backends import load_backend
     from pocketlm.errors import ModelLoadError
-    from pocketlm.models import resolve
+    from pocketlm.models.prepare import prepare
 
     adapter = shutil.copytree(lora_runs[0], tmp_path / "adapter")
     config = json.loads((adapter / "adapter_config.json").read_text())
     config["base_model_name_or_path"] = str(tmp_path / "gone")
     (adapter / "adapter_config.json").write_text(json.dumps(config))
     with pytest.raises(ModelLoadError, match=r"LoRA adapter for base model .*gone.*not a directory.*--merge"):
-        load_backend(resolve(str(adapter)), ModelOptions(), slots=1, n_ctx=64)
+        prepare(str(adapter))
 
 
 # ---- bad input: each fails before any training step, with a message that says what to do ----

@@ -117,12 +117,12 @@ def test_remote_code_is_off_by_default(gpt2_copy, monkeypatch):
 
 def test_unsupported_architecture_on_llama_cpp_suggests_torch(tmp_path):
     from pocketlm.backends import load_backend
-    from pocketlm.models import resolve
+    from pocketlm.models.prepare import prepare
 
-    ref = resolve(str(build_tiny_gpt_neo(tmp_path / "neo")))
+    neo = str(build_tiny_gpt_neo(tmp_path / "neo"))
     with pytest.raises(ModelLoadError, match=r"GPTNeoForCausalLM.*--backend torch"):
-        load_backend(ref, ModelOptions(backend="llama.cpp"), slots=1, n_ctx=64)
-    backend = load_backend(ref, ModelOptions(), slots=1, n_ctx=64)  # auto: torch runs it
+        prepare(ModelOptions(neo, backend="llama.cpp"))
+    backend = load_backend(prepare(neo), ModelOptions(neo), slots=1, n_ctx=64)  # auto: torch runs it
     assert type(backend).__name__ == "TorchBackend"
 
 

@@ -339,29 +339,6 @@ def test_unknown_audio_file_is_404(server):
         assert r.status_code == 404
 
 
-def test_a_shared_model_is_loaded_once_however_many_threads_ask():
-    import threading
-    import time
-
-    from pocketlm.tasks.shared import Shared
-
-    loads = []
-
-    def load():
-        loads.append(1)
-        time.sleep(0.05)  # long enough for every thread to arrive while the first one loads
-        return object()
-
-    shared = Shared(load)
-    got = []
-    threads = [threading.Thread(target=lambda: got.append(shared.get())) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(loads) == 1 and len({id(g) for g in got}) == 1 and shared.loaded
-
-
 def test_stored_audio_is_bounded_in_count_bytes_and_age(tmp_path):
     import os
     import time

@@ -54,7 +54,7 @@ def build_tiny_llama(
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from pocketlm.models import resolve
-    from pocketlm.models.convert import set_pre_tokenizer
+    from pocketlm.models.vocab import set_pre_tokenizer
 
     gguf = resolve(None).path
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -191,4 +191,19 @@ def build_tiny_captioner(out: Path, *, seed: int = 2) -> Path:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(out)
+    return out
+
+
+def build_tiny_adapter(out: Path, base: Path, *, seed: int = 0) -> Path:
+    """A LoRA adapter directory for the tiny GPT-2 ``base``, as `finetune --lora` writes one (adapter + tokenizer).
+
+    Its B matrices are random rather than zero, so merging it changes the weights."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(seed)
+    config = LoraConfig(task_type="CAUSAL_LM", r=4, fan_in_fan_out=True, init_lora_weights=False)
+    get_peft_model(AutoModelForCausalLM.from_pretrained(base), config).save_pretrained(out)
+    AutoTokenizer.from_pretrained(base).save_pretrained(out)
     return out

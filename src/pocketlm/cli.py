@@ -174,7 +174,7 @@ def models(settings: Settings, own: ModelsOptions):
     if own.json:
         click.echo(
             json.dumps(
-                [{"task": "text-generation", **asdict(r)} for r in rows] + [asdict(t) for t in tasks],
+                [asdict(r) for r in rows] + [asdict(t) for t in tasks],
                 indent=2,
                 default=str,
             )
@@ -189,8 +189,9 @@ def models(settings: Settings, own: ModelsOptions):
         )
     click.echo(
         "\nKIND: instruct = tuned to follow chat turns (has a chat template); base = continues text, best with "
-        "`generate` or /v1/completions.\nRAM~ = weights + KV cache for 4,096 tokens. Quantization: fewer bits, "
-        "smaller and faster, slightly less accurate (Q4 ~ 4.5 bits/weight, Q8 ~ 8.5, F16 = 16)."
+        "`generate` or /v1/completions; encoder = turns text into vectors (embeddings), generates nothing.\n"
+        "RAM~ = weights + KV cache for 4,096 tokens. Quantization: fewer bits, smaller and faster, slightly less "
+        "accurate (Q4 ~ 4.5 bits/weight, Q8 ~ 8.5, F16 = 16)."
     )
     click.echo(f"\n{'TASK MODEL':<28} {'TASK':<15} SOURCE")
     for t in tasks:

@@ -10,11 +10,11 @@ from pocketlm.models.options import ModelOptions
 
 
 def load_engine(options: ModelOptions = ModelOptions(), config: EngineConfig = EngineConfig()) -> Engine:
-    """Resolve ``options.model``, load it on a backend with room for ``config``, and start an engine."""
+    """Prepare ``options.model``, load it on a backend with room for ``config``, and start an engine."""
     from pocketlm.backends import load_backend
-    from pocketlm.models import resolve
+    from pocketlm.models.prepare import prepare
 
-    backend = load_backend(resolve(options.model), options, slots=config.slots, n_ctx=config.n_ctx)
+    backend = load_backend(prepare(options), options, slots=config.slots, n_ctx=config.n_ctx)
     return Engine(backend, config).start()
 
 

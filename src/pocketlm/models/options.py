@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pocketlm.errors import InvalidParameter
-from pocketlm.models.convert import QUANTIZATIONS
+from pocketlm.models.quantization import QUANTIZATIONS
 from pocketlm.settings import Declared, setting
 
 BACKENDS = ("auto", "llama.cpp", "torch")

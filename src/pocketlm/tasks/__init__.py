@@ -3,7 +3,7 @@
 One module per task (``translation``, ``speech``, ``captioning``) plus the
 ``pipeline`` that chains them (image -> caption -> Portuguese -> speech). Each
 task's model is loaded lazily, once per process, and shared by every request
-and thread (``shared.Shared``); ``catalog.task_models()`` lists them with their
+and thread (``pocketlm.models.loaded``); ``catalog.task_models()`` lists them with their
 task for ``pocketlm models`` and ``GET /v1/models``. ``routes`` and ``commands``
 put them on the HTTP server and the command line.
 

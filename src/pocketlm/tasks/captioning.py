@@ -1,9 +1,10 @@
 """Image captioning with transformers' image-to-text models (ViT-GPT2, BLIP, ...).
 
 No package ships captioning weights, so captioning works when the user has a
-model: a local directory or a hub id already in the local cache (``pocketlm.models``
-resolves it as it does for text models). The model is loaded once per name
-and used under a lock: one torch forward pass already uses every core.
+model: a local directory or a hub id already in the local cache (``models.prepare``
+prepares it as it does text models, and refuses anything but an image-to-text
+model). The model is loaded once per name (``models.loaded``) and used under a
+lock: one torch forward pass already uses every core.
 
 Images are checked before they are decoded: Pillow's ``Image.open`` reads only
 the header, so an image bomb (a small file that claims 100,000 x 100,000
@@ -22,6 +23,7 @@ import warnings
 from dataclasses import dataclass
 
 from pocketlm.errors import InvalidParameter, ModelLoadError, ModelNotFound
+from pocketlm.models.loaded import Loaded
 
 FORMATS = ("PNG", "JPEG", "WEBP")
 MAX_IMAGE_BYTES = 20 << 20  # 20 MiB (the server's --max-body-bytes applies first)
@@ -107,15 +109,12 @@ class Captioner:
 
 def load_captioner(name: str) -> Captioner:
     """A local directory or cached hub id with an image-to-text model, image processor and tokenizer."""
-    from pocketlm.models import resolve
     from pocketlm.models.hf import inspect_hf_dir
+    from pocketlm.models.prepare import prepare
+    from pocketlm.models.registry import IMAGE_TO_TEXT
 
-    ref = resolve(name)
-    if ref.format != "hf":
-        raise ModelLoadError(
-            f"'{name}' is a {ref.format} file; captioning needs a Hugging Face image-to-text model directory"
-        )
-    hf = inspect_hf_dir(ref.path)
+    prepared = prepare(name, "torch", tasks=(IMAGE_TO_TEXT,))
+    hf = inspect_hf_dir(prepared.path)
     try:
         import torch
         from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
@@ -131,27 +130,21 @@ def load_captioner(name: str) -> Captioner:
         raise ModelLoadError(
             f"{hf.path} is not an image-to-text model transformers can load ({hf.architecture}): {e}"
         ) from None
-    return Captioner(ref.name, model.eval().requires_grad_(False), processor, tokenizer, threading.Lock())
+    return Captioner(prepared.name, model.eval().requires_grad_(False), processor, tokenizer, threading.Lock())
 
 
-_captioners: dict[str, Captioner] = {}
-_load_lock = threading.Lock()
+_captioners: Loaded[str, Captioner] = Loaded()
 
 
 def captioner(name: str | None, param: str = "model") -> Captioner:
     """The captioning model ``name``, loaded once per process; None: no model was given (an error saying how)."""
     if not name:
         raise InvalidParameter(param, NO_MODEL)
-    found = _captioners.get(name)
-    if found is None:
-        with _load_lock:
-            found = _captioners.get(name) or load_captioner(name)
-            _captioners[name] = found
-    return found
+    return _captioners.get(name, lambda: load_captioner(name))
 
 
 def loaded() -> list[str]:
-    return list(_captioners)
+    return _captioners.keys()
 
 
 def model_name(name: str) -> str:

@@ -37,7 +37,7 @@ import numpy as np
 
 from pocketlm.errors import InvalidParameter, ModelLoadError, PocketLMError
 from pocketlm.files import atomic_path, cache_dir
-from pocketlm.tasks.shared import Shared
+from pocketlm.models.loaded import Loaded
 
 MODEL_ID = "piper-joe"
 MODEL_ALIASES = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")  # OpenAI's names, so unchanged clients work
@@ -132,7 +132,7 @@ class Speaker:
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
 
-_speaker = Shared(Speaker)
+_speakers: Loaded[str, Speaker] = Loaded()
 
 
 def sample_rate() -> int:
@@ -147,11 +147,11 @@ def sample_rate() -> int:
 
 
 def speaker() -> Speaker:
-    return _speaker.get()
+    return _speakers.get(MODEL_ID, Speaker)
 
 
 def loaded() -> bool:
-    return _speaker.loaded
+    return MODEL_ID in _speakers
 
 
 # ----------------------------------------------------------------------------- encodings

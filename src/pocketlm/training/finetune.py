@@ -25,7 +25,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from pocketlm.errors import InvalidParameter, ModelNotFound
+from pocketlm.errors import InvalidParameter
 from pocketlm.files import write_text
 from pocketlm.models.options import ModelOptions
 from pocketlm.training.checkpoints import STAGING, AtomicCheckpoints, clear_staging, latest_checkpoint
@@ -159,43 +159,20 @@ def prepare_out(out: Path, resume: bool) -> Path:
 
 
 def load_base(options: ModelOptions):
-    """(HF directory, tokenizer, model in train mode) for any model pocketlm can load."""
-    from pocketlm.models import resolve
-    from pocketlm.models.convert import hf_dir_for
+    """(HF directory, tokenizer, model in train mode) for any model pocketlm can load (``models.prepare``:
+    a GGUF is converted to a Hugging Face directory, an adapter merged into its base, both once)."""
     from pocketlm.models.hf import inspect_hf_dir, load_model, load_tokenizer
+    from pocketlm.models.prepare import prepare
 
-    try:
-        ref = resolve(options.model)
-    except ModelNotFound:
-        name = options.model
-        if name and "/" in name and not Path(name).expanduser().exists():
-            return _load_from_hub(name)
-        raise
+    path = prepare(options, "torch").path
     if options.threads:
         import torch
 
         torch.set_num_threads(options.threads)
-    path = ref.path if ref.format == "hf" else hf_dir_for(ref.path)
     hf = inspect_hf_dir(path, allow_pickle=options.allow_pickle)
     model = load_model(hf, trust_remote_code=options.trust_remote_code)
     tokenizer = load_tokenizer(hf, trust_remote_code=options.trust_remote_code)
     return path, tokenizer, model.train().requires_grad_(True)
-
-
-def _load_from_hub(repo_id: str):
-    """A hub id not in the local cache: only works online; offline, say how to get it."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    try:
-        model = AutoModelForCausalLM.from_pretrained(repo_id, use_safetensors=True)
-        tokenizer = AutoTokenizer.from_pretrained(repo_id)
-    except Exception as e:
-        raise ModelNotFound(
-            f"model '{repo_id}' is not on this machine and could not be downloaded ({type(e).__name__}); "
-            "download it where there is internet (`huggingface-cli download "
-            f"{repo_id}`) and copy the cache, or pass a local directory"
-        ) from None
-    return Path(model.name_or_path), tokenizer, model.train()
 
 
 def model_context(model) -> int | None:
