@@ -97,6 +97,18 @@ def test_seeds_sampling_defaults_and_do_sample_false():
     assert prompt == tokenize("ab") and params.max_new_tokens == 4  # submitted as the ids it counted
 
 
+def test_protocol_defaults_never_exceed_the_servers_max_new_tokens():
+    """A server capped at 16 new tokens answers a seeds or TGI request that names no length with 16 tokens, not a 400
+    for the protocol's own default (50, 100); the OpenAPI document says so."""
+    with fake_engine(SCRIPT, n_ctx=256, max_new_tokens=16) as capped, TestClient(create_app(capped)) as c:
+        assert c.post("/generate", json={"prompt": "ab"}).json() == {"response": "ab" + SCRIPT[:16]}
+        assert c.post("/generate", json={"inputs": "ab"}).json() == {"generated_text": SCRIPT[:16]}
+        assert c.post("/generate", json={"prompt": "ab", "max_new_tokens": 17}).status_code == 400  # asked: refused
+        schemas = c.get("/openapi.json").json()["components"]["schemas"]
+        for body in (schemas["GenerateRequest"], schemas["TGIParameters"]):
+            assert "or the server's max_new_tokens when lower" in body["properties"]["max_new_tokens"]["description"]
+
+
 def test_seeds_errors_name_the_seeds_fields(client):
     error(client, "/generate", {"prompt": "ab", "max_new_tokens": 0}, "max_new_tokens")
     error(client, "/generate", {"prompt": "ab", "top_k": -1}, "top_k")

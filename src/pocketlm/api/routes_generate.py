@@ -56,7 +56,8 @@ async def tgi_root(body: TGIRequest, request: Request):
 
 
 async def _tgi(request: Request, body: TGIRequest):
-    prompt, params, aliases = body.engine_request(request.app.state.engine.tokenize)
+    engine = request.app.state.engine
+    prompt, params, aliases = body.engine_request(engine.tokenize, engine.config.limits)
     job = start(request, params, aliases, prompt=prompt)
     full_text = bool(body.parameters.return_full_text)
     if body.stream:

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import Field
 
 from pocketlm.api.errors import Unsupported
-from pocketlm.engine.params import SamplingParams
+from pocketlm.engine.params import Limits, SamplingParams
 from pocketlm.settings import declared
 from pocketlm.wire_types import SAMPLING
 
@@ -55,3 +55,9 @@ def reject_unsupported(values: dict[str, Any]) -> None:
 
 def or_default(value, default):
     return default if value is None else value
+
+
+def protocol_default(default: int, limits: Limits) -> int:
+    """A protocol's own default length (the seeds' 50 new tokens, TGI's 100), never above the server's limit:
+    a request that names no length must not be refused for a length it did not ask for."""
+    return min(default, limits.max_new_tokens)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pocketlm.api.wire.common import Aliases, Stop, or_default, sampling_field, stop_tuple
+from pocketlm.api.wire.common import Aliases, Stop, or_default, protocol_default, sampling_field, stop_tuple
 from pocketlm.api.wire.tgi import TGIParameters, TGIRequest
 from pocketlm.engine.params import Limits, SamplingParams
 from pocketlm.errors import InvalidParameter
@@ -72,7 +72,9 @@ or TGI's ``{"inputs": ..., "parameters": {...}}``."""
     prompt: str | None = Field(
         None, description="Text to continue; the answer's `response` repeats it (the seeds' contract)."
     )
-    max_new_tokens: Integer | None = sampling_field("max_new_tokens", note=f"Default: {DEFAULT_MAX_NEW_TOKENS}.")
+    max_new_tokens: Integer | None = sampling_field(
+        "max_new_tokens", note=f"Default: {DEFAULT_MAX_NEW_TOKENS}, or the server's max_new_tokens when lower."
+    )
     max_length: Integer | None = Field(
         None,
         description="Total length in tokens, prompt included (as HF generate(max_length=...)); "
@@ -137,7 +139,7 @@ or TGI's ``{"inputs": ..., "parameters": {...}}``."""
             aliases["max_new_tokens"] = "max_length"
         sample = self.do_sample is not False
         params = SamplingParams(
-            max_new_tokens=or_default(max_new, DEFAULT_MAX_NEW_TOKENS),
+            max_new_tokens=or_default(max_new, protocol_default(DEFAULT_MAX_NEW_TOKENS, limits)),
             temperature=or_default(self.temperature, 1.0) if sample else 0.0,
             top_k=or_default(self.top_k, DEFAULT_TOP_K) if sample else 0,
             top_p=or_default(self.top_p, 1.0),

@@ -17,13 +17,14 @@ from pocketlm.api.errors import Unsupported
 from pocketlm.api.wire.common import (
     Aliases,
     or_default,
+    protocol_default,
     reject_unsupported,
     sampling_field,
     stop_tuple,
     unsupported_field,
 )
 from pocketlm.engine.outputs import Sample, SampleFinished, TextDelta
-from pocketlm.engine.params import SamplingParams
+from pocketlm.engine.params import Limits, SamplingParams
 from pocketlm.wire_types import PROMPT, Integer, RequestBody
 
 DEFAULT_MAX_NEW_TOKENS = 100  # TGI's default
@@ -34,7 +35,9 @@ _FINISH = "Why generation ended: length (the token limit), eos_token (the model 
 class TGIParameters(RequestBody):
     """TGI's ``parameters``."""
 
-    max_new_tokens: Integer | None = sampling_field("max_new_tokens", note=f"TGI's default: {DEFAULT_MAX_NEW_TOKENS}.")
+    max_new_tokens: Integer | None = sampling_field(
+        "max_new_tokens", note=f"Default: TGI's {DEFAULT_MAX_NEW_TOKENS}, or the server's max_new_tokens when lower."
+    )
     temperature: float | None = sampling_field(
         "temperature", note="Setting it turns sampling on (unless do_sample is false)."
     )
@@ -75,7 +78,9 @@ class TGIRequest(RequestBody):
     parameters: TGIParameters = Field(default_factory=TGIParameters, description="How to generate.")
     stream: bool = Field(False, description="Stream server-sent events, one per token, as /generate_stream.")
 
-    def engine_request(self, tokenize: Callable[[str], list[int]]) -> tuple[str | list[int], SamplingParams, Aliases]:
+    def engine_request(
+        self, tokenize: Callable[[str], list[int]], limits: Limits = Limits()
+    ) -> tuple[str | list[int], SamplingParams, Aliases]:
         """The prompt (token ids when truncated), the engine's parameters, and TGI's names for them."""
         p = self.parameters
         reject_unsupported(
@@ -96,7 +101,7 @@ class TGIRequest(RequestBody):
             else any(v is not None for v in (p.temperature, p.top_k, p.top_p, p.seed))
         )
         params = SamplingParams(
-            max_new_tokens=or_default(p.max_new_tokens, DEFAULT_MAX_NEW_TOKENS),
+            max_new_tokens=or_default(p.max_new_tokens, protocol_default(DEFAULT_MAX_NEW_TOKENS, limits)),
             temperature=or_default(p.temperature, 1.0) if sample else 0.0,
             top_k=or_default(p.top_k, 0),
             top_p=or_default(p.top_p, 1.0),
