@@ -23,9 +23,9 @@ import ray
 from ray import serve
 
 from loadgen import Target, run_load
-from pocketlm.api.settings import Settings
 from pocketlm.deploy.ray_serve import Scaling, build_deployment
 from pocketlm.engine import EngineConfig
+from pocketlm.server import ServeSettings
 from prompts import GGUFTokenizer, build_prompts
 
 
@@ -36,7 +36,7 @@ def free_port() -> int:
 
 
 def measure(url: str, scaling: Scaling, args, prompts, tokenizer) -> dict:
-    settings = Settings(engine=EngineConfig(slots=16, n_ctx=512))
+    settings = ServeSettings(engine=EngineConfig(slots=16, n_ctx=512))
     started = time.perf_counter()
     serve.run(build_deployment(settings, scaling), name="pocketlm", route_prefix="/")
     deploy_s = time.perf_counter() - started

@@ -1,6 +1,6 @@
 """The HTTP app in-process, on the scripted backend: each protocol's translation rules, in milliseconds.
 
-``create_app(engine, settings)`` driven by Starlette's TestClient; the engine runs on
+``build_app(engine, settings)`` driven by Starlette's TestClient; the engine runs on
 tests/fake_backend.py, so every answer is known to the byte. The real server with
 real clients is tested in test_api_clients.py and test_api_serving.py.
 """
@@ -14,12 +14,12 @@ from starlette.testclient import TestClient
 
 from api_server import assert_openai_error, sse_events
 from fake_backend import BOS, fake_engine
-from pocketlm.api import Settings, create_app
 from pocketlm.api.wire import openai, seeds, tgi
 from pocketlm.api.wire.openai import ChatCompletionRequest, CompletionRequest
 from pocketlm.api.wire.seeds import GenerateRequest
 from pocketlm.api.wire.tgi import TGIRequest
 from pocketlm.engine.params import SamplingParams
+from pocketlm.server import ServeSettings, build_app
 from pocketlm.settings import declared
 
 # Longer than every default limit (16, 50, 100 tokens); one byte is one token.
@@ -38,7 +38,7 @@ def engine():
 
 @pytest.fixture(scope="module")
 def client(engine):
-    with TestClient(create_app(engine, Settings())) as c:
+    with TestClient(build_app(engine)) as c:
         yield c
 
 
@@ -100,7 +100,7 @@ def test_seeds_sampling_defaults_and_do_sample_false():
 def test_protocol_defaults_never_exceed_the_servers_max_new_tokens():
     """A server capped at 16 new tokens answers a seeds or TGI request that names no length with 16 tokens, not a 400
     for the protocol's own default (50, 100); the OpenAPI document says so."""
-    with fake_engine(SCRIPT, n_ctx=256, max_new_tokens=16) as capped, TestClient(create_app(capped)) as c:
+    with fake_engine(SCRIPT, n_ctx=256, max_new_tokens=16) as capped, TestClient(build_app(capped)) as c:
         assert c.post("/generate", json={"prompt": "ab"}).json() == {"response": "ab" + SCRIPT[:16]}
         assert c.post("/generate", json={"inputs": "ab"}).json() == {"generated_text": SCRIPT[:16]}
         assert c.post("/generate", json={"prompt": "ab", "max_new_tokens": 17}).status_code == 400  # asked: refused
@@ -426,7 +426,7 @@ def test_request_timeout_is_504_or_an_error_event():
     # 300 scripted tokens with no "User:" turn, 10 ms a step: every request outlives the 0.2 s timeout.
     with (
         fake_engine("la " * 100, n_ctx=512, step_seconds=0.01) as slow,
-        TestClient(create_app(slow, Settings(request_timeout=0.2))) as client,
+        TestClient(build_app(slow, ServeSettings(request_timeout=0.2))) as client,
     ):
         err = error(client, "/v1/completions", {"prompt": "x", **LONG}, None, status=504)
         assert err["code"] == "request_timeout"
@@ -448,7 +448,7 @@ def _slots_freed(engine, within: float = 5.0) -> bool:
 
 
 def test_a_shutdown_mid_stream_ends_it_with_an_error_event():
-    with fake_engine(n_ctx=512, step_seconds=0.01) as slow, TestClient(create_app(slow, Settings())) as client:
+    with fake_engine(n_ctx=512, step_seconds=0.01) as slow, TestClient(build_app(slow)) as client:
         body = {"prompt": "x", "stream": True, "max_tokens": 400, "ignore_eos": True}  # 4 s: still running at stop()
         with client.stream("POST", "/v1/completions", json=body) as response:
             lines = response.iter_lines()

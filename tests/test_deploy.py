@@ -14,11 +14,11 @@ import pytest
 
 pytest.importorskip("mangum", reason="the deploy extra: pip install -e '.[deploy]'")
 
-from pocketlm.api.settings import Settings  # noqa: E402
 from pocketlm.deploy.aws_lambda import create_handler  # noqa: E402
 from pocketlm.deploy.settings import settings_from_env  # noqa: E402
 from pocketlm.engine import EngineConfig  # noqa: E402
 from pocketlm.errors import InvalidParameter  # noqa: E402
+from pocketlm.server import ServeSettings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = Path(__file__).parent / "lambda_events"
@@ -41,7 +41,7 @@ class LambdaContext:
 
 @pytest.fixture(scope="module")
 def handler():
-    return create_handler(Settings(engine=EngineConfig(slots=1, n_ctx=256)))
+    return create_handler(ServeSettings(engine=EngineConfig(slots=1, n_ctx=256)))
 
 
 def invoke(handler, name: str) -> tuple[dict, dict | str]:
@@ -149,7 +149,7 @@ def test_ray_scaling_is_checked_before_ray_starts(args):
 def test_ray_deployment_options_follow_the_settings():
     from pocketlm.deploy.ray_serve import Scaling, replica_settings
 
-    settings = Settings(engine=EngineConfig(slots=4, max_queue=8))
+    settings = ServeSettings(engine=EngineConfig(slots=4, max_queue=8))
     fixed = Scaling(replicas=3, cpus_per_replica=2).deployment_options(settings)
     assert fixed["num_replicas"] == 3 and fixed["ray_actor_options"] == {"num_cpus": 2}
     assert fixed["max_ongoing_requests"] == 12 and "autoscaling_config" not in fixed

@@ -16,9 +16,9 @@ ray = pytest.importorskip("ray", reason="the deploy extra: pip install -e '.[dep
 from ray import serve  # noqa: E402
 
 from api_server import free_port  # noqa: E402
-from pocketlm.api.settings import Settings  # noqa: E402
 from pocketlm.deploy.ray_serve import Scaling, build_deployment  # noqa: E402
 from pocketlm.engine import EngineConfig  # noqa: E402
+from pocketlm.server import ServeSettings  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,7 @@ def ray_app():
     )
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        settings = Settings(engine=EngineConfig(slots=4, n_ctx=256))
+        settings = ServeSettings(engine=EngineConfig(slots=4, n_ctx=256))
         serve.run(
             build_deployment(settings, Scaling(replicas=2, cpus_per_replica=1)), name="pocketlm", route_prefix="/"
         )

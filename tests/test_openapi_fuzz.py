@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -42,9 +43,9 @@ from schemathesis.generation.modes import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from fake_backend import fake_engine
-from pocketlm.api import Settings
-from pocketlm.server import build_app
+from pocketlm.server import ServeSettings, build_app
 from pocketlm.tasks import speech
+from pocketlm.tasks.settings import TaskSettings
 from tiny_models import build_tiny_captioner, tiny_model_dir
 
 EXAMPLES = int(os.environ.get("POCKETLM_FUZZ_EXAMPLES", "15"))
@@ -103,8 +104,9 @@ def _stop_engine():
 
 
 def app_for(keys: tuple[str, ...]):
-    app = build_app(ENGINE, Settings(api_keys=keys, caption_model=CAPTION_MODEL))
-    app.state.audio_store = speech.AudioStore(SCRATCH / ("audio-keyed" if keys else "audio"))  # not the user's cache
+    app = build_app(ENGINE, ServeSettings(api_keys=keys, tasks=TaskSettings(caption_model=CAPTION_MODEL)))
+    store = speech.AudioStore(SCRATCH / ("audio-keyed" if keys else "audio"))  # not the user's cache
+    app.state.tasks = replace(app.state.tasks, audio_store=store)
     return app
 
 

@@ -10,7 +10,6 @@ import pytest
 from click.testing import CliRunner
 
 from pocketlm import reference
-from pocketlm.api.settings import Settings
 from pocketlm.cli import main
 from pocketlm.commandline import SettingOption, options
 from pocketlm.deploy.settings import settings_from_env
@@ -18,6 +17,7 @@ from pocketlm.engine import EngineConfig, Limits, SamplingParams
 from pocketlm.engine.params import bounds
 from pocketlm.errors import InvalidParameter
 from pocketlm.models.options import ModelOptions
+from pocketlm.server import ServeSettings
 from pocketlm.settings import declarations, from_env
 from pocketlm.training.config import FinetuneConfig
 
@@ -96,7 +96,7 @@ def test_python_objects_are_checked_like_flags():
     with pytest.raises(InvalidParameter, match=r"backend: must be one of auto, llama.cpp, torch; got 'tpu'"):
         ModelOptions(backend="tpu")
     with pytest.raises(InvalidParameter, match="log_format: must be one of text, json"):
-        Settings(log_format="xml")
+        ServeSettings(log_format="xml")
     with pytest.raises(InvalidParameter, match=r"lora_targets: must be text, got 3 \(--lora-target / "):
         FinetuneConfig(data="d", output="o", lora_targets=(3,))
 
@@ -119,7 +119,7 @@ def test_lambda_settings_read_every_kind_of_value():
     settings = settings_from_env(env)
     assert settings.public_docs and settings.cors_origins == ("https://a", "https://b")
     assert settings.model_options.model is None  # empty: unset, as on the command line
-    assert settings_from_env({}) == Settings()
+    assert settings_from_env({}) == ServeSettings()
 
 
 def test_a_request_is_checked_against_the_server_limits_its_bounds_name():

@@ -626,9 +626,9 @@ def test_caption_model_is_a_setting_of_every_command_that_serves(monkeypatch, ca
     from pocketlm.deploy.settings import settings_from_env  # what AWS Lambda reads
 
     monkeypatch.setenv("POCKETLM_CAPTION_MODEL", str(captioner_dir))
-    assert settings_from_env().caption_model == str(captioner_dir)
+    assert settings_from_env().tasks.caption_model == str(captioner_dir)
     monkeypatch.setenv("POCKETLM_CAPTION_MODEL", "")
-    assert settings_from_env().caption_model is None
+    assert settings_from_env().tasks.caption_model is None
 
 
 def test_a_caption_model_that_does_not_exist_stops_serve_at_once(tmp_path):

@@ -21,7 +21,6 @@ from typing import ClassVar
 import click
 
 from pocketlm import server
-from pocketlm.api.settings import Settings
 from pocketlm.commandline import options
 from pocketlm.engine import (
     Completion,
@@ -36,6 +35,7 @@ from pocketlm.engine import (
 from pocketlm.errors import PocketLMError
 from pocketlm.models.options import ModelOptions
 from pocketlm.settings import Declared, setting
+from pocketlm.tasks.settings import TaskSettings
 
 
 class _Group(click.Group):
@@ -163,14 +163,14 @@ class ModelsOptions(Declared):
 
 
 @main.command()
-@options(Settings, "settings", only=("caption_model",))  # the task models listed are those serve would run
+@options(TaskSettings, "tasks")  # the task models listed are those serve would run
 @options(ModelsOptions, "own")
-def models(settings: Settings, own: ModelsOptions):
+def models(tasks: TaskSettings, own: ModelsOptions):
     """List the models available on this machine, with what it costs to run them."""
     from pocketlm.models.listing import available_models
     from pocketlm.tasks.catalog import task_models
 
-    rows, tasks = available_models(), task_models(settings.caption_model)
+    rows, tasks = available_models(), task_models(tasks.caption_model)
     if own.json:
         click.echo(
             json.dumps(
@@ -203,8 +203,8 @@ def _mb(n: int) -> str:
 
 
 @main.command()
-@options(Settings, "settings")
-def serve(settings: Settings):
+@options(server.ServeSettings, "settings")
+def serve(settings: server.ServeSettings):
     """Serve a model over HTTP: the seeds' POST /generate, OpenAI's /v1 routes, Hugging Face TGI's routes."""
     server.configure_logging(settings.log_format)
     sys.exit(server.run(settings))

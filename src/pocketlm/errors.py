@@ -47,6 +47,14 @@ class DataUnavailable(InvalidParameter):
     code = "data_unavailable"
 
 
+class Unauthorized(PocketLMError):
+    """A missing or wrong API key."""
+
+    http_status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
 class ModelNotFound(PocketLMError):
     """The model name resolves to nothing available on this machine."""
 

@@ -1,10 +1,10 @@
-"""What ``pocketlm serve`` runs: load the model once, serve everything over HTTP, drain on SIGTERM.
+"""What ``pocketlm serve`` runs: load the model once, build the app from its features, serve, drain on SIGTERM.
 
-This module sits above the packages that serve something (``api`` for text
-generation; the others add their routes here, in ``build_app``), so none of
-them imports another: the server is where they meet. The command itself is in
-``pocketlm.cli``; its settings are ``api.settings.Settings``, the same wherever
-the app runs (a container, AWS Lambda, Ray Serve).
+This module sits above the features that serve something (``api`` for text generation, ``inspection``,
+``web``, ``tasks``), so none of them imports another: the server only assembles them. Each feature joins
+through one contract, ``install(app, state)`` (``pocketlm.service.Feature``), with the typed state they
+share. The command itself is in ``pocketlm.cli``; its settings are ``ServeSettings``, the same wherever the
+app runs (a container, AWS Lambda, Ray Serve).
 """
 
 from __future__ import annotations
@@ -16,39 +16,40 @@ import logging
 import signal
 import sys
 import time
+from dataclasses import dataclass, field
 
 import uvicorn
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 
-from pocketlm.api import openapi
-from pocketlm.api.app import create_app
-from pocketlm.api.auth import api_key_or_field, require_api_key
+from pocketlm import __version__, api, inspection, tasks, web
 from pocketlm.api.connections import guarded_protocol
-from pocketlm.api.settings import Settings
-from pocketlm.inspection import routes as inspection_routes
-from pocketlm.tasks import routes as task_routes
-from pocketlm.web import install as install_web
+from pocketlm.service import AppState, Feature, Settings, app_state, attach
+from pocketlm.tasks.settings import TaskSettings
 
 log = logging.getLogger("pocketlm.serve")
 
+# In this order: the API first (errors, auth, middleware every route shares), the web page at GET /.
+FEATURES: tuple[Feature, ...] = (api, inspection, web, tasks)
 
-def build_app(engine, settings: Settings) -> FastAPI:
-    """The whole HTTP service around one loaded engine: the API, and every package's routes."""
-    app = create_app(engine, settings)
-    app.include_router(inspection_routes.router, dependencies=[Depends(require_api_key)])
-    install_web(app)  # the playground at GET / (POST / stays TGI's)
-    # translation, speech, captions; LibreTranslate's clients may send their key as an `api_key` field instead
-    task_routes.include(
-        app,
-        dependencies=[Depends(require_api_key)],
-        caption_model=settings.caption_model,
-        libretranslate_dependencies=[Depends(api_key_or_field(task_routes.LIBRETRANSLATE_KEY_FIELD))],
-    )
-    openapi.add_hook(app, task_routes.caption_model_schema)  # the configured caption model, in the document
+
+@dataclass(frozen=True)
+class ServeSettings(Settings):
+    """The service's settings and each feature's own: every flag of ``pocketlm serve``."""
+
+    tasks: TaskSettings = field(default_factory=TaskSettings)
+
+
+def build_app(engine, settings: Settings = ServeSettings(), features: tuple[Feature, ...] = FEATURES) -> FastAPI:
+    """The HTTP service around one loaded engine: every feature installed on one app, sharing one state."""
+    app = FastAPI(title="pocketlm", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    state = AppState(engine=engine, settings=settings)
+    attach(app, state)
+    for feature in features:
+        feature.install(app, state)
     return app
 
 
-def run(settings: Settings) -> int:
+def run(settings: ServeSettings) -> int:
     """Load the engine, serve until SIGTERM/SIGINT, drain, and return the exit code."""
     from pocketlm.engine import load_engine
 
@@ -111,7 +112,7 @@ class DrainingServer(uvicorn.Server):
 
     def handle_exit(self, sig, frame):
         if not self.should_exit and self.loop is not None:
-            self.app.state.draining = True
+            app_state(self.app).draining = True
             log.info("signal %d: accepting no new requests; running ones get up to %g s", sig, self.grace_period)
             self.loop.call_soon_threadsafe(lambda: self.loop.create_task(stop_engine(self.engine, self.grace_period)))
         super().handle_exit(sig, frame)

@@ -1,6 +1,5 @@
-"""pocketlm's HTTP server: the seeds' /generate, OpenAI- and TGI-compatible routes."""
+"""pocketlm's text-generation API: the seeds' /generate, OpenAI- and TGI-compatible routes."""
 
-from pocketlm.api.app import create_app
-from pocketlm.api.settings import Settings
+from pocketlm.api.app import install
 
-__all__ = ["Settings", "create_app"]
+__all__ = ["install"]

@@ -1,25 +1,24 @@
-"""The FastAPI application around one shared, already-loaded engine.
+"""The API feature: text generation over HTTP (the seeds', OpenAI's and TGI's routes), and what every
+route of the service gets from it: errors in OpenAI's shape, the body limit, CORS, the access log and
+metrics, the offline /docs and the OpenAPI document.
 
-``create_app(engine, settings)`` wires routes, errors, auth, metrics and the
-middlewares; it does not load anything, so the model is loaded exactly once
-(by ``pocketlm serve``, or by whoever embeds the app) and every request shares it.
+``install(app, state)`` is this package's side of the server's feature contract
+(``pocketlm.service.Feature``). It loads nothing: the engine in ``state`` is loaded
+once by whoever builds the app (``pocketlm.server.build_app``), and every request shares it.
 """
 
 from __future__ import annotations
 
-import time
-
 from fastapi import Depends, FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
-from starlette.middleware import Middleware
 
-from pocketlm import __version__
 from pocketlm.api import docs, errors, openapi, routes_generate, routes_openai, routes_service
-from pocketlm.api.auth import require_api_key
 from pocketlm.api.generation import ClientDisconnected
 from pocketlm.api.metrics import Metrics
 from pocketlm.api.middleware import AccessLog, BodyLimit
-from pocketlm.api.settings import Settings
+from pocketlm.api.state import ApiState
+from pocketlm.service import AppState
+from pocketlm.service.auth import require_api_key
 
 DESCRIPTION = """\
 Text generation with small language models on a plain CPU.
@@ -33,39 +32,22 @@ Errors use OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
 """
 
 
-def create_app(engine, settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
+def install(app: FastAPI, state: AppState) -> None:
+    settings, engine = state.settings, state.engine
     metrics = Metrics(engine)
-    middleware = [
-        Middleware(AccessLog, metrics=metrics, log_format=settings.log_format)
-    ]  # outermost: sees every status
+    app.state.api = ApiState(metrics, _eos_id(engine))
+    app.description = DESCRIPTION
+    # add_middleware wraps what is there: the last added is the outermost
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout)
     if settings.cors_origins:
-        middleware.append(
-            Middleware(
-                CORSMiddleware,
-                allow_origins=list(settings.cors_origins),
-                allow_methods=["GET", "POST", "OPTIONS"],
-                allow_headers=["Authorization", "Content-Type"],
-                max_age=600,
-            )
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
         )
-    middleware.append(Middleware(BodyLimit, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout))
-    app = FastAPI(
-        title="pocketlm",
-        version=__version__,
-        description=DESCRIPTION,
-        middleware=middleware,
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
-    )  # served by pocketlm.api.docs: offline, keyed
-
-    app.state.engine = engine
-    app.state.settings = settings
-    app.state.metrics = metrics
-    app.state.draining = False  # set on SIGTERM: /ready turns 503
-    app.state.started = int(time.time())
-    app.state.eos_id = _eos_id(engine)
+    app.add_middleware(AccessLog, metrics=metrics, log_format=settings.log_format)  # outermost: sees every status
 
     keyed = [Depends(require_api_key)]
     errors.install(app)
@@ -80,10 +62,8 @@ def create_app(engine, settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_service.router, dependencies=keyed)
     app.include_router(routes_openai.router, dependencies=keyed)
     app.include_router(routes_generate.router, dependencies=keyed)
-    return app
 
 
 def _eos_id(engine) -> int:
-    """The end-of-sequence token's id, for TGI's last stream event when nothing else was generated."""
     ids = engine.tokenize(engine.info.eos_token, add_special=True) if engine.info.eos_token else []
     return ids[-1] if ids else 0

@@ -18,15 +18,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from pocketlm.errors import InvalidParameter, Overloaded, PocketLMError
+from pocketlm.errors import InvalidParameter, Overloaded, PocketLMError, Unauthorized
 
 log = logging.getLogger("pocketlm.api")
-
-
-class Unauthorized(PocketLMError):
-    http_status = 401
-    type = "authentication_error"
-    code = "invalid_api_key"
 
 
 class BodyTooLarge(PocketLMError):

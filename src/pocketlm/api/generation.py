@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from fastapi import Request
 
 from pocketlm.api.errors import RequestTimeout, renamed
+from pocketlm.api.state import api_state
 from pocketlm.engine import Completion, RequestStream, SamplingParams
 from pocketlm.errors import EngineStopped, InvalidParameter
+from pocketlm.service import app_state
 
 
 class ClientDisconnected(Exception):
@@ -52,7 +54,7 @@ def start(
 ) -> Job:
     """Submit a prompt, or chat messages, to the engine; raises before anything runs if the request is invalid
     or the queue is full, naming parameters as the client spelled them (``aliases``)."""
-    engine = request.app.state.engine
+    engine = app_state(request).engine
     try:
         stream = engine.submit_chat(messages, params) if messages is not None else engine.submit(prompt, params)
     except InvalidParameter as err:
@@ -62,7 +64,7 @@ def start(
 
 async def events(request: Request, job: Job):
     """The job's engine events, timed out after --request-timeout, cancelled if iteration stops early."""
-    metrics, timeout = request.app.state.metrics, request.app.state.settings.request_timeout
+    metrics, timeout = api_state(request).metrics, app_state(request).settings.request_timeout
     deadline = job.started + timeout
     finished = False
     iterator = aiter(metrics.track(job.stream))

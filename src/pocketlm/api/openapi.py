@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from pocketlm.engine.params import bounds
+from pocketlm.service import app_state
 from pocketlm.settings import Range
 from pocketlm.wire_types import PROMPT, SAMPLING, SERVED_MODEL, TOKEN_IDS
 
@@ -90,13 +91,9 @@ def install(app: FastAPI) -> None:
     app.openapi = openapi
 
 
-def add_hook(app: FastAPI, hook) -> None:
-    """Let a package that adds routes state what only it knows: ``hook(schema, app)`` runs on the rewritten document."""
-    app.state.openapi_hooks = [*getattr(app.state, "openapi_hooks", ()), hook]
-
-
 def document(app: FastAPI) -> dict:
-    settings, engine = app.state.settings, app.state.engine
+    state = app_state(app)
+    settings, engine = state.settings, state.engine
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     components = schema.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
@@ -122,8 +119,8 @@ def document(app: FastAPI) -> dict:
             _responses(path, op, bool(settings.api_keys))
     if not settings.api_keys:
         components.pop("securitySchemes", None)
-    for hook in getattr(app.state, "openapi_hooks", ()):  # the other packages' routes state their own limits
-        hook(schema, app)
+    for hook in state.openapi_hooks:  # the other features' routes state their own limits
+        hook(schema)
     return schema
 
 

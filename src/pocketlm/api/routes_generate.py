@@ -10,10 +10,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from pocketlm.api.generation import collect, start
+from pocketlm.api.state import api_state
 from pocketlm.api.streaming import tgi_stream
 from pocketlm.api.wire import tgi
 from pocketlm.api.wire.seeds import GenerateRequest, GenerateResponse
 from pocketlm.api.wire.tgi import TGIDetails, TGIRequest, TGIResponse, TGIToken
+from pocketlm.service import app_state
 
 router = APIRouter(tags=["generate"])
 
@@ -32,7 +34,7 @@ async def generate(body: GenerateRequest, request: Request):
 `{"inputs": ...}` -> `{"generated_text": ...}`."""
     if body.is_tgi:
         return await _tgi(request, body.tgi())
-    engine = request.app.state.engine
+    engine = app_state(request).engine
     prompt, params, aliases = body.engine_request(engine.tokenize, engine.config.limits)
     completion = await collect(request, start(request, params, aliases, prompt=prompt))
     texts = [body.prompt + sample.text for sample in completion.samples]
@@ -56,12 +58,12 @@ async def tgi_root(body: TGIRequest, request: Request):
 
 
 async def _tgi(request: Request, body: TGIRequest):
-    engine = request.app.state.engine
+    engine = app_state(request).engine
     prompt, params, aliases = body.engine_request(engine.tokenize, engine.config.limits)
     job = start(request, params, aliases, prompt=prompt)
     full_text = bool(body.parameters.return_full_text)
     if body.stream:
-        return tgi_stream(request, job, prompt=body.inputs, full_text=full_text, eos_id=request.app.state.eos_id)
+        return tgi_stream(request, job, prompt=body.inputs, full_text=full_text, eos_id=api_state(request).eos_id)
     completion = await collect(request, job)
     sample = completion.samples[0]
     details = None

@@ -24,6 +24,7 @@ from pocketlm.api.wire.openai import (
     UsageInfo,
 )
 from pocketlm.errors import ModelNotFound
+from pocketlm.service import app_state
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -32,7 +33,7 @@ _SSE = {200: {"content": {"text/event-stream": {}}, "description": "Server-sent 
 
 def served_model(request: Request, asked: str | None) -> str:
     """The served model's id; a request naming another model is a 404, as with OpenAI."""
-    name = request.app.state.engine.info.name
+    name = app_state(request).engine.info.name
     if asked is not None and asked != name:
         raise ModelNotFound(f"model '{asked}' is not served here; this server serves '{name}' (see GET /v1/models)")
     return name
@@ -45,7 +46,7 @@ async def completions(body: CompletionRequest, request: Request):
     job = start(request, params, aliases, prompt=prompt)
     echo = ""
     if body.echo:  # the prompt as sent; token ids are shown as the text they stand for
-        echo = prompt if isinstance(prompt, str) else request.app.state.engine.detokenize(job.prompt_ids)
+        echo = prompt if isinstance(prompt, str) else app_state(request).engine.detokenize(job.prompt_ids)
     if body.stream:
         return completion_stream(request, job, model, body.include_usage, echo)
     completion = await collect(request, job)
@@ -110,10 +111,11 @@ async def get_model(model_id: str, request: Request):
 
 
 def _task_cards(request: Request) -> list[ModelCard]:
-    """The task models (translation, speech, captioning) served beside the text model, set by pocketlm.tasks."""
-    models = getattr(request.app.state, "task_models", list)()
-    return [ModelCard(id=m["id"], task=m["task"], created=request.app.state.started) for m in models]
+    """The models other features serve beside the text model (translation, speech, captioning: pocketlm.tasks)."""
+    state = app_state(request)
+    return [ModelCard(id=m.id, task=m.task, created=state.started) for m in state.listed_models()]
 
 
 def _card(request: Request) -> ModelCard:
-    return ModelCard(id=request.app.state.engine.info.name, created=request.app.state.started)
+    state = app_state(request)
+    return ModelCard(id=state.engine.info.name, created=state.started)

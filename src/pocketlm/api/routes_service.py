@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from pocketlm.api.state import api_state
 from pocketlm.api.wire.service import (
     DetokenizeRequest,
     DetokenizeResponse,
@@ -14,6 +15,7 @@ from pocketlm.api.wire.service import (
     TokenizeRequest,
     TokenizeResponse,
 )
+from pocketlm.service import app_state
 
 probes = APIRouter(tags=["service"])  # open even when API keys are set
 router = APIRouter(tags=["service"])
@@ -31,7 +33,7 @@ async def health():
     responses={503: {"model": Ready, "description": "Shutting down (SIGTERM received)."}},
 )
 async def ready(request: Request):
-    state = request.app.state
+    state = app_state(request)
     engine = state.engine
     body = Ready(
         status="draining" if state.draining else "ready",
@@ -49,15 +51,15 @@ async def ready(request: Request):
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."}},
 )
 async def metrics(request: Request):
-    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(api_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.post("/tokenize", response_model=TokenizeResponse)
 async def tokenize(body: TokenizeRequest, request: Request):
-    tokens = request.app.state.engine.tokenize(body.text, add_special=body.add_special)
+    tokens = app_state(request).engine.tokenize(body.text, add_special=body.add_special)
     return TokenizeResponse(tokens=tokens, count=len(tokens))
 
 
 @router.post("/detokenize", response_model=DetokenizeResponse)
 async def detokenize(body: DetokenizeRequest, request: Request):
-    return DetokenizeResponse(text=request.app.state.engine.detokenize(body.tokens))  # checks the ids
+    return DetokenizeResponse(text=app_state(request).engine.detokenize(body.tokens))  # checks the ids

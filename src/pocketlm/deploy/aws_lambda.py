@@ -17,14 +17,13 @@ import time
 
 from mangum import Mangum
 
-from pocketlm.api.settings import Settings
 from pocketlm.engine import load_engine
-from pocketlm.server import build_app, configure_logging
+from pocketlm.server import ServeSettings, build_app, configure_logging
 
 log = logging.getLogger("pocketlm.lambda")
 
 
-def create_handler(settings: Settings) -> Mangum:
+def create_handler(settings: ServeSettings) -> Mangum:
     """Load the engine now and return the Lambda handler ``handler(event, context)`` serving the app."""
     started = time.perf_counter()
     engine = load_engine(settings.model_options, settings.engine)

@@ -8,10 +8,9 @@ from typing import ClassVar
 
 import click
 
-from pocketlm.api.settings import Settings
 from pocketlm.commandline import options
 from pocketlm.deploy.ray_serve import Scaling
-from pocketlm.server import configure_logging
+from pocketlm.server import ServeSettings, configure_logging
 from pocketlm.settings import Declared, setting
 
 
@@ -22,9 +21,9 @@ def deploy():
 
 
 @deploy.command()
-@options(Settings, "settings")
+@options(ServeSettings, "settings")
 @options(Scaling, "scaling")
-def ray(settings: Settings, scaling: Scaling):
+def ray(settings: ServeSettings, scaling: Scaling):
     """Serve the app from Ray Serve replicas behind one HTTP endpoint (--host/--port), until Ctrl-C or SIGTERM."""
     from pocketlm.deploy.ray_serve import run
 

@@ -19,9 +19,9 @@ import signal
 import time
 from dataclasses import dataclass, replace
 
-from pocketlm.api.settings import Settings
 from pocketlm.deploy.asgi import ReplicaHeader, get_status, replica_name
 from pocketlm.errors import InvalidParameter
+from pocketlm.server import ServeSettings
 from pocketlm.settings import Declared, setting
 
 log = logging.getLogger("pocketlm.ray")
@@ -70,7 +70,7 @@ class Scaling(Declared):
     def autoscaling(self) -> bool:
         return self.min_replicas is not None
 
-    def deployment_options(self, settings: Settings) -> dict:
+    def deployment_options(self, settings: ServeSettings) -> dict:
         """Keyword arguments of ``serve.deployment`` for these settings."""
         engine = settings.engine
         options = {
@@ -93,7 +93,7 @@ class Scaling(Declared):
         return options
 
 
-def replica_settings(settings: Settings, scaling: Scaling) -> Settings:
+def replica_settings(settings: ServeSettings, scaling: Scaling) -> ServeSettings:
     """One replica's settings: llama.cpp threads default to the replica's CPUs instead of every core of the node."""
     if settings.model_options.threads is not None:
         return settings
@@ -104,7 +104,7 @@ def replica_settings(settings: Settings, scaling: Scaling) -> Settings:
 class PocketlmReplica:
     """One Ray Serve replica: loads its own engine, then serves the whole pocketlm app."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: ServeSettings):
         from pocketlm.engine import load_engine
         from pocketlm.server import build_app
 
@@ -131,7 +131,7 @@ class PocketlmReplica:
             engine.stop(self.settings.grace_period)
 
 
-def build_deployment(settings: Settings, scaling: Scaling):
+def build_deployment(settings: ServeSettings, scaling: Scaling):
     """The bound Ray Serve application: ``serve.run(build_deployment(...), route_prefix="/")``."""
     from ray import serve
 
@@ -140,7 +140,7 @@ def build_deployment(settings: Settings, scaling: Scaling):
     return deployment.bind(replica_settings(settings, scaling))
 
 
-def run(settings: Settings, scaling: Scaling, app_name: str = "pocketlm", blocking: bool = True):
+def run(settings: ServeSettings, scaling: Scaling, app_name: str = "pocketlm", blocking: bool = True):
     """Connect to (or start) Ray, deploy on ``settings.host:settings.port``, and wait until every replica is up.
 
     ``scaling.ray_address``: None joins the Ray already initialised in this process, else starts a local one on

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pocketlm.api.settings import Settings
+from pocketlm.server import ServeSettings
 from pocketlm.settings import from_env
 
 
-def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
-    """Settings from ``POCKETLM_*`` (``environ``, default: this process's environment).
+def settings_from_env(environ: Mapping[str, str] | None = None) -> ServeSettings:
+    """The serve settings from ``POCKETLM_*`` (``environ``, default: this process's environment).
 
     A bad value raises InvalidParameter naming the setting, its flag and its variable, e.g.
     "slots: must be >= 1, got 0 (--slots / POCKETLM_SLOTS)".
     """
-    return from_env(Settings, environ)
+    return from_env(ServeSettings, environ)

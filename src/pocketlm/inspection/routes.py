@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse
 
 from pocketlm.errors import InvalidParameter, ModelNotFound
@@ -32,20 +32,27 @@ from pocketlm.inspection.schemas import (
     tokens_body,
 )
 from pocketlm.inspection.tokens import BERT_WORDPIECE, GPT2, check_text
+from pocketlm.service import AppState, app_state
+from pocketlm.service.auth import require_api_key
 
 router = APIRouter(prefix="/v1/inspect", tags=["inspect"])
 PNG = {200: {"content": {"image/png": {}}, "description": "With `format: png`: the picture."}}
 NOT_FOUND = {404: {"description": "Another model than the served one or the BERT encoder."}}
 
 
+def install(app: FastAPI, state: AppState) -> None:
+    """The four views over HTTP, behind the API key like the rest of the API."""
+    app.include_router(router, dependencies=[Depends(require_api_key)])
+
+
 def _served(request: Request):
-    state = request.app.state
+    state = app_state(request)
     return subject_for_served(state.engine.info, state.settings.model_options)
 
 
 def _subject(request: Request, model: str | None):
     """The model a request looks inside: the served one, or the BERT encoder. Nothing else: a client names no files."""
-    served = request.app.state.engine.info.name
+    served = app_state(request).engine.info.name
     if model in (None, "", served):
         return _served(request)
     if model == BERT:
@@ -69,7 +76,7 @@ async def tokens(body: TokensRequest, request: Request):
     from pocketlm.inspection.tokens import compare, named_tokenizer
 
     check_text(body.text)
-    served = request.app.state.engine.info.name
+    served = app_state(request).engine.info.name
     names = body.tokenizers or [served]
     for name in names:
         if name not in (served, GPT2, BERT_WORDPIECE):

@@ -157,13 +157,11 @@ def model_name(name: str) -> str:
         return name
 
 
-def check_model(asked: str | None, name: str | None) -> None:
+def check_model(asked: str | None, name: str) -> None:
     """Only the configured model ``name``: a client names no files (a path would load any model
     on the server's disk)."""
-    if asked in (None, "") or (name and asked in (name, model_name(name))):
+    if asked in (None, "", name, model_name(name)):
         return
-    if not name:
-        raise InvalidParameter("model", NO_MODEL)
     raise ModelNotFound(f"model '{asked}': this server captions with '{model_name(name)}' only")
 
 

@@ -1,10 +1,10 @@
 """HTTP routes of the tasks: LibreTranslate at the root, OpenAI's audio routes, captions and the pipeline.
 
-``include(app, dependencies, ...)`` adds them to the app with the app's API-key
-dependency (the LibreTranslate routes may get one that also reads the key from
-LibreTranslate's ``api_key`` field) and the server's captioning model. Every
-model call runs in a worker thread (``asyncio.to_thread``) so the event loop
-keeps serving text generation while a task model works.
+``install(app, state)`` adds them to the app behind the API key (LibreTranslate's
+routes also read the key from LibreTranslate's ``api_key`` field), with the server's
+captioning model (``--caption-model``; without one, the captioning routes are not
+served). Every model call runs in a worker thread (``asyncio.to_thread``) so the
+event loop keeps serving text generation while a task model works.
 """
 
 from __future__ import annotations
@@ -12,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import dataclass
 from decimal import Decimal
 
-from fastapi import APIRouter, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
 from pocketlm.errors import InvalidParameter, ModelNotFound
+from pocketlm.service import AppState, ListedModel
+from pocketlm.service.auth import api_key_or_field, require_api_key
 from pocketlm.tasks import captioning, catalog, pipeline, speech, translation
 from pocketlm.tasks.schemas import (
     AudioFile,
@@ -35,6 +38,7 @@ from pocketlm.tasks.schemas import (
     VoiceCard,
     VoiceList,
 )
+from pocketlm.tasks.settings import TaskSettings
 
 libretranslate = APIRouter(tags=["translation (LibreTranslate)"])
 audio = APIRouter(prefix="/v1/audio", tags=["speech (OpenAI)"])
@@ -45,39 +49,44 @@ images = APIRouter(prefix="/v1", tags=["captioning and pipeline"])
 LIBRETRANSLATE_KEY_FIELD = "api_key"
 
 
-def include(
-    app: FastAPI,
-    dependencies: list,
-    *,
-    caption_model: str | None = None,
-    libretranslate_dependencies: list | None = None,
-) -> None:
-    """Add the task routes; ``caption_model`` is served when a request names none (None: captioning off)."""
-    app.state.audio_store = speech.AudioStore()
-    app.state.caption_model = caption_model
-    app.state.task_models = lambda: [
-        {"id": m.id, "task": m.task} for m in catalog.task_models(caption_model) if m.available
-    ]
-    app.include_router(
-        libretranslate,
-        dependencies=dependencies if libretranslate_dependencies is None else libretranslate_dependencies,
+@dataclass(frozen=True)
+class TasksState:
+    """What the tasks keep per app."""
+
+    audio_store: speech.AudioStore  # the files behind download links
+    caption_model: str | None  # the configured captioning model; None: captioning is not served
+
+
+def _tasks(request: Request) -> TasksState:
+    return request.app.state.tasks
+
+
+def install(app: FastAPI, state: AppState) -> None:
+    """Add the task routes behind the API key. LibreTranslate's clients may send their key as an ``api_key``
+    field instead of a header. Captioning and the describe pipeline are served only with a caption model."""
+    caption_model = state.part(TaskSettings).caption_model
+    app.state.tasks = TasksState(speech.AudioStore(), caption_model)
+    state.listings.append(
+        lambda: [ListedModel(m.id, m.task) for m in catalog.task_models(caption_model) if m.available]
     )
-    for router in (audio, images):
-        app.include_router(router, dependencies=dependencies)
+    keyed = [Depends(require_api_key)]
+    app.include_router(libretranslate, dependencies=[Depends(api_key_or_field(LIBRETRANSLATE_KEY_FIELD))])
+    app.include_router(audio, dependencies=keyed)
+    if caption_model:
+        app.include_router(images, dependencies=keyed)
+        state.openapi_hooks.append(lambda schema: caption_model_schema(schema, caption_model))
 
 
-def caption_model_schema(schema: dict, app: FastAPI) -> None:
+def caption_model_schema(schema: dict, name: str) -> None:
     """The OpenAPI document's captioning ``model``: the configured model (by path or name); left out in a form."""
-    name = app.state.caption_model
     # "" and omitted alike mean the configured model (check_model), in a form as in JSON
-    string = {"type": "string", "enum": list(dict.fromkeys([name, captioning.model_name(name), ""]))} if name else None
+    string = {"type": "string", "enum": list(dict.fromkeys([name, captioning.model_name(name), ""]))}
     for path in ("/v1/images/captions", "/v1/pipelines/describe"):
         for content_type, content in schema["paths"][path]["post"]["requestBody"]["content"].items():
             field = content["schema"]["properties"]["model"]
             for key in ("type", "anyOf", "enum"):
                 field.pop(key, None)
-            options = ([string] if string else []) + ([] if content_type in _FORMS else [{"type": "null"}])
-            field["anyOf"] = options or [{"not": {}}]
+            field["anyOf"] = [string] if content_type in _FORMS else [string, {"type": "null"}]
 
 
 def _body_schema(model: type[BaseModel], *content_types: str) -> dict:
@@ -258,7 +267,7 @@ def _speech_model(asked: str | None) -> str:
 
 
 def _store(request: Request, data: bytes, response_format: str, sample_rate: int, duration: float) -> AudioFile:
-    store: speech.AudioStore = request.app.state.audio_store
+    store: speech.AudioStore = _tasks(request).audio_store
     file_id = store.save(data, response_format)
     return AudioFile(
         id=file_id,
@@ -332,7 +341,7 @@ async def voices():
     responses={200: {"content": {t: {} for t in speech.FORMATS.values()}}},
 )
 async def audio_file(file_id: str, request: Request):
-    path = request.app.state.audio_store.path(file_id)
+    path = _tasks(request).audio_store.path(file_id)
     return FileResponse(path, media_type=speech.FORMATS[path.suffix[1:]])
 
 
@@ -356,7 +365,7 @@ async def _image_request(request: Request, model: type[CaptionRequest]):
         )
     body = _parse(model, fields, form)
     captioning.check_max_new_tokens(body.max_new_tokens)
-    captioning.check_model(body.model, request.app.state.caption_model)
+    captioning.check_model(body.model, _tasks(request).caption_model)
     image = await asyncio.to_thread(captioning.open_image, data)
     return body, image
 
@@ -386,7 +395,7 @@ def _image_body(model: type[BaseModel]) -> dict:
 )
 async def caption(request: Request):
     body, image = await _image_request(request, CaptionRequest)
-    captioner = await asyncio.to_thread(captioning.captioner, request.app.state.caption_model)
+    captioner = await asyncio.to_thread(captioning.captioner, _tasks(request).caption_model)
     text = await asyncio.to_thread(captioner.caption, image, body.max_new_tokens)
     return CaptionResponse(model=captioner.name, caption=text, width=image.width, height=image.height)
 
@@ -401,7 +410,7 @@ async def caption(request: Request):
 async def describe(request: Request):
     body, image = await _image_request(request, DescribeRequest)
     pipeline.check(body.language, body.voice, body.speed, body.response_format)
-    model = request.app.state.caption_model  # the one model check_model let through
+    model = _tasks(request).caption_model  # the one model check_model let through
     started = time.perf_counter()
 
     def run():

@@ -15,11 +15,13 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from pocketlm.service import AppState
+
 ASSETS = "/web"
 STATIC = importlib.resources.files("pocketlm.web") / "static"
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, state: AppState) -> None:
     """Serve the page at ``GET /`` and its modules under ``/web``."""
     app.mount(ASSETS, StaticFiles(directory=str(STATIC)), name="web")
 

@@ -20,7 +20,8 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
-from pocketlm.api.errors import Unauthorized
+from pocketlm.errors import Unauthorized
+from pocketlm.service.state import app_state
 
 _bearer = HTTPBearer(auto_error=False, description="One of the keys given to `pocketlm serve --api-key`.")
 
@@ -37,7 +38,7 @@ def key_matches(given: str, keys: tuple[str, ...]) -> bool:
 async def require_api_key(
     request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
 ) -> None:
-    keys: tuple[str, ...] = request.app.state.settings.api_keys
+    keys: tuple[str, ...] = app_state(request).settings.api_keys
     if not keys:
         return
     if credentials is None:
@@ -54,7 +55,7 @@ def api_key_or_field(field: str):
     """
 
     async def check(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
-        keys: tuple[str, ...] = request.app.state.settings.api_keys
+        keys: tuple[str, ...] = app_state(request).settings.api_keys
         if not keys or credentials is not None:
             return await require_api_key(request, credentials)
         given = request.query_params.get(field) or await _body_field(request, field)

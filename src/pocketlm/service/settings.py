@@ -1,11 +1,13 @@
-"""Every knob of `pocketlm serve`, in one frozen object.
+"""The settings every feature of the HTTP service shares, in one frozen object.
 
 What loads the model (``ModelOptions``) and what the engine runs with
 (``EngineConfig``, its ``Limits``) are declared by their own packages and shared
 with the other commands; the fields below are the HTTP server's own. Each is a
 flag (``--max-body-bytes``) and an environment variable named after it
-(``POCKETLM_MAX_BODY_BYTES``): see ``pocketlm.settings``. The commands that deploy
-the same app elsewhere (a container, Lambda, Ray Serve) read exactly these.
+(``POCKETLM_MAX_BODY_BYTES``): see ``pocketlm.settings``. A feature's own settings
+(the tasks' ``--caption-model``) are declared by the feature and joined to these by
+the server (``pocketlm.server.ServeSettings``). The commands that deploy the same
+app elsewhere (a container, Lambda, Ray Serve) read exactly those.
 """
 
 from __future__ import annotations
@@ -16,13 +18,6 @@ from typing import Literal
 from pocketlm.engine import EngineConfig
 from pocketlm.models.options import ModelOptions
 from pocketlm.settings import Declared, setting
-
-
-def _resolvable(model: str) -> None:
-    """A caption model that does not resolve fails at start-up, in one line, not at the first request."""
-    from pocketlm.models import resolve
-
-    resolve(model)
 
 
 @dataclass(frozen=True)
@@ -74,13 +69,6 @@ class Settings(Declared):
     public_docs: bool = setting(
         False,
         help="With --api-key: serve /docs, /redoc and /openapi.json without a key (the rest still needs one).",
-    )
-    # Served beside the API by pocketlm.tasks (the server hands it over in build_app).
-    caption_model: str | None = setting(
-        None,
-        check=_resolvable,
-        help="Image-to-text model for POST /v1/images/captions and /v1/pipelines/describe (a Hugging Face "
-        "directory or cached hub id, e.g. ViT-GPT2 or BLIP). Default: captioning off.",
     )
     log_format: Literal["text", "json"] = setting(
         "text", help="json: one JSON object per log line (access log included)."
