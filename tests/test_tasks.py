@@ -445,16 +445,21 @@ def keyed_server():
     s.stop()
 
 
-def test_without_a_captioning_model_the_error_says_how_to_give_one_and_keys_apply(keyed_server):
+def test_with_a_caption_model_its_routes_are_documented_field_by_field(server):
+    schemas = requests.get(f"{server.url}/openapi.json", timeout=30).json()["components"]["schemas"]
+    for name in ("CaptionResponse", "DescribeResponse", "AudioFile"):
+        assert [f for f, p in schemas[name]["properties"].items() if not p.get("description")] == []
+
+
+def test_without_a_captioning_model_its_routes_are_not_served_the_404_says_how_and_keys_apply(keyed_server):
     s = keyed_server
-    url = f"{s.url}/v1/images/captions"
     image = {"image": ("photo.png", png(), "image/png")}
-    assert_openai_error(requests.post(url, files=image, timeout=30), 401)  # the same keys as every route
     assert_openai_error(requests.post(f"{s.url}/translate", json={"q": "Hi", "target": "pt"}, timeout=30), 401)
-    error = assert_openai_error(
-        requests.post(url, files=image, headers={"Authorization": "Bearer secret"}, timeout=30), 400, "model"
-    )
-    assert "--caption-model" in error["message"]
+    for path in ("/v1/images/captions", "/v1/pipelines/describe"):
+        error = assert_openai_error(
+            requests.post(s.url + path, files=image, headers={"Authorization": "Bearer secret"}, timeout=30), 404
+        )
+        assert "--caption-model" in error["message"]
     spoken = requests.post(
         f"{s.url}/v1/audio/speech",
         headers={"Authorization": "Bearer secret"},
@@ -466,16 +471,14 @@ def test_without_a_captioning_model_the_error_says_how_to_give_one_and_keys_appl
         f"{s.url}/openapi.json", headers={"Authorization": "Bearer secret"}, timeout=30
     ).json()  # keyed, as /docs
     assert openapi["paths"]["/translate"]["post"]["requestBody"]
+    assert "/v1/images/captions" not in openapi["paths"] and "/v1/pipelines/describe" not in openapi["paths"]
     ours = {
         "TranslateResponse",
         "DetectedLanguage",
         "Language",
         "SpeechRequest",
-        "AudioFile",
         "VoiceList",
         "VoiceCard",
-        "CaptionResponse",
-        "DescribeResponse",
     }
     schemas = openapi["components"]["schemas"]
     assert ours <= set(schemas)

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from pocketlm.errors import InvalidParameter, Overloaded, PocketLMError, Unauthorized
+from pocketlm.service import app_state
 
 log = logging.getLogger("pocketlm.api")
 
@@ -138,7 +139,8 @@ def install(app: FastAPI) -> None:
         kind, code = _HTTP_ERRORS.get(exc.status_code, ("invalid_request_error", None))
         message = str(exc.detail)
         if exc.status_code == 404:
-            message = f"no route {request.method} {request.url.path}; see /docs for the API"
+            why = app_state(request).unserved.get(request.url.path, "see /docs for the API")
+            message = f"no route {request.method} {request.url.path}; {why}"
         elif exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}; see /docs for the API"
         elif exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):

@@ -44,6 +44,8 @@ class AppState:
     listings: list[Callable[[], list[ListedModel]]] = field(default_factory=list)
     # Each feature may rewrite the OpenAPI document where only it knows a constraint (``hook(schema)``).
     openapi_hooks: list[Callable[[dict], None]] = field(default_factory=list)
+    # Routes a feature leaves out because it is not configured, and how to turn them on: the 404 says so.
+    unserved: dict[str, str] = field(default_factory=dict)
 
     def part(self, kind: type[T]) -> T:
         """A feature's own settings (a dataclass the server's settings hold), or its defaults when they hold none

@@ -75,6 +75,8 @@ def install(app: FastAPI, state: AppState) -> None:
     if caption_model:
         app.include_router(images, dependencies=keyed)
         state.openapi_hooks.append(lambda schema: caption_model_schema(schema, caption_model))
+    else:
+        state.unserved.update({route.path: captioning.NO_MODEL for route in images.routes})
 
 
 def caption_model_schema(schema: dict, name: str) -> None:
