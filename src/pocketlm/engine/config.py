@@ -26,7 +26,8 @@ class EngineConfig(Declared):
         3,
         low=0,
         old=("--speculative-tokens", "POCKETLM_SPECULATIVE_TOKENS"),
-        help="Most tokens drafted ahead per sequence and step from its own text (prompt lookup: used while "
-        "fewer than 8 sequences decode); the text stays the same. 0 turns it off.",
+        help="Most tokens drafted ahead per sample and step from its own text (prompt lookup), while a step "
+        "keeps within 8 rows: all of them with 1-2 decoding samples, 1 with 3-4, none from 5 on. The text stays "
+        "the same. 0 turns it off.",
     )
     limits: Limits = field(default_factory=Limits)
