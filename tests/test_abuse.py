@@ -41,6 +41,8 @@ def server():
         "48",
         "--send-buffer-bytes",
         "16384",
+        "--max-header-bytes",
+        "4096",
     )
     yield s
     s.stop()
@@ -351,3 +353,28 @@ def test_keys_are_never_logged(server):
     log = server.log()
     assert "/v1/models" in log  # the access log is there ...
     assert KEY not in log and wrong not in log  # ... without a key in it
+
+
+@pytest.mark.parametrize("pieces", [1, 8])
+def test_a_request_head_over_max_header_bytes_is_refused_whole_or_in_pieces(server, pieces):
+    """--max-header-bytes holds for a head sent in one write as for one sent in pieces: 431, then the connection
+    closes; the server goes on answering."""
+    head = (
+        f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nX-Big: {'a' * 8000}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=BOUND) as conn:
+        step = -(-len(head) // pieces)
+        for start in range(0, len(head), step):
+            try:
+                conn.sendall(head[start : start + step])
+            except OSError:
+                break  # closed mid-head: the answer is already there to read
+            time.sleep(0.05)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    status, _, body = answer.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 431"), answer[:200]
+    assert json.loads(body)["error"]["code"] == "header_too_large"
+    assert_answers(server)

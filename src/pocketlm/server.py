@@ -76,9 +76,12 @@ def run(settings: ServeSettings) -> int:
         # requests the engine cancels at the deadline still end their responses cleanly.
         timeout_graceful_shutdown=settings.grace_period + 2.0,
         # What one client may hold: see pocketlm.api.connections.
-        http=guarded_protocol(settings.header_timeout, settings.send_timeout, settings.send_buffer_bytes),
+        http=guarded_protocol(
+            settings.header_timeout, settings.send_timeout, settings.send_buffer_bytes, settings.max_header_bytes
+        ),
         limit_concurrency=settings.max_connections,
         timeout_keep_alive=settings.keep_alive,
+        # the protocol refuses larger heads itself (431); h11's own limit must not be lower than it
         h11_max_incomplete_event_size=settings.max_header_bytes,
     )
     server = DrainingServer(config, app, engine, settings.grace_period)

@@ -14,6 +14,11 @@ for. This protocol adds both clocks:
   stays full for this many seconds, the connection is dropped. The route sees
   a disconnect, so a stream nobody reads frees its engine slot.
 
+And one size: ``max_header_bytes``, the request line and headers together. h11
+enforces its own limit only on a head that arrives in pieces; a head that arrives
+whole in one read was accepted at any size. Counting here, before h11 parses,
+refuses both with 431 and closes the connection.
+
 ``send_buffer_bytes`` caps what a connection buffers for a client that does not
 read: the kernel's send buffer (which Linux would otherwise grow up to
 ``net.ipv4.tcp_wmem``'s maximum, 4 MiB by default, so a response looks "sent"
@@ -36,24 +41,30 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 log = logging.getLogger("pocketlm.api")
 
 
-def guarded_protocol(header_timeout: float, send_timeout: float, send_buffer_bytes: int) -> type[H11Protocol]:
+def guarded_protocol(
+    header_timeout: float, send_timeout: float, send_buffer_bytes: int, max_header_bytes: int
+) -> type[H11Protocol]:
     """uvicorn's h11 protocol class with these limits (pass it as ``uvicorn.Config(http=...)``)."""
-    return type(
-        "GuardedH11Protocol",
-        (GuardedH11Protocol,),
-        {"header_timeout": header_timeout, "send_timeout": send_timeout, "send_buffer_bytes": send_buffer_bytes},
-    )
+    limits = {
+        "header_timeout": header_timeout,
+        "send_timeout": send_timeout,
+        "send_buffer_bytes": send_buffer_bytes,
+        "max_header_bytes": max_header_bytes,
+    }
+    return type("GuardedH11Protocol", (GuardedH11Protocol,), limits)
 
 
 class GuardedH11Protocol(H11Protocol):
     header_timeout: float = 10.0
     send_timeout: float = 30.0
     send_buffer_bytes: int = 256 * 1024
+    max_header_bytes: int = 16384
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         self._header_timer: asyncio.TimerHandle | None = None
         self._send_timer: asyncio.TimerHandle | None = None
         self._partial = False  # bytes of a request arrived, its headers are not complete yet
+        self._head = b""  # what arrived of the next request's head (up to its blank line), to measure it
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer_bytes)
@@ -62,6 +73,8 @@ class GuardedH11Protocol(H11Protocol):
         self._await_request()
 
     def data_received(self, data: bytes) -> None:
+        if not self._in_request() and self._head_too_large(data):
+            return
         super().data_received(data)
         if self._in_request():
             self._cancel_header_timer()
@@ -96,9 +109,26 @@ class GuardedH11Protocol(H11Protocol):
     def _in_request(self) -> bool:
         return self.cycle is not None and not self.cycle.response_complete
 
+    def _head_too_large(self, data: bytes) -> bool:
+        """Keep what arrived of the head until its end (``\\r\\n\\r\\n``); past ``max_header_bytes``, refuse."""
+        head = self._head + data
+        end = head.find(b"\r\n\r\n")
+        size = len(head) if end < 0 else end
+        if size <= self.max_header_bytes:
+            self._head = head if end < 0 else b""
+            return False
+        log.info("%s: request head over %d bytes (--max-header-bytes); closing", _peer(self), self.max_header_bytes)
+        self._cancel_header_timer()
+        self.transport.write(
+            _error_response(431, "Request Header Fields Too Large", _HEAD_TOO_LARGE, self.max_header_bytes)
+        )
+        self.transport.close()
+        return True
+
     def _await_request(self) -> None:
         self._cancel_header_timer()
         self._partial = False
+        self._head = b""
         if not self.transport.is_closing():
             self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
 
@@ -117,7 +147,7 @@ class GuardedH11Protocol(H11Protocol):
                 _peer(self),
                 self.header_timeout,
             )
-            self.transport.write(_timeout_response(self.header_timeout))
+            self.transport.write(_error_response(408, "Request Timeout", _HEAD_TOO_SLOW, self.header_timeout))
         self.transport.close()
 
     def _reader_too_slow(self) -> None:
@@ -137,19 +167,25 @@ def _peer(protocol: H11Protocol) -> str:
     return f"{client[0]}:{client[1]}" if client else "client"
 
 
-def _timeout_response(seconds: float) -> bytes:
+_HEAD_TOO_SLOW = ("request_timeout", "the request headers did not arrive within {:g} s (--header-timeout)")
+_HEAD_TOO_LARGE = ("header_too_large", "the request line and headers exceed {} bytes (--max-header-bytes)")
+
+
+def _error_response(status: int, reason: str, error: tuple[str, str], limit: float) -> bytes:
+    """A whole HTTP response in OpenAI's error shape, written before any route runs; the connection then closes."""
+    code, message = error
     body = json.dumps(
         {
             "error": {
-                "message": f"the request headers did not arrive within {seconds:g} s (--header-timeout)",
+                "message": message.format(limit),
                 "type": "invalid_request_error",
                 "param": None,
-                "code": "request_timeout",
+                "code": code,
             }
         }
     ).encode()
     head = (
-        f"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
         "connection: close\r\n\r\n"
     ).encode()
     return head + body

@@ -75,6 +75,7 @@ _ERRORS = {
     404: "The model asked for is not the one served here.",
     408: "The request body did not arrive within --body-timeout seconds.",
     413: "The request body is larger than --max-body-bytes.",
+    431: "The request line and headers are larger than --max-header-bytes (the connection is closed).",
     503: "Every slot is busy and the queue is full, or the server is shutting down: retry after `Retry-After` seconds.",
     504: "The request ran longer than --request-timeout seconds.",
 }
@@ -127,7 +128,7 @@ def document(app: FastAPI) -> dict:
 def _responses(path: str, op: dict, keyed: bool) -> None:
     responses = op.setdefault("responses", {})
     responses.pop("422", None)
-    codes = []
+    codes = [431]
     if "requestBody" in op:
         op["requestBody"]["required"] = True
         codes += [400, 408, 413]

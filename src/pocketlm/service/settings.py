@@ -63,9 +63,7 @@ class Settings(Declared):
         low=4096,
         help="Kernel send buffer of each connection: what a client that stops reading can pin.",
     )
-    max_header_bytes: int = setting(  # h11's max incomplete event size
-        16384, low=1024, help="Largest request line plus headers (400 beyond)."
-    )
+    max_header_bytes: int = setting(16384, low=1024, help="Largest request line plus headers (431 beyond).")
     public_docs: bool = setting(
         False,
         help="With --api-key: serve /docs, /redoc and /openapi.json without a key (the rest still needs one).",
