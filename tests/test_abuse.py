@@ -378,3 +378,16 @@ def test_a_request_head_over_max_header_bytes_is_refused_whole_or_in_pieces(serv
     assert status.startswith(b"HTTP/1.1 431"), answer[:200]
     assert json.loads(body)["error"]["code"] == "header_too_large"
     assert_answers(server)
+
+
+def test_a_request_beyond_max_connections_gets_503_with_retry_after_in_openais_shape(server):
+    idle = [raw(server) for _ in range(60)]  # more than --max-connections 48, each silent (reaped after 2 s)
+    try:
+        time.sleep(0.3)  # the server has accepted them all
+        r = httpx.get(f"{server.url}/v1/models", headers=auth(), timeout=BOUND)
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert assert_openai_error(r, 503)["code"] == "too_many_connections"
+    finally:
+        for sock in idle:
+            sock.close()
+    assert_answers(server)

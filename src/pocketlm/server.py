@@ -77,9 +77,12 @@ def run(settings: ServeSettings) -> int:
         timeout_graceful_shutdown=settings.grace_period + 2.0,
         # What one client may hold: see pocketlm.api.connections.
         http=guarded_protocol(
-            settings.header_timeout, settings.send_timeout, settings.send_buffer_bytes, settings.max_header_bytes
+            settings.header_timeout,
+            settings.send_timeout,
+            settings.send_buffer_bytes,
+            settings.max_header_bytes,
+            settings.max_connections,
         ),
-        limit_concurrency=settings.max_connections,
         timeout_keep_alive=settings.keep_alive,
         # the protocol refuses larger heads itself (431); h11's own limit must not be lower than it
         h11_max_incomplete_event_size=settings.max_header_bytes,

@@ -14,7 +14,9 @@ for. This protocol adds both clocks:
   stays full for this many seconds, the connection is dropped. The route sees
   a disconnect, so a stream nobody reads frees its engine slot.
 
-And one size: ``max_header_bytes``, the request line and headers together. h11
+And two sizes: ``max_connections``, open connections at once (a request on one more is
+answered 503 with ``Retry-After`` in OpenAI's error shape, where uvicorn's own limit
+answers plain text), and ``max_header_bytes``, the request line and headers together. h11
 enforces its own limit only on a head that arrives in pieces; a head that arrives
 whole in one read was accepted at any size. Counting here, before h11 parses,
 refuses both with 431 and closes the connection.
@@ -42,7 +44,7 @@ log = logging.getLogger("pocketlm.api")
 
 
 def guarded_protocol(
-    header_timeout: float, send_timeout: float, send_buffer_bytes: int, max_header_bytes: int
+    header_timeout: float, send_timeout: float, send_buffer_bytes: int, max_header_bytes: int, max_connections: int
 ) -> type[H11Protocol]:
     """uvicorn's h11 protocol class with these limits (pass it as ``uvicorn.Config(http=...)``)."""
     limits = {
@@ -50,6 +52,7 @@ def guarded_protocol(
         "send_timeout": send_timeout,
         "send_buffer_bytes": send_buffer_bytes,
         "max_header_bytes": max_header_bytes,
+        "max_connections": max_connections,
     }
     return type("GuardedH11Protocol", (GuardedH11Protocol,), limits)
 
@@ -59,6 +62,7 @@ class GuardedH11Protocol(H11Protocol):
     send_timeout: float = 30.0
     send_buffer_bytes: int = 256 * 1024
     max_header_bytes: int = 16384
+    max_connections: int = 512
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         self._header_timer: asyncio.TimerHandle | None = None
@@ -73,7 +77,7 @@ class GuardedH11Protocol(H11Protocol):
         self._await_request()
 
     def data_received(self, data: bytes) -> None:
-        if not self._in_request() and self._head_too_large(data):
+        if not self._in_request() and (self._too_many_connections() or self._head_too_large(data)):
             return
         super().data_received(data)
         if self._in_request():
@@ -109,6 +113,18 @@ class GuardedH11Protocol(H11Protocol):
     def _in_request(self) -> bool:
         return self.cycle is not None and not self.cycle.response_complete
 
+    def _too_many_connections(self) -> bool:
+        """A request on a connection beyond ``max_connections`` (this one counted) is refused: 503, retry later."""
+        if len(self.connections) <= self.max_connections:
+            return False
+        self._refuse(_error_response(503, "Service Unavailable", _TOO_MANY, self.max_connections, retry_after=1))
+        return True
+
+    def _refuse(self, response: bytes) -> None:
+        self._cancel_header_timer()
+        self.transport.write(response)
+        self.transport.close()
+
     def _head_too_large(self, data: bytes) -> bool:
         """Keep what arrived of the head until its end (``\\r\\n\\r\\n``); past ``max_header_bytes``, refuse."""
         head = self._head + data
@@ -118,11 +134,7 @@ class GuardedH11Protocol(H11Protocol):
             self._head = head if end < 0 else b""
             return False
         log.info("%s: request head over %d bytes (--max-header-bytes); closing", _peer(self), self.max_header_bytes)
-        self._cancel_header_timer()
-        self.transport.write(
-            _error_response(431, "Request Header Fields Too Large", _HEAD_TOO_LARGE, self.max_header_bytes)
-        )
-        self.transport.close()
+        self._refuse(_error_response(431, "Request Header Fields Too Large", _HEAD_TOO_LARGE, self.max_header_bytes))
         return True
 
     def _await_request(self) -> None:
@@ -167,25 +179,39 @@ def _peer(protocol: H11Protocol) -> str:
     return f"{client[0]}:{client[1]}" if client else "client"
 
 
-_HEAD_TOO_SLOW = ("request_timeout", "the request headers did not arrive within {:g} s (--header-timeout)")
-_HEAD_TOO_LARGE = ("header_too_large", "the request line and headers exceed {} bytes (--max-header-bytes)")
+_HEAD_TOO_SLOW = (
+    "invalid_request_error",
+    "request_timeout",
+    "the request headers did not arrive within {:g} s (--header-timeout)",
+)
+_HEAD_TOO_LARGE = (
+    "invalid_request_error",
+    "header_too_large",
+    "the request line and headers exceed {} bytes (--max-header-bytes)",
+)
+_TOO_MANY = (
+    "overloaded_error",
+    "too_many_connections",
+    "the server has {} connections open (--max-connections); retry after Retry-After seconds",
+)
 
 
-def _error_response(status: int, reason: str, error: tuple[str, str], limit: float) -> bytes:
+def _error_response(status: int, reason: str, error: tuple[str, str, str], limit: float, retry_after: int = 0) -> bytes:
     """A whole HTTP response in OpenAI's error shape, written before any route runs; the connection then closes."""
-    code, message = error
+    kind, code, message = error
     body = json.dumps(
         {
             "error": {
                 "message": message.format(limit),
-                "type": "invalid_request_error",
+                "type": kind,
                 "param": None,
                 "code": code,
             }
         }
     ).encode()
+    retry = f"retry-after: {retry_after}\r\n" if retry_after else ""
     head = (
         f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
-        "connection: close\r\n\r\n"
+        f"{retry}connection: close\r\n\r\n"
     ).encode()
     return head + body

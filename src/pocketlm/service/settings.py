@@ -36,9 +36,7 @@ class Settings(Declared):
     max_body_bytes: int = setting(1 << 20, low=1, help="Largest request body accepted (413 beyond).")
     request_timeout: float = setting(600.0, low=0.0, low_open=True, help="Seconds a request may run.")
     # Connections (see api/connections.py): what one client may hold, and for how long, before it is let go.
-    max_connections: int = setting(  # uvicorn's limit_concurrency
-        512, low=1, help="Open connections at once; beyond, new requests get 503."
-    )
+    max_connections: int = setting(512, low=1, help="Open connections at once; beyond, new requests get 503.")
     keep_alive: float = setting(  # uvicorn's timeout_keep_alive
         5.0, low=0.0, low_open=True, help="Seconds an idle connection stays open after a response."
     )
