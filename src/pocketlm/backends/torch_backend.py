@@ -1,7 +1,8 @@
 """torch/transformers backend: any Hugging Face causal LM behind the Backend interface.
 
 The engine owns sampling, stop strings and streaming, so this backend only
-turns chunks of tokens into logits and keeps each slot's KV cache. Two ways to do that:
+turns chunks of tokens into logits and keeps each slot's KV cache. Two ways
+to do that:
 
 - batched (GPT-2 and Llama-like families, whose attention goes through
   ``Cache.update`` and accepts explicit position ids and a 4D mask): one
@@ -41,7 +42,7 @@ _CACHE_STEP = 256  # slot buffers grow in steps of this many positions
 
 
 class SlotCache:
-    """Keys/values of ``slots`` slots, each at its absolute positions, for batched decoding.
+    """Keys/values of every slot, each at its absolute positions, for batched decoding.
 
     The model calls ``update(k, v, layer)`` once per layer with the new
     positions of the current batch; we write them into each row's slot and

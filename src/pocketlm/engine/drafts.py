@@ -84,6 +84,8 @@ def step_drafts(wanted: list[tuple[Drafter, int]], draft_tokens: int) -> list[li
     if not wanted:
         return []
     most = min(draft_tokens, (DRAFT_ROWS - len(wanted)) // len(wanted))
+    if most <= 0:  # no spare rows, or drafting off: no drafter is asked (one that is would draft nothing)
+        return [[] for _ in wanted]
     drafts = [drafter.draft(min(most, room)) for drafter, room in wanted]
     k = min(map(len, drafts))
     return [d[:k] for d in drafts]
