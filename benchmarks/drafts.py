@@ -1,11 +1,11 @@
-"""The measurements behind prompt-lookup drafting (engine/lookup.py), on the file `pocketlm serve` runs.
+"""The measurements behind drafting by prompt lookup (engine/drafts.py), on the file `pocketlm serve` runs.
 
     python benchmarks/drafts.py            # all three parts, ~3 min on 2 cores
     python benchmarks/drafts.py --part cost
 
 1. identity: a draft verified in one pass gives the same logits, bit for bit, as decoding its tokens
    one at a time (per KV type): why drafting cannot change the text.
-2. cost: one llama_decode step for 1, 2, 4, 8, 16 sequences carrying 1-5 rows each (ms, median of 15):
+2. cost: one llama_decode step for 1, 2, 4, 8, 16 slots carrying 1-5 rows each (ms, median of 15):
    what a drafted row costs beside the rows a step has anyway.
 3. policy: greedy and sampled continuations of the serving benchmark's prompts, and the speed-up each
    drafting policy (tokens drafted, n-gram length, pausing after a miss) would give one stream under
@@ -22,7 +22,7 @@ import numpy as np
 
 from pocketlm.backends.base import Chunk
 from pocketlm.backends.llamacpp import LlamaCppBackend
-from pocketlm.engine.lookup import Drafter
+from pocketlm.engine.drafts import Drafter
 from profile_engine import served_file
 from prompts import GGUFTokenizer, build_prompts
 
@@ -33,14 +33,14 @@ def identity(path, prompts) -> None:
         same = total = 0
         for p in prompts[:8]:
             ids = be.tokenize(p)
-            be.clear_sequence(0)
+            be.clear_slot(0)
             row = be.forward([Chunk(0, ids, 0, 1)])[-1]
             tokens, one_by_one = [], []
             for pos in range(len(ids), len(ids) + 8):
                 tokens.append(int(np.argmax(row)))
                 row = be.forward([Chunk(0, tokens[-1:], pos, 1)])[0].copy()
                 one_by_one.append(row)
-            be.clear_sequence(0, len(ids))
+            be.clear_slot(0, len(ids))
             together = be.forward([Chunk(0, tokens, len(ids), len(tokens))])
             same += sum(np.array_equal(a, b) for a, b in zip(one_by_one, together))
             total += len(tokens)
@@ -53,23 +53,23 @@ def cost(path) -> dict[int, float]:
     ids = be.tokenize("ROMEO: But, soft! what light through yonder window breaks? It is the east. " * 8)[:150]
     for s in range(16):
         be.forward([Chunk(s, ids, 0, 1)])
-    one_seq = {}
-    for seqs in (1, 2, 4, 8, 16):
+    one_slot = {}
+    for slots in (1, 2, 4, 8, 16):
         cells = []
         for rows in (1, 2, 3, 4, 5):
             times = []
             for _ in range(15):
                 t = time.perf_counter()
-                be.forward([Chunk(s, ids[:rows], 150, rows) for s in range(seqs)])
+                be.forward([Chunk(s, ids[:rows], 150, rows) for s in range(slots)])
                 times.append(time.perf_counter() - t)
-                for s in range(seqs):
-                    be.clear_sequence(s, 150)
+                for s in range(slots):
+                    be.clear_slot(s, 150)
             cells.append(1000 * statistics.median(times))
-            if seqs == 1:
-                one_seq[rows] = cells[-1]
-        print(f"cost, {seqs:2d} sequences x 1-5 rows: " + " / ".join(f"{c:.1f}" for c in cells) + " ms", flush=True)
+            if slots == 1:
+                one_slot[rows] = cells[-1]
+        print(f"cost, {slots:2d} slots x 1-5 rows: " + " / ".join(f"{c:.1f}" for c in cells) + " ms", flush=True)
     be.close()
-    return one_seq
+    return one_slot
 
 
 def policy(path, prompts, step_ms: dict[int, float]) -> None:
@@ -77,7 +77,7 @@ def policy(path, prompts, step_ms: dict[int, float]) -> None:
     rng = np.random.default_rng(0)
 
     def continuation(ids, temperature, n=128):
-        be.clear_sequence(0)
+        be.clear_slot(0)
         row, out = be.forward([Chunk(0, ids, 0, 1)])[-1], []
         for pos in range(len(ids), len(ids) + n):
             logits = row.astype(np.float64)

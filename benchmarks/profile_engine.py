@@ -122,13 +122,13 @@ def _part(frames: list[str], kinds) -> str:
             return kinds.get((base, int(line) if line.isdigit() else 0), "batch building")
         if base == "sampling.py" or name in ("log_softmax", "_logprob"):
             return "sampling"
-        if base in ("text.py", "outputs.py") or name in ("_advance", "_finish", "_push", "_push_all", "_sample"):
+        if base in ("text.py", "outputs.py", "streams.py") or name in ("_advance", "_finish", "_sample"):
             return "tokens, text, events"
-        if base == "lookup.py" or name in ("_draft", "_check_drafts"):
+        if base == "drafts.py" or name == "_check_drafts":
             return "drafts (prompt lookup)"
         if name in ("_plan", "forward"):
             return "batch building"
-        if base in ("slots.py",) or name in ("_retire", "_admit", "_release", "_held", "_drop_cancelled_waiting"):
+        if base in ("slots.py",) or name in ("_retire", "_admit", "_release", "held", "_drop_cancelled_waiting"):
             return "bookkeeping (admit, retire, slots)"
         if name == "_step":
             return "step (other lines)"
@@ -235,7 +235,7 @@ def main():
         f"{llama['prompt_tokens']} tokens in batches of several, {llama['eval_calls']} one-token calls, "
         f"{llama['graphs_reused']} graphs reused"
     )
-    print(f"prompt lookup: {stats.drafted_tokens} tokens drafted, {stats.accepted_tokens} accepted")
+    print(f"drafts: {stats.draft_tokens} draft tokens, {stats.draft_tokens_accepted} accepted")
     if spy is not None:
         spy.send_signal(2)  # SIGINT: py-spy writes what it has and exits
         _, err = spy.communicate(timeout=60)

@@ -1,4 +1,4 @@
-"""Torch backend decode throughput: batched decoding (SlotCache) vs one model call per sequence.
+"""Torch backend decode throughput: batched decoding (SlotCache) vs one model call per slot.
 
     python benchmarks/torch_batching.py HF_DIR [--batch 1,4,16] [--steps 32] [--runs 3]
 
@@ -27,7 +27,7 @@ def decode_tok_s(backend: TorchBackend, prompt: list[int], batch: int, steps: in
         backend.forward([Chunk(i, [100], len(prompt) + s, 1) for i in range(batch)])
     elapsed = time.perf_counter() - start
     for i in range(batch):
-        backend.clear_sequence(i)
+        backend.clear_slot(i)
     return batch * steps / elapsed
 
 

@@ -75,35 +75,35 @@ class FakeBackend(Backend):
         time.sleep(self.step_seconds)
         rows = []
         for chunk in chunks:
-            cache = self.cache[chunk.seq]
+            cache = self.cache[chunk.slot]
             assert len(cache) == chunk.pos, (
-                f"slot {chunk.seq}: cache holds {len(cache)} tokens, chunk starts at {chunk.pos}"
+                f"slot {chunk.slot}: cache holds {len(cache)} tokens, chunk starts at {chunk.pos}"
             )
             for i, token in enumerate(chunk.tokens):
                 cache.append(token)
                 if i >= len(chunk.tokens) - chunk.n_logits:
-                    rows.append(self._logits(chunk.seq))
+                    rows.append(self._logits(chunk.slot))
         return np.array(rows, dtype=np.float32).reshape(len(rows), N_VOCAB)
 
-    def _logits(self, seq: int) -> np.ndarray:
-        if self.prompt_end[seq] is None:  # the first logits asked for: the prompt ends here
-            self.prompt_end[seq] = len(self.cache[seq])
-        k = len(self.cache[seq]) - self.prompt_end[seq]
+    def _logits(self, slot: int) -> np.ndarray:
+        if self.prompt_end[slot] is None:  # the first logits asked for: the prompt ends here
+            self.prompt_end[slot] = len(self.cache[slot])
+        k = len(self.cache[slot]) - self.prompt_end[slot]
         row = np.zeros(N_VOCAB, dtype=np.float32)
         row[ALTERNATIVE] = LEAD / 2
         row[self.script[min(k, len(self.script) - 1)]] = LEAD
         return row
 
-    def copy_sequence(self, src: int, dst: int) -> None:
+    def copy_slot(self, src: int, dst: int) -> None:
         self.cache[dst] = list(self.cache[src])
         self.prompt_end[dst] = self.prompt_end[src]
 
-    def clear_sequence(self, seq: int, keep: int = 0) -> None:
-        self.cache[seq] = self.cache[seq][:keep]
+    def clear_slot(self, slot: int, keep: int = 0) -> None:
+        self.cache[slot] = self.cache[slot][:keep]
         # Cut back into the prompt: a new request, whose prompt ends where it first asks for logits. Cut
         # within the answer (rejected draft tokens): the same answer goes on.
-        if self.prompt_end[seq] is None or keep <= self.prompt_end[seq]:
-            self.prompt_end[seq] = None
+        if self.prompt_end[slot] is None or keep <= self.prompt_end[slot]:
+            self.prompt_end[slot] = None
 
 
 @contextlib.contextmanager

@@ -212,7 +212,7 @@ def test_bad_parameters_raise_typed_errors_naming_the_parameter(engine):
                 engine.submit("hello", SamplingParams(**kw))
             assert err.value.param == param
         with pytest.raises(ContextLengthExceeded) as err:
-            engine.submit([1] * (engine.n_ctx_seq + 5), SamplingParams())
+            engine.submit([1] * (engine.n_ctx + 5), SamplingParams())
         assert err.value.param == "prompt"
         return await good
 

@@ -139,11 +139,11 @@ def test_chat_without_a_template_stops_at_the_next_user_turn(engine):
 
 def test_a_backend_failure_while_admitting_fails_that_request_and_the_engine_goes_on():
     with fake_engine(SCRIPT) as eng:
-        clear = eng.backend.clear_sequence
-        eng.backend.clear_sequence = lambda seq, keep=0: (_ for _ in ()).throw(RuntimeError("KV cache gone"))
+        clear = eng.backend.clear_slot
+        eng.backend.clear_slot = lambda slot, keep=0: (_ for _ in ()).throw(RuntimeError("KV cache gone"))
         with pytest.raises(GenerationFailed, match="KV cache gone"):
             run(asyncio.wait_for(eng.complete("Hi", SamplingParams(max_new_tokens=3)), timeout=10))
-        eng.backend.clear_sequence = clear
+        eng.backend.clear_slot = clear
         again = run(asyncio.wait_for(eng.complete("Hi", SamplingParams(max_new_tokens=3)), timeout=10))
         assert again.samples[0].text == SCRIPT[:3] and eng.stats().active_slots == 0
 

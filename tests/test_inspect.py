@@ -257,10 +257,10 @@ def test_next_token_after_the_filters_is_what_the_engine_draws_from(llama):
             assert result.chosen.probability > 0
             # the listed distribution is the one drawn from: the seed's uniform number lands on the same token
             u = np.random.default_rng(params.seed).random()
-            from pocketlm.engine.sampling import SequenceSampler, distribution
+            from pocketlm.engine.sampling import Sampler, distribution
 
             ids = llama.tokenizer(prompt)["input_ids"]
-            sampler = SequenceSampler(params, ids, 0, frozenset())
+            sampler = Sampler(params, ids, 0, frozenset())
             logits = _last_logits(llama, ids)
             kept, probs = distribution(sampler.adjust(logits), sampler)
             cdf = np.cumsum(probs)

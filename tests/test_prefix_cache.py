@@ -96,7 +96,7 @@ def test_slot_pool_prefers_the_longest_prefix_then_the_oldest_slot():
     forgotten = []
 
     class Recorder:
-        def clear_sequence(self, slot, keep=0):
+        def clear_slot(self, slot, keep=0):
             forgotten.append((slot, keep))
 
     pool = SlotPool(3, Recorder())

@@ -3,13 +3,13 @@
 import numpy as np
 
 from pocketlm.engine.params import SamplingParams
-from pocketlm.engine.sampling import SequenceSampler, sample
+from pocketlm.engine.sampling import Sampler, sample
 
 V = 50
 
 
 def draw(params, logits, n=400, prompt=(1, 2)):
-    sampler = SequenceSampler(params, list(prompt), 0, frozenset({V - 1}))
+    sampler = Sampler(params, list(prompt), 0, frozenset({V - 1}))
     return [int(sample(logits.copy()[None, :], [sampler])[0]) for _ in range(n)]
 
 
@@ -60,7 +60,7 @@ def test_ignore_eos_bans_end_of_generation_tokens():
 def test_frequency_penalty_discourages_repeats():
     logits = np.zeros(V, dtype=np.float32)
     logits[5] = 1.0
-    sampler = SequenceSampler(SamplingParams(temperature=0, frequency_penalty=2.0), [0], 0, frozenset())
+    sampler = Sampler(SamplingParams(temperature=0, frequency_penalty=2.0), [0], 0, frozenset())
     first = int(sample(logits.copy()[None, :], [sampler])[0])
     second = int(sample(logits.copy()[None, :], [sampler])[0])
     assert first == 5 and second != 5
@@ -71,7 +71,7 @@ def test_a_penalty_near_zero_gives_finite_logits_and_no_warning():
 
     logits = np.zeros(V, dtype=np.float32)
     logits[4] = 2.0  # token 6 stays at exactly 0: 0 / (1e-300 as float32 = 0) is NaN before the clip
-    sampler = SequenceSampler(SamplingParams(temperature=0, repetition_penalty=1e-300), [4, 6], 0, frozenset())
+    sampler = Sampler(SamplingParams(temperature=0, repetition_penalty=1e-300), [4, 6], 0, frozenset())
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         adjusted = sampler.adjust(logits.copy())
@@ -81,5 +81,5 @@ def test_a_penalty_near_zero_gives_finite_logits_and_no_warning():
 def test_repetition_penalty_covers_the_prompt():
     logits = np.zeros(V, dtype=np.float32)
     logits[[4, 6]] = [2.0, 1.9]
-    sampler = SequenceSampler(SamplingParams(temperature=0, repetition_penalty=1.5), [4], 0, frozenset())
+    sampler = Sampler(SamplingParams(temperature=0, repetition_penalty=1.5), [4], 0, frozenset())
     assert int(sample(logits[None, :], [sampler])[0]) == 6

@@ -49,13 +49,13 @@ def test_batched_decoding_equals_uncached_reference(backend):
     together = decode_together(backend, prompts, 6, slots=[5, 0, 3, 1, 7, 2])
     assert together == [greedy_reference(backend.model, ids, 6) for ids in prompts]
     for s in range(8):
-        backend.clear_sequence(s)
+        backend.clear_slot(s)
 
 
 def test_scoring_returns_every_position_like_transformers(backend):
     ids = backend.tokenize("To be, or not to be, that is the question.")
     got = backend.forward([Chunk(4, ids, 0, len(ids))])
-    backend.clear_sequence(4)
+    backend.clear_slot(4)
     with torch.no_grad():
         ref = backend.model(torch.tensor([ids])).logits[0].numpy()
     assert got.dtype == np.float32 and got.shape == ref.shape
@@ -74,27 +74,27 @@ def test_chunked_prefill_mixed_with_decoding_keeps_chunk_order(backend):
         ref_b = backend.model(torch.tensor([b + [nxt]])).logits[0, -1].numpy()
     np.testing.assert_allclose(rows[0], ref_b, atol=1e-4)
     np.testing.assert_allclose(rows[1:], ref_a, atol=1e-4)
-    backend.clear_sequence(0)
-    backend.clear_sequence(1)
+    backend.clear_slot(0)
+    backend.clear_slot(1)
 
 
-def test_copy_sequence_shares_the_prefix_and_clear_frees_the_slot(backend):
+def test_copy_slot_shares_the_prefix_and_clear_frees_the_slot(backend):
     ids = backend.tokenize(PROMPTS[0])
     backend.forward([Chunk(2, ids, 0, 1)])
-    backend.copy_sequence(2, 6)
+    backend.copy_slot(2, 6)
     # both continue from the same cached prompt with different tokens
     rows = backend.forward([Chunk(2, [11], len(ids), 1), Chunk(6, [42], len(ids), 1)])
     with torch.no_grad():
         ref = backend.model(torch.tensor([ids + [11], ids + [42]])).logits[:, -1].numpy()
     np.testing.assert_allclose(rows, ref, atol=1e-4)
-    backend.clear_sequence(6)  # a new, shorter prompt in the freed slot sees nothing of the old one
+    backend.clear_slot(6)  # a new, shorter prompt in the freed slot sees nothing of the old one
     short = backend.tokenize("A")
     row = backend.forward([Chunk(6, short, 0, 1)])
     with torch.no_grad():
         ref = backend.model(torch.tensor([short])).logits[0, -1].numpy()
     np.testing.assert_allclose(row[0], ref, atol=1e-4)
-    backend.clear_sequence(2)
-    backend.clear_sequence(6)
+    backend.clear_slot(2)
+    backend.clear_slot(6)
 
 
 def test_token_bytes_are_raw_bytes_and_round_trip(backend):
@@ -124,14 +124,14 @@ def test_model_info(backend):
         assert backend.tokenize("<|endoftext|>") == [50256] and 50256 in backend.eog_ids
 
 
-def test_unbatched_architectures_use_one_cache_per_sequence(tmp_path):
+def test_unbatched_architectures_use_one_cache_per_slot(tmp_path):
     """GPT-Neo (local attention layers) runs through transformers' own DynamicCache, one call per chunk."""
     be = TorchBackend(build_tiny_gpt_neo(tmp_path / "neo"), slots=4, n_ctx=256)
     assert not be.batched and be.info.architecture == "GPTNeoForCausalLM"
     prompts = [be.tokenize(p) for p in PROMPTS[:3]]
     assert decode_together(be, prompts, 5) == [greedy_reference(be.model, ids, 5) for ids in prompts]
-    be.copy_sequence(0, 3)
-    be.clear_sequence(0)
+    be.copy_slot(0, 3)
+    be.clear_slot(0)
     assert 0 not in be.caches and 3 in be.caches
 
 

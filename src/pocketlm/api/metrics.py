@@ -29,8 +29,8 @@ class EngineCollector:
     def collect(self):
         stats = self.engine.stats()
         for name, doc, value in (
-            ("pocketlm_slots", "Sequence slots the engine has.", stats.slots),
-            ("pocketlm_active_slots", "Sequence slots decoding right now.", stats.active_slots),
+            ("pocketlm_slots", "Slots the engine decodes together (--slots).", stats.slots),
+            ("pocketlm_active_slots", "Slots busy with a request right now.", stats.active_slots),
             ("pocketlm_queue_depth", "Requests waiting for a slot.", stats.queued),
             ("pocketlm_running_requests", "Requests admitted and not finished.", stats.running_requests),
         ):
@@ -38,13 +38,13 @@ class EngineCollector:
         for name, doc, value in (
             (
                 "pocketlm_draft_tokens",
-                "Tokens guessed ahead by prompt lookup (--draft-tokens).",
-                stats.drafted_tokens,
+                "Draft tokens: guessed ahead by prompt lookup for the model to check (--draft-tokens).",
+                stats.draft_tokens,
             ),
             (
                 "pocketlm_draft_tokens_accepted",
-                "Guessed tokens the sampler picked: each saved a decoding step.",
-                stats.accepted_tokens,
+                "Draft tokens the sampler picked: each saved a decoding step.",
+                stats.draft_tokens_accepted,
             ),
         ):
             yield CounterMetricFamily(name, doc, value=value)

@@ -109,7 +109,7 @@ def document(app: FastAPI) -> dict:
         "limits": limits,
         "n_vocab": engine.info.n_vocab,
         "model": engine.info.name,
-        "max_prompt_ids": min(engine.n_ctx_seq - 1, limits.max_prompt_tokens or engine.n_ctx_seq),
+        "max_prompt_ids": min(engine.n_ctx - 1, limits.max_prompt_tokens or engine.n_ctx),
         # "" is a prompt where the tokenizer adds BOS; the engine refuses a prompt of no tokens
         "min_prompt_chars": 0 if engine.tokenize("", add_special=True) else 1,
     }

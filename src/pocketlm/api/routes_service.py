@@ -39,7 +39,7 @@ async def ready(request: Request):
         status="draining" if state.draining else "ready",
         model=engine.info.name,
         slots=engine.stats().slots,
-        n_ctx=engine.n_ctx_seq,
+        n_ctx=engine.n_ctx,
     )
     return JSONResponse(body.model_dump(), status_code=503 if state.draining else 200)
 

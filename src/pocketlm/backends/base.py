@@ -1,10 +1,9 @@
 """The one small interface every inference backend implements.
 
-The engine's scheduler speaks only this: tokenize, run a forward pass over a
-batch of per-sequence chunks, read back logits, and manage per-sequence KV
-cache. Sampling, stop strings and streaming live in the engine, so a backend
-is just "tokens in, logits out" and swapping llama.cpp for torch changes
-nothing above it.
+The engine speaks only this: tokenize, run a forward pass over a batch of
+per-slot chunks, read back logits, and manage each slot's KV cache. Sampling,
+stop strings and streaming live in the engine, so a backend is just "tokens
+in, logits out" and swapping llama.cpp for torch changes nothing above it.
 """
 
 from __future__ import annotations
@@ -34,13 +33,13 @@ class ModelInfo:
 
 @dataclass
 class Chunk:
-    """Tokens of one sequence to append to its KV cache in one forward pass.
+    """Tokens to append to one slot's KV cache in one forward pass.
 
     ``n_logits`` trailing positions get logits back: 0 for a prefill chunk
     that is not the last, 1 for decoding, ``len(tokens)`` for scoring text.
     """
 
-    seq: int
+    slot: int
     tokens: list[int]
     pos: int
     n_logits: int = 1
@@ -48,7 +47,7 @@ class Chunk:
 
 class Backend(ABC):
     info: ModelInfo
-    slots: int  # sequence slots the KV cache holds at once
+    slots: int  # slots the KV cache holds at once, each the tokens of one sample (or of a text being scored)
     n_ctx: int  # KV cache cells of each slot: the longest prompt + output one request may have
     eog_ids: frozenset[int]  # tokens that end generation (EOS, end-of-turn)
 
@@ -71,12 +70,12 @@ class Backend(ABC):
         """
 
     @abstractmethod
-    def copy_sequence(self, src: int, dst: int) -> None:
-        """Make ``dst`` share ``src``'s cached prefix (for ``n`` samples of one prompt)."""
+    def copy_slot(self, src: int, dst: int) -> None:
+        """Make slot ``dst`` hold what slot ``src`` has cached (``n`` samples of one prompt, a shared prefix)."""
 
     @abstractmethod
-    def clear_sequence(self, seq: int, keep: int = 0) -> None:
-        """Forget what is cached for ``seq`` from position ``keep`` on (0: everything), so its slot can be reused."""
+    def clear_slot(self, slot: int, keep: int = 0) -> None:
+        """Forget what ``slot`` has cached from position ``keep`` on (0: everything), so it can be reused."""
 
     def close(self) -> None:
         """Release native resources; the backend is unusable afterwards."""

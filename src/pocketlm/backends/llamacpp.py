@@ -1,10 +1,11 @@
 """llama.cpp backend, through llama-cpp-python's low-level (ctypes) API.
 
-One llama context holds a KV cache for ``slots`` sequences. Each
-forward pass packs chunks from many sequences into one ``llama_batch``, tagged
-with their sequence ids, so decoding 16 streams costs one pass over the weights
-instead of 16. ctypes releases the GIL during ``llama_decode``, so the HTTP
-event loop keeps running while the model computes.
+One llama context holds a KV cache for ``slots`` slots (llama.cpp's
+"sequences": a slot's number is its sequence id). Each forward pass packs
+chunks from many slots into one ``llama_batch``, tagged with their slots, so
+decoding 16 streams costs one pass over the weights instead of 16. ctypes
+releases the GIL during ``llama_decode``, so the HTTP event loop keeps running
+while the model computes.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ class LlamaCppBackend(Backend):
         p = C.llama_context_default_params()
         p.n_ctx = self.n_ctx * self.slots
         p.n_batch = self.n_batch
-        # A seeded request must give the same text alone or under load, so a sequence's logits may
+        # A seeded request must give the same text alone or under load, so a slot's logits may
         # not depend on what else shares its micro-batch. With f16 keys llama.cpp's CPU attention
         # takes another code path from 64 rows up, which rounds differently: micro-batches stay
         # at 32 rows. With q8_0 keys every micro-batch size gives bit-identical logits (measured:
@@ -169,7 +170,7 @@ class LlamaCppBackend(Backend):
         """Decode the chunks in as few llama_decode calls as the batch size allows."""
         rows: list[np.ndarray] = []
         items = [
-            (c.seq, tok, c.pos + i, i >= len(c.tokens) - c.n_logits) for c in chunks for i, tok in enumerate(c.tokens)
+            (c.slot, tok, c.pos + i, i >= len(c.tokens) - c.n_logits) for c in chunks for i, tok in enumerate(c.tokens)
         ]
         for start in range(0, len(items), self.n_batch):
             rows.append(self._decode(items[start : start + self.n_batch]))
@@ -182,9 +183,9 @@ class LlamaCppBackend(Backend):
     def _decode(self, items) -> np.ndarray:
         b = self.batch
         n_out = 0
-        for i, (seq, tok, pos, want) in enumerate(items):
+        for i, (slot, tok, pos, want) in enumerate(items):
             b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = tok, pos, 1, want
-            b.seq_id[i][0] = seq
+            b.seq_id[i][0] = slot
             n_out += want
         b.n_tokens = len(items)
         ret = C.llama_decode(self.ctx, b)
@@ -195,11 +196,11 @@ class LlamaCppBackend(Backend):
         ptr = C.llama_get_logits(self.ctx)
         return np.ctypeslib.as_array(ptr, shape=(n_out, self.n_vocab))
 
-    def copy_sequence(self, src: int, dst: int) -> None:
+    def copy_slot(self, src: int, dst: int) -> None:
         C.llama_memory_seq_cp(self.memory, src, dst, -1, -1)
 
-    def clear_sequence(self, seq: int, keep: int = 0) -> None:
-        C.llama_memory_seq_rm(self.memory, seq, keep if keep > 0 else -1, -1)
+    def clear_slot(self, slot: int, keep: int = 0) -> None:
+        C.llama_memory_seq_rm(self.memory, slot, keep if keep > 0 else -1, -1)
 
     def close(self) -> None:
         if getattr(self, "ctx", None):

@@ -1,19 +1,19 @@
 """torch/transformers backend: any Hugging Face causal LM behind the Backend interface.
 
-The engine's scheduler owns sampling, stop strings and streaming, so this
-backend only turns chunks of tokens into logits and keeps each sequence's KV
-cache. Two ways to do that:
+The engine owns sampling, stop strings and streaming, so this backend only
+turns chunks of tokens into logits and keeps each slot's KV cache. Two ways
+to do that:
 
 - batched (GPT-2 and Llama-like families, whose attention goes through
   ``Cache.update`` and accepts explicit position ids and a 4D mask): one
   ``SlotCache`` holds every slot's keys/values at their absolute positions, so
-  the decode steps of all running sequences go through the model as ONE batch
+  the decode steps of all running samples go through the model as ONE batch
   of rows with different lengths, each masked to its own past. That is what
   makes concurrency pay on a CPU: the weights are read once per step for all
   rows. Measured on SmolLM2-135M (benchmarks/torch_batching.py, one thread):
   16 rows decode ~6x the tokens/s of 16 separate calls; 1 row costs the same;
 - sequential (every other architecture): a transformers ``DynamicCache`` per
-  sequence and one model call per chunk. Slower under load, but it makes no
+  slot and one model call per chunk. Slower under load, but it makes no
   assumption about the model's attention (sliding windows, ALiBi, ...).
 
 transformers' own continuous batching (``generate_batch`` /
@@ -42,16 +42,16 @@ _CACHE_STEP = 256  # slot buffers grow in steps of this many positions
 
 
 class SlotCache:
-    """Keys/values of ``slots`` sequences, each at its absolute positions, for batched decoding.
+    """Keys/values of every slot, each at its absolute positions, for batched decoding.
 
     The model calls ``update(k, v, layer)`` once per layer with the new
     positions of the current batch; we write them into each row's slot and
     hand back every row's keys/values padded to the longest row. Padding
     positions are masked out by the caller's attention mask.
 
-    Each slot has its own buffer, grown in steps as its sequence grows and
+    Each slot has its own buffer, grown in steps as its tokens grow and
     dropped when the slot is cleared: memory follows the tokens actually held,
-    not ``slots`` times the longest sequence.
+    not ``slots`` times the longest sample.
     """
 
     is_compileable = False
@@ -105,14 +105,14 @@ class SlotCache:
                 slots[dst] = None if slots[src] is None else slots[src].clone()
         self.lengths[dst] = n
 
-    def clear(self, seq: int, keep: int = 0) -> None:
+    def clear(self, slot: int, keep: int = 0) -> None:
         """Forget positions ``keep`` on; the buffer stays while anything is kept (later writes overwrite the rest)."""
-        self.lengths[seq] = keep
+        self.lengths[slot] = keep
         if keep:
             return
         for store in (self.keys, self.values):
             for slots in store:
-                slots[seq] = None
+                slots[slot] = None
 
     # The parts of transformers' Cache interface models may ask about.
     def get_seq_length(self, layer_idx: int = 0) -> int:
@@ -152,7 +152,7 @@ class TorchBackend(Backend):
         n_ctx_train = _n_ctx_train(hf.config)
         self.batched = hf.model_type in BATCHED_MODEL_TYPES if batched is None else batched
         self.cache = SlotCache(slots, min(n_ctx, n_ctx_train or n_ctx)) if self.batched else None
-        self.caches: dict[int, object] = {}  # sequential mode: one DynamicCache per sequence
+        self.caches: dict[int, object] = {}  # sequential mode: one DynamicCache per slot
         template = self.tokenizer.chat_template
         self.info = ModelInfo(
             name=name,
@@ -204,7 +204,7 @@ class TorchBackend(Backend):
     def _forward_batch(self, chunks: list[Chunk]) -> list[np.ndarray]:
         n_new = len(chunks[0].tokens)
         starts = [c.pos for c in chunks]
-        self.cache.prepare([c.seq for c in chunks], starts, n_new)
+        self.cache.prepare([c.slot for c in chunks], starts, n_new)
         positions = torch.tensor(starts)[:, None] + torch.arange(n_new)
         keep = max(c.n_logits for c in chunks)
         out = self.model(
@@ -227,9 +227,9 @@ class TorchBackend(Backend):
     def _forward_one(self, c: Chunk) -> np.ndarray:
         from transformers import DynamicCache
 
-        cache = self.caches.get(c.seq)
+        cache = self.caches.get(c.slot)
         if cache is None or c.pos == 0:
-            cache = self.caches[c.seq] = DynamicCache(config=self.model.config)
+            cache = self.caches[c.slot] = DynamicCache(config=self.model.config)
         elif cache.get_seq_length() > c.pos:
             cache.crop(c.pos)
         out = self.model(
@@ -239,19 +239,19 @@ class TorchBackend(Backend):
         return logits[logits.shape[0] - c.n_logits :]
 
     @torch.inference_mode()  # the cache tensors were made in inference mode; in-place writes must be too
-    def copy_sequence(self, src: int, dst: int) -> None:
+    def copy_slot(self, src: int, dst: int) -> None:
         if self.batched:
             self.cache.copy(src, dst)
         elif src in self.caches:
             self.caches[dst] = copy.deepcopy(self.caches[src])
 
-    def clear_sequence(self, seq: int, keep: int = 0) -> None:
+    def clear_slot(self, slot: int, keep: int = 0) -> None:
         if self.batched:
-            self.cache.clear(seq, keep)
+            self.cache.clear(slot, keep)
         elif keep == 0:
-            self.caches.pop(seq, None)
-        elif seq in self.caches:
-            self.caches[seq].crop(keep)
+            self.caches.pop(slot, None)
+        elif slot in self.caches:
+            self.caches[slot].crop(keep)
 
     def close(self) -> None:
         self.caches.clear()

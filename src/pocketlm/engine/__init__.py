@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pocketlm.engine.config import EngineConfig
+from pocketlm.engine.engine import Engine
 from pocketlm.engine.outputs import Completion, Sample, SampleFinished, TextDelta, TokenLogprob, Usage
 from pocketlm.engine.params import Limits, SamplingParams
-from pocketlm.engine.scheduler import Engine, EngineStats, RequestStream
+from pocketlm.engine.scheduler import EngineStats
+from pocketlm.engine.streams import RequestStream
 from pocketlm.models.options import ModelOptions
 
 

@@ -1,9 +1,9 @@
-"""Choosing the next token from logits, for a whole batch of sequences at once.
+"""Choosing the next token from logits, for a whole batch of samples at once.
 
-Sampling runs every step for every sequence, so the common cases stay cheap:
+Sampling runs every step for every sample, so the common cases stay cheap:
 greedy rows take one ``argmax`` over the batch, and the nucleus (top-p) is
 found among the few hundred most likely tokens instead of sorting the whole
-vocabulary. Each sequence owns its random generator, seeded from the request,
+vocabulary. Each sample owns its random generator, seeded from the request,
 so a seeded request samples the same text alone or batched with others.
 """
 
@@ -19,8 +19,8 @@ _NUCLEUS_CANDIDATES = 256  # top-p looks here first; falls back to a full sort i
 _BLOCK = 1024  # plain sampling finds its token block by block
 
 
-class SequenceSampler:
-    """Per-sequence sampling state: parameters, RNG, and the counts penalties need."""
+class Sampler:
+    """One sample's sampling state: parameters, RNG, and the counts penalties need."""
 
     def __init__(self, params: SamplingParams, prompt: list[int], index: int, eog_ids: frozenset[int]):
         self.params = params
@@ -58,7 +58,7 @@ class SequenceSampler:
 _FINITE = np.finfo(np.float32)
 
 
-def sample(logits: np.ndarray, samplers: list[SequenceSampler]) -> np.ndarray:
+def sample(logits: np.ndarray, samplers: list[Sampler]) -> np.ndarray:
     """Pick one token per row of ``logits`` ([B, V], modified in place)."""
     tokens = np.empty(len(samplers), dtype=np.int64)
     for row, s in enumerate(samplers):
@@ -78,7 +78,7 @@ def sample(logits: np.ndarray, samplers: list[SequenceSampler]) -> np.ndarray:
     return tokens
 
 
-def _sample_plain(logits: np.ndarray, samplers: list[SequenceSampler]) -> np.ndarray:
+def _sample_plain(logits: np.ndarray, samplers: list[Sampler]) -> np.ndarray:
     """Temperature (and min-p) sampling for many rows in a few whole-batch numpy calls.
 
     Inverse-CDF sampling without a cumulative sum over the whole vocabulary (the
@@ -92,7 +92,7 @@ def _sample_plain(logits: np.ndarray, samplers: list[SequenceSampler]) -> np.nda
     return np.array([_invert(p, c, u) for p, c, u in zip(probs, block_cdf, draws)], dtype=np.int64)
 
 
-def _plain_weights(logits: np.ndarray, samplers: list[SequenceSampler]) -> np.ndarray:
+def _plain_weights(logits: np.ndarray, samplers: list[Sampler]) -> np.ndarray:
     """Temperature and min-p over whole rows: unnormalised probabilities, the most likely token at 1."""
     temps = np.array([s.params.temperature for s in samplers], dtype=np.float32)[:, None]
     z = logits / temps
@@ -117,7 +117,7 @@ def _invert(probs: np.ndarray, block_cdf: np.ndarray, u: float) -> int:
     return start + offset
 
 
-def _sample_row(logits: np.ndarray, s: SequenceSampler) -> int:
+def _sample_row(logits: np.ndarray, s: Sampler) -> int:
     ids, probs = _filtered(logits, s.params)
     cdf = np.cumsum(probs, dtype=np.float64)
     pick = int(np.searchsorted(cdf, s.rng.random() * cdf[-1], side="right"))
@@ -135,7 +135,7 @@ def _filtered(logits: np.ndarray, p: SamplingParams) -> tuple[np.ndarray, np.nda
     return ids, probs
 
 
-def distribution(logits: np.ndarray, sampler: SequenceSampler) -> tuple[np.ndarray, np.ndarray]:
+def distribution(logits: np.ndarray, sampler: Sampler) -> tuple[np.ndarray, np.ndarray]:
     """What ``sample`` draws from for one row of logits already passed through ``sampler.adjust``.
 
     Token ids in the order the draw walks them, and their probabilities (summing

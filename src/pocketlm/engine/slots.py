@@ -1,6 +1,6 @@
-"""Which slot a sequence gets, and the prompt prefixes free slots still hold.
+"""Which slot a sample gets, and the prompt prefixes free slots still hold.
 
-A finished sequence leaves its tokens in its slot's KV cache. When a new
+A finished sample leaves its tokens in its slot's KV cache. When a new
 request arrives, it takes the free slot whose cached tokens share the longest
 prefix with its prompt, keeps that prefix and prefills only the rest: chat
 requests that repeat a system prompt and the conversation so far, or many
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 class SlotPool:
     def __init__(self, slots: int, backend):
-        """``backend.clear_sequence(slot, keep)`` drops a slot's cached positions from ``keep`` on."""
+        """``backend.clear_slot(slot, keep)`` drops a slot's cached positions from ``keep`` on."""
         self.size = slots
         self._backend = backend
         self._free: OrderedDict[int, tuple[int, ...]] = OrderedDict((s, ()) for s in range(slots))  # oldest first
@@ -53,7 +53,7 @@ class SlotPool:
 
     def _claim(self, slot: int, keep: int) -> None:
         self._free[slot] = ()  # should the backend fail here, the slot stays free and trusted with nothing
-        self._backend.clear_sequence(slot, keep)
+        self._backend.clear_slot(slot, keep)
         del self._free[slot]
 
     def give_back(self, slot: int, cached: Sequence[int]) -> None:

@@ -29,7 +29,7 @@ import numpy as np
 from pocketlm.backends.base import Backend, Chunk
 from pocketlm.errors import InvalidParameter
 
-SEQ = 0  # the one KV-cache slot scoring uses
+SLOT = 0  # the one KV-cache slot scoring uses
 
 
 @dataclass(frozen=True)
@@ -96,9 +96,9 @@ def score_window(backend: Backend, tokens: list[int], w: Window) -> tuple[float,
     # a suffix of the window plus its last position, whose prediction (beyond the window) is dropped.
     n_logits = w.end - w.first_target + 1
     try:
-        logits = backend.forward([Chunk(seq=SEQ, tokens=ids, pos=0, n_logits=n_logits)])[:-1]
+        logits = backend.forward([Chunk(slot=SLOT, tokens=ids, pos=0, n_logits=n_logits)])[:-1]
     finally:
-        backend.clear_sequence(SEQ)
+        backend.clear_slot(SLOT)
     targets = np.asarray(tokens[w.first_target : w.end])
     logits = logits.astype(np.float32, copy=False)
     peak = logits.max(axis=1, keepdims=True)

@@ -2,7 +2,7 @@
 
 "Before" is the plain softmax of the model's logits. "After" is what the
 engine's sampler draws from once the request's parameters are applied: the
-penalties of ``SequenceSampler.adjust``, then temperature, top-k, min-p and
+penalties of ``Sampler.adjust``, then temperature, top-k, min-p and
 top-p through ``engine.sampling.distribution``, the same functions ``sample``
 runs, so the numbers shown are the numbers the engine uses. With a seed, the
 token that seed draws is the one a real generation starts with.
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pocketlm.engine.params import SamplingParams
-from pocketlm.engine.sampling import SequenceSampler, distribution, sample
+from pocketlm.engine.sampling import Sampler, distribution, sample
 from pocketlm.errors import InvalidParameter
 from pocketlm.inspection.tokens import check_text
 
@@ -71,12 +71,12 @@ def next_token(
 
     eog = _eog_ids(subject)
     before = _softmax(logits.astype(np.float64))
-    sampler = SequenceSampler(params, ids, 0, eog)
+    sampler = Sampler(params, ids, 0, eog)
     kept_ids, kept_probs = distribution(sampler.adjust(logits.copy()), sampler)
     nonzero = kept_probs > 0
     chosen = None
     if params.seed is not None:  # a fresh sampler: the first draw of a generation with this seed
-        token = int(sample(logits.copy()[None, :], [SequenceSampler(params, ids, 0, eog)])[0])
+        token = int(sample(logits.copy()[None, :], [Sampler(params, ids, 0, eog)])[0])
         chosen = Candidate(token, decode(token), float(kept_probs[kept_ids == token].sum()))
     vocab = np.arange(logits.size)
     return NextToken(

@@ -1,11 +1,11 @@
-"""Prompt-lookup drafting (engine/lookup.py): guesses from the text so far, never a change in the text."""
+"""Drafts by prompt lookup (engine/drafts.py): guesses from the text so far, never a change in the text."""
 
 import asyncio
 
 import pytest
 
 from pocketlm.engine import EngineConfig, ModelOptions, SamplingParams, load_engine
-from pocketlm.engine.lookup import Drafter
+from pocketlm.engine.drafts import Drafter
 
 # Text that repeats itself: small models continue lists and verses like these by copying them.
 REPEATING = (
@@ -31,7 +31,7 @@ def test_the_ending_itself_is_never_its_own_match():
     assert d.draft(4) == [7, 8, 9]
 
 
-def test_a_draft_rejected_whole_pauses_guessing_longer_each_time():
+def test_a_draft_rejected_whole_pauses_drafting_longer_each_time():
     d = Drafter([1, 2, 3, 1, 2, 3, 1, 2, 3])
     pauses = []
     for _ in range(3):
@@ -74,9 +74,9 @@ def test_drafting_gives_the_same_samples_as_none(engine, undrafted, params):
     drafted = _run(engine, REPEATING, params)
     after = engine.stats()
     plain = _run(undrafted, REPEATING, params)
-    assert after.drafted_tokens > before.drafted_tokens  # the case under test did draft
+    assert after.draft_tokens > before.draft_tokens  # the case under test did draft
     if params.temperature == 0:
-        assert after.accepted_tokens > before.accepted_tokens
+        assert after.draft_tokens_accepted > before.draft_tokens_accepted
     for a, b in zip(drafted.samples, plain.samples, strict=True):
         assert (a.token_ids, a.text, a.finish_reason) == (b.token_ids, b.text, b.finish_reason)
         assert [(lp.token_id, lp.logprob, [t.token_id for t in lp.top]) for lp in a.logprobs] == [
@@ -104,7 +104,7 @@ def test_a_slot_after_rejected_drafts_serves_its_prefix_correctly(undrafted):
         params = SamplingParams(temperature=1.0, seed=11, max_new_tokens=64, ignore_eos=True)
         first = _run(eng, REPEATING, params).samples[0]
         stats = eng.stats()
-        assert stats.drafted_tokens > stats.accepted_tokens  # some drafts were rejected
+        assert stats.draft_tokens > stats.draft_tokens_accepted  # some drafts were rejected
         follow = REPEATING + first.text + " And"
         greedy = SamplingParams(temperature=0, max_new_tokens=24)
         reused = _run(eng, follow, greedy)
@@ -115,7 +115,7 @@ def test_a_slot_after_rejected_drafts_serves_its_prefix_correctly(undrafted):
 
 
 def test_many_streams_do_not_draft(engine):
-    """From 8 decoding sequences on, a step's rows already keep the cores busy: no drafts."""
+    """From 8 decoding samples on, a step's rows already keep the cores busy: no drafts."""
 
     async def scenario():
         params = SamplingParams(temperature=0, max_new_tokens=32, ignore_eos=True)
@@ -123,8 +123,8 @@ def test_many_streams_do_not_draft(engine):
 
     before = engine.stats()
     asyncio.run(scenario())
-    drafted = engine.stats().drafted_tokens - before.drafted_tokens
-    # only the first and last few steps, while fewer than 8 sequences decode, may draft
+    drafted = engine.stats().draft_tokens - before.draft_tokens
+    # only the first and last few steps, while fewer than 8 samples decode, may draft
     assert drafted < 10 * 32 // 4
 
 
@@ -173,7 +173,7 @@ def test_torch_backend_drafts_the_same_text():
         try:
             texts[k] = _run(eng, "1 2 3 1 2 3 1 2 3 1 2", params).samples[0].token_ids
             if k:
-                assert eng.stats().accepted_tokens > 0
+                assert eng.stats().draft_tokens_accepted > 0
         finally:
             eng.stop(0)
     assert texts[3] == texts[0]
