@@ -1,4 +1,4 @@
-"""How long each `pocketlm inspect` view takes, and the README's pictures.
+"""How long each `pocketlm inspect` view takes (BENCHMARKS.md), and the pictures of docs/inspect.md.
 
     python benchmarks/inspect_views.py [--model smollm2-135m-instruct] [--tokens 64] [--runs 3]
         [--threads 1] [--images docs/images]
@@ -6,7 +6,7 @@
 Times each view on a text of exactly --tokens tokens (the model already loaded,
 as on a server after its first inspect request): the computation alone, then
 with its picture. The median of --runs is printed. With --images, the pictures
-of the last run are written there (what README.md shows). One torch thread by
+of the last run are written there (what docs/inspect.md shows). One torch thread by
 default: on a shared 2-core machine, torch's multi-threaded regions stall on each other.
 """
 
@@ -89,7 +89,7 @@ def main() -> None:
         total, outputs[name] = timed(args.runs, lambda draw=draw, compute=compute: draw(compute()))
         print(f"| {name} | {seconds:.2f} s | {total:.2f} s |")
     if args.images:
-        # README pictures: the seed's sentence for tokens, a short text for the attention pictures (readable labels)
+        # docs/inspect.md's pictures: the seed's sentence for tokens, a short text for attention (readable labels)
         short = "The capital of France is Paris, and the capital of Brazil is"
         amap = attention(subject, short, layers=list(range(0, subject.n_layers, 3)))
         written = [

@@ -4,9 +4,10 @@
 
 Each run is a fresh Python process configured like template.yaml (POCKETLM_SLOTS=1, ...) that imports
 the function's entry module, as Lambda's init does (Python imports + model load), then hands the
-handler the README's request as a Function URL event, twice. Reported per run: process start to
-handler ready (interpreter start included), the init alone, the first and a warm invocation, and
-the peak RSS (what MemorySize must hold). The heaviest run decides template.yaml's numbers.
+handler the seeds' POST /generate (docs/deploy.md) as a Function URL event, twice. Reported per run:
+process start to handler ready (interpreter start included), the init alone, the first and a warm
+invocation, and the peak RSS (what MemorySize must hold). The heaviest run decides template.yaml's
+numbers; the figures are kept in BENCHMARKS.md ("AWS Lambda cold start").
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make image`: build the image, run it, wait for /ready, send the README's curl, report size and start-to-ready.
+# `make image`: build the image, run it, wait for /ready, send docs/deploy.md's curl, report size and start-to-ready
+# (the figures are kept in BENCHMARKS.md, "Docker image").
 #   docker/prove.sh [IMAGE] [BASE]
 # A local dockerd must be running. BuildKit builds only the stages the target needs (the Lambda stages
 # are skipped), which Docker's legacy builder cannot do.
@@ -38,7 +39,7 @@ ready=$(now)
 python3 -c "print(f'start-to-ready: {$ready - $start:.2f} s (docker run to 200 on /ready)')"
 echo "user: $($DOCKER exec "$name" id -un)"
 
-# The README's request, unchanged.
+# The seeds' request of README.md and docs/deploy.md, unchanged.
 response=$(curl -sf -X POST -H "Content-Type: application/json" -d '{"prompt": "The capital of France is"}' "http://localhost:$PORT/generate")
 echo "curl /generate: $response"
 echo "$response" | python3 -c 'import json, sys; r = json.load(sys.stdin)["response"]; assert r.startswith("The capital of France is") and len(r) > 24, r'

@@ -1,9 +1,9 @@
-"""Screenshots of the web playground for the README, at desktop and phone width.
+"""Screenshots of the web playground for docs/web.md (and the README), at desktop and phone width.
 
     python tests/web_screenshots.py docs/images [--caption-model DIR] [--image photo.png]
 
 Starts a real `pocketlm serve` (the embedded SmolLM2), drives the page in headless Chromium and writes
-small PNGs (256-colour palettes; the README wants each under 150 KB). Tabs the server does not have
+small PNGs (256-colour palettes; the docs want each under 150 KB). Tabs the server does not have
 (Inspect, Describe) are left out.
 """
 

@@ -1,8 +1,8 @@
 """The four views as PNG pictures (matplotlib, no display needed).
 
 Each function takes what the matching view returns and gives back the PNG's
-bytes (``write_png`` puts them in a file); the README's pictures are made by
-these functions on SmolLM2.
+bytes (``write_png`` puts them in a file); the pictures of docs/inspect.md are
+made by these functions on SmolLM2 (benchmarks/inspect_views.py --images).
 """
 
 from __future__ import annotations
