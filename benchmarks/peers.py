@@ -147,7 +147,7 @@ def specs(
         # The same weights exactly as the file has them (the embedded one: Q4_1), the quantization
         # lever of NOTES.md; the default runs the embedded model requantized to q8_0.
         pocketlm("pocketlm-file", "pocketlm on the GGUF file as it is", str(gguf)),
-        # The KV-cache lever: f16 values, ~85 MB more than the default's q8_0 (benchmarks/NOTES.md).
+        # The KV-cache lever: f16 values, more memory than the default's q8_0 for speed (benchmarks/NOTES.md).
         pocketlm(KV_VARIANT, "pocketlm --kv-type q8_0/f16", model or str(gguf), "--kv-type", "q8_0/f16"),
         # Prompt-lookup drafting off: what the drafts bring, in the same run.
         pocketlm(NO_DRAFTS, "pocketlm --draft-tokens 0", model or str(gguf), "--draft-tokens", "0"),

@@ -32,9 +32,9 @@ KV_BYTES = {"f16": 2.0, "q8_0": 34 / 32}  # bytes per value: q8_0 stores 32 valu
 def _kv_types(kv_type: str, slots: int, head_dim: int) -> tuple[str, str]:
     """The KV cache's key and value types.
 
-    Serving many slots, the KV cache is most of the memory (16 slots x 1024 tokens of SmolLM2:
-    377 MB in f16, 200 MB in q8_0; q8_0 measured ~8% slower at 16 streams, greedy text alone vs
-    batched still identical). "auto" takes q8_0 then, and f16 for one slot (evaluation, the CLI)
+    Serving many slots, the KV cache is most of the memory, and q8_0 holds it in about half of f16's
+    bytes (KV_BYTES), a little slower, greedy text alone vs batched still identical (measured:
+    benchmarks/NOTES.md, "KV cache type"). "auto" takes q8_0 then, and f16 for one slot (evaluation, the CLI)
     for exact numbers. q8_0 stores whole blocks of 32 values, so heads must be a multiple of that wide.
     """
     if kv_type == "auto":
@@ -113,9 +113,9 @@ class LlamaCppBackend(Backend):
         # A seeded request must give the same text alone or under load, so a slot's logits may
         # not depend on what else shares its micro-batch. With f16 keys llama.cpp's CPU attention
         # takes another code path from 64 rows up, which rounds differently: micro-batches stay
-        # at 32 rows. With q8_0 keys every micro-batch size gives bit-identical logits (measured:
-        # 7 prompts of 5-300 tokens, alone vs batched together beside decoding rows), so prompts
-        # go through in 512-row passes: a wave of 16 prompts prefilled 25% faster than in 32-row ones.
+        # at 32 rows. With q8_0 keys every micro-batch size gives bit-identical logits, so prompts
+        # go through in 512-row passes, which prefill faster (both measured: benchmarks/NOTES.md,
+        # "Micro-batch size and 'same text alone or batched'").
         p.n_ubatch = self.n_ubatch
         p.n_seq_max = self.slots
         p.n_threads = p.n_threads_batch = threads or os.cpu_count() or 1
@@ -138,7 +138,8 @@ class LlamaCppBackend(Backend):
         }
 
     def _all_pieces(self) -> list[bytes]:
-        """Every token's bytes, read once at load (one shared buffer: 49k tokens in ~0.1 s)."""
+        """Every token's bytes, read once at load, into one shared buffer (a buffer per token made it a
+        noticeable part of start-up: benchmarks/NOTES.md, "start-up")."""
         buf, pieces = ctypes.create_string_buffer(256), []
         for token in range(self.n_vocab):
             n = C.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, True)

@@ -5,7 +5,7 @@ expression or a context-free grammar. llguidance (chosen by measurement against 
 benchmarks/NOTES.md, 2026-12-02) reads the grammar and the model's vocabulary and, at every step,
 gives the set of tokens that keep the output valid; the sampler sets every other logit to -inf.
 
-    vocab = Vocabulary.from_backend(backend)  # once per model, from its token bytes: 0.2-2.3 s
+    vocab = Vocabulary.from_backend(backend)  # once per model, from its token bytes
     grammar = vocab.compile(Grammar.json_schema(schema, field="response_format"))  # per request, cached
     c = grammar.constraint()  # per sample
     c.apply(logits_row); token = sample(...); c.accept(token)  # per step; c.must_end: only EOS is left
@@ -164,7 +164,8 @@ class Vocabulary:
 
     @classmethod
     def from_backend(cls, backend: Backend) -> Vocabulary:
-        """A loaded model's vocabulary: 0.2 s for SmolLM2's 49k tokens, 2.3 s for Gemma 3's 262k (measured)."""
+        """A loaded model's vocabulary. Building it takes up to seconds for a large vocabulary
+        (benchmarks/NOTES.md, "Structured generation"): make it once per model."""
         n = backend.info.n_vocab
         return cls(
             [backend.token_bytes(t) for t in range(n)],

@@ -163,7 +163,7 @@ def _value(f, vtype: int):
 def _skip_array(f, item_type: int, count: int) -> None:
     if item_type == 8:
         # Walk the length prefixes in a memory map: one read per string made the vocabulary and
-        # merges of SmolLM2 (98k strings) cost 0.35 s, most of a model's start-up.
+        # merges of SmolLM2 (98k strings) most of a model's start-up (benchmarks/NOTES.md, "start-up").
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
             pos, length = f.tell(), _U64.unpack_from
             for _ in range(count):

@@ -6,7 +6,7 @@ Two defaults because there are two jobs:
   A Hugging Face directory is converted to it and the embedded SmolLM2 (shipped as Q4_1) is
   requantized to it, once, into the cache; a ``.gguf`` file named by path runs as it is.
   q8_0 is within noise of f16's quality at half its bytes per token, and it is one of
-  llama.cpp's fastest CPU types (BENCHMARKS.md).
+  llama.cpp's fastest CPU types (benchmarks/NOTES.md, "Levers").
 - ``CONVERT_QUANTIZATION``: the type ``pocketlm convert`` writes when not told: f16, near-exact,
   so any other type can be made from the file later without a second rounding.
 """

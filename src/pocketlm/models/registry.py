@@ -86,7 +86,7 @@ EMBEDDED = {
             "SmolLM2-135M-Instruct.Q4_1.gguf",
             "SmolLM2 135M Instruct (Hugging Face), Q4_1: the default, small and fast",
             # Shipped as Q4_1 to keep the package small; run as q8_0, llama.cpp's faster CPU
-            # kernels: 1.5x the tokens/s at 16 streams, perplexity 36.59 vs 36.58 (BENCHMARKS.md).
+            # kernels, at the same perplexity (benchmarks/NOTES.md, "GGUF type for serving").
             run_quantization=RUN_QUANTIZATION,
         ),
         EmbeddedModel(

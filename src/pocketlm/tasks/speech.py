@@ -4,16 +4,14 @@ Piper turns text into espeak-ng phonemes, then a VITS network (onnxruntime)
 turns each sentence's phonemes into audio. The voice was trained on English,
 but its phoneme table covers every IPA symbol espeak-ng writes for Brazilian
 Portuguese, so ``joe-pt-br`` reads Portuguese through espeak-ng's ``pt-br``
-phonemes on the same network. What was measured (nobody listened;
-``python benchmarks/tasks.py --pt-phonemes``): on 150 translated sentences,
-95.1% of the Portuguese phoneme symbols are ones espeak-ng also writes for
-English text, so the voice was trained on them; the other 4.9% (the
-nasal-vowel tilde of ã/õ/em, ɲ of "nh", ʎ of "lh", x) it never heard. The pace
-is a normal speaking rate (the tests check 1.5-5 words/s).
+phonemes on the same network. What was measured (nobody listened; figures in
+BENCHMARKS.md, "Speech voices"): most Portuguese phoneme symbols are ones
+espeak-ng also writes for English text, so the voice was trained on them; the
+rest (the nasal-vowel tilde of ã/õ/em, ɲ of "nh", ʎ of "lh", x) it never heard.
+The pace is a normal speaking rate (the tests check 1.5-5 words/s).
 Expect Portuguese with a strong English accent and weak nasal vowels. (English
-is measured too: PocketSphinx, an independent recognizer, hears 38 to 40 of
-the 41 words of five test sentences, ``benchmarks/recognition.py``; no
-Portuguese recognizer ships offline.)
+is measured too, by PocketSphinx, an independent recognizer; no Portuguese
+recognizer ships offline.)
 
 Audio comes out one sentence at a time, so ``pcm`` can be streamed while the
 rest is synthesized. ``AudioStore`` keeps synthesized files for download
