@@ -436,4 +436,14 @@ def write_report(results: dict, path: Path, chart: Path, results_path: Path) -> 
         lines += ["", "## Request errors seen", ""] + [f"- {label} c={c}: `{e}`" for label, c, e in notes]
     lines += _tasks_section(Path(__file__).parent / "tasks_results.json")
     lines += ["", "Levers tried and what they moved: `benchmarks/NOTES.md`.", ""]
-    path.write_text("\n".join(line for line in lines if line is not None))
+    path.write_text("\n".join(line for line in lines if line is not None) + _measured_apart(path))
+
+
+MEASURED_APART = "<!-- Measured apart."
+
+
+def _measured_apart(path: Path) -> str:
+    """The hand-kept sections below the marker (measurements made by scripts of their own): carried over as they are."""
+    old = path.read_text() if path.exists() else ""
+    start = old.find(MEASURED_APART)
+    return "\n" + old[start:] if start >= 0 else ""

@@ -102,6 +102,8 @@ def test_issue_window_lets_sent_requests_finish(server, tokenizer):
 
 
 def test_run_writes_report_chart_and_results(tmp_path):
+    kept = "<!-- Measured apart. kept -->\n\n## Measured apart\n\nA hand-kept section.\n"
+    (tmp_path / "BENCHMARKS.md").write_text("an older report\n\n" + kept)
     run.main(
         [
             "--servers",
@@ -129,4 +131,5 @@ def test_run_writes_report_chart_and_results(tmp_path):
     assert cell["peak_rss_mb"] > 0 and cell["first_reply_s"] >= cell["ready_s"] > 0
     report = (tmp_path / "BENCHMARKS.md").read_text()
     assert "| 2 | pocketlm |" in report and "python -m pocketlm serve" in report
+    assert "an older report" not in report and report.endswith(kept)  # the sections measured apart stay
     assert (tmp_path / "serving.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

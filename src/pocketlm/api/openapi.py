@@ -76,7 +76,8 @@ _ERRORS = {
     408: "The request body did not arrive within --body-timeout seconds.",
     413: "The request body is larger than --max-body-bytes.",
     431: "The request line and headers are larger than --max-header-bytes (the connection is closed).",
-    503: "Every slot is busy and the queue is full, or the server is shutting down: retry after `Retry-After` seconds.",
+    503: "Every slot is busy and the queue is full, --max-connections are open, or the server is shutting down: "
+    "retry after `Retry-After` seconds.",
     504: "The request ran longer than --request-timeout seconds.",
 }
 
@@ -128,7 +129,7 @@ def document(app: FastAPI) -> dict:
 def _responses(path: str, op: dict, keyed: bool) -> None:
     responses = op.setdefault("responses", {})
     responses.pop("422", None)
-    codes = [431]
+    codes = [431, 503]  # before any route: a head too large, one connection too many
     if "requestBody" in op:
         op["requestBody"]["required"] = True
         codes += [400, 408, 413]
@@ -139,7 +140,7 @@ def _responses(path: str, op: dict, keyed: bool) -> None:
             del op["security"]
     streams = "text/event-stream" in responses.get("200", {}).get("content", {})
     if streams:  # the routes that run the model
-        codes += [404, 503, 504] if path.startswith("/v1/") else [503, 504]
+        codes += [404, 504] if path.startswith("/v1/") else [504]
         responses["200"]["content"]["text/event-stream"].setdefault("schema", SSE_EVENT)
     if "{" in path:
         codes.append(404)
