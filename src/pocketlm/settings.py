@@ -2,7 +2,7 @@
 
     @dataclass(frozen=True)
     class EngineConfig:
-        slots: int = setting(16, low=1, help="Sequences decoded together ...")
+        slots: int = setting(16, low=1, help="Slots decoded together ...")
 
 That one line is the flag ``--slots``, the environment variable ``POCKETLM_SLOTS``, the check that
 refuses ``EngineConfig(slots=0)`` however the object is built (command line, environment, Python),

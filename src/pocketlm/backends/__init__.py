@@ -15,7 +15,7 @@ from pocketlm.models.prepare import PreparedModel
 def load_backend(model: PreparedModel, options: ModelOptions, *, slots: int, n_ctx: int) -> Backend:
     """Open the prepared ``model`` on the backend it was prepared for (``models.prepare``).
 
-    ``slots`` sequences of ``n_ctx`` tokens each fit in the KV cache at once;
+    ``slots`` slots of ``n_ctx`` tokens each fit in the KV cache at once;
     ``options`` gives the threads, llama.cpp's KV cache type and the torch opt-ins.
     """
     if model.backend == "llama.cpp":

@@ -34,7 +34,7 @@ class Health(BaseModel):
 class Ready(BaseModel):
     status: str = Field(description="'ready', or 'draining' once SIGTERM was received.")
     model: str = Field(description="The served model's id.")
-    slots: int = Field(description="Sequences the engine decodes together.")
+    slots: int = Field(description="Slots the engine decodes together (one sample each).")
     n_ctx: int = Field(
         description="Context of one slot in tokens (prompt + new tokens): what one conversation can hold."
     )
