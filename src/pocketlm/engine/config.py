@@ -13,7 +13,8 @@ class EngineConfig(Declared):
     slots: int = setting(
         16,
         low=1,
-        help="Slots decoded together, one sample each (continuous batching); more slots, more throughput, more KV-cache RAM.",
+        help="Slots decoded together, one sample each (continuous batching); more slots, more throughput, "
+        "more KV-cache RAM.",
     )
     n_ctx: int = setting(
         1024, low=16, help="Context of each slot in tokens: prompt + new tokens. KV-cache RAM grows with slots x n-ctx."
