@@ -170,7 +170,7 @@ def models(tasks: TaskSettings, own: ModelsOptions):
     from pocketlm.models.listing import available_models
     from pocketlm.tasks.catalog import task_models
 
-    rows, tasks = available_models(), task_models(tasks.caption_model)
+    rows, tasks = available_models(), task_models(tasks)
     if own.json:
         click.echo(
             json.dumps(
@@ -185,11 +185,12 @@ def models(tasks: TaskSettings, own: ModelsOptions):
     for r in rows:
         click.echo(
             f"{r.name:<28} {r.kind:<8} {r.params_label:>7} {_mb(r.file_size):>8} {r.quantization:<8} "
-            f"{r.n_ctx_train:>7} {_mb(r.ram_estimate):>8}  {r.source}"
+            f"{r.n_ctx_train or '-':>7} {_mb(r.ram_estimate):>8}  {r.source}"
         )
     click.echo(
         "\nKIND: instruct = tuned to follow chat turns (has a chat template); base = continues text, best with "
-        "`generate` or /v1/completions; encoder = turns text into vectors (embeddings), generates nothing.\n"
+        "`generate` or /v1/completions; encoder = turns text into vectors (embeddings), generates nothing; "
+        "speech = turns speech into text.\n"
         "RAM~ = weights + KV cache for 4,096 tokens. Quantization: fewer bits, smaller and faster, slightly less "
         "accurate (Q4 ~ 4.5 bits/weight, Q8 ~ 8.5, F16 = 16)."
     )

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from pocketlm.errors import PocketLMError
+from pocketlm.errors import ModelLoadError, PocketLMError
 from pocketlm.models.conversions import converted_models
 from pocketlm.models.gguf_info import read_gguf_info
 from pocketlm.models.hf import inspect_hf_dir, weights_summary
-from pocketlm.models.registry import EMBEDDED, EMBEDDINGS, TEXT_GENERATION, EmbeddedModel
+from pocketlm.models.registry import EMBEDDED, EMBEDDINGS, SPEECH_TO_TEXT, TEXT_GENERATION, EmbeddedModel
 
 LISTING_CTX = 4096  # the context the RAM estimate assumes
 
@@ -25,7 +27,7 @@ class ModelRow:
     source: str
     # "instruct": it carries a chat template, so chat requests get the turns it was tuned on;
     # "base": a plain text continuer (chat falls back to a "User:/Assistant:" transcript);
-    # "encoder": it turns text into vectors and generates nothing
+    # "encoder": it turns text into vectors and generates nothing; "speech": it turns audio into text
     kind: str = "-"
     task: str = TEXT_GENERATION
 
@@ -58,12 +60,50 @@ def _embedded_row(model: EmbeddedModel) -> ModelRow:
     source = f"package {model.package}"
     if model.format == "gguf":
         return _gguf_row(model.alias, model.path(), source)
+    if model.format == "ctranslate2":
+        weights = model.path() / "model.bin"
+        n_params, dtype = ctranslate2_summary(weights)
+        size = weights.stat().st_size
+        kind = "speech" if model.task == SPEECH_TO_TEXT else "-"
+        return ModelRow(model.alias, n_params, size, dtype, 0, int(size * 1.1), source, kind, model.task)
     hf = inspect_hf_dir(model.path())
     n_params, dtype = weights_summary(hf)
     size = sum(file.stat().st_size for file in hf.weights)
     n_ctx = int(hf.config.get("max_position_embeddings", 0))
     kind = "encoder" if model.task == EMBEDDINGS else "-"
     return ModelRow(model.alias, n_params, size, dtype, n_ctx, int(size * 1.1), source, kind, model.task)
+
+
+# CTranslate2's DataType enum, in its order (the type ids of model.bin)
+_CT2_TYPES = ("F32", "I8", "I16", "I32", "F16", "BF16")
+
+
+def ctranslate2_summary(path: Path) -> tuple[int, str]:
+    """(parameter count, the type most are stored in) of a CTranslate2 model.bin, from its variable headers
+    (each variable's bytes are skipped, not read)."""
+
+    def read(f, fmt: str):
+        data = f.read(struct.calcsize(fmt))
+        if len(data) != struct.calcsize(fmt):
+            raise ModelLoadError(f"{path} ends inside its header: not a complete CTranslate2 model")
+        return struct.unpack("<" + fmt, data)
+
+    def skip_string(f) -> None:
+        f.seek(read(f, "H")[0], 1)
+
+    counts: dict[str, int] = {}
+    with open(path, "rb") as f:
+        read(f, "I")  # format version
+        skip_string(f)  # the model spec's name
+        read(f, "I")  # its revision
+        for _ in range(read(f, "I")[0]):
+            skip_string(f)
+            shape = read(f, f"{read(f, 'B')[0]}I")
+            type_id, n_bytes = read(f, "B")[0], read(f, "I")[0]
+            name = _CT2_TYPES[type_id] if type_id < len(_CT2_TYPES) else "?"
+            counts[name] = counts.get(name, 0) + math.prod(shape)
+            f.seek(n_bytes, 1)
+    return sum(counts.values()), max(counts, key=counts.get, default="-")
 
 
 def _gguf_row(name: str, path, source: str) -> ModelRow:

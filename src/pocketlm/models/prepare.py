@@ -16,8 +16,9 @@ the same model everywhere and each conversion is made once, into the cache
 - ``auto`` is llama.cpp when the model can run there, else torch; ``--backend
   llama.cpp`` on an architecture that does not convert is an error that says so.
 - a LoRA adapter is merged into its base first, whatever the backend.
-- a model is for a task (text generation, embeddings, image-to-text): a caller that
-  cannot use it is refused before anything is converted.
+- a CTranslate2 directory (the Whisper speech recognizer) runs on CTranslate2 as it is.
+- a model is for a task (text generation, embeddings, image-to-text, speech-to-text): a
+  caller that cannot use it is refused before anything is converted.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pocketlm.models.conversions import gguf_for, hf_dir_for, merged_for, requan
 from pocketlm.models.hf import is_adapter_dir
 from pocketlm.models.options import ModelOptions
 from pocketlm.models.quantization import RUN_QUANTIZATION
-from pocketlm.models.registry import EMBEDDINGS, IMAGE_TO_TEXT, TEXT_GENERATION, ModelRef, resolve
+from pocketlm.models.registry import EMBEDDINGS, IMAGE_TO_TEXT, SPEECH_TO_TEXT, TEXT_GENERATION, ModelRef, resolve
 
 # What a model of each task is, for the error that refuses one where another is needed.
 _TASK_WORDS = {
@@ -40,6 +41,7 @@ _TASK_WORDS = {
     EMBEDDINGS: "an embeddings model (an encoder: it turns text into vectors and writes none)",
     IMAGE_TO_TEXT: "an image-to-text model (a Hugging Face directory with an image processor, such as "
     "nlpconnect/vit-gpt2-image-captioning)",
+    SPEECH_TO_TEXT: "a speech-to-text model (a Whisper for CTranslate2, such as the alias whisper-base)",
 }
 
 
@@ -48,14 +50,14 @@ class PreparedModel:
     """A model ready for one backend: the files it opens, and what to call the model."""
 
     name: str  # the id served to clients: the alias, the file's stem, the directory's name or the hub id
-    path: Path  # a .gguf file for llama.cpp, a Hugging Face directory for torch
-    backend: Literal["llama.cpp", "torch"]
+    path: Path  # a .gguf file for llama.cpp, a Hugging Face directory for torch, a CTranslate2 directory
+    backend: Literal["llama.cpp", "torch", "ctranslate2"]
     source: str  # where it came from and what was made of it, in words
     task: str  # what the caller uses it for: text-generation (a causal decoder), embeddings (an encoder), ...
 
     @property
-    def format(self) -> Literal["gguf", "hf"]:
-        return "gguf" if self.backend == "llama.cpp" else "hf"
+    def format(self) -> Literal["gguf", "hf", "ctranslate2"]:
+        return {"llama.cpp": "gguf", "torch": "hf", "ctranslate2": "ctranslate2"}[self.backend]
 
 
 def prepare(
@@ -97,6 +99,12 @@ def _task(ref: ModelRef, tasks: tuple[str, ...]) -> str:
 def _for_backend(ref: ModelRef, path: Path, task: str, options: ModelOptions) -> tuple[Path, str, str | None]:
     """(what the backend opens, which backend, the conversion made for it in words or None)."""
     quantization = options.quantization or ref.run_quantization
+    if ref.format == "ctranslate2":
+        if options.backend != "auto":
+            raise ModelLoadError(
+                f"model '{ref.name}' is {_TASK_WORDS[task]}, which runs on CTranslate2 only: leave --backend as auto"
+            )
+        return path, "ctranslate2", None
     if ref.format == "gguf" and options.backend == "torch":
         return hf_dir_for(path), "torch", "converted to a Hugging Face directory"
     if ref.format == "gguf":

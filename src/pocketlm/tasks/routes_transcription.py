@@ -1,0 +1,144 @@
+"""``POST /v1/audio/transcriptions`` and ``/v1/audio/translations`` in OpenAI's shape (multipart uploads).
+
+The upload is checked and decoded in a worker thread, the server's Whisper
+(``--transcription-model``) listens in another, and the answer is built in the
+format asked for. ``stream=true`` sends the text as server-sent events while the
+audio is being heard: one ``transcript.text.delta`` per segment, then
+``transcript.text.done`` with the whole text, as OpenAI's transcription streams do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from pocketlm.errors import InvalidParameter, PocketLMError
+from pocketlm.tasks import forms, transcription
+from pocketlm.tasks.schemas import (
+    AudioUsage,
+    Transcription,
+    TranscriptionRequest,
+    TranscriptionSegment,
+    TranscriptionVerbose,
+    TranscriptionWord,
+    TranslationRequest,
+)
+from pocketlm.tasks.state import tasks_state
+
+router = APIRouter(prefix="/v1/audio", tags=["speech to text (OpenAI)"])
+
+MEDIA_TYPES = {"text": "text/plain; charset=utf-8", "srt": "application/x-subrip", "vtt": "text/vtt"}
+GRANULARITIES_FIELD = "timestamp_granularities[]"
+
+
+def _documented(model: type) -> dict:
+    """The multipart body, and the answers of every format, for /docs."""
+    extra = forms.body_schema(model, "multipart/form-data")
+    extra["requestBody"]["content"]["multipart/form-data"]["encoding"] = {"file": {"contentType": "audio/*"}}
+    answers = {"anyOf": [{"$ref": "#/components/schemas/Transcription"}]}
+    answers["anyOf"].append({"$ref": "#/components/schemas/TranscriptionVerbose"})
+    content = {"application/json": {"schema": answers}}
+    content |= {media: {"schema": {"type": "string"}} for media in dict.fromkeys(MEDIA_TYPES.values())}
+    if model is TranscriptionRequest:
+        content["text/event-stream"] = {"schema": {"type": "string"}}
+    extra["responses"] = {"200": {"description": "The text, in `response_format`.", "content": content}}
+    return extra
+
+
+async def _request(request: Request, model: type[TranslationRequest]):
+    """(the parsed fields, the decoded audio) of a multipart upload."""
+    fields, files, form = await forms.read_body(request)
+    upload = files.get("file")
+    if upload is None:
+        raise InvalidParameter("file", "send the audio as the file field 'file' of a multipart/form-data body")
+    if isinstance(fields.get(GRANULARITIES_FIELD), str):  # one value of a repeatable field
+        fields[GRANULARITIES_FIELD] = [fields[GRANULARITIES_FIELD]]
+    body = forms.parse(model, {**fields, "file": "-"}, form)  # the upload stands in for the field
+    transcription.check_model(body.model, tasks_state(request).transcription_model)
+    data = await upload.read()
+    return body, await asyncio.to_thread(transcription.decode, data)
+
+
+@router.post(
+    "/transcriptions",
+    summary="Speech to text (OpenAI's API)",
+    response_class=Response,
+    openapi_extra=_documented(TranscriptionRequest),
+    responses={404: {"description": "Another model than the server's speech-to-text model."}},
+)
+async def create_transcription(request: Request):
+    body, audio = await _request(request, TranscriptionRequest)
+    words = transcription.check_options(
+        body.response_format, body.timestamp_granularities or [], body.temperature, body.stream
+    )
+    options = transcription.Options(
+        "transcribe", transcription.check_language(body.language), body.prompt, body.temperature, words
+    )
+    return await _answer(request, audio, options, body.response_format, body.stream)
+
+
+@router.post(
+    "/translations",
+    summary="Speech in any language to English text (OpenAI's API)",
+    response_class=Response,
+    openapi_extra=_documented(TranslationRequest),
+    responses={404: {"description": "Another model than the server's speech-to-text model."}},
+)
+async def create_translation(request: Request):
+    body, audio = await _request(request, TranslationRequest)
+    transcription.check_options(body.response_format, [], body.temperature, False)
+    options = transcription.Options("translate", None, body.prompt, body.temperature, False)
+    return await _answer(request, audio, options, body.response_format, False)
+
+
+async def _answer(request: Request, audio, options: transcription.Options, response_format: str, stream: bool):
+    name = tasks_state(request).transcription_model
+    recognizer = await asyncio.to_thread(transcription.recognizer, name)
+    if stream:  # Starlette runs a plain iterator in a worker thread, segment by segment
+        return StreamingResponse(_events(recognizer, audio, options), media_type="text/event-stream")
+
+    def run():
+        heard, segments = recognizer.listen(audio, options)
+        return heard, list(segments)
+
+    heard, segments = await asyncio.to_thread(run)
+    text = transcription.text_of(segments)
+    usage = AudioUsage(seconds=round(heard.duration, 3))
+    if response_format == "json":
+        return JSONResponse(Transcription(text=text, usage=usage).model_dump())
+    if response_format == "verbose_json":
+        language = "english" if options.task == "translate" else transcription.language_name(heard.language)
+        verbose = TranscriptionVerbose(
+            task=options.task,
+            language=language,
+            duration=round(heard.duration, 3),
+            text=text,
+            segments=[TranscriptionSegment(**{k: v for k, v in vars(s).items() if k != "words"}) for s in segments],
+            words=[TranscriptionWord(**vars(w)) for s in segments for w in s.words] if options.words else None,
+            usage=usage,
+        )
+        return JSONResponse(verbose.model_dump(exclude_none=True))
+    answer = text + "\n" if response_format == "text" else transcription.subtitles(segments, response_format)
+    return Response(answer, media_type=MEDIA_TYPES[response_format])
+
+
+def _events(recognizer, audio, options):
+    """OpenAI's transcription stream; an error once the answer has started goes out as one error event."""
+    heard_text = []
+    try:
+        _, segments = recognizer.listen(audio, options)
+        for segment in segments:
+            delta = segment.text if heard_text else segment.text.lstrip()
+            heard_text.append(segment)
+            yield _sse({"type": "transcript.text.delta", "delta": delta})
+        yield _sse({"type": "transcript.text.done", "text": transcription.text_of(heard_text)})
+    except PocketLMError as e:
+        error = {"message": e.message, "type": e.type, "param": e.param, "code": e.code}
+        yield _sse({"error": error})
+
+
+def _sse(event: dict) -> str:
+    return f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
