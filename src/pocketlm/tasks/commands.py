@@ -4,6 +4,8 @@
     pocketlm speak "Hello there" -o hello.wav
     pocketlm caption photo.jpg --model ./vit-gpt2-image-captioning
     pocketlm describe photo.jpg --model ./vit-gpt2-image-captioning -o description.wav
+    pocketlm embed "The cat sat on the mat." "A dog slept on the rug."
+    pocketlm transcribe hello.wav --format srt
 
 (``pocketlm serve --caption-model DIR`` is a server setting, declared with the other serve flags.)
 """
@@ -192,4 +194,98 @@ def describe(image, captioner: Captioner, own: DescribeOptions):
         )
 
 
-COMMANDS = (translate, speak, caption, describe)
+@dataclass(frozen=True)
+class Encoder(Declared):
+    """The encoder of `embed`: the server's --embedding-model, by its variable."""
+
+    model: str | None = setting(
+        None,
+        short="-m",
+        env="POCKETLM_EMBEDDING_MODEL",
+        help="Encoder: a sentence-transformers directory or alias (default all-minilm-l6-v2).",
+    )
+
+
+@dataclass(frozen=True)
+class EmbedOptions(Declared):
+    COMMAND: ClassVar[str] = "embed"
+
+    dimensions: int | None = setting(None, low=1, help="Shorter vectors (Matryoshka models only).")
+    json: bool = setting(False, help="Print OpenAI's answer (data, model, usage) instead of one vector per line.")
+
+
+@click.command()
+@click.argument("texts", nargs=-1, required=True)
+@options(Encoder, "encoder")
+@options(EmbedOptions, "own")
+def embed(texts, encoder: Encoder, own: EmbedOptions):
+    """Turn each of TEXTS into a vector, printed as one JSON array per line ('-' reads one text per line of
+    standard input)."""
+    from pocketlm.tasks import embeddings
+
+    if texts == ("-",):
+        texts = tuple(line for line in sys.stdin.read().splitlines() if line.strip())
+    inputs = embeddings.check_inputs(list(texts), param="TEXTS")
+    model = embeddings.encoder(encoder.model)
+    embeddings.check_dimensions(own.dimensions, model, param="--dimensions")
+    rows = model.token_ids(inputs, param="TEXTS")
+    vectors = embeddings.shorten(model.embed(rows), own.dimensions)
+    if not own.json:
+        for vector in vectors:
+            click.echo(json.dumps([round(float(x), 7) for x in vector]))
+        return
+    n_tokens = sum(len(r) for r in rows)
+    data = [{"object": "embedding", "index": i, "embedding": v.tolist()} for i, v in enumerate(vectors)]
+    usage = {"prompt_tokens": n_tokens, "total_tokens": n_tokens}
+    click.echo(json.dumps({"object": "list", "data": data, "model": model.name, "usage": usage}))
+
+
+@dataclass(frozen=True)
+class Listener(Declared):
+    """The recognizer of `transcribe`: the server's --transcription-model, by its variable."""
+
+    model: str | None = setting(
+        None,
+        short="-m",
+        env="POCKETLM_TRANSCRIPTION_MODEL",
+        help="Speech-to-text model: a Whisper for CTranslate2, directory or alias (default whisper-base).",
+    )
+
+
+@dataclass(frozen=True)
+class TranscribeOptions(Declared):
+    COMMAND: ClassVar[str] = "transcribe"
+
+    language: str | None = setting(None, help="Language spoken (en, pt, ...); default: detected.")
+    translate: bool = setting(False, help="Write English, whatever language is spoken.")
+    format: str = setting(
+        "text", choices=("json", "text", "srt", "vtt", "verbose_json"), help="What to write (OpenAI's formats)."
+    )
+    words: bool = setting(False, help="With --format verbose_json: every word's start and end.")
+    prompt: str | None = setting(None, help="Text that came before, or words to spell as given.")
+    output: Path | None = setting(None, short="-o", help="File to write (default: standard output).")
+
+
+@click.command()
+@click.argument("audio", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@options(Listener, "listener")
+@options(TranscribeOptions, "own")
+def transcribe(audio, listener: Listener, own: TranscribeOptions):
+    """Write down what is said in AUDIO (wav, mp3, flac, ogg, webm, m4a)."""
+    from pocketlm.tasks import transcription
+
+    words = transcription.check_options(own.format, ["word"] if own.words else [], 0.0, False)
+    task = "translate" if own.translate else "transcribe"
+    language = transcription.check_language(own.language, "--language")
+    samples = transcription.decode(audio.read_bytes(), param="AUDIO")
+    options = transcription.Options(task, language, own.prompt, 0.0, words)
+    heard, segments = transcription.recognizer(listener.model).listen(samples, options)
+    body = transcription.answer(heard, list(segments), options, own.format)
+    text = json.dumps(body, ensure_ascii=False, indent=2) + "\n" if isinstance(body, dict) else body
+    if own.output is None:
+        click.echo(text, nl=False)
+    else:
+        _write(own.output, text.encode("utf-8"))
+
+
+COMMANDS = (translate, speak, caption, describe, embed, transcribe)

@@ -22,6 +22,7 @@ vectors would lose meaning that way, so it is refused.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 import threading
@@ -139,6 +140,15 @@ class Encoder:
     def vocab_size(self) -> int:
         return len(self.tokenizer)
 
+    @functools.cached_property
+    def specials(self) -> tuple[list[int], list[int]]:
+        """The special tokens the tokenizer puts before and after a text's own (BERT: [CLS] ... [SEP]), found by
+        tokenizing one word with and without them."""
+        bare = self.tokenizer("a", add_special_tokens=False)["input_ids"]
+        full = self.tokenizer("a", add_special_tokens=True)["input_ids"]
+        at = next(i for i in range(len(full) - len(bare) + 1) if full[i : i + len(bare)] == bare)
+        return full[:at], full[at + len(bare) :]
+
     def token_ids(self, inputs: list[str] | list[list[int]], param: str = "input") -> list[list[int]]:
         """Each input as the ids the model reads (special tokens added), checked against the vocabulary and
         the longest input."""
@@ -151,13 +161,14 @@ class Encoder:
                 bad = next((t for t in one if not 0 <= t < self.vocab_size), None)
                 if bad is not None:
                     raise InvalidParameter(
-                        f"{param}[{i}]",
+                        _where(param, i, inputs),
                         f"token id {bad} is not in the vocabulary of '{self.name}' (0 to {self.vocab_size - 1})",
                     )
-                ids = self.tokenizer.build_inputs_with_special_tokens(list(one))
+                before, after = self.specials
+                ids = [*before, *one, *after]
             if len(ids) > self.recipe.max_tokens:
                 raise ContextLengthExceeded(
-                    f"{param}[{i}]" if len(inputs) > 1 else param,
+                    _where(param, i, inputs),
                     f"has {len(ids)} tokens with the special ones; '{self.name}' reads at most "
                     f"{self.recipe.max_tokens}: split the text into shorter pieces",
                 )
@@ -274,7 +285,7 @@ def check_inputs(value, param: str = "input") -> list[str] | list[list[int]]:
     if len(value) > MAX_INPUTS:
         raise InvalidParameter(param, f"has {len(value)} inputs; at most {MAX_INPUTS} per request")
     for i, one in enumerate(value):
-        where = f"{param}[{i}]"
+        where = _where(param, i, value)
         if isinstance(one, str) and not one.strip():
             raise InvalidParameter(where, "is empty: every input needs some text")
         if isinstance(one, list) and not one:
@@ -284,18 +295,23 @@ def check_inputs(value, param: str = "input") -> list[str] | list[list[int]]:
     return value
 
 
-def check_dimensions(dimensions: int | None, encoder: Encoder) -> None:
+def _where(param: str, i: int, inputs: list) -> str:
+    """``input[i]``, or ``input`` when there is one input: what the client wrote."""
+    return f"{param}[{i}]" if len(inputs) > 1 else param
+
+
+def check_dimensions(dimensions: int | None, encoder: Encoder, param: str = "dimensions") -> None:
     """``dimensions`` may only shorten a Matryoshka model's vectors; any model takes its own size."""
     if dimensions is None or dimensions == encoder.dimensions:
         return
     if not encoder.recipe.matryoshka:
         raise InvalidParameter(
-            "dimensions",
+            param,
             f"'{encoder.name}' makes {encoder.dimensions}-dimensional vectors and was not trained to be shortened "
             f"(it is no Matryoshka model): omit dimensions, or set it to {encoder.dimensions}",
         )
     if not 1 <= dimensions <= encoder.dimensions:
-        raise InvalidParameter("dimensions", f"{dimensions} is out of range; use 1 to {encoder.dimensions}")
+        raise InvalidParameter(param, f"{dimensions} is out of range; use 1 to {encoder.dimensions}")
 
 
 def shorten(vectors: np.ndarray, dimensions: int | None) -> np.ndarray:

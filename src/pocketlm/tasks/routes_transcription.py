@@ -17,15 +17,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from pocketlm.errors import InvalidParameter, PocketLMError
 from pocketlm.tasks import forms, transcription
-from pocketlm.tasks.schemas import (
-    AudioUsage,
-    Transcription,
-    TranscriptionRequest,
-    TranscriptionSegment,
-    TranscriptionVerbose,
-    TranscriptionWord,
-    TranslationRequest,
-)
+from pocketlm.tasks.schemas import Transcription, TranscriptionRequest, TranscriptionVerbose, TranslationRequest
 from pocketlm.tasks.state import tasks_state
 
 router = APIRouter(prefix="/v1/audio", tags=["speech to text (OpenAI)"])
@@ -34,18 +26,26 @@ MEDIA_TYPES = {"text": "text/plain; charset=utf-8", "srt": "application/x-subrip
 GRANULARITIES_FIELD = "timestamp_granularities[]"
 
 
-def _documented(model: type) -> dict:
-    """The multipart body, and the answers of every format, for /docs."""
+def _body(model: type) -> dict:
+    """The multipart body, for /docs."""
     extra = forms.body_schema(model, "multipart/form-data")
     extra["requestBody"]["content"]["multipart/form-data"]["encoding"] = {"file": {"contentType": "audio/*"}}
-    answers = {"anyOf": [{"$ref": "#/components/schemas/Transcription"}]}
-    answers["anyOf"].append({"$ref": "#/components/schemas/TranscriptionVerbose"})
-    content = {"application/json": {"schema": answers}}
-    content |= {media: {"schema": {"type": "string"}} for media in dict.fromkeys(MEDIA_TYPES.values())}
-    if model is TranscriptionRequest:
-        content["text/event-stream"] = {"schema": {"type": "string"}}
-    extra["responses"] = {"200": {"description": "The text, in `response_format`.", "content": content}}
     return extra
+
+
+def _answers(stream: bool) -> dict:
+    """The answers of every response_format (and of stream=true), for /docs."""
+    content = {media: {"schema": {"type": "string"}} for media in dict.fromkeys(MEDIA_TYPES.values())}
+    if stream:
+        content["text/event-stream"] = {"schema": {"type": "string"}}
+    return {
+        200: {
+            "model": Transcription | TranscriptionVerbose,
+            "description": "The text, in `response_format`.",
+            "content": content,
+        },
+        404: {"description": "Another model than the server's speech-to-text model."},
+    }
 
 
 async def _request(request: Request, model: type[TranslationRequest]):
@@ -66,8 +66,8 @@ async def _request(request: Request, model: type[TranslationRequest]):
     "/transcriptions",
     summary="Speech to text (OpenAI's API)",
     response_class=Response,
-    openapi_extra=_documented(TranscriptionRequest),
-    responses={404: {"description": "Another model than the server's speech-to-text model."}},
+    openapi_extra=_body(TranscriptionRequest),
+    responses=_answers(stream=True),
 )
 async def create_transcription(request: Request):
     body, audio = await _request(request, TranscriptionRequest)
@@ -84,8 +84,8 @@ async def create_transcription(request: Request):
     "/translations",
     summary="Speech in any language to English text (OpenAI's API)",
     response_class=Response,
-    openapi_extra=_documented(TranslationRequest),
-    responses={404: {"description": "Another model than the server's speech-to-text model."}},
+    openapi_extra=_body(TranslationRequest),
+    responses=_answers(stream=False),
 )
 async def create_translation(request: Request):
     body, audio = await _request(request, TranslationRequest)
@@ -105,24 +105,8 @@ async def _answer(request: Request, audio, options: transcription.Options, respo
         return heard, list(segments)
 
     heard, segments = await asyncio.to_thread(run)
-    text = transcription.text_of(segments)
-    usage = AudioUsage(seconds=round(heard.duration, 3))
-    if response_format == "json":
-        return JSONResponse(Transcription(text=text, usage=usage).model_dump())
-    if response_format == "verbose_json":
-        language = "english" if options.task == "translate" else transcription.language_name(heard.language)
-        verbose = TranscriptionVerbose(
-            task=options.task,
-            language=language,
-            duration=round(heard.duration, 3),
-            text=text,
-            segments=[TranscriptionSegment(**{k: v for k, v in vars(s).items() if k != "words"}) for s in segments],
-            words=[TranscriptionWord(**vars(w)) for s in segments for w in s.words] if options.words else None,
-            usage=usage,
-        )
-        return JSONResponse(verbose.model_dump(exclude_none=True))
-    answer = text + "\n" if response_format == "text" else transcription.subtitles(segments, response_format)
-    return Response(answer, media_type=MEDIA_TYPES[response_format])
+    body = transcription.answer(heard, segments, options, response_format)
+    return JSONResponse(body) if isinstance(body, dict) else Response(body, media_type=MEDIA_TYPES[response_format])
 
 
 def _events(recognizer, audio, options):

@@ -191,7 +191,7 @@ class Recognizer:
         self.name = prepared.name
         cores = len(os.sched_getaffinity(0))
         try:
-            # int8: a quarter of the memory traffic of float32, for the same words on CPU (benchmarks/speech.py)
+            # int8: CTranslate2's quantized CPU kernels (the file's float16 weights are converted as they load)
             self.model = WhisperModel(
                 str(prepared.path), device="cpu", compute_type="int8", cpu_threads=cores, num_workers=2
             )
@@ -254,6 +254,28 @@ def language_name(code: str) -> str:
         return Language.from_iso_code_639_1(IsoCode639_1.from_str(code)).name.lower()
     except ValueError:
         return code
+
+
+def answer(heard: Heard, segments: list[Segment], options: Options, response_format: str) -> str | dict:
+    """What OpenAI's API answers in ``response_format``: JSON (as a dict) or text (text, srt, vtt)."""
+    text = text_of(segments)
+    usage = {"type": "duration", "seconds": round(heard.duration, 3)}
+    if response_format == "json":
+        return {"text": text, "usage": usage}
+    if response_format == "verbose_json":
+        verbose = {
+            "task": options.task,
+            # a translation is in English whatever was spoken
+            "language": "english" if options.task == "translate" else language_name(heard.language),
+            "duration": round(heard.duration, 3),
+            "text": text,
+            "segments": [{k: v for k, v in vars(s).items() if k != "words"} for s in segments],
+            "usage": usage,
+        }
+        if options.words:
+            verbose["words"] = [vars(w) for s in segments for w in s.words]
+        return verbose
+    return text + "\n" if response_format == "text" else subtitles(segments, response_format)
 
 
 def text_of(segments: list[Segment]) -> str:
