@@ -51,14 +51,17 @@ def browser():
 
 
 def open_page(browser, url: str, *, locale: str = "en-US", width: int = 1280, height: int = 800):
-    """A fresh browser context (empty localStorage) on the playground; page.requests lists every URL it asked for."""
+    """A fresh browser context (empty localStorage) on the playground; page.requests lists every URL it asked for,
+    page.bodies the body of each request that had one, by path."""
     context = browser.new_context(locale=locale, viewport={"width": width, "height": height})
     page = context.new_page()
-    page.requests, page.errors = [], []
+    page.requests, page.errors, page.bodies = [], [], []
     allowed = urlsplit(url).netloc
 
     def record(route):
         page.requests.append(route.request.url)
+        if route.request.post_data_buffer:
+            page.bodies.append((urlsplit(route.request.url).path, route.request.post_data_buffer))
         parts = urlsplit(route.request.url)
         route.continue_() if parts.scheme in ("blob", "data") or parts.netloc == allowed else route.abort()
 
@@ -403,3 +406,66 @@ def test_speak_tab(page, server):
 def test_describe_tab_is_hidden_without_a_caption_model(page, server):
     # This server has no captioning model: the describe route is not served, so the page offers no tab for it.
     assert not open_tab(page, server, "describe", "/v1/pipelines/describe")
+
+
+def talking_wav(server, path, text: str) -> float:
+    """A WAV the fake microphone plays in a loop: ``text`` in pocketlm's English voice, then a second of silence
+    (so each loop is one whole sentence). Its length in seconds."""
+    import io
+    import wave
+
+    speech = httpx.post(
+        server.url + "/v1/audio/speech", json={"input": text, "voice": "joe", "response_format": "wav"}, timeout=120
+    )
+    with wave.open(io.BytesIO(speech.content)) as w:
+        rate, frames = w.getframerate(), w.readframes(w.getnframes())
+    frames += b"\0\0" * rate
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(frames)
+    return len(frames) / 2 / rate
+
+
+def test_talk_tab_hears_the_microphone_answers_in_text_and_speaks(server, tmp_path):
+    if not has_path(server, "/v1/audio/transcriptions"):
+        return
+    wav = tmp_path / "question.wav"
+    seconds = talking_wav(server, wav, "Please tell me a short story about a cat.")
+    flags = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium(),
+            args=["--no-sandbox", *flags, f"--use-file-for-fake-audio-capture={wav}"],
+        )
+        try:
+            page = open_page(browser, server.url)
+            set_param(page, "max_new_tokens", 24)
+            assert open_tab(page, server, "talk", "/v1/audio/transcriptions")
+            hold = page.locator("#talk-hold")
+            hold.hover()
+            page.mouse.down()
+            expect(hold).to_have_class(re.compile("recording"))
+            page.wait_for_timeout(int(2 * seconds * 1000) + 500)  # two loops: one whole question at least
+            page.mouse.up()
+            said = page.locator("#talk-log .msg.user .body")
+            expect(said).to_contain_text(re.compile("story", re.I), timeout=120_000)
+            expect(said).to_contain_text(re.compile("cat", re.I))
+            answer = page.locator("#talk-log .msg.assistant")
+            # the language heard picks the answer's language (and its voice)
+            assert page.locator("#talk-log .msg.user").get_attribute("lang") == answer.get_attribute("lang") == "en"
+            expect(answer.locator("audio")).to_be_attached(timeout=120_000)
+            assert answer.locator(".body").inner_text().strip()
+            page.wait_for_function(  # the answer is spoken: the audio element plays
+                "() => { const a = document.querySelector('#talk-log audio'); return a && a.currentTime > 0; }",
+                timeout=60_000,
+            )
+            hosts = {urlsplit(u).netloc for u in page.requests if urlsplit(u).scheme in ("http", "https")}
+            assert hosts == {urlsplit(server.url).netloc}, page.requests
+            asked = [urlsplit(u).path for u in page.requests]
+            assert {"/v1/audio/transcriptions", "/v1/chat/completions", "/v1/audio/speech"} <= set(asked)
+            assert [json.loads(body)["voice"] for path, body in page.bodies if path == "/v1/audio/speech"] == ["joe"]
+            assert page.errors == []
+        finally:
+            browser.close()

@@ -10,7 +10,9 @@ import { renderParams } from "./params.js";
 import { installTokenPopover } from "./tokens.js";
 
 // Tabs shown only when the server has their endpoint; their code loads when first opened.
-const LATER = { inspect: "./inspect.js", translate: "./translate.js", speak: "./speak.js", describe: "./describe.js" };
+const LATER = {
+  inspect: "./inspect.js", translate: "./translate.js", speak: "./speak.js", describe: "./describe.js", talk: "./talk.js",
+};
 
 async function main() {
   applyLabels();

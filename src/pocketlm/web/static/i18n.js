@@ -30,6 +30,12 @@ const LABELS = {
     image: "Image", caption: "Caption", describe_button: "Describe", language: "Language",
     inspect_placeholder: "Text to look inside", speak_placeholder: "Text to speak", translate_placeholder: "Text to translate",
     no_key: "No key", choose_image: "Choose a PNG, JPEG or WebP image",
+    talk: "Talk", hold_to_talk: "Hold to talk",
+    talk_help: "Hold the button (or Space) while you speak, in English or Portuguese, and let go: your words appear, then the model answers in writing and out loud, in the language you spoke. Nothing leaves this server.",
+    listening: "Listening… let go when you are done.", transcribing: "Writing down what you said…", thinking: "Thinking…",
+    speaking: "Speaking…", hold_again: "Hold the button to answer.", heard_nothing: "No words were heard: hold the button while you speak.",
+    nothing_to_say: "The model wrote nothing to say.", press_play: "Press play to hear the answer.",
+    no_microphone: "The microphone could not be opened: {why}",
   },
   pt: {
     chat: "Conversa", completion: "Completar", inspect: "Por dentro", translate: "Traduzir", speak: "Falar", describe: "Descrever imagem",
@@ -58,6 +64,12 @@ const LABELS = {
     image: "Imagem", caption: "Legenda", describe_button: "Descrever", language: "Idioma",
     inspect_placeholder: "Texto para olhar por dentro", speak_placeholder: "Texto para falar", translate_placeholder: "Texto para traduzir",
     no_key: "Sem chave", choose_image: "Escolha uma imagem PNG, JPEG ou WebP",
+    talk: "Conversar", hold_to_talk: "Segure para falar",
+    talk_help: "Segure o botão (ou Espaço) enquanto fala, em português ou inglês, e solte: suas palavras aparecem, e o modelo responde por escrito e em voz alta, no idioma em que você falou. Nada sai deste servidor.",
+    listening: "Ouvindo… solte quando terminar.", transcribing: "Escrevendo o que você disse…", thinking: "Pensando…",
+    speaking: "Falando…", hold_again: "Segure o botão para responder.", heard_nothing: "Nenhuma palavra foi ouvida: segure o botão enquanto fala.",
+    nothing_to_say: "O modelo não escreveu nada para dizer.", press_play: "Aperte o play para ouvir a resposta.",
+    no_microphone: "Não foi possível abrir o microfone: {why}",
   },
 };
 
