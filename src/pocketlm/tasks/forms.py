@@ -71,7 +71,7 @@ async def read_body(request: Request) -> tuple[dict, dict, bool]:
 def parse(model: type[BaseModel], data: dict, form: bool):
     """A JSON body is validated as its JSON Schema reads ("5" is not a number); a form's values are all text."""
     if form:
-        data = {name: _form_number(value) if _integer(model, name) else value for name, value in data.items()}
+        data = {name: _form_value(model, name, value) for name, value in data.items()}
     try:
         return model.model_validate(data, strict=not form)
     except ValidationError as e:
@@ -84,9 +84,18 @@ def parse(model: type[BaseModel], data: dict, form: bool):
         raise InvalidParameter(param, first.get("msg", "invalid value")) from None
 
 
-def _integer(model: type[BaseModel], name: str) -> bool:
+def _form_value(model: type[BaseModel], name: str, value):
+    """A form's text as its field's JSON Schema type reads it: "3.0" is the integer 3; a boolean is "true" or
+    "false" (as clients write one), not pydantic's "1", "yes" or "on"."""
     field = model.model_fields.get(name)
-    return field is not None and field.annotation is int
+    kind = field.annotation if field is not None else None
+    if kind is int:
+        return _form_number(value)
+    if kind is bool and isinstance(value, str):
+        if value not in ("true", "false"):
+            raise InvalidParameter(name, f"must be true or false, got '{value}'")
+        return value == "true"
+    return value
 
 
 def _form_number(value):

@@ -6,11 +6,31 @@ import asyncio
 
 from fastapi import APIRouter, Request
 
+from pocketlm.errors import PocketLMError
 from pocketlm.tasks import embeddings
 from pocketlm.tasks.schemas import Embedding, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage
 from pocketlm.tasks.state import tasks_state
 
 router = APIRouter(prefix="/v1", tags=["embeddings (OpenAI)"])
+
+
+def document(schema: dict, served: str) -> None:
+    """The OpenAPI document's bounds that depend on the server's encoder: its names, its vocabulary, the sizes its
+    vectors may have. Left general when the encoder is not on this machine (its route says why)."""
+    try:
+        card = embeddings.card(served)
+    except PocketLMError:
+        return
+    fields = schema["components"]["schemas"]["EmbeddingsRequest"]["properties"]
+    for branch in fields["input"]["anyOf"]:
+        ids = branch.get("items", {})
+        ids = ids.get("items", ids)
+        if ids.get("type") == "integer":
+            ids["maximum"] = card.vocab_size - 1
+    names = list(dict.fromkeys([served, card.name, ""]))
+    fields["model"]["anyOf"] = [{"type": "string", "enum": names}, {"type": "null"}]
+    low = 1 if card.matryoshka else card.dimensions
+    fields["dimensions"]["anyOf"][0].update(minimum=low, maximum=card.dimensions)
 
 
 @router.post(

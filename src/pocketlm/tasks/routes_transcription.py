@@ -26,6 +26,17 @@ MEDIA_TYPES = {"text": "text/plain; charset=utf-8", "srt": "application/x-subrip
 GRANULARITIES_FIELD = "timestamp_granularities[]"
 
 
+def document(schema: dict, served: str) -> None:
+    """The OpenAPI document's ``model``: the server's recognizer, by the name given or served, or whisper-1."""
+    from pocketlm.models.registry import served_name
+
+    names = list(dict.fromkeys([served, served_name(served), *transcription.MODEL_ALIASES, ""]))
+    for path in ("/v1/audio/transcriptions", "/v1/audio/translations"):
+        form = schema["paths"][path]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+        form["properties"]["model"].pop("type", None)
+        form["properties"]["model"]["enum"] = names
+
+
 def _body(model: type) -> dict:
     """The multipart body, for /docs."""
     extra = forms.body_schema(model, "multipart/form-data")
@@ -36,8 +47,8 @@ def _body(model: type) -> dict:
 def _answers(stream: bool) -> dict:
     """The answers of every response_format (and of stream=true), for /docs."""
     content = {media: {"schema": {"type": "string"}} for media in dict.fromkeys(MEDIA_TYPES.values())}
-    if stream:
-        content["text/event-stream"] = {"schema": {"type": "string"}}
+    if stream:  # each event as every streaming route documents it (pocketlm.api.openapi)
+        content["text/event-stream"] = {}
     return {
         200: {
             "model": Transcription | TranscriptionVerbose,

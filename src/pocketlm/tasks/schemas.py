@@ -317,7 +317,9 @@ class TranslationRequest(BaseModel):
         description=f"The server's speech-to-text model (`--transcription-model`, default {transcription.MODEL_ID}); "
         "OpenAI's whisper-1 names it too.",
     )
-    prompt: str | None = Field(None, description="Text that came before, or words to spell as given.")
+    prompt: str | None = Field(
+        None, description="Text that came before, or words to spell as given (its last 223 tokens are read)."
+    )
     response_format: str = Field(
         "json",
         description="json, text, srt, vtt, or verbose_json (segments, language, duration).",
@@ -334,7 +336,9 @@ class TranscriptionRequest(TranslationRequest):
     """OpenAI's ``POST /v1/audio/transcriptions`` (multipart): speech to text in its own language."""
 
     language: str | None = Field(
-        None, description="ISO 639-1 code of the speech (en, pt; pt-BR accepted). Default: detected."
+        None,
+        description="ISO 639-1 code of the speech (en, pt; pt-BR accepted). Default: detected.",
+        json_schema_extra=lambda schema: schema["anyOf"][0].update(pattern=transcription.language_pattern()),
     )
     timestamp_granularities: list[Literal["segment", "word"]] | None = Field(
         None,

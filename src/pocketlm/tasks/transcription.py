@@ -42,6 +42,10 @@ MAX_SECONDS = 600  # ten minutes: about two minutes of work on two cores
 SAMPLE_RATE = 16_000  # what Whisper listens at
 # temperature=0: greedy, then these when the text looks wrong (repetitive, unlikely): Whisper's own fallback
 FALLBACK = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+# No speech makes more text tokens a second than this (a fast Mandarin speaker, about 15), so a short clip of noise
+# cannot keep the model writing a hallucinated loop at every fallback temperature: seconds of work for nothing.
+TOKENS_PER_SECOND = 25
+SHORT_CLIP = 8.0  # seconds; longer clips keep Whisper's own bound (224 tokens a 30-second window)
 NOT_AUDIO = f"is not audio pocketlm can read: send {', '.join(CONTAINERS)}"
 
 
@@ -118,6 +122,15 @@ def check_language(language: str | None, param: str = "language") -> str | None:
     if code not in _LANGUAGE_CODES:
         raise InvalidParameter(param, f"'{language}' is not a language Whisper knows; give an ISO 639-1 code (en, pt)")
     return code
+
+
+def language_pattern() -> str:
+    """What ``check_language`` accepts, as a JSON Schema pattern (no flags there: each letter is [xX]); empty is
+    accepted (detected)."""
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    codes = "|".join("".join(f"[{c}{c.upper()}]" for c in code) for code in sorted(_LANGUAGE_CODES))
+    return rf"^(\s*({codes})([-_][A-Za-z0-9]*)*\s*)?$"
 
 
 def check_options(response_format: str, granularities: list[str], temperature: float, stream: bool) -> bool:
@@ -201,6 +214,8 @@ class Recognizer:
     def listen(self, audio: np.ndarray, options: Options) -> tuple[Heard, Iterator[Segment]]:
         """The language and length at once, then the segments as they are decoded."""
         temperature = FALLBACK if options.temperature == 0 else options.temperature
+        seconds = len(audio) / SAMPLE_RATE
+        most = int(TOKENS_PER_SECOND * seconds) + 8 if seconds < SHORT_CLIP else None
         segments, info = self.model.transcribe(
             audio,
             task=options.task,
@@ -209,6 +224,7 @@ class Recognizer:
             temperature=temperature,
             word_timestamps=options.words,
             beam_size=5,
+            max_new_tokens=most,
         )
         heard = Heard(info.language, float(info.language_probability), float(info.duration))
         return heard, (_segment(s) for s in segments)
