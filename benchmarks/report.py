@@ -322,6 +322,56 @@ def _tasks_section(results_path: Path) -> list[str]:
     return lines
 
 
+def speech_section(results_path: Path) -> list[str]:
+    """Speech recognition and embeddings from their own run (benchmarks/speech_and_embeddings.py), when there is
+    one."""
+    if not results_path.exists():
+        return []
+    t = json.loads(results_path.read_text())
+    load = t["load_average_1min"]
+    lines = [
+        "",
+        "## Speech recognition and embeddings",
+        "",
+        "From their own run, `python benchmarks/speech_and_embeddings.py`. Whisper base (int8, CTranslate2) hears the project's own sentences (`benchmarks/data/speech_en.txt`, "
+        "`speech_pt.txt`, written for this benchmark) spoken by pocketlm's voices, told the language; word error "
+        "rate after lower-casing and dropping punctuation, and the words said that were heard right (a "
+        "hallucinated repetition swamps the first, not the second). Language detected: how often Whisper's own "
+        "detection names the language spoken.",
+        "",
+        "| voice | language | sentences | words | word error rate | words heard right | sentences heard exactly | "
+        "language detected |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in t["wer"]:
+        lines.append(
+            f"| `{r['voice']}` | {r['language']} | {r['sentences']} | {r['words']} | {r['wer']:.1%} | "
+            f"{r['words_heard_right']:.1%} | {r['sentences_heard_exactly']} | {r['language_detected']:.0%} |"
+        )
+    if t.get("transcription"):
+        lines += [
+            "",
+            f"Server: `{t['server']}`; load average before / after: {load['before']:.2f} / {load['after']:.2f} on "
+            f"{load['cpus']} CPUs; peak RSS with Whisper and MiniLM loaded: {t['peak_rss_mb']:.0f} MB.",
+            "",
+            "| route | concurrent requests | requests | input | wall (s) | rate |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in t["transcription"]:
+            lines.append(
+                f"| `/v1/audio/transcriptions` (wav, two sentences of `joe`) | {r['concurrency']} | {r['requests']} | "
+                f"{r['audio_s']:.1f} s of audio | {r['wall_s']:.2f} | real-time factor {r['rtf_aggregate']:.3f} "
+                f"(per request {r['rtf_per_request']:.3f}) |"
+            )
+        for r in t["embeddings"]:
+            lines.append(
+                f"| `/v1/embeddings` (all-minilm-l6-v2), {r['inputs_per_request']} per request | {r['concurrency']} | "
+                f"{r['inputs'] // r['inputs_per_request']} | {r['inputs']} sentences | {r['wall_s']:.2f} | "
+                f"{r['embeddings_per_s']:.1f} embeddings/s |"
+            )
+    return lines
+
+
 def write_report(results: dict, path: Path, chart: Path, results_path: Path) -> None:
     m, v, s = results["machine"], results["versions"], results["settings"]
     prompt_tokens = results["prompt_tokens"]
@@ -435,6 +485,7 @@ def write_report(results: dict, path: Path, chart: Path, results_path: Path) -> 
     if notes:
         lines += ["", "## Request errors seen", ""] + [f"- {label} c={c}: `{e}`" for label, c, e in notes]
     lines += _tasks_section(Path(__file__).parent / "tasks_results.json")
+    lines += speech_section(Path(__file__).parent / "speech_results.json")
     lines += ["", "Levers tried and what they moved: `benchmarks/NOTES.md`.", ""]
     path.write_text("\n".join(line for line in lines if line is not None) + _measured_apart(path))
 

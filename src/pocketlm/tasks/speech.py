@@ -9,9 +9,10 @@ BENCHMARKS.md, "Speech voices"): most Portuguese phoneme symbols are ones
 espeak-ng also writes for English text, so the voice was trained on them; the
 rest (the nasal-vowel tilde of ã/õ/em, ɲ of "nh", ʎ of "lh", x) it never heard.
 The pace is a normal speaking rate (the tests check 1.5-5 words/s).
-Expect Portuguese with a strong English accent and weak nasal vowels. (English
-is measured too, by PocketSphinx, an independent recognizer; no Portuguese
-recognizer ships offline.)
+Expect Portuguese with a strong English accent and weak nasal vowels. What
+recognizers hear of both voices (PocketSphinx, an independent one, for English;
+Whisper base for both) is in BENCHMARKS.md too, "Speech recognition and
+embeddings": it understands little of the Portuguese voice.
 
 Audio comes out one sentence at a time, so ``pcm`` can be streamed while the
 rest is synthesized. ``AudioStore`` keeps synthesized files for download
