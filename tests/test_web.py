@@ -43,11 +43,16 @@ def server():
 
 
 @pytest.fixture(scope="module")
-def browser():
+def playwright():
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
-        yield b
-        b.close()
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    b = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+    yield b
+    b.close()
 
 
 def open_page(browser, url: str, *, locale: str = "en-US", width: int = 1280, height: int = 800):
@@ -428,44 +433,43 @@ def talking_wav(server, path, text: str) -> float:
     return len(frames) / 2 / rate
 
 
-def test_talk_tab_hears_the_microphone_answers_in_text_and_speaks(server, tmp_path):
+def test_talk_tab_hears_the_microphone_answers_in_text_and_speaks(playwright, server, tmp_path):
     if not has_path(server, "/v1/audio/transcriptions"):
         return
     wav = tmp_path / "question.wav"
     seconds = talking_wav(server, wav, "Please tell me a short story about a cat.")
     flags = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium(),
-            args=["--no-sandbox", *flags, f"--use-file-for-fake-audio-capture={wav}"],
+    # a browser of its own: the fake microphone is a launch flag
+    browser = playwright.chromium.launch(
+        executable_path=chromium(), args=["--no-sandbox", *flags, f"--use-file-for-fake-audio-capture={wav}"]
+    )
+    try:
+        page = open_page(browser, server.url)
+        set_param(page, "max_new_tokens", 24)
+        assert open_tab(page, server, "talk", "/v1/audio/transcriptions")
+        hold = page.locator("#talk-hold")
+        hold.hover()
+        page.mouse.down()
+        expect(hold).to_have_class(re.compile("recording"))
+        page.wait_for_timeout(int(2 * seconds * 1000) + 500)  # two loops: one whole question at least
+        page.mouse.up()
+        said = page.locator("#talk-log .msg.user .body")
+        expect(said).to_contain_text(re.compile("story", re.I), timeout=120_000)
+        expect(said).to_contain_text(re.compile("cat", re.I))
+        answer = page.locator("#talk-log .msg.assistant")
+        # the language heard picks the answer's language (and its voice)
+        assert page.locator("#talk-log .msg.user").get_attribute("lang") == answer.get_attribute("lang") == "en"
+        expect(answer.locator("audio")).to_be_attached(timeout=120_000)
+        assert answer.locator(".body").inner_text().strip()
+        page.wait_for_function(  # the answer is spoken: the audio element plays
+            "() => { const a = document.querySelector('#talk-log audio'); return a && a.currentTime > 0; }",
+            timeout=60_000,
         )
-        try:
-            page = open_page(browser, server.url)
-            set_param(page, "max_new_tokens", 24)
-            assert open_tab(page, server, "talk", "/v1/audio/transcriptions")
-            hold = page.locator("#talk-hold")
-            hold.hover()
-            page.mouse.down()
-            expect(hold).to_have_class(re.compile("recording"))
-            page.wait_for_timeout(int(2 * seconds * 1000) + 500)  # two loops: one whole question at least
-            page.mouse.up()
-            said = page.locator("#talk-log .msg.user .body")
-            expect(said).to_contain_text(re.compile("story", re.I), timeout=120_000)
-            expect(said).to_contain_text(re.compile("cat", re.I))
-            answer = page.locator("#talk-log .msg.assistant")
-            # the language heard picks the answer's language (and its voice)
-            assert page.locator("#talk-log .msg.user").get_attribute("lang") == answer.get_attribute("lang") == "en"
-            expect(answer.locator("audio")).to_be_attached(timeout=120_000)
-            assert answer.locator(".body").inner_text().strip()
-            page.wait_for_function(  # the answer is spoken: the audio element plays
-                "() => { const a = document.querySelector('#talk-log audio'); return a && a.currentTime > 0; }",
-                timeout=60_000,
-            )
-            hosts = {urlsplit(u).netloc for u in page.requests if urlsplit(u).scheme in ("http", "https")}
-            assert hosts == {urlsplit(server.url).netloc}, page.requests
-            asked = [urlsplit(u).path for u in page.requests]
-            assert {"/v1/audio/transcriptions", "/v1/chat/completions", "/v1/audio/speech"} <= set(asked)
-            assert [json.loads(body)["voice"] for path, body in page.bodies if path == "/v1/audio/speech"] == ["joe"]
-            assert page.errors == []
-        finally:
-            browser.close()
+        hosts = {urlsplit(u).netloc for u in page.requests if urlsplit(u).scheme in ("http", "https")}
+        assert hosts == {urlsplit(server.url).netloc}, page.requests
+        asked = [urlsplit(u).path for u in page.requests]
+        assert {"/v1/audio/transcriptions", "/v1/chat/completions", "/v1/audio/speech"} <= set(asked)
+        assert [json.loads(body)["voice"] for path, body in page.bodies if path == "/v1/audio/speech"] == ["joe"]
+        assert page.errors == []
+    finally:
+        browser.close()
