@@ -20,7 +20,7 @@ import pytest
 from api_server import Server, assert_openai_error, sse_events
 from speech_and_embeddings import sentences, word_error_rate, words
 
-SAID = " ".join(sentences("en")[:3])  # three sentences, about ten seconds
+SAID = " ".join(sentences("en")[:2])  # two sentences, about seven seconds
 SHORT = sentences("en")[11]  # "Could you turn off the lights before you go to bed?"
 
 
@@ -72,7 +72,7 @@ def encoded(wav: bytes, container: str, codec: str, rate: int) -> bytes:
 def test_openai_sdk_hears_pocketlms_english_voice_with_at_most_10_percent_word_errors(client, speech_wav):
     answer = client.audio.transcriptions.create(model="whisper-1", file=("speech.wav", speech_wav))
     assert word_error_rate([SAID], [answer.text]) <= 0.10, answer.text
-    assert answer.usage.type == "duration" and 6 < answer.usage.seconds < 20
+    assert answer.usage.type == "duration" and 4 < answer.usage.seconds < 15
 
 
 def test_verbose_json_has_segments_the_language_and_with_word_granularity_the_words(client, speech_wav):
@@ -82,17 +82,13 @@ def test_verbose_json_has_segments_the_language_and_with_word_granularity_the_wo
         response_format="verbose_json",
         timestamp_granularities=["word", "segment"],
     )
-    assert answer.language == "english" and 6 < answer.duration < 20
+    assert answer.language == "english" and 4 < answer.duration < 15
     starts = [s.start for s in answer.segments]
     assert answer.segments and starts == sorted(starts) and all(s.end > s.start for s in answer.segments)
     assert "".join(s.text for s in answer.segments).strip() == answer.text
     assert [w for w in words(" ".join(w.word for w in answer.words))] == words(answer.text)
     times = [t for w in answer.words for t in (w.start, w.end)]
     assert times == sorted(times) and times[-1] <= answer.duration + 0.5
-    plain = client.audio.transcriptions.create(
-        model="whisper-1", file=("speech.wav", speech_wav), response_format="verbose_json"
-    )
-    assert plain.words is None and plain.text == answer.text
 
 
 CUE = r"(\d\d):(\d\d):(\d\d)[,.](\d\d\d) --> (\d\d):(\d\d):(\d\d)[,.](\d\d\d)"
@@ -218,8 +214,10 @@ def test_a_body_without_a_file_says_how_to_send_one(server):
 
 
 def test_a_language_with_its_region_and_segment_granularity_are_accepted(server, short_wav):
-    answer = transcribe(server, short_wav, language="EN-us", **{"timestamp_granularities[]": "segment"})
+    fields = {"language": "EN-us", "timestamp_granularities[]": "segment", "response_format": "verbose_json"}
+    answer = transcribe(server, short_wav, **fields)
     assert answer.status_code == 200 and word_error_rate([SHORT], [answer.json()["text"]]) <= 0.10
+    assert answer.json()["segments"] and "words" not in answer.json()  # words only when asked for
 
 
 def test_whisper_is_joined_once_into_a_checked_cache_entry(tmp_path, monkeypatch):

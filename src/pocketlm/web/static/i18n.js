@@ -64,7 +64,7 @@ const LABELS = {
     image: "Imagem", caption: "Legenda", describe_button: "Descrever", language: "Idioma",
     inspect_placeholder: "Texto para olhar por dentro", speak_placeholder: "Texto para falar", translate_placeholder: "Texto para traduzir",
     no_key: "Sem chave", choose_image: "Escolha uma imagem PNG, JPEG ou WebP",
-    talk: "Conversar", hold_to_talk: "Segure para falar",
+    talk: "Conversa por voz", hold_to_talk: "Segure para falar",
     talk_help: "Segure o botão (ou Espaço) enquanto fala, em português ou inglês, e solte: suas palavras aparecem, e o modelo responde por escrito e em voz alta, no idioma em que você falou. Nada sai deste servidor.",
     listening: "Ouvindo… solte quando terminar.", transcribing: "Escrevendo o que você disse…", thinking: "Pensando…",
     speaking: "Falando…", hold_again: "Segure o botão para responder.", heard_nothing: "Nenhuma palavra foi ouvida: segure o botão enquanto fala.",
