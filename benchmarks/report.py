@@ -333,7 +333,8 @@ def speech_section(results_path: Path) -> list[str]:
         "",
         "## Speech recognition and embeddings",
         "",
-        "From their own run, `python benchmarks/speech_and_embeddings.py`. Whisper base (int8, CTranslate2) hears the project's own sentences (`benchmarks/data/speech_en.txt`, "
+        "From their own run, `python benchmarks/speech_and_embeddings.py`. Whisper base (int8, CTranslate2) hears "
+        "the project's own sentences (`benchmarks/data/speech_en.txt`, "
         "`speech_pt.txt`, written for this benchmark) spoken by pocketlm's voices, told the language; word error "
         "rate after lower-casing and dropping punctuation, and the words said that were heard right (a "
         "hallucinated repetition swamps the first, not the second). Language detected: how often Whisper's own "
