@@ -469,7 +469,25 @@ def test_talk_tab_hears_the_microphone_answers_in_text_and_speaks(playwright, se
         assert hosts == {urlsplit(server.url).netloc}, page.requests
         asked = [urlsplit(u).path for u in page.requests]
         assert {"/v1/audio/transcriptions", "/v1/chat/completions", "/v1/audio/speech"} <= set(asked)
-        assert [json.loads(body)["voice"] for path, body in page.bodies if path == "/v1/audio/speech"] == ["joe"]
+        assert "/translate" not in asked  # English goes to the model as it is
+
+        # Said to be Portuguese: heard as Portuguese, through /translate both ways, spoken by joe-pt-br
+        page.select_option("#talk-language", "pt")
+        hold.hover()
+        page.mouse.down()
+        page.wait_for_timeout(int(2 * seconds * 1000) + 500)
+        page.mouse.up()
+        expect(page.locator("#talk-log .msg.user")).to_have_count(2, timeout=120_000)
+        assert page.locator("#talk-log .msg.user").nth(1).get_attribute("lang") == "pt-BR"
+        page.wait_for_function(
+            "() => { const a = document.querySelectorAll('#talk-log audio');"
+            " return a.length == 2 && a[1].currentTime > 0; }",
+            timeout=120_000,
+        )
+        voices = [json.loads(body)["voice"] for path, body in page.bodies if path == "/v1/audio/speech"]
+        translated = [json.loads(body) for path, body in page.bodies if path == "/translate"]
+        assert voices == ["joe", "joe-pt-br"]
+        assert [(t["source"], t["target"]) for t in translated] == [("pt", "en"), ("en", "pt")]
         assert page.errors == []
     finally:
         browser.close()

@@ -19,6 +19,9 @@ export async function create(root) {
   const paths = await getJSON("/openapi.json", { ask: false }).then((s) => Object.keys(s.paths || {})).catch(() => []);
   const translates = paths.includes("/translate");
   const hold = h("button", { type: "button", id: "talk-hold", class: "talk-hold", "aria-describedby": "talk-help" }, t("hold_to_talk"));
+  // Detection can miss on a few words; a speaker who knows the language says it once
+  const chosen = h("select", { id: "talk-language", "aria-label": t("language") },
+    h("option", { value: "" }, t("auto")), h("option", { value: "en" }, "English"), h("option", { value: "pt" }, "Português"));
   const status = h("p", { id: "talk-status", class: "note", role: "status" });
   const log = h("ol", { id: "talk-log", "aria-live": "polite" });
   const history = []; // what the model was told and answered, in English when translating
@@ -64,10 +67,11 @@ export async function create(root) {
       const form = new FormData();
       form.append("file", recording, recording.type.includes("ogg") ? "speech.ogg" : "speech.webm");
       form.append("response_format", "verbose_json");
+      if (chosen.value) form.append("language", chosen.value);
       const heard = await (await call("/v1/audio/transcriptions", { method: "POST", form })).json();
       const words = heard.text.trim();
       if (!words) return say(t("heard_nothing"));
-      const language = heard.language === "portuguese" ? "pt" : "en";
+      const language = chosen.value || (heard.language === "portuguese" ? "pt" : "en");
       log.append(message("user", words, language));
       const viaEnglish = language === "pt" && translates;
       history.push({ role: "user", content: viaEnglish ? await translate(words, "pt", "en") : words });
@@ -142,5 +146,6 @@ export async function create(root) {
   hold.addEventListener("contextmenu", (e) => e.preventDefault()); // a long press on a phone is not a menu
 
   root.append(h("div", { class: "task talk" },
-    h("p", { id: "talk-help", class: "note" }, t("talk_help")), h("div", { class: "row" }, hold), status, log));
+    h("p", { id: "talk-help", class: "note" }, t("talk_help")),
+    h("div", { class: "row" }, hold, h("label", {}, `${t("language")} `, chosen)), status, log));
 }
