@@ -281,7 +281,7 @@ class EmbeddingsRequest(BaseModel):
 
 
 class Embedding(BaseModel):
-    object: Literal["embedding"] = "embedding"
+    object: Literal["embedding"] = Field("embedding", description="Always `embedding`.")
     index: int = Field(..., description="Position of the input it belongs to.")
     embedding: list[float] | str = Field(..., description="The vector: numbers, or base64 (`encoding_format`).")
 
@@ -292,10 +292,10 @@ class EmbeddingsUsage(BaseModel):
 
 
 class EmbeddingsResponse(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[Embedding]
+    object: Literal["list"] = Field("list", description="Always `list`.")
+    data: list[Embedding] = Field(..., description="One vector per input, in the inputs' order.")
     model: str = Field(..., description="The model that made the vectors.")
-    usage: EmbeddingsUsage
+    usage: EmbeddingsUsage = Field(..., description="Tokens read.")
 
 
 # ----------------------------------------------------------------------------- OpenAI speech to text
@@ -353,39 +353,39 @@ class TranscriptionRequest(TranslationRequest):
 
 
 class AudioUsage(BaseModel):
-    type: Literal["duration"] = "duration"
+    type: Literal["duration"] = Field("duration", description="Always `duration`: audio is counted in seconds.")
     seconds: float = Field(..., description="Length of the audio heard.")
 
 
 class Transcription(BaseModel):
-    text: str
-    usage: AudioUsage
+    text: str = Field(..., description="Everything heard, as one text.")
+    usage: AudioUsage = Field(..., description="Seconds of audio heard.")
 
 
 class TranscriptionSegment(BaseModel):
-    id: int
+    id: int = Field(..., description="Position of the segment, from 0.")
     seek: int = Field(..., description="Where in the audio (in 10 ms frames) the window that heard it began.")
-    start: float
-    end: float
-    text: str
-    tokens: list[int]
-    temperature: float
-    avg_logprob: float
-    compression_ratio: float
-    no_speech_prob: float
+    start: float = Field(..., description="Start, in seconds from the beginning of the audio.")
+    end: float = Field(..., description="End, in seconds from the beginning of the audio.")
+    text: str = Field(..., description="What was heard in it.")
+    tokens: list[int] = Field(..., description="The recognizer's token ids for the text.")
+    temperature: float = Field(..., description="The temperature that wrote it (above 0 after a fallback).")
+    avg_logprob: float = Field(..., description="Mean log-probability of its tokens (below -1: doubtful).")
+    compression_ratio: float = Field(..., description="Text length over its gzip length (above 2.4: repetitive).")
+    no_speech_prob: float = Field(..., description="Probability that the window held no speech.")
 
 
 class TranscriptionWord(BaseModel):
-    word: str
-    start: float
-    end: float
+    word: str = Field(..., description="The word, with the space before it.")
+    start: float = Field(..., description="Start, in seconds from the beginning of the audio.")
+    end: float = Field(..., description="End, in seconds from the beginning of the audio.")
 
 
 class TranscriptionVerbose(BaseModel):
-    task: Literal["transcribe", "translate"]
+    task: Literal["transcribe", "translate"] = Field(..., description="transcribe, or translate (to English).")
     language: str = Field(..., description="The language heard, in English and lower case (english, portuguese).")
-    duration: float
-    text: str
-    segments: list[TranscriptionSegment]
+    duration: float = Field(..., description="Length of the audio, in seconds.")
+    text: str = Field(..., description="Everything heard, as one text.")
+    segments: list[TranscriptionSegment] = Field(..., description="The text in the windows that heard it.")
     words: list[TranscriptionWord] | None = Field(None, description="With timestamp_granularities[]=word.")
-    usage: AudioUsage
+    usage: AudioUsage = Field(..., description="Seconds of audio heard.")
