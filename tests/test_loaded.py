@@ -100,3 +100,24 @@ def test_drop_waits_for_a_load_in_progress():
     for thread in (loader, dropper):
         thread.join(WAIT)
     assert dropped == ["value"] and loaded.keys() == []
+
+
+def test_keys_list_the_least_recently_used_first():
+    loaded: Loaded[str, str] = Loaded()
+    for key in ("a", "b", "c"):
+        loaded.get(key, lambda key=key: key)
+    loaded.touch("a")
+    loaded.touch("missing")  # not loaded: nothing to move, nothing added
+    assert loaded.keys() == ["b", "c", "a"]
+    loaded.get("b", lambda: "never called")  # reading a value is not using it: the holder's owner says when
+    assert loaded.keys() == ["b", "c", "a"]
+
+
+def test_size_adds_up_what_the_loaded_values_cost():
+    loaded: Loaded[str, str] = Loaded()
+    loaded.get("small", lambda: "s", size=100)
+    loaded.get("large", lambda: "l", size=900)
+    loaded.get("free", lambda: "f")
+    assert loaded.size() == 1000
+    loaded.drop("large")
+    assert loaded.size() == 100

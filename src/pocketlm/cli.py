@@ -160,13 +160,23 @@ class ModelsOptions(Declared):
     COMMAND: ClassVar[str] = "models"
 
     json: bool = setting(False, help="Print as JSON.")
+    url: str | None = setting(
+        None, help="List what a running server serves instead (http://127.0.0.1:5000): its models and their state."
+    )
+    api_key: str | None = setting(  # the server's variable: a listing asks the server it runs beside
+        None,
+        env="POCKETLM_API_KEY",
+        help="With --url: the server's key, if it requires one (the first, when the variable lists several).",
+    )
 
 
 @main.command()
 @options(TaskSettings, "tasks")  # the task models listed are those serve would run
 @options(ModelsOptions, "own")
 def models(tasks: TaskSettings, own: ModelsOptions):
-    """List the models available on this machine, with what it costs to run them."""
+    """List the models available on this machine, with what it costs to run them; with --url, a running server's."""
+    if own.url:
+        return _served_models(own)
     from pocketlm.models.listing import available_models
     from pocketlm.tasks.catalog import task_models
 
@@ -197,6 +207,37 @@ def models(tasks: TaskSettings, own: ModelsOptions):
     click.echo(f"\n{'TASK MODEL':<28} {'TASK':<15} SOURCE")
     for t in tasks:
         click.echo(f"{t.id:<28} {t.task:<15} {t.source}")
+
+
+def _served_models(own: ModelsOptions) -> None:
+    """What a running server serves, from its GET /v1/models."""
+    from pocketlm.deploy.insight import Client
+    from pocketlm.models.listing import params_label
+
+    api_key = own.api_key.split()[0] if own.api_key else None
+    cards = Client(own.url, api_key, timeout=30).json("GET", "/v1/models")["data"]
+    if own.json:
+        click.echo(json.dumps(cards, indent=2))
+        return
+    click.echo(
+        f"{'MODEL':<28} {'STATE':<10} {'KIND':<8} {'PARAMS':>7} {'FILE':>8} {'QUANT':<8} {'CONTEXT':>7} {'RAM~':>8}"
+    )
+    for card in cards:
+        if card.get("state") is None:
+            continue
+        default = " (default)" if card.get("default") else ""
+        label = params_label(card.get("parameters") or 0)
+        click.echo(
+            f"{card['id']:<28} {card['state']:<10} {card.get('kind') or '-':<8} {label:>7} "
+            f"{_mb(card.get('size') or 0):>8} {card.get('quantization') or '-':<8} {card.get('n_ctx') or 0:>7} "
+            f"{_mb(card.get('ram_estimate') or 0):>8}{default}"
+        )
+    tasks = [card for card in cards if card.get("state") is None]
+    if tasks:
+        click.echo(f"\n{'TASK MODEL':<28} TASK")
+        for card in tasks:
+            click.echo(f"{card['id']:<28} {card['task']}")
+    click.echo("\nCONTEXT = tokens each request gets on that server; RAM~ = its estimate, what --memory-budget counts.")
 
 
 def _mb(n: int) -> str:

@@ -1,4 +1,5 @@
-"""What ``pocketlm serve`` runs: load the model once, build the app from its features, serve, drain on SIGTERM.
+"""What ``pocketlm serve`` runs: the served models (the default one loaded), the app built from its features,
+served until SIGTERM, then drained.
 
 This module sits above the features that serve something (``api`` for text generation, ``inspection``,
 ``web``, ``tasks``), so none of them imports another: the server only assembles them. Each feature joins
@@ -10,21 +11,24 @@ app runs (a container, AWS Lambda, Ray Serve).
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import logging
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import uvicorn
 from fastapi import FastAPI
 
 from pocketlm import __version__, api, inspection, tasks, web
 from pocketlm.api.connections import guarded_protocol
-from pocketlm.service import AppState, Feature, Settings, app_state, attach
+from pocketlm.service import AppState, Feature, ServedModels, Settings, app_state, attach
 from pocketlm.tasks.settings import TaskSettings
+
+if TYPE_CHECKING:
+    from pocketlm.engine import Engine
 
 log = logging.getLogger("pocketlm.serve")
 
@@ -39,10 +43,15 @@ class ServeSettings(Settings):
     tasks: TaskSettings = field(default_factory=TaskSettings)
 
 
-def build_app(engine, settings: Settings = ServeSettings(), features: tuple[Feature, ...] = FEATURES) -> FastAPI:
-    """The HTTP service around one loaded engine: every feature installed on one app, sharing one state."""
+def build_app(
+    models: ServedModels | Engine, settings: Settings = ServeSettings(), features: tuple[Feature, ...] = FEATURES
+) -> FastAPI:
+    """The HTTP service around the served models (or one engine, already loaded): every feature installed on one
+    app, sharing one state."""
+    if not isinstance(models, ServedModels):
+        models = ServedModels.serving(models)
     app = FastAPI(title="pocketlm", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
-    state = AppState(engine=engine, settings=settings)
+    state = AppState(models=models, settings=settings)
     attach(app, state)
     for feature in features:
         feature.install(app, state)
@@ -50,18 +59,19 @@ def build_app(engine, settings: Settings = ServeSettings(), features: tuple[Feat
 
 
 def run(settings: ServeSettings) -> int:
-    """Load the engine, serve until SIGTERM/SIGINT, drain, and return the exit code."""
-    from pocketlm.engine import load_engine
-
+    """Load the default model, serve until SIGTERM/SIGINT, drain, and return the exit code."""
     started = time.perf_counter()
-    engine = load_engine(settings.model_options, settings.engine)
-    app = build_app(engine, settings)
+    models = ServedModels.from_settings(settings).start()
+    app = build_app(models, settings)
+    engine = models.engine(models.default)
     kv = f" (KV cache {engine.info.kv_cache})" if engine.info.kv_cache else ""
+    others = f"; {len(models.models) - 1} more models load on demand" if len(models.models) > 1 else ""
     log.info(
-        "loaded %s in %.1f s%s; serving on http://%s:%d",
+        "loaded %s in %.1f s%s%s; serving on http://%s:%d",
         engine.info.name,
         time.perf_counter() - started,
         kv,
+        others,
         settings.host,
         settings.port,
     )
@@ -72,8 +82,8 @@ def run(settings: ServeSettings) -> int:
         port=settings.port,
         log_config=None,
         access_log=False,
-        # uvicorn waits for open connections a little longer than the engine's grace, so that
-        # requests the engine cancels at the deadline still end their responses cleanly.
+        # uvicorn waits for open connections a little longer than the engines' grace, so that
+        # requests the engines cancel at the deadline still end their responses cleanly.
         timeout_graceful_shutdown=settings.grace_period + 2.0,
         # What one client may hold: see pocketlm.api.connections.
         http=guarded_protocol(
@@ -83,11 +93,11 @@ def run(settings: ServeSettings) -> int:
             settings.max_header_bytes,
             settings.max_connections,
         ),
-        timeout_keep_alive=settings.keep_alive,
+        timeout_keep_alive=settings.http_keep_alive,
         # the protocol refuses larger heads itself (431); h11's own limit must not be lower than it
         h11_max_incomplete_event_size=settings.max_header_bytes,
     )
-    server = DrainingServer(config, app, engine, settings.grace_period)
+    server = DrainingServer(config, app, models, settings.grace_period)
     # uvicorn re-raises the signal it caught once it has shut down, which would end the process
     # "killed by SIGTERM" (or with a KeyboardInterrupt traceback). These placeholder handlers make
     # that re-raise a no-op: a drained shutdown is a clean exit.
@@ -101,15 +111,15 @@ def run(settings: ServeSettings) -> int:
 
 
 class DrainingServer(uvicorn.Server):
-    """uvicorn's Server, plus: on the first SIGTERM/SIGINT, mark the app draining and stop the engine gracefully.
+    """uvicorn's Server, plus: on the first SIGTERM/SIGINT, mark the app draining and stop the engines gracefully.
 
-    uvicorn itself stops accepting connections and waits for open ones; the engine
-    meanwhile finishes running requests for up to ``grace_period`` seconds, then cancels the rest.
+    uvicorn itself stops accepting connections and waits for open ones; every loaded model's
+    engine meanwhile finishes running requests for up to ``grace_period`` seconds, then cancels the rest.
     """
 
-    def __init__(self, config: uvicorn.Config, app, engine, grace_period: float):
+    def __init__(self, config: uvicorn.Config, app, models: ServedModels, grace_period: float):
         super().__init__(config)
-        self.app, self.engine, self.grace_period = app, engine, grace_period
+        self.app, self.models, self.grace_period = app, models, grace_period
         self.loop: asyncio.AbstractEventLoop | None = None
 
     async def serve(self, sockets=None):
@@ -120,16 +130,8 @@ class DrainingServer(uvicorn.Server):
         if not self.should_exit and self.loop is not None:
             app_state(self.app).draining = True
             log.info("signal %d: accepting no new requests; running ones get up to %g s", sig, self.grace_period)
-            self.loop.call_soon_threadsafe(lambda: self.loop.create_task(stop_engine(self.engine, self.grace_period)))
+            self.loop.call_soon_threadsafe(lambda: self.loop.create_task(self.models.close(self.grace_period)))
         super().handle_exit(sig, frame)
-
-
-async def stop_engine(engine, grace_period: float) -> None:
-    """engine.stop may be a coroutine or a blocking call; never block the event loop with it."""
-    if inspect.iscoroutinefunction(engine.stop):
-        await engine.stop(grace_period)
-    else:
-        await asyncio.to_thread(engine.stop, grace_period)
 
 
 class JsonFormatter(logging.Formatter):

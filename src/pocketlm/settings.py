@@ -19,8 +19,10 @@ is ``--api-key``. A trailing underscore (``from_``, a Python keyword) is dropped
 flags says which with ``COMMAND = "finetune"`` (``POCKETLM_FINETUNE_MAX_STEPS``; see ``Declared``).
 
 Fields without ``setting(...)`` are not settings (tuning constants such as ``EngineConfig.prefill_chunk``);
-a field whose type is a dataclass is flattened into its parent: ``Settings.model_options.model`` is
-``--model``.
+a field whose type is a dataclass is flattened into its parent: ``Settings.model_options.backend`` is
+``--backend``. A setting the parent declares itself replaces a nested one of the same flag: the server's
+repeatable ``--model`` (``Settings.models``, the models it serves) takes the place of ``ModelOptions.model``,
+the one model the other commands load.
 """
 
 from __future__ import annotations
@@ -221,13 +223,14 @@ def env_var(flag: str, command: str | None = None) -> str:
 def declarations(cls: type) -> tuple[Declaration, ...]:
     """Every setting of dataclass ``cls``, nested dataclasses flattened, in field order."""
     hints = typing.get_type_hints(cls)
+    own = [_declaration(cls, f, hints[f.name], f.metadata[_KEY]) for f in fields(cls) if _KEY in f.metadata]
+    replaced = {d.flag for d in own}  # a nested setting of one of these flags gives way to the parent's own
     found: list[Declaration] = []
     for f in fields(cls):
-        declared = f.metadata.get(_KEY)
-        if declared is not None:
-            found.append(_declaration(cls, f, hints[f.name], declared))
+        if _KEY in f.metadata:
+            found.append(next(d for d in own if d.name == f.name))
         elif is_dataclass(hints[f.name]):
-            found.extend(declarations(hints[f.name]))
+            found.extend(d for d in declarations(hints[f.name]) if d.flag not in replaced)
     names = [d.name for d in found]
     assert len(names) == len(set(names)), f"{cls.__name__} declares a setting twice: {names}"
     return tuple(found)

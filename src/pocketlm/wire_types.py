@@ -15,8 +15,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 SAMPLING = "x-sampling"  # a field that fills SamplingParams.<name> (see api.wire.common.sampling_field)
 PROMPT = "x-prompt"  # a prompt: text, token ids, or a list of one text
-SERVED_MODEL = "x-served-model"  # a model id: the served one only (a list: these values too)
+SERVED_MODEL = "x-served-model"  # a model id: a served one only (a list: these values too)
 TOKEN_IDS = "x-token-ids"  # a list of token ids of the model's vocabulary
+CONTEXT = "x-context"  # a number of tokens of context: at most what the served models give a request
 
 
 def _integral(value: Any) -> Any:

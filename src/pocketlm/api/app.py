@@ -3,8 +3,8 @@ route of the service gets from it: errors in OpenAI's shape, the body limit, COR
 metrics, the offline /docs and the OpenAPI document.
 
 ``install(app, state)`` is this package's side of the server's feature contract
-(``pocketlm.service.Feature``). It loads nothing: the engine in ``state`` is loaded
-once by whoever builds the app (``pocketlm.server.build_app``), and every request shares it.
+(``pocketlm.service.Feature``). It loads nothing itself: every route asks the served models in
+``state`` (``pocketlm.service.ServedModels``) for the engine of the model its request names.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from fastapi import Depends, FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 
-from pocketlm.api import docs, errors, openapi, routes_generate, routes_openai, routes_service
+from pocketlm.api import docs, errors, openapi, routes_generate, routes_ollama, routes_openai, routes_service
 from pocketlm.api.generation import ClientDisconnected
 from pocketlm.api.metrics import Metrics
 from pocketlm.api.middleware import AccessLog, BodyLimit
@@ -27,15 +27,18 @@ Text generation with small language models on a plain CPU.
 * **OpenAI**: `/v1/completions`, `/v1/chat/completions` (streaming with `"stream": true`), `/v1/models`.
 * **Hugging Face TGI**: `POST /`, `/generate` with `{"inputs": ...}`, \
 `/generate_stream` (for `huggingface_hub.InferenceClient`).
+* **Ollama**: `/api/chat`, `/api/generate` (NDJSON streams), `/api/tags`, `/api/ps`, `/api/show`, `/api/version`.
 
-Errors use OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
+Several models may be served: a request's `model` picks one (`GET /v1/models` lists them), loaded on demand.
+Errors use OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`; on Ollama's routes, Ollama's:
+`{"error": "..."}`.
 """
 
 
 def install(app: FastAPI, state: AppState) -> None:
-    settings, engine = state.settings, state.engine
-    metrics = Metrics(engine)
-    app.state.api = ApiState(metrics, _eos_id(engine))
+    settings = state.settings
+    metrics = Metrics(state.models)
+    app.state.api = ApiState(metrics)
     app.description = DESCRIPTION
     # add_middleware wraps what is there: the last added is the outermost
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout)
@@ -62,8 +65,4 @@ def install(app: FastAPI, state: AppState) -> None:
     app.include_router(routes_service.router, dependencies=keyed)
     app.include_router(routes_openai.router, dependencies=keyed)
     app.include_router(routes_generate.router, dependencies=keyed)
-
-
-def _eos_id(engine) -> int:
-    ids = engine.tokenize(engine.info.eos_token, add_special=True) if engine.info.eos_token else []
-    return ids[-1] if ids else 0
+    app.include_router(routes_ollama.router, dependencies=keyed)

@@ -1,4 +1,5 @@
-"""Every failure as OpenAI's error object: ``{"error": {message, type, param, code}}``.
+"""Every failure as OpenAI's error object: ``{"error": {message, type, param, code}}``; on Ollama's routes
+(``/api/...``) as Ollama's, ``{"error": "message"}``, which its clients read.
 
 Engine errors (``pocketlm.errors``) already carry their HTTP status, type, code
 and parameter; this module only turns them into responses. It also covers what
@@ -48,8 +49,18 @@ class Unsupported(InvalidParameter):
     code = "unsupported_parameter"
 
 
-def error_body(err: PocketLMError) -> dict:
-    return {"error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}}
+OLLAMA_PREFIX = "/api/"  # Ollama's routes: their errors take Ollama's shape
+
+
+def error_body(err: PocketLMError, path: str = "") -> dict:
+    """The error as the client of ``path`` reads it: Ollama's shape on its routes, OpenAI's everywhere else."""
+    return _shaped(path, err.message, err.type, err.param, err.code)
+
+
+def _shaped(path: str, message: str, kind: str, param: str | None, code: str | None) -> dict:
+    if path.startswith(OLLAMA_PREFIX):
+        return {"error": message}
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 def error_headers(err: PocketLMError) -> dict[str, str]:
@@ -62,8 +73,8 @@ def error_headers(err: PocketLMError) -> dict[str, str]:
     return headers
 
 
-def error_response(err: PocketLMError) -> JSONResponse:
-    return JSONResponse(error_body(err), status_code=err.http_status, headers=error_headers(err))
+def error_response(err: PocketLMError, path: str = "") -> JSONResponse:
+    return JSONResponse(error_body(err, path), status_code=err.http_status, headers=error_headers(err))
 
 
 def renamed(err: InvalidParameter, aliases: dict[str, str]) -> InvalidParameter:
@@ -128,11 +139,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(PocketLMError)
     async def pocketlm_error(request: Request, exc: PocketLMError):
-        return error_response(exc)
+        return error_response(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError):
-        return error_response(validation_error(exc))
+        return error_response(validation_error(exc), request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -152,12 +163,12 @@ def install(app: FastAPI) -> None:
             exc.status_code == 405
         ):  # Starlette names the methods of the first route on the path; a path may have several
             headers = {**(headers or {}), "Allow": ", ".join(_allowed(request))}
-        body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+        body = _shaped(request.url.path, message, kind, None, code)
         return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
         # A bug, never bad input: log the traceback, tell the client nothing internal.
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        body = {"error": {"message": "internal server error", "type": "server_error", "param": None, "code": None}}
+        body = _shaped(request.url.path, "internal server error", "server_error", None, None)
         return JSONResponse(body, status_code=500)

@@ -1,11 +1,13 @@
-"""Running one request on the shared engine, the same way for every route.
+"""Running one request on the engine of the model it names, the same way for every route.
 
-``start`` submits a request (a prompt, or chat messages through the engine's
-chat path) and renames parameter errors to the client's spelling; the engine
-checks the prompt and the parameters. ``events`` is the only place that
-iterates an engine stream: it applies the request timeout, feeds the metrics,
-folds every event into the job's ``Completion``, and cancels the stream whenever
-iteration stops early, so an abandoned request never keeps a slot. ``collect``
+``acquire`` gets a lease on the model a request names (loading it if it must: see
+``pocketlm.service.served``); ``start`` submits a request on the lease's engine (a prompt, or
+chat messages through the engine's chat path) and renames parameter errors to the client's
+spelling; the engine checks the prompt and the parameters. From then on the job holds the lease
+and gives it back when it ends (``Job.close``), so a model is never unloaded under a running
+request. ``events`` is the only place that iterates an engine stream: it applies the request
+timeout, feeds the metrics, folds every event into the job's ``Completion``, and cancels the
+stream whenever iteration stops early, so an abandoned request never keeps a slot. ``collect``
 runs a non-streaming request while watching for the client to leave.
 """
 
@@ -20,9 +22,9 @@ from fastapi import Request
 
 from pocketlm.api.errors import RequestTimeout, renamed
 from pocketlm.api.state import api_state
-from pocketlm.engine import Completion, RequestStream, SamplingParams
+from pocketlm.engine import Completion, RequestStream, SamplingParams, TextDelta
 from pocketlm.errors import EngineStopped, InvalidParameter
-from pocketlm.service import app_state
+from pocketlm.service import Lease, app_state
 
 
 class ClientDisconnected(Exception):
@@ -34,7 +36,9 @@ class Job:
     stream: RequestStream
     params: SamplingParams
     started: float  # time.monotonic() at submission
+    lease: Lease  # its model stays loaded until the job ends
     completion: Completion = field(init=False)  # the events so far, folded
+    first_token: float | None = field(default=None, init=False)  # time.monotonic() of its first token
 
     def __post_init__(self):
         self.completion = Completion.empty(self.params.n)
@@ -43,23 +47,60 @@ class Job:
     def prompt_ids(self) -> list[int]:
         return self.stream.prompt_ids
 
+    @property
+    def model(self) -> str:
+        return self.lease.model
+
+    def close(self) -> None:
+        """The job is over, however it ended: free its slot (a no-op when it finished) and its model."""
+        self.stream.cancel()
+        self.lease.release()
+
+
+async def acquire(request: Request, model: str | None, keep_alive: float | None = None) -> Lease:
+    """A lease on the model a request names (None: the default), loaded first if it must be. Hand it to
+    ``start`` at once, or release it (``released_on_error`` guards what comes between)."""
+    return await app_state(request).models.acquire(model, keep_alive)
+
+
+@contextlib.contextmanager
+def released_on_error(lease: Lease):
+    """Give the lease back if the block fails (a bad parameter before the job starts); a job keeps it."""
+    try:
+        yield lease
+    except BaseException:
+        lease.release()
+        raise
+
+
+@contextlib.asynccontextmanager
+async def using(request: Request, model: str | None):
+    """The engine of the model a request names, held loaded for the block (tokenize, detokenize, show)."""
+    lease = await acquire(request, model)
+    try:
+        yield lease.engine
+    finally:
+        lease.release()
+
 
 def start(
-    request: Request,
+    lease: Lease,
     params: SamplingParams,
     aliases: dict[str, str],
     *,
     prompt: str | list[int] | None = None,
     messages: list[dict] | None = None,
 ) -> Job:
-    """Submit a prompt, or chat messages, to the engine; raises before anything runs if the request is invalid
-    or the queue is full, naming parameters as the client spelled them (``aliases``)."""
-    engine = app_state(request).engine
-    try:
-        stream = engine.submit_chat(messages, params) if messages is not None else engine.submit(prompt, params)
-    except InvalidParameter as err:
-        raise renamed(err, aliases) from None
-    return Job(stream, params, time.monotonic())
+    """Submit a prompt, or chat messages, to the lease's engine; raises before anything runs if the request is
+    invalid or the queue is full, naming parameters as the client spelled them (``aliases``). The job takes the
+    lease: it gives it back when it ends; if nothing starts, it is given back here."""
+    engine = lease.engine
+    with released_on_error(lease):
+        try:
+            stream = engine.submit_chat(messages, params) if messages is not None else engine.submit(prompt, params)
+        except InvalidParameter as err:
+            raise renamed(err, aliases) from None
+    return Job(stream, params, time.monotonic(), lease)
 
 
 async def events(request: Request, job: Job):
@@ -67,7 +108,7 @@ async def events(request: Request, job: Job):
     metrics, timeout = api_state(request).metrics, app_state(request).settings.request_timeout
     deadline = job.started + timeout
     finished = False
-    iterator = aiter(metrics.track(job.stream))
+    iterator = aiter(metrics.track(job.stream, job.model))
     try:
         while True:
             try:
@@ -82,6 +123,8 @@ async def events(request: Request, job: Job):
                     f"the request took longer than {timeout:g} s (--request-timeout); ask for fewer tokens"
                 ) from None
             job.completion.add(event)
+            if job.first_token is None and isinstance(event, TextDelta):
+                job.first_token = time.monotonic()
             if job.completion.done and job.completion.unfinished:
                 # The engine ended the request without finishing it: it was cut off by a shutdown.
                 finished = True
@@ -105,7 +148,7 @@ async def collect(request: Request, job: Job) -> Completion:
     try:
         await until_done_or_disconnected(request, drain())
     finally:
-        job.stream.cancel()  # no-op when finished; frees the slot on disconnect, timeout or error
+        job.close()  # frees the slot on disconnect, timeout or error, and the model in every case
     return job.completion
 
 

@@ -47,7 +47,7 @@ class BodyLimit:
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
             await _drain(receive)
-            return await _reject(send, self._too_large(declared))
+            return await _reject(scope, send, self._too_large(declared))
         try:
             async with asyncio.timeout(self.timeout):
                 chunks, size = [], 0
@@ -60,12 +60,13 @@ class BodyLimit:
                     if size > self.max_bytes:
                         if message.get("more_body"):
                             size += await _drain(receive)
-                        return await _reject(send, self._too_large(size))
+                        return await _reject(scope, send, self._too_large(size))
                     chunks.append(body)
                     if not message.get("more_body"):
                         break
         except TimeoutError:
             return await _reject(
+                scope,
                 send,
                 RequestBodyTimeout(
                     f"the request body did not arrive within {self.timeout:g} s of its headers; send it at once "
@@ -75,7 +76,7 @@ class BodyLimit:
         body = b"".join(chunks)
         problem = text_problem(body) if _is_text(scope) else None  # uploads (images: multipart) are bytes
         if problem is not None:
-            return await _reject(send, problem)
+            return await _reject(scope, send, problem)
         replayed = False
 
         async def replay():
@@ -94,8 +95,8 @@ class BodyLimit:
         )
 
 
-async def _reject(send, err: PocketLMError) -> None:
-    payload = json.dumps(error_body(err)).encode()
+async def _reject(scope, send, err: PocketLMError) -> None:
+    payload = json.dumps(error_body(err, scope["path"])).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(payload)).encode()),

@@ -20,14 +20,16 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from pocketlm.api.errors import OLLAMA_PREFIX
 from pocketlm.engine.params import bounds
-from pocketlm.service import app_state
+from pocketlm.service import AppState, app_state
 from pocketlm.settings import Range
-from pocketlm.wire_types import PROMPT, SAMPLING, SERVED_MODEL, TOKEN_IDS
+from pocketlm.wire_types import CONTEXT, PROMPT, SAMPLING, SERVED_MODEL, TOKEN_IDS
 
 # Markers the wire models put in their JSON schemas where a constraint depends on the server's configuration;
 # document() replaces each with the constraint.
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
+OLLAMA_ERROR_REF = {"$ref": "#/components/schemas/OllamaError"}  # api.wire.ollama.OllamaError, on Ollama's routes
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -72,7 +74,7 @@ _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.
 _ERRORS = {
     400: "A parameter is invalid (`param` names it), or the body is not UTF-8 JSON of the right shape.",
     401: "The API key is missing or wrong: send `Authorization: Bearer <key>`.",
-    404: "The model asked for is not the one served here.",
+    404: "The model asked for is not served here.",
     408: "The request body did not arrive within --body-timeout seconds.",
     413: "The request body is larger than --max-body-bytes.",
     431: "The request line and headers are larger than --max-header-bytes (the connection is closed).",
@@ -95,25 +97,14 @@ def install(app: FastAPI) -> None:
 
 def document(app: FastAPI) -> dict:
     state = app_state(app)
-    settings, engine = state.settings, state.engine
+    settings = state.settings
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     components = schema.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):  # FastAPI's 422 bodies: this server answers 400
         schemas.pop(unused, None)
     schemas["Error"] = ERROR_SCHEMA
-    limits = engine.config.limits
-    numeric = bounds(limits)
-    numeric["n"] = replace(numeric["n"], high=min(limits.max_n, engine.config.slots))  # a sample needs a slot
-    context = {
-        "numeric": numeric,
-        "limits": limits,
-        "n_vocab": engine.info.n_vocab,
-        "model": engine.info.name,
-        "max_prompt_ids": min(engine.n_ctx - 1, limits.max_prompt_tokens or engine.n_ctx),
-        # "" is a prompt where the tokenizer adds BOS; the engine refuses a prompt of no tokens
-        "min_prompt_chars": 0 if engine.tokenize("", add_special=True) else 1,
-    }
+    context = _served(state)
     for body in schemas.values():
         _walk(body, context)
     for path, item in schema.get("paths", {}).items():
@@ -124,6 +115,32 @@ def document(app: FastAPI) -> dict:
     for hook in state.openapi_hooks:  # the other features' routes state their own limits
         hook(schema)
     return schema
+
+
+def _served(state: AppState) -> dict:
+    """What the served models allow, for the markers: bounds that hold for every one of them (a token id within
+    the smallest vocabulary, a prompt within the smallest context), so whatever the document accepts, every
+    model accepts."""
+    table = state.models
+    engines = [engine for _, engine in table.loaded()]
+    config = engines[0].config if engines else state.settings.engine  # every model's engine runs with one config
+    limits = config.limits
+    numeric = bounds(limits)
+    numeric["n"] = replace(numeric["n"], high=min(limits.max_n, config.slots))  # a sample needs a slot
+    served = list(table.models.values())
+    n_ctx = min(m.n_ctx for m in served)
+    vocabularies = [m.row.n_vocab for m in served if m.row.n_vocab]
+    # "" is a prompt where the tokenizer adds BOS (the engine refuses a prompt of no tokens): known of a loaded model
+    adds_bos = len(engines) == len(served) and all(engine.tokenize("", add_special=True) for engine in engines)
+    return {
+        "numeric": numeric,
+        "limits": limits,
+        "n_vocab": min(vocabularies) if vocabularies else 1,
+        "models": list(table.models),
+        "n_ctx": max(m.n_ctx for m in served),
+        "max_prompt_ids": min(n_ctx - 1, limits.max_prompt_tokens or n_ctx),
+        "min_prompt_chars": 0 if adds_bos else 1,
+    }
 
 
 def _responses(path: str, op: dict, keyed: bool) -> None:
@@ -146,9 +163,10 @@ def _responses(path: str, op: dict, keyed: bool) -> None:
         codes.append(404)
     for code in codes:
         responses.setdefault(str(code), {"description": _ERRORS[code]})
+    error = OLLAMA_ERROR_REF if path.startswith(OLLAMA_PREFIX) else ERROR_REF
     for code, entry in responses.items():  # every error, the statuses above and those a route declares itself
         if code[0] in "45":
-            entry["content"] = {"application/json": {"schema": ERROR_REF}}
+            entry["content"] = {"application/json": {"schema": error}}
             if code == "503":
                 entry["headers"] = _RETRY_AFTER
 
@@ -179,7 +197,10 @@ def _walk(node: Any, context: dict) -> None:
         node.setdefault("items", {}).update(minimum=0, maximum=context["n_vocab"] - 1)
     served = node.pop(SERVED_MODEL, False)
     if served:
-        _branches(node, "string")[0]["enum"] = [context["model"], *(served if isinstance(served, list) else [])]
+        _branches(node, "string")[0]["enum"] = [*context["models"], *(served if isinstance(served, list) else [])]
+    if node.pop(CONTEXT, False):
+        for branch in _branches(node, "integer"):
+            branch.update(minimum=1, maximum=context["n_ctx"])
     for value in node.values():
         _walk(value, context)
 

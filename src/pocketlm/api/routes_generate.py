@@ -2,20 +2,19 @@
 
 ``huggingface_hub.InferenceClient(base_url).text_generation(...)`` posts
 ``{"inputs", "parameters", "stream"}`` to the base URL itself, so ``POST /``
-speaks TGI too (as TGI's own server does).
+speaks TGI too (as TGI's own server does). Neither protocol names a model: they get the server's
+default model (the first ``--model``).
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from pocketlm.api.generation import collect, start
-from pocketlm.api.state import api_state
+from pocketlm.api.generation import acquire, collect, released_on_error, start
 from pocketlm.api.streaming import tgi_stream
 from pocketlm.api.wire import tgi
 from pocketlm.api.wire.seeds import GenerateRequest, GenerateResponse
 from pocketlm.api.wire.tgi import TGIDetails, TGIRequest, TGIResponse, TGIToken
-from pocketlm.service import app_state
 
 router = APIRouter(tags=["generate"])
 
@@ -34,9 +33,10 @@ async def generate(body: GenerateRequest, request: Request):
 `{"inputs": ...}` -> `{"generated_text": ...}`."""
     if body.is_tgi:
         return await _tgi(request, body.tgi())
-    engine = app_state(request).engine
-    prompt, params, aliases = body.engine_request(engine.tokenize, engine.config.limits)
-    completion = await collect(request, start(request, params, aliases, prompt=prompt))
+    lease = await acquire(request, None)
+    with released_on_error(lease):
+        prompt, params, aliases = body.engine_request(lease.engine.tokenize, lease.engine.config.limits)
+    completion = await collect(request, start(lease, params, aliases, prompt=prompt))
     texts = [body.prompt + sample.text for sample in completion.samples]
     if body.num_return_sequences is not None:
         return GenerateResponse(responses=texts)
@@ -58,12 +58,14 @@ async def tgi_root(body: TGIRequest, request: Request):
 
 
 async def _tgi(request: Request, body: TGIRequest):
-    engine = app_state(request).engine
-    prompt, params, aliases = body.engine_request(engine.tokenize, engine.config.limits)
-    job = start(request, params, aliases, prompt=prompt)
+    lease = await acquire(request, None)
+    engine = lease.engine
+    with released_on_error(lease):
+        prompt, params, aliases = body.engine_request(engine.tokenize, engine.config.limits)
+    job = start(lease, params, aliases, prompt=prompt)
     full_text = bool(body.parameters.return_full_text)
     if body.stream:
-        return tgi_stream(request, job, prompt=body.inputs, full_text=full_text, eos_id=api_state(request).eos_id)
+        return tgi_stream(request, job, prompt=body.inputs, full_text=full_text, eos_id=_eos_id(engine))
     completion = await collect(request, job)
     sample = completion.samples[0]
     details = None
@@ -76,3 +78,9 @@ async def _tgi(request: Request, body: TGIRequest):
             tokens=TGIToken.of_sample(sample),
         )
     return TGIResponse(generated_text=(body.inputs if full_text else "") + sample.text, details=details)
+
+
+def _eos_id(engine) -> int:
+    """The end-of-sequence token's id, for TGI's last stream event when nothing else was generated."""
+    ids = engine.tokenize(engine.info.eos_token, add_special=True) if engine.info.eos_token else []
+    return ids[-1] if ids else 0

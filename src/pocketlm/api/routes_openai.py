@@ -1,4 +1,9 @@
-"""OpenAI-compatible routes: ``/v1/completions``, ``/v1/chat/completions``, ``/v1/models``."""
+"""OpenAI-compatible routes: ``/v1/completions``, ``/v1/chat/completions``, ``/v1/models``.
+
+A request's ``model`` picks one of the served models (none: the default); ``/v1/models`` lists them all,
+with pocketlm's own fields beside OpenAI's (loaded or not, kind, size, context, estimated RAM), then the
+models the other features serve (translation, speech, captioning).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import uuid
 
 from fastapi import APIRouter, Request
 
-from pocketlm.api.generation import collect, start
+from pocketlm.api.generation import acquire, collect, start
 from pocketlm.api.streaming import chat_stream, completion_stream
 from pocketlm.api.wire.openai import (
     AssistantMessage,
@@ -23,30 +28,22 @@ from pocketlm.api.wire.openai import (
     ModelList,
     UsageInfo,
 )
-from pocketlm.errors import ModelNotFound
-from pocketlm.service import app_state
+from pocketlm.service import AppState, ServedModel, app_state
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 _SSE = {200: {"content": {"text/event-stream": {}}, "description": "Server-sent events when `stream` is true."}}
 
 
-def served_model(request: Request, asked: str | None) -> str:
-    """The served model's id; a request naming another model is a 404, as with OpenAI."""
-    name = app_state(request).engine.info.name
-    if asked is not None and asked != name:
-        raise ModelNotFound(f"model '{asked}' is not served here; this server serves '{name}' (see GET /v1/models)")
-    return name
-
-
 @router.post("/completions", response_model=CompletionResponse, responses=_SSE)
 async def completions(body: CompletionRequest, request: Request):
-    model = served_model(request, body.model)
     prompt, params, aliases = body.engine_request()
-    job = start(request, params, aliases, prompt=prompt)
+    lease = await acquire(request, body.model)
+    job = start(lease, params, aliases, prompt=prompt)
+    model = job.model
     echo = ""
     if body.echo:  # the prompt as sent; token ids are shown as the text they stand for
-        echo = prompt if isinstance(prompt, str) else app_state(request).engine.detokenize(job.prompt_ids)
+        echo = prompt if isinstance(prompt, str) else lease.engine.detokenize(job.prompt_ids)
     if body.stream:
         return completion_stream(request, job, model, body.include_usage, echo)
     completion = await collect(request, job)
@@ -72,9 +69,9 @@ async def completions(body: CompletionRequest, request: Request):
 async def chat_completions(body: ChatCompletionRequest, request: Request):
     """Messages are rendered with the model's own chat template (the engine's chat path, which also stops a model
     without one at the transcript's next user turn). Roles: system, developer (= system), user, assistant."""
-    model = served_model(request, body.model)
     messages, params, aliases = body.engine_request()
-    job = start(request, params, aliases, messages=messages)
+    job = start(await acquire(request, body.model), params, aliases, messages=messages)
+    model = job.model
     if body.stream:
         return chat_stream(request, job, model, body.include_usage)
     completion = await collect(request, job)
@@ -98,7 +95,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request):
 
 @router.get("/models", response_model=ModelList)
 async def list_models(request: Request):
-    return ModelList(data=[_card(request), *_task_cards(request)])
+    state = app_state(request)
+    return ModelList(data=[*(_card(state, m) for m in state.models.models.values()), *_task_cards(request)])
 
 
 @router.get("/models/{model_id:path}", response_model=ModelCard)
@@ -106,16 +104,29 @@ async def get_model(model_id: str, request: Request):
     for card in _task_cards(request):
         if card.id == model_id:
             return card
-    served_model(request, model_id)
-    return _card(request)
+    state = app_state(request)
+    return _card(state, state.models.find(model_id))
 
 
 def _task_cards(request: Request) -> list[ModelCard]:
-    """The models other features serve beside the text model (translation, speech, captioning: pocketlm.tasks)."""
+    """The models other features serve beside the text models (translation, speech, captioning: pocketlm.tasks)."""
     state = app_state(request)
     return [ModelCard(id=m.id, task=m.task, created=state.started) for m in state.listed_models()]
 
 
-def _card(request: Request) -> ModelCard:
-    state = app_state(request)
-    return ModelCard(id=state.engine.info.name, created=state.started)
+def _card(state: AppState, served: ServedModel) -> ModelCard:
+    row = served.row
+    return ModelCard(
+        id=served.id,
+        created=state.started,
+        task=row.task,
+        state=state.models.state(served.id),
+        default=served.id == state.models.default,
+        kind=row.kind,
+        size=row.file_size,
+        parameters=row.n_params,
+        quantization=row.quantization,
+        n_ctx=served.n_ctx,
+        n_ctx_train=row.n_ctx_train,
+        ram_estimate=row.ram_estimate,
+    )

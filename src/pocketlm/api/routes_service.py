@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from pocketlm.api.generation import using
 from pocketlm.api.state import api_state
 from pocketlm.api.wire.service import (
     DetokenizeRequest,
@@ -29,17 +30,18 @@ async def health():
 @probes.get(
     "/ready",
     response_model=Ready,
-    summary="Readiness: the model is loaded and requests are accepted",
+    summary="Readiness: the default model loaded at start-up and requests are accepted",
     responses={503: {"model": Ready, "description": "Shutting down (SIGTERM received)."}},
 )
 async def ready(request: Request):
     state = app_state(request)
-    engine = state.engine
+    default = state.models.find(None)
+    engine = state.models.engine(default.id)  # None once unloaded: it loads again on its next request
     body = Ready(
         status="draining" if state.draining else "ready",
-        model=engine.info.name,
-        slots=engine.stats().slots,
-        n_ctx=engine.n_ctx,
+        model=default.id,
+        slots=(engine.config if engine else state.settings.engine).slots,
+        n_ctx=default.n_ctx,
     )
     return JSONResponse(body.model_dump(), status_code=503 if state.draining else 200)
 
@@ -56,10 +58,12 @@ async def metrics(request: Request):
 
 @router.post("/tokenize", response_model=TokenizeResponse)
 async def tokenize(body: TokenizeRequest, request: Request):
-    tokens = app_state(request).engine.tokenize(body.text, add_special=body.add_special)
+    async with using(request, body.model) as engine:
+        tokens = engine.tokenize(body.text, add_special=body.add_special)
     return TokenizeResponse(tokens=tokens, count=len(tokens))
 
 
 @router.post("/detokenize", response_model=DetokenizeResponse)
 async def detokenize(body: DetokenizeRequest, request: Request):
-    return DetokenizeResponse(text=app_state(request).engine.detokenize(body.tokens))  # checks the ids
+    async with using(request, body.model) as engine:
+        return DetokenizeResponse(text=engine.detokenize(body.tokens))  # checks the ids

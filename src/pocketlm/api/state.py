@@ -14,7 +14,6 @@ class ApiState:
     """What only this feature keeps per app."""
 
     metrics: Metrics
-    eos_id: int  # the end-of-sequence token's id, for TGI's last stream event when nothing else was generated
 
 
 def api_state(request: HTTPConnection) -> ApiState:

@@ -52,44 +52,44 @@ def sse(payload: BaseModel | dict) -> str:
 
 
 class EventStream(StreamingResponse):
-    """A streamed response that always releases its engine request when it ends, however it ends.
+    """A streamed response that always releases its engine request (and its model) when it ends, however it ends.
 
     Starlette cancels the sending task when the client disconnects; if that happens while the
     body generator is parked at a ``yield``, its ``finally`` would only run when the generator is
-    garbage-collected. Cancelling the job here frees the slot at the engine's next step instead.
+    garbage-collected. Closing the job here frees the slot at the engine's next step instead.
     """
 
-    def __init__(self, body, job: Job):
-        super().__init__(body, media_type="text/event-stream", headers=SSE_HEADERS)
+    def __init__(self, body, job: Job, media_type: str = "text/event-stream"):
+        super().__init__(body, media_type=media_type, headers=SSE_HEADERS)
         self.job = job
 
     async def __call__(self, scope, receive, send):
         try:
             await super().__call__(scope, receive, send)
         finally:
-            self.job.stream.cancel()  # no-op when the request already finished
+            self.job.close()
 
 
-async def _guarded(body, error_event):
-    """Yield the body's events; turn a failure into one error event and stop."""
+async def guarded(body, error_chunk):
+    """Yield the body's chunks; turn a failure into one last chunk, ``error_chunk(err)``, and stop."""
     try:
         async with contextlib.aclosing(body) as stream:
             async for chunk in stream:
                 yield chunk
     except PocketLMError as err:
-        yield sse(error_event(err))
+        yield error_chunk(err)
     except Exception:  # a bug: log it, still end the stream in the client's error shape
         log.exception("error while streaming")
-        yield sse(error_event(PocketLMError("internal server error while generating")))
+        yield error_chunk(PocketLMError("internal server error while generating"))
 
 
-def openai_error_event(err: PocketLMError) -> dict:
-    return error_body(err)
+def openai_error_event(err: PocketLMError) -> str:
+    return sse(error_body(err))
 
 
-def tgi_error_event(err: PocketLMError) -> dict:
+def tgi_error_event(err: PocketLMError) -> str:
     kind = "overloaded" if err.http_status in (429, 503) else "validation" if err.http_status < 500 else "generation"
-    return {"error": err.message, "error_type": kind}
+    return sse({"error": err.message, "error_type": kind})
 
 
 # --------------------------------------------------------------------------- OpenAI
@@ -174,12 +174,12 @@ async def _openai_chunks(request: Request, job: Job, shape, model: str, include_
 
 def completion_stream(request: Request, job: Job, model: str, include_usage: bool, echo_text: str) -> StreamingResponse:
     body = _openai_chunks(request, job, _CompletionChunks(job, echo_text), model, include_usage)
-    return EventStream(_guarded(body, openai_error_event), job)
+    return EventStream(guarded(body, openai_error_event), job)
 
 
 def chat_stream(request: Request, job: Job, model: str, include_usage: bool) -> StreamingResponse:
     return EventStream(
-        _guarded(_openai_chunks(request, job, _ChatChunks(job), model, include_usage), openai_error_event), job
+        guarded(_openai_chunks(request, job, _ChatChunks(job), model, include_usage), openai_error_event), job
     )
 
 
@@ -187,7 +187,7 @@ def chat_stream(request: Request, job: Job, model: str, include_usage: bool) -> 
 
 
 def tgi_stream(request: Request, job: Job, *, prompt: str, full_text: bool, eos_id: int) -> StreamingResponse:
-    return EventStream(_guarded(_tgi_events(request, job, prompt, full_text, eos_id), tgi_error_event), job)
+    return EventStream(guarded(_tgi_events(request, job, prompt, full_text, eos_id), tgi_error_event), job)
 
 
 async def _tgi_events(request, job, prompt, full_text, eos_id):

@@ -81,15 +81,13 @@ def _open(model: PreparedModel, allow_pickle: bool, trust_remote_code: bool) -> 
     return Subject(model.name, model.path, weights, tokenizer, causal)
 
 
-def subject_for_served(info, options=None) -> Subject:
-    """The inspection model of what a server serves (``engine.info``): by alias when it is one, else by path.
+def subject_for_served(model: str, options=None) -> Subject:
+    """The inspection model of a model a server serves, named as ``--model`` named it (an alias, a path).
 
     ``options``: the server's ``ModelOptions``, whose opt-ins (pickle, remote code) apply here too.
     """
-    from pocketlm.models.registry import EMBEDDED
-
     return load(
-        info.name if info.name in EMBEDDED else info.path,
+        model,
         allow_pickle=bool(options and options.allow_pickle),
         trust_remote_code=bool(options and options.trust_remote_code),
     )

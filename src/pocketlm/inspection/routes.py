@@ -1,10 +1,10 @@
 """``POST /v1/inspect/{tokens,positions,attention,next}``: the four views over HTTP.
 
-The server's engine may be llama.cpp, which cannot hand back attention weights
-or hidden states, so the routes open the served model a second time, on torch
-with eager attention, the first time a view asks for it (once per model; cached
-by ``inspection.loading``). Loading and every forward pass run in a worker
-thread: the event loop keeps serving generation meanwhile.
+A request's ``model`` names one of the served models (none: the default). Its engine may be
+llama.cpp, which cannot hand back attention weights or hidden states, so the routes open the
+model a second time, on torch with eager attention, the first time a view asks for it (once
+per model, whether its engine is loaded or not; cached by ``inspection.loading``). Loading
+and every forward pass run in a worker thread: the event loop keeps serving generation meanwhile.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from pocketlm.service.auth import require_api_key
 
 router = APIRouter(prefix="/v1/inspect", tags=["inspect"])
 PNG = {200: {"content": {"image/png": {}}, "description": "With `format: png`: the picture."}}
-NOT_FOUND = {404: {"description": "Another model than the served one or the BERT encoder."}}
+NOT_FOUND = {404: {"description": "A model neither served nor the BERT encoder."}}
 
 
 def install(app: FastAPI, state: AppState) -> None:
@@ -45,21 +45,23 @@ def install(app: FastAPI, state: AppState) -> None:
     app.include_router(router, dependencies=[Depends(require_api_key)])
 
 
-def _served(request: Request):
+def _served(request: Request, model: str | None = None):
+    """The inspection model of a served model (None or "": the default)."""
     state = app_state(request)
-    return subject_for_served(state.engine.info, state.settings.model_options)
+    return subject_for_served(state.models.find(model).model, state.settings.model_options)
 
 
 def _subject(request: Request, model: str | None):
-    """The model a request looks inside: the served one, or the BERT encoder. Nothing else: a client names no files."""
-    served = app_state(request).engine.info.name
-    if model in (None, "", served):
-        return _served(request)
+    """The model a request looks inside: a served one, or the BERT encoder. Nothing else: a client names no files."""
     if model == BERT:
         return load(BERT)
-    raise ModelNotFound(
-        f"model '{model}': this server looks inside the model it serves ('{served}') or the BERT encoder '{BERT}'"
-    )
+    models = app_state(request).models
+    if model and model not in models.models:
+        raise ModelNotFound(
+            f"model '{model}': this server looks inside the models it serves "
+            f"({', '.join(map(repr, models.models))}) or the BERT encoder '{BERT}'"
+        )
+    return _served(request, model)
 
 
 def _png(data: bytes) -> Response:
@@ -76,18 +78,17 @@ async def tokens(body: TokensRequest, request: Request):
     from pocketlm.inspection.tokens import compare, named_tokenizer
 
     check_text(body.text)
-    served = app_state(request).engine.info.name
-    names = body.tokenizers or [served]
+    served = app_state(request).models.models
+    names = body.tokenizers or [app_state(request).models.default]
     for name in names:
-        if name not in (served, GPT2, BERT_WORDPIECE):
-            raise InvalidParameter(
-                "tokenizers", f"unknown tokenizer {name!r}: use '{served}', '{GPT2}' or '{BERT_WORDPIECE}'"
-            )
+        if name not in (*served, GPT2, BERT_WORDPIECE):
+            choices = ", ".join(f"'{n}'" for n in (*served, GPT2, BERT_WORDPIECE))
+            raise InvalidParameter("tokenizers", f"unknown tokenizer {name!r}: use {choices}")
     if len(set(names)) != len(names):
         raise InvalidParameter("tokenizers", "each tokenizer may be named once")
 
     def run():
-        found = {n: _served(request).tokenizer if n == served else named_tokenizer(n) for n in names}
+        found = {n: _served(request, n).tokenizer if n in served else named_tokenizer(n) for n in names}
         result = compare(body.text, found)
         return pictures.tokens_png(result) if body.format == "png" else tokens_body(body.text, result)
 
@@ -151,7 +152,7 @@ async def attention(body: AttentionRequest, request: Request):
 @router.post(
     "/next",
     response_model=NextResponse,
-    responses=PNG,
+    responses=PNG | NOT_FOUND,
     summary="The next-token distribution before and after the sampling parameters, and the logit lens",
 )
 async def next_token(body: NextRequest, request: Request):
@@ -160,8 +161,11 @@ async def next_token(body: NextRequest, request: Request):
     params = body.sampling_params().validated()  # before any model load: a bad value costs nothing
     check_text(body.prompt, "prompt")
 
+    if body.model:
+        app_state(request).models.find(body.model)  # a 404 before any model loads
+
     def run():
-        subject = _served(request)
+        subject = _served(request, body.model)
         result = run_next(subject, body.prompt, params, top=body.top, lens_top=body.lens_top)
         return pictures.next_png(result) if body.format == "png" else next_body(subject.name, result)
 

@@ -17,12 +17,17 @@ from pocketlm.inspection.nexttoken import MAX_TOP
 from pocketlm.inspection.tokens import BERT_WORDPIECE, GPT2, MAX_TEXT_CHARS
 from pocketlm.wire_types import SAMPLING, SERVED_MODEL, Integer, RequestBody
 
-# The served model's name is known when the server runs: the document puts it in these enums (api.openapi).
+# The served models' names are known when the server runs: the document puts them in these enums (api.openapi).
 ModelField = Field(
     None,
-    description="What to look inside: omitted, empty or the served model's name for the served "
-    f"model, or `{BERT}` for the BERT encoder shipped with pocketlm.",
+    description="What to look inside: a served model's id (omitted or empty: the default model), or "
+    f"`{BERT}` for the BERT encoder shipped with pocketlm.",
     json_schema_extra={SERVED_MODEL: ["", BERT]},
+)
+DecoderField = Field(
+    None,
+    description="Whose next token: a served model's id (omitted or empty: the default model).",
+    json_schema_extra={SERVED_MODEL: [""]},
 )
 Picture = Literal["json", "png"]
 
@@ -48,9 +53,9 @@ class TokensRequest(RequestBody):
     text: str = text_field("The text to tokenize (1 to 20,000 characters).")
     tokenizers: list[str] | None = Field(
         None,
-        description="Tokenizers to compare, side by side, each once: the served model's name, `gpt2` (GPT-2's "
+        description="Tokenizers to compare, side by side, each once: a served model's id, `gpt2` (GPT-2's "
         "byte-level BPE), `bert` (BERT's WordPiece, as the seed notebook's `BertTokenizer`). Default: "
-        "the served model's.",
+        "the default model's.",
         json_schema_extra=_tokenizer_names,
     )
     format: Picture = Field("json", description="`png`: a picture of the tokens instead of JSON.")
@@ -161,6 +166,7 @@ def _sampling(default, description: str, name: str):
 
 class NextRequest(RequestBody):
     prompt: str = text_field("The text whose next token is shown (at most 20,000 characters and 2,048 tokens).")
+    model: str | None = DecoderField
     temperature: float = _sampling(1.0, "As in generation: 0 = greedy.", "temperature")
     top_k: Integer = _sampling(0, "Keep the k most likely tokens (0 = off).", "top_k")
     top_p: float = _sampling(1.0, "Keep the smallest set of tokens whose probability reaches top_p.", "top_p")

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pocketlm.errors import InvalidParameter
 
 QUANTIZATIONS = ("f32", "f16", "q8_0", "q4_0")
+BYTES_PER_WEIGHT = {"f32": 4.0, "f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}  # q8_0, q4_0: blocks of 32 + a scale
 RUN_QUANTIZATION = "q8_0"
 CONVERT_QUANTIZATION = "f16"
 

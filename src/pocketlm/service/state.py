@@ -20,7 +20,7 @@ from pocketlm.service.settings import Settings
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from pocketlm.engine import Engine
+    from pocketlm.service.served import ServedModels
 
 T = TypeVar("T")
 
@@ -35,7 +35,7 @@ class ListedModel:
 
 @dataclass
 class AppState:
-    engine: Engine
+    models: ServedModels  # the text models served, each loaded into its own engine on demand
     settings: Settings  # the server's: these fields, plus each feature's own settings (``part``)
     started: int = field(default_factory=lambda: int(time.time()))  # what /v1/models says each model was created
     draining: bool = False  # set on SIGTERM: /ready turns 503, the engine finishes what it runs

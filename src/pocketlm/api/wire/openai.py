@@ -48,7 +48,7 @@ class _OpenAISampling(RequestBody):
 
     model: str | None = Field(
         None,
-        description="The served model's id (GET /v1/models); optional here; another id is a 404.",
+        description="A served model's id (GET /v1/models); none: the default model; another id is a 404.",
         json_schema_extra={SERVED_MODEL: True},
     )
     temperature: float = sampling_field("temperature", 1.0)
@@ -310,7 +310,7 @@ class _Envelope(BaseModel):
 
     id: str = Field(description="A unique id of this completion (the same on each of its chunks).")
     created: int = Field(description="Unix time of creation.")
-    model: str = Field(description="The served model's id.")
+    model: str = Field(description="The id of the model that answered.")
 
 
 class CompletionChoice(_Choice):
@@ -403,8 +403,24 @@ class ModelCard(BaseModel):
         "text-generation",
         description="What the model does: text-generation, translation, text-to-speech or image-to-text.",
     )
+    # pocketlm's own, beside OpenAI's: what a text-generation model is, costs, and whether it is loaded now.
+    state: Literal["loaded", "loading", "unloading", "unloaded"] | None = Field(
+        None, description="Text-generation models: loaded now, or loaded on its next request."
+    )
+    default: bool | None = Field(None, description="Text-generation models: the one a request that names none gets.")
+    kind: str | None = Field(
+        None, description="instruct (it has a chat template), base (it continues text) or encoder."
+    )
+    size: int | None = Field(None, description="Bytes of its weights on disk.")
+    parameters: int | None = Field(None, description="Its number of parameters.")
+    quantization: str | None = Field(None, description="How its weights are stored (Q8_0, F16, ...).")
+    n_ctx: int | None = Field(None, description="Tokens of context each request gets (prompt + answer).")
+    n_ctx_train: int | None = Field(None, description="The context it was trained for.")
+    ram_estimate: int | None = Field(
+        None, description="Bytes of RAM it takes loaded, estimated from its files (what --memory-budget counts)."
+    )
 
 
 class ModelList(BaseModel):
     object: Literal["list"] = Field("list", description="Always list.")
-    data: list[ModelCard] = Field(description="The served model.")
+    data: list[ModelCard] = Field(description="Every model served: the text-generation models, then the tasks'.")

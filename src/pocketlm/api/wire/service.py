@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from pocketlm.wire_types import TOKEN_IDS, Integer, RequestBody
+from pocketlm.wire_types import SERVED_MODEL, TOKEN_IDS, Integer, RequestBody
+
+_MODEL = Field(
+    None,
+    description="Whose tokenizer: a served model's id (GET /v1/models); none: the default model.",
+    json_schema_extra={SERVED_MODEL: True},
+)
 
 
 class TokenizeRequest(RequestBody):
+    model: str | None = _MODEL
     text: str = Field(description="Text to turn into token ids.")
     add_special: bool = Field(
         True, description="Add BOS where the model expects one and parse special tokens such as <|im_start|>."
@@ -20,6 +27,7 @@ class TokenizeResponse(BaseModel):
 
 
 class DetokenizeRequest(RequestBody):
+    model: str | None = _MODEL
     tokens: list[Integer] = Field(description="Token ids to turn back into text.", json_schema_extra={TOKEN_IDS: True})
 
 
@@ -33,8 +41,9 @@ class Health(BaseModel):
 
 class Ready(BaseModel):
     status: str = Field(description="'ready', or 'draining' once SIGTERM was received.")
-    model: str = Field(description="The served model's id.")
-    slots: int = Field(description="Slots the engine decodes together (one sample each).")
+    model: str = Field(description="The default model's id (GET /v1/models lists every model served).")
+    slots: int = Field(description="Slots each model's engine decodes together (one sample each).")
     n_ctx: int = Field(
-        description="Context of one slot in tokens (prompt + new tokens): what one conversation can hold."
+        description="The default model's context of one slot in tokens (prompt + new tokens): what one "
+        "conversation can hold."
     )

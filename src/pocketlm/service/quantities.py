@@ -1,0 +1,66 @@
+"""Durations and sizes as people write them: ``--keep-alive 5m``, ``"keep_alive": -1``, ``--memory-budget 4GB``.
+
+A keep-alive follows Ollama's rules, so a client written for Ollama means the same thing here: a number is
+seconds, a text is a Go duration (``"5m"``, ``"1h30m"``, ``"90s"``, ``"500ms"``) or a number of seconds, and
+anything negative means forever. Zero unloads the model as soon as its requests are done.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from pocketlm.errors import InvalidParameter
+
+FOREVER = math.inf
+
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"([+-]?)((?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+")
+_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_SIZE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(i?)b?", re.IGNORECASE)
+
+
+def keep_alive_seconds(value: str | float | int, param: str = "keep_alive") -> float:
+    """Seconds a model stays loaded after its last request; ``FOREVER`` for a negative value."""
+    if isinstance(value, bool):  # True is an int to Python, never a duration
+        raise InvalidParameter(param, f"must be a duration such as '5m' or a number of seconds, got {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        seconds = _parse_duration(value.strip(), param)
+    if math.isnan(seconds):
+        raise InvalidParameter(param, "must be a duration such as '5m' or a number of seconds, got NaN")
+    return FOREVER if seconds < 0 else seconds
+
+
+def _parse_duration(text: str, param: str) -> float:
+    try:
+        return float(text)  # "300", "-1": seconds, as Ollama's OLLAMA_KEEP_ALIVE takes them
+    except ValueError:
+        pass
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        raise InvalidParameter(
+            param,
+            f"must be a duration such as '5m', '1h30m', '90s' or a number of seconds (negative: forever), got {text!r}",
+        )
+    seconds = sum(float(number) * _UNITS[unit] for number, unit in _PART.findall(text))
+    return -seconds if match.group(1) == "-" else seconds
+
+
+def describe_seconds(seconds: float) -> str:
+    """A keep-alive in words, for logs and listings."""
+    if seconds == FOREVER:
+        return "forever"
+    return f"{seconds:g} s"
+
+
+def size_bytes(text: str, param: str) -> int:
+    """Bytes in a size such as ``4GB``, ``512MB``, ``1.5GiB`` or ``1000000`` (KB, MB, GB, TB are powers of 1000;
+    KiB, MiB, GiB, TiB of 1024)."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        raise InvalidParameter(param, f"must be a size such as 4GB, 512MB or 1.5GiB, got {text!r}")
+    number, prefix, binary = match.groups()
+    base = 1024 if binary else 1000
+    return int(float(number) * base ** " kmgt".index(prefix.lower() or " "))
