@@ -54,13 +54,19 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def metric(self, name: str, headers: dict | None = None) -> float:
-        """One unlabelled value from /metrics."""
+    def metric(self, name: str, headers: dict | None = None, **labels: str) -> float:
+        """A value from /metrics: the sum of the series of ``name`` whose labels include ``labels``
+        (``pocketlm_active_slots`` over every loaded model, or ``model="..."``'s alone)."""
         text = httpx.get(f"{self.url}/metrics", headers=headers, timeout=10).text
-        for line in text.splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-        raise KeyError(name)
+        wanted = [f'{key}="{value}"' for key, value in labels.items()]
+        found = [
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.split("{", 1)[0].split(" ", 1)[0] == name and all(label in line for label in wanted)
+        ]
+        if not found:
+            raise KeyError(name)
+        return sum(found)
 
     def terminate(self, timeout: float = 60) -> int:
         """SIGTERM, then wait for the exit code."""

@@ -44,7 +44,7 @@ class Loader:
         self.started = threading.Event()
         self.fail: set[str] = set()
 
-    def __call__(self, served: ServedModel) -> Engine:
+    def __call__(self, served: ServedModel, alone: bool) -> Engine:
         self.loads.append(served.id)
         self.started.set()
         if served.id in self.hold:

@@ -9,15 +9,19 @@ from pocketlm.engine.params import Limits, SamplingParams
 from pocketlm.engine.scheduler import EngineStats
 from pocketlm.engine.streams import RequestStream
 from pocketlm.models.options import ModelOptions
+from pocketlm.models.prepare import PreparedModel
 
 
-def load_engine(options: ModelOptions = ModelOptions(), config: EngineConfig = EngineConfig()) -> Engine:
-    """Prepare ``options.model``, load it on a backend with room for ``config``, and start an engine."""
+def load_engine(
+    options: ModelOptions = ModelOptions(), config: EngineConfig = EngineConfig(), prepared: PreparedModel | None = None
+) -> Engine:
+    """Prepare ``options.model`` (unless ``prepared`` is it already), load it on a backend with room for ``config``,
+    and start an engine."""
     from pocketlm.backends import load_backend
     from pocketlm.models.prepare import prepare
 
-    backend = load_backend(prepare(options), options, slots=config.slots, n_ctx=config.n_ctx)
-    return Engine(backend, config).start()
+    model = prepared or prepare(options)
+    return Engine(load_backend(model, options, slots=config.slots, n_ctx=config.n_ctx), config).start()
 
 
 __all__ = [

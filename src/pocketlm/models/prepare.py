@@ -85,6 +85,26 @@ def prepare(
     return PreparedModel(ref.name, path, chosen, ", ".join([*steps, *([step] if step else [])]), task)
 
 
+def prepare_apart(
+    model: ModelOptions | str | Path | None = None,
+    backend: str | None = None,
+    *,
+    tasks: tuple[str, ...] = (TEXT_GENERATION,),
+) -> PreparedModel:
+    """``prepare``, in a child process: for a server that prepares a model while it serves others.
+
+    A conversion is seconds to minutes of Python and numpy holding the interpreter's lock, during which
+    the process's other threads (the engines of the models already loaded, the event loop) barely run.
+    In a child process it costs them a core at most; what it makes lands in the cache, shared by both.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    # spawn, not fork: the server has threads (engines, llama.cpp's), which a fork would copy mid-step
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as child:
+        return child.submit(prepare, model, backend, tasks=tasks).result()
+
+
 def _task(ref: ModelRef, tasks: tuple[str, ...]) -> str:
     """The first of the caller's ``tasks`` the model can do."""
     for task in tasks:

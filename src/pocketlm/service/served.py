@@ -105,7 +105,7 @@ class ServedModels:
     def __init__(
         self,
         served: list[ServedModel],
-        load: Callable[[ServedModel], Engine],
+        load: Callable[[ServedModel, bool], Engine],
         *,
         max_loaded: int | None = None,
         memory_budget: int | None = None,
@@ -160,10 +160,18 @@ class ServedModels:
             for name, row in zip(names, rows)
         ]
 
-        def load(model: ServedModel) -> Engine:
-            from pocketlm.engine import load_engine
+        prepared: set[str] = set()  # the models made ready once: their conversions are in the cache now
 
-            return load_engine(replace(settings.model_options, model=model.model), config)
+        def load(model: ServedModel, alone: bool) -> Engine:
+            from pocketlm.engine import load_engine
+            from pocketlm.models.prepare import prepare, prepare_apart
+
+            options = replace(settings.model_options, model=model.model)
+            # A first preparation may convert (seconds of Python holding the interpreter's lock): while other
+            # models serve, it runs in a child process. Later ones find the cache and take milliseconds.
+            ready = (prepare if alone or model.id in prepared else prepare_apart)(options)
+            prepared.add(model.id)
+            return load_engine(options, config, ready)
 
         return cls(
             served,
@@ -182,7 +190,9 @@ class ServedModels:
         row = row or ModelRow(
             info.name, info.n_params, 0, info.quantization, info.n_ctx_train, 0, "loaded", n_vocab=info.n_vocab
         )
-        table = cls([ServedModel(info.name, info.path or info.name, row, engine.n_ctx)], lambda served: engine)
+        table = cls(
+            [ServedModel(info.name, info.path or info.name, row, engine.n_ctx)], lambda served, alone: engine
+        )
         table._pinned.add(info.name)  # unloaded, it could not load again: it stays until shutdown
         return table.start()
 
@@ -264,7 +274,7 @@ class ServedModels:
 
     def start(self) -> ServedModels:
         """Load the default model now, in this thread, before the server serves (a bad model stops it here)."""
-        self._load_now(self.models[self.default])
+        self._load_now(self.models[self.default], alone=True)
         return self
 
     async def close(self, grace_period: float) -> None:
@@ -299,15 +309,16 @@ class ServedModels:
                 await self._make_room(served)
                 self._reserved.add(served.id)
             try:
-                await asyncio.to_thread(self._load_now, served)
+                await asyncio.to_thread(self._load_now, served, False)
             finally:
                 self._reserved.discard(served.id)
         finally:
             use.loading = None
 
-    def _load_now(self, served: ServedModel) -> None:
+    def _load_now(self, served: ServedModel, alone: bool) -> None:
+        """Load ``served``; ``alone``: nothing else is serving yet (start-up), so nothing can be held up."""
         started = time.perf_counter()
-        self._engines.get(served.id, lambda: self._load(served), served.row.ram_estimate)
+        self._engines.get(served.id, lambda: self._load(served, alone), served.row.ram_estimate)
         seconds = time.perf_counter() - started
         use = self._uses[served.id]
         use.loads += 1
