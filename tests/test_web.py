@@ -19,7 +19,9 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from api_server import Server
+from tiny_models import tiny_model_dir
 
+DEFAULT = "smollm2-135m-instruct"
 XSS = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2"> **bold**'
 
 
@@ -34,10 +36,15 @@ def chromium() -> str:
     return path
 
 
+TINY = "tiny-llama"  # a second model the page can pick (a tiny random Llama, tests/tiny_models.py)
+
+
 @pytest.fixture(scope="module")
 def server():
     # One thread: on a busy 2-core machine llama.cpp's threads otherwise wait on each other.
-    s = Server("--slots", "2", "--threads", "1", "--n-ctx", "1024")
+    s = Server(
+        "--slots", "2", "--threads", "1", "--n-ctx", "1024", "--model", DEFAULT, "--model", str(tiny_model_dir("llama"))
+    )
     yield s
     s.stop()
 
@@ -301,6 +308,58 @@ def test_no_request_leaves_the_server(page, server):
     assert hosts == {urlsplit(server.url).netloc}, page.requests
     assert any(u.endswith("/v1/chat/completions") for u in page.requests)
     assert any(u.endswith("/v1/completions") for u in page.requests)
+
+
+def test_the_picker_lists_the_served_models_and_the_chat_answers_with_the_one_picked(page, server):
+    picker = page.locator("#model-picker")
+    expect(picker.locator("option")).to_have_text([f"{DEFAULT} · loaded", re.compile(f"^{TINY} · ")])
+    page.select_option("#model-picker", TINY)
+    set_param(page, "max_new_tokens", 4)
+    send(page, "Hi")
+    wait_answered(page)
+    expect(page.locator(".msg.assistant .stats").last).to_contain_text(TINY)  # the model that answered
+    expect(picker.locator("option").nth(1)).to_have_text(f"{TINY} · loaded")  # loaded for this answer
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    expect(picker).to_have_value(TINY)  # the choice is kept
+    page.select_option("#model-picker", DEFAULT)
+
+
+def test_compare_streams_one_prompt_through_two_models_together(page):
+    set_param(page, "max_new_tokens", 24)
+    set_param(page, "temperature", 0)
+    page.click("[data-tab=compare]")
+    page.select_option("#compare-a", DEFAULT)
+    page.select_option("#compare-b", TINY)
+    page.fill("#compare-prompt", "Name three colours.")
+    # Both answers stream at the same time: the page records a moment when both sides were still streaming.
+    page.evaluate("""() => {
+        window.bothStreaming = false;
+        new MutationObserver(() => {
+            if (document.querySelectorAll('#panel-compare .result.streaming').length === 2) window.bothStreaming = true;
+        }).observe(document.body, {subtree: true, childList: true, attributes: true});
+    }""")
+    page.click("#compare-run")
+    expect(page.locator("#compare-run")).to_be_visible(timeout=60_000)
+    assert page.evaluate("window.bothStreaming")
+    for side, model in (("a", DEFAULT), ("b", TINY)):
+        expect(page.locator(f"#compare-title-{side}")).to_contain_text(model)
+        stats = page.locator(f"#compare-out-{side} .stats")
+        expect(stats).to_contain_text(model)
+        expect(stats).to_contain_text("completion")
+    assert page.locator("#compare-out-a .body").inner_text().strip()
+
+
+def test_every_tab_has_no_accessibility_violations(page):
+    from axe_playwright_python.sync_playwright import Axe
+
+    axe = Axe()
+    for tab in page.locator("[role=tab]:visible").all():
+        tab.click()
+        expect(page.locator(f"#panel-{tab.get_attribute('data-tab')}")).to_be_visible()
+        violations = axe.run(page).response["violations"]
+        found = {v["id"]: [node["target"] for node in v["nodes"]] for v in violations}
+        assert found == {}, (tab.get_attribute("data-tab"), found)
 
 
 def test_labels_follow_the_browser_language(browser, server):

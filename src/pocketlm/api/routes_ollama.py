@@ -21,6 +21,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from pocketlm import __version__
+from pocketlm.api.errors import renamed
 from pocketlm.api.generation import Job, acquire, events, start, until_done_or_disconnected
 from pocketlm.api.streaming import EventStream, guarded
 from pocketlm.api.wire.ollama import (
@@ -41,8 +42,8 @@ from pocketlm.api.wire.ollama import (
     OllamaVersion,
     timestamp,
 )
-from pocketlm.engine import TextDelta
-from pocketlm.errors import PocketLMError
+from pocketlm.engine import SamplingParams, TextDelta
+from pocketlm.errors import InvalidParameter, PocketLMError
 from pocketlm.models.listing import chat_template, metadata
 from pocketlm.service import AppState, ServedModel, app_state
 
@@ -78,10 +79,9 @@ _FAR_FUTURE = 253402300799.0  # 9999-12-31T23:59:59Z: Ollama shows a model kept 
 async def generate(body: OllamaGenerateRequest, request: Request):
     """Answer a prompt (rendered with the model's chat template unless `raw`); no prompt: load (or unload)."""
     body.checked()
+    params = _checked(request, body)
     if not body.prompt:
         return await _load_or_unload(request, body, lambda **done: OllamaGenerateResponse(response="", **done))
-    served = app_state(request).models.find(body.model)
-    params = body.sampling(served.n_ctx)
     arrived = time.monotonic()
     lease = await acquire(request, body.model, body.keep_alive_seconds())
     if body.raw:
@@ -97,12 +97,11 @@ async def generate(body: OllamaGenerateRequest, request: Request):
 async def chat(body: OllamaChatRequest, request: Request):
     """Answer the conversation's next turn, with the model's chat template; no messages: load (or unload)."""
     messages = body.engine_messages()
+    params = _checked(request, body)
     if not messages:
         return await _load_or_unload(
             request, body, lambda **done: OllamaChatResponse(message=OllamaAssistantMessage(content=""), **done)
         )
-    served = app_state(request).models.find(body.model)
-    params = body.sampling(served.n_ctx)
     arrived = time.monotonic()
     lease = await acquire(request, body.model, body.keep_alive_seconds())
     job = start(lease, params, {**ALIASES, "prompt": "messages"}, messages=messages)
@@ -209,6 +208,18 @@ def _done(job: Job, model: str, arrived: float) -> dict:
         "eval_count": usage.completion_tokens,
         "eval_duration": _ns(now - first),
     }
+
+
+def _checked(request: Request, body: OllamaGenerateRequest | OllamaChatRequest) -> SamplingParams:
+    """The request's sampling parameters, every field checked before anything loads (a request that only loads
+    a model is refused for a bad option all the same): the model (404), the options, the keep-alive."""
+    state = app_state(request)
+    served = state.models.find(body.model)
+    body.keep_alive_seconds()
+    try:
+        return body.sampling(served.n_ctx).validated(state.settings.engine.limits)
+    except InvalidParameter as err:
+        raise renamed(err, ALIASES) from None
 
 
 async def _load_or_unload(request: Request, body, shape: Callable[..., BaseModel]):

@@ -56,14 +56,17 @@ async def metrics(request: Request):
     return Response(generate_latest(api_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.post("/tokenize", response_model=TokenizeResponse)
+_NOT_SERVED = {404: {"description": "The model asked for is not served here."}}
+
+
+@router.post("/tokenize", response_model=TokenizeResponse, responses=_NOT_SERVED)
 async def tokenize(body: TokenizeRequest, request: Request):
     async with using(request, body.model) as engine:
         tokens = engine.tokenize(body.text, add_special=body.add_special)
     return TokenizeResponse(tokens=tokens, count=len(tokens))
 
 
-@router.post("/detokenize", response_model=DetokenizeResponse)
+@router.post("/detokenize", response_model=DetokenizeResponse, responses=_NOT_SERVED)
 async def detokenize(body: DetokenizeRequest, request: Request):
     async with using(request, body.model) as engine:
         return DetokenizeResponse(text=engine.detokenize(body.tokens))  # checks the ids

@@ -15,8 +15,11 @@ from pocketlm.errors import InvalidParameter
 FOREVER = math.inf
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION = re.compile(r"([+-]?)((?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+")
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_UNIT = r"(?:ns|us|µs|ms|s|m|h)"
+# A keep-alive as text: seconds ("300", "-1") or a Go duration ("5m", "1h30m"). The OpenAPI document states it too.
+DURATION_PATTERN = rf"^[+-]?(?:{_NUMBER}|(?:{_NUMBER}{_UNIT})+)$"
+_PART = re.compile(rf"({_NUMBER})({_UNIT})")
 _SIZE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(i?)b?", re.IGNORECASE)
 
 
@@ -27,25 +30,23 @@ def keep_alive_seconds(value: str | float | int, param: str = "keep_alive") -> f
     if isinstance(value, (int, float)):
         seconds = float(value)
     else:
-        seconds = _parse_duration(value.strip(), param)
+        seconds = _parse_duration(value, param)
     if math.isnan(seconds):
         raise InvalidParameter(param, "must be a duration such as '5m' or a number of seconds, got NaN")
     return FOREVER if seconds < 0 else seconds
 
 
 def _parse_duration(text: str, param: str) -> float:
-    try:
-        return float(text)  # "300", "-1": seconds, as Ollama's OLLAMA_KEEP_ALIVE takes them
-    except ValueError:
-        pass
-    match = _DURATION.fullmatch(text)
-    if match is None:
+    if re.match(DURATION_PATTERN, text) is None:
         raise InvalidParameter(
             param,
-            f"must be a duration such as '5m', '1h30m', '90s' or a number of seconds (negative: forever), got {text!r}",
+            f"must be a duration such as '5m', '1h30m', '90s' or a number of seconds (negative: forever), "
+            f"got {text!r}",
         )
-    seconds = sum(float(number) * _UNITS[unit] for number, unit in _PART.findall(text))
-    return -seconds if match.group(1) == "-" else seconds
+    sign = -1.0 if text.startswith("-") else 1.0
+    if _PART.search(text) is None:  # "300", "-1": seconds, as Ollama's OLLAMA_KEEP_ALIVE takes them
+        return sign * float(text.lstrip("+-"))
+    return sign * sum(float(number) * _UNITS[unit] for number, unit in _PART.findall(text))
 
 
 def describe_seconds(seconds: float) -> str:

@@ -20,9 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pocketlm.api.errors import Unsupported
 from pocketlm.api.wire.common import Aliases, Stop, reject_unsupported, sampling_field, stop_tuple, unsupported_field
+from pocketlm.engine.chat import ROLES
 from pocketlm.engine.params import SamplingParams
 from pocketlm.errors import InvalidParameter
-from pocketlm.service.quantities import keep_alive_seconds
+from pocketlm.service.quantities import DURATION_PATTERN, keep_alive_seconds
 from pocketlm.wire_types import CONTEXT, SAMPLING, SERVED_MODEL, Integer, RequestBody
 
 # Ollama's defaults for what a request's options leave out (its documented Modelfile defaults).
@@ -86,7 +87,9 @@ class OllamaOptions(RequestBody):
     mirostat: Integer | None = unsupported_field("0 (off) is accepted.", accepted=({"type": "integer", "enum": [0]},))
     mirostat_tau: float | None = unsupported_field()
     mirostat_eta: float | None = unsupported_field()
-    penalize_newline: bool | None = unsupported_field()
+    penalize_newline: bool | None = unsupported_field(
+        "false (no newline penalty) is accepted.", accepted=({"type": "boolean", "enum": [False]},)
+    )
 
     def params(self, n_ctx: int) -> SamplingParams:
         """The engine's parameters (Ollama's defaults where left out); ``n_ctx``: the served model's context."""
@@ -142,19 +145,23 @@ def _keep_alive_schema(schema: dict) -> None:
         description="How long the model stays loaded after this request: seconds, or a duration such as '5m' or "
         "'1h30m'; negative: forever; 0: unload it as soon as its requests are done. It becomes the model's "
         "keep-alive (default: --keep-alive).",
-        anyOf=[{"type": "null"}, {"type": "number"}, {"type": "string", "minLength": 1}],
+        anyOf=[{"type": "null"}, {"type": "number"}, {"type": "string", "pattern": DURATION_PATTERN}],
     )
 
 
 class _OllamaRequest(RequestBody):
     model: str = Field(
+        min_length=1,
         description="A served model's id (GET /api/tags); 'name:latest' is 'name'.",
-        json_schema_extra={SERVED_MODEL: True, "minLength": 1},
+        json_schema_extra={SERVED_MODEL: True},
     )
     stream: bool = Field(True, description="One JSON object per line as the answer is made (the default), or one.")
     options: OllamaOptions | None = Field(None, description="Sampling, under Ollama's names.")
     keep_alive: float | str | None = Field(None, json_schema_extra=_keep_alive_schema)
-    format: Any = unsupported_field("Structured outputs are not served on Ollama's routes yet.")
+    format: Any = unsupported_field(
+        "Structured outputs are not served on Ollama's routes yet; an empty text (no format) is accepted.",
+        accepted=({"type": "string", "enum": [""]},),
+    )
     think: bool | None = unsupported_field(
         "false is accepted: the served models do not think aloud.", accepted=({"type": "boolean", "enum": [False]},)
     )
@@ -168,12 +175,20 @@ class _OllamaRequest(RequestBody):
         return None if self.keep_alive is None else keep_alive_seconds(self.keep_alive)
 
     def sampling(self, n_ctx: int) -> SamplingParams:
-        reject_unsupported({"format": self.format, "think": self.think, "logprobs": self.logprobs})
-        reject_unsupported({"top_logprobs": self.top_logprobs})
+        if self.format not in (None, ""):  # {} too: an empty schema is still a structured output
+            raise Unsupported("format", "is not supported on Ollama's routes yet; leave it out")
+        reject_unsupported({"think": self.think, "logprobs": self.logprobs, "top_logprobs": self.top_logprobs})
         return (self.options or OllamaOptions()).params(n_ctx)
 
 
 class OllamaGenerateRequest(_OllamaRequest):
+    model_config = ConfigDict(  # a raw prompt has no template to put a system message in
+        json_schema_extra={
+            "if": {"required": ["raw"], "properties": {"raw": {"const": True}}},
+            "then": {"properties": {"system": {"anyOf": [{"type": "null"}, {"type": "string", "maxLength": 0}]}}},
+        }
+    )
+
     prompt: str | None = Field(
         None, description="The text to answer; none or empty: only load the model (unload it, with keep_alive 0)."
     )
@@ -210,7 +225,10 @@ class OllamaToolCall(RequestBody):
 
 
 class OllamaMessage(RequestBody):
-    role: str = Field(description="system, user or assistant; tool is refused (no tool calling).")
+    role: str = Field(
+        description="system, user or assistant (developer is read as system); tool is refused (no tool calling).",
+        json_schema_extra={"enum": list(ROLES)},
+    )
     content: str = Field("", description="The text.")
     images: list[str] | None = unsupported_field(
         "The served models read text only.", accepted=({"type": "array", "maxItems": 0},)
@@ -245,7 +263,7 @@ class OllamaChatRequest(_OllamaRequest):
 
 
 class OllamaShowRequest(RequestBody):
-    model: str = Field(description="A served model's id.", json_schema_extra={SERVED_MODEL: True, "minLength": 1})
+    model: str = Field(min_length=1, description="A served model's id.", json_schema_extra={SERVED_MODEL: True})
     verbose: bool = Field(False, description="Accepted; the answer is the same.")
 
 

@@ -1,17 +1,20 @@
-// Start-up: labels in the browser's language, what the server offers (GET /ready for the model and
-// its context, GET /openapi.json for which tabs have their endpoints), the tabs, the API-key prompt.
+// Start-up: labels in the browser's language, what the server offers (GET /ready for the default model and
+// its context, GET /v1/models for every model and the picker, GET /openapi.json for which tabs have their
+// endpoints), the tabs, the API-key prompt.
 
 import { apiKey, getJSON, onKeyNeeded } from "./api.js";
 import { createChat } from "./chat.js";
 import { createCompletion } from "./complete.js";
 import { $ } from "./dom.js";
 import { applyLabels, t } from "./i18n.js";
+import { installPicker, refreshModels } from "./models.js";
 import { renderParams } from "./params.js";
 import { installTokenPopover } from "./tokens.js";
 
 // Tabs shown only when the server has their endpoint; their code loads when first opened.
 const LATER = {
-  inspect: "./inspect.js", translate: "./translate.js", speak: "./speak.js", describe: "./describe.js", talk: "./talk.js",
+  compare: "./compare.js", inspect: "./inspect.js", translate: "./translate.js", speak: "./speak.js", describe: "./describe.js",
+  talk: "./talk.js",
 };
 
 async function main() {
@@ -22,7 +25,9 @@ async function main() {
   $("#key-button").addEventListener("click", () => askKey(""));
 
   const server = await getJSON("/ready").catch((err) => ({ error: err.message }));
-  $("#model").textContent = server.error ? t("server_down", { why: server.error }) : `${server.model} · ${server.slots} slots · n_ctx ${server.n_ctx}`;
+  await refreshModels();
+  installPicker($("#model-picker"), $("#model"));
+  if (server.error) $("#model").textContent = t("server_down", { why: server.error });
   renderParams($("#params"));
   createChat($("#panel-chat"), server);
   createCompletion($("#panel-completion"), server);
@@ -84,6 +89,7 @@ function askKey(reason) {
       const saved = dialog.returnValue === "save";
       if (saved) apiKey.set($("#key-input").value.trim());
       if (saved) showTaskTabs();
+      if (saved) refreshModels(); // the list needs the key too
       asking = null;
       resolve(saved && Boolean(apiKey.get()));
     }, { once: true });

@@ -6,6 +6,7 @@
 
 import { $, h, append, clear, download } from "./dom.js";
 import { t } from "./i18n.js";
+import { currentModel, onModelsChange, refreshModels } from "./models.js";
 import { emptyVariants, renderBody, renderError, renderStats, streamInto, viewPicker } from "./output.js";
 import { samplingFields, values } from "./params.js";
 import * as store from "./store.js";
@@ -119,9 +120,10 @@ export function createChat(root, server) {
     const last = [...current.messages].reverse().find((m) => m.role === "assistant");
     const stats = last?.variants[last.shown]?.stats;
     const used = stats?.prompt_tokens != null ? stats.prompt_tokens + Math.round(stats.completion_tokens / Math.max(1, stats.n || 1)) : 0;
+    const n_ctx = currentModel()?.n_ctx ?? server.n_ctx;
     contextBar.value = used;
-    contextBar.max = server.n_ctx || 1;
-    $("#context-label", root).textContent = `${t("context")}: ${used} ${t("of")} ${server.n_ctx ?? "?"}`;
+    contextBar.max = n_ctx || 1;
+    $("#context-label", root).textContent = `${t("context")}: ${used} ${t("of")} ${n_ctx ?? "?"}`;
   }
 
   // The messages sent for an answer at position `at`: the system prompt, then every earlier turn.
@@ -139,7 +141,7 @@ export function createChat(root, server) {
     current.system = system.value;
     if (!current.title) current.title = (current.messages.find((m) => m.role === "user")?.content || "").slice(0, 48);
     const body = {
-      messages: requestMessages(at), max_completion_tokens: p.max_new_tokens, ...samplingFields(p),
+      model: currentModel()?.id, messages: requestMessages(at), max_completion_tokens: p.max_new_tokens, ...samplingFields(p),
       ...(p.logprobs ? { logprobs: true, top_logprobs: p.top_logprobs } : {}),
     };
     if (!current.messages[at]) current.messages[at] = { role: "assistant", shown: 0, variants: [] };
@@ -161,6 +163,7 @@ export function createChat(root, server) {
     setBusy(false);
     persist();
     renderMessages();
+    refreshModels(); // the model may have loaded for this answer, another unloaded
   }
 
   // While streaming only the growing message is redrawn, and the list follows it if it was at the bottom.
@@ -223,6 +226,7 @@ export function createChat(root, server) {
     note.className = bad ? "note error" : "note";
   }
 
+  onModelsChange(renderContext);
   open(current);
   return { stop };
 }

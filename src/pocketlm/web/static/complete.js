@@ -3,6 +3,7 @@
 
 import { $, h, clear } from "./dom.js";
 import { t } from "./i18n.js";
+import { currentModel, refreshModels } from "./models.js";
 import { emptyVariants, renderBody, renderError, renderStats, streamInto, viewPicker } from "./output.js";
 import { samplingFields, values } from "./params.js";
 import { fromCompletion } from "./tokens.js";
@@ -38,7 +39,8 @@ export function createCompletion(root, server) {
     const stats = result[0]?.stats;
     if (stats?.prompt_tokens != null) {
       const used = stats.prompt_tokens + Math.round(stats.completion_tokens / result.length);
-      out.append(h("div", { class: "stats" }, `${t("context")}: ${used} ${t("of")} ${server.n_ctx ?? "?"}`));
+      const n_ctx = currentModel()?.n_ctx ?? server.n_ctx;
+      out.append(h("div", { class: "stats" }, `${t("context")}: ${used} ${t("of")} ${n_ctx ?? "?"}`));
     }
   }
 
@@ -46,7 +48,7 @@ export function createCompletion(root, server) {
     if (controller || !prompt.value) return;
     const p = values();
     const body = {
-      prompt: prompt.value, echo: echo.checked, max_tokens: p.max_new_tokens, ...samplingFields(p),
+      model: currentModel()?.id, prompt: prompt.value, echo: echo.checked, max_tokens: p.max_new_tokens, ...samplingFields(p),
       ...(p.logprobs ? { logprobs: p.top_logprobs } : {}),
     };
     result = emptyVariants(p.n, p.logprobs);
@@ -60,6 +62,7 @@ export function createCompletion(root, server) {
     controller = null;
     setBusy(false);
     render();
+    refreshModels();
   }
 
   function setBusy(busy) {

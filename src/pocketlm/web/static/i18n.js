@@ -4,7 +4,7 @@
 
 const LABELS = {
   en: {
-    chat: "Chat", completion: "Completion", inspect: "Inspect", translate: "Translate", speak: "Speak", describe: "Describe an image",
+    chat: "Chat", completion: "Completion", compare: "Compare", inspect: "Inspect", translate: "Translate", speak: "Speak", describe: "Describe an image",
     conversations: "Conversations", new_chat: "New chat", export: "Export", import: "Import", delete: "Delete",
     settings: "Settings", system_prompt: "System prompt", system_placeholder: "You are a helpful assistant.",
     sampling: "Sampling", reset: "Reset", probabilities: "Token probabilities",
@@ -36,9 +36,12 @@ const LABELS = {
     speaking: "Speaking…", hold_again: "Hold the button to answer.", heard_nothing: "No words were heard: hold the button while you speak.",
     nothing_to_say: "The model wrote nothing to say.", press_play: "Press play to hear the answer.",
     no_microphone: "The microphone could not be opened: {why}",
+    model: "Model", loaded: "loaded", not_loaded: "loads on first use", loading: "loading", unloading: "unloading",
+    compare_button: "Compare", compare_placeholder: "One prompt for both models. Ctrl+Enter runs it.",
+    compare_plain: "Continue the text (no chat template)",
   },
   pt: {
-    chat: "Conversa", completion: "Completar", inspect: "Por dentro", translate: "Traduzir", speak: "Falar", describe: "Descrever imagem",
+    chat: "Conversa", completion: "Completar", compare: "Comparar", inspect: "Por dentro", translate: "Traduzir", speak: "Falar", describe: "Descrever imagem",
     conversations: "Conversas", new_chat: "Nova conversa", export: "Exportar", import: "Importar", delete: "Apagar",
     settings: "Configurações", system_prompt: "Prompt de sistema", system_placeholder: "Você é um assistente prestativo.",
     sampling: "Amostragem", reset: "Restaurar", probabilities: "Probabilidades dos tokens",
@@ -70,6 +73,9 @@ const LABELS = {
     speaking: "Falando…", hold_again: "Segure o botão para responder.", heard_nothing: "Nenhuma palavra foi ouvida: segure o botão enquanto fala.",
     nothing_to_say: "O modelo não escreveu nada para dizer.", press_play: "Aperte o play para ouvir a resposta.",
     no_microphone: "Não foi possível abrir o microfone: {why}",
+    model: "Modelo", loaded: "carregado", not_loaded: "carrega no primeiro uso", loading: "carregando", unloading: "descarregando",
+    compare_button: "Comparar", compare_placeholder: "Um prompt para os dois modelos. Ctrl+Enter executa.",
+    compare_plain: "Continuar o texto (sem modelo de chat)",
   },
 };
 

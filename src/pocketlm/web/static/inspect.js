@@ -22,10 +22,10 @@ export function create(root, server) {
 
   root.append(h("div", { class: "task" },
     text,
-    h("h3", {}, t("tokens")), h("div", { class: "row" }, ...tokenizers, h("button", { type: "button", id: "inspect-tokens-run", onclick: runTokens }, t("run"))), tokensOut,
-    h("h3", {}, t("attention")), h("div", { class: "row" }, h("label", {}, `${t("layer")} `, layer), h("label", {}, `${t("head")} `, head),
+    h("h2", {}, t("tokens")), h("div", { class: "row" }, ...tokenizers, h("button", { type: "button", id: "inspect-tokens-run", onclick: runTokens }, t("run"))), tokensOut,
+    h("h2", {}, t("attention")), h("div", { class: "row" }, h("label", {}, `${t("layer")} `, layer), h("label", {}, `${t("head")} `, head),
       h("button", { type: "button", id: "inspect-attention-run", onclick: runAttention }, t("run"))), attentionOut,
-    h("h3", {}, t("next_token")), h("div", { class: "row" }, ...knobs.rows, h("button", { type: "button", id: "inspect-next-run", onclick: () => runNext() }, t("run"))), nextOut));
+    h("h2", {}, t("next_token")), h("div", { class: "row" }, ...knobs.rows, h("button", { type: "button", id: "inspect-next-run", onclick: () => runNext() }, t("run"))), nextOut));
 
   async function guarded(out, work) {
     out.classList.add("busy");

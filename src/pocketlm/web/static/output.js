@@ -32,11 +32,13 @@ export function viewPicker(current, hasTokens, choose) {
 export async function streamInto(path, body, variants, controller, { read, redraw, echo = false }) {
   const meter = new Meter();
   let usage = null;
+  let model = body.model || null;
   let frame = 0;
   try {
     const response = await call(path, { method: "POST", json: body, signal: controller.signal });
     for await (const chunk of events(response)) {
       if (chunk.usage) usage = chunk.usage;
+      if (chunk.model) model = chunk.model; // the model that answered
       for (const choice of chunk.choices || []) {
         const v = variants[choice.index];
         if (!v) continue;
@@ -55,7 +57,7 @@ export async function streamInto(path, body, variants, controller, { read, redra
     if (err.name !== "AbortError") variants[0].error = err.message || String(err);
   } finally {
     cancelAnimationFrame(frame);
-    const stats = { ...meter.finish(usage, controller.signal.aborted), n: variants.length };
+    const stats = { ...meter.finish(usage, controller.signal.aborted), n: variants.length, model };
     variants.forEach((v) => (v.stats = stats));
   }
 }
@@ -90,6 +92,7 @@ export class Meter {
 export function renderStats(stats, finish) {
   if (!stats) return null;
   const parts = [];
+  if (stats.model) parts.push(stats.model);
   if (stats.tokens_per_s) parts.push(`${stats.tokens_per_s.toFixed(1)} ${t("tokens_per_s")}`);
   if (stats.prompt_tokens !== null) parts.push(`${t("prompt_tokens")} ${stats.prompt_tokens}`);
   parts.push(`${t("completion_tokens")} ${stats.exact ? "" : "~"}${stats.completion_tokens}`);
