@@ -107,6 +107,20 @@ def test_settings_come_from_pocketlm_environment_variables(monkeypatch):
     )
 
 
+def test_the_served_models_come_from_the_environment_as_for_serve(monkeypatch):
+    monkeypatch.setenv("POCKETLM_MODEL", "smollm2-135m-instruct gemma3-270m")
+    monkeypatch.setenv("POCKETLM_MAX_LOADED_MODELS", "1")
+    monkeypatch.setenv("POCKETLM_KEEP_ALIVE", "5m")
+    monkeypatch.setenv("POCKETLM_MEMORY_BUDGET", "2GB")
+    settings = settings_from_env()
+    assert settings.models == ("smollm2-135m-instruct", "gemma3-270m") and settings.max_loaded_models == 1
+    assert (settings.keep_alive_seconds, settings.memory_budget_bytes) == (300.0, 2_000_000_000)
+    monkeypatch.setenv("POCKETLM_KEEP_ALIVE", "a while")
+    with pytest.raises(InvalidParameter, match="POCKETLM_KEEP_ALIVE") as e:
+        settings_from_env()
+    assert e.value.param == "keep_alive"
+
+
 def test_a_bad_environment_variable_is_refused_by_name(monkeypatch):
     monkeypatch.setenv("POCKETLM_SLOTS", "0")
     with pytest.raises(InvalidParameter, match="POCKETLM_SLOTS") as e:

@@ -1,4 +1,5 @@
-"""Ray Serve: two replicas of the app on a local Ray (2 CPUs, 1 per replica), through the openai SDK.
+"""Ray Serve: two replicas of the app on a local Ray (2 CPUs, 1 per replica), through the openai SDK; two models,
+one loaded per replica at a time, routed by Serve's model multiplexing.
 
 Ray takes ~20-40 s to start on 2 cores, so this module is marked slow (`-m 'not slow'` skips it).
 """
@@ -19,6 +20,9 @@ from api_server import free_port  # noqa: E402
 from pocketlm.deploy.ray_serve import Scaling, build_deployment  # noqa: E402
 from pocketlm.engine import EngineConfig  # noqa: E402
 from pocketlm.server import ServeSettings  # noqa: E402
+from tiny_models import tiny_model_dir  # noqa: E402
+
+SMOLLM2, TINY = "smollm2-135m-instruct", "tiny-llama"
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +38,8 @@ def ray_app():
     )
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        settings = ServeSettings(engine=EngineConfig(slots=4, n_ctx=256))
+        models = (SMOLLM2, str(tiny_model_dir("llama")))
+        settings = ServeSettings(models=models, max_loaded_models=1, engine=EngineConfig(slots=4, n_ctx=256))
         serve.run(
             build_deployment(settings, Scaling(replicas=2, cpus_per_replica=1)), name="pocketlm", route_prefix="/"
         )
@@ -95,3 +100,25 @@ def test_streaming_through_ray(ray_app):
         )
     )
     assert len(chunks) > 1 and "".join(c.choices[0].text for c in chunks if c.choices)
+
+
+def test_serve_multiplexing_sends_each_model_to_the_replica_that_holds_it(ray_app):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{ray_app}/v1", api_key="unused", max_retries=0, timeout=120)
+    holders: dict[str, list[str]] = {SMOLLM2: [], TINY: []}
+    for i in range(12):
+        model = (TINY, SMOLLM2)[i % 2]
+        raw = client.completions.with_raw_response.create(
+            model=model,
+            prompt="Hello",
+            max_tokens=2,
+            temperature=0,
+            extra_headers={"serve_multiplexed_model_id": model},
+        )
+        assert raw.parse().model == model
+        holders[model].append(raw.headers["x-pocketlm-replica"])
+    # Once each model is loaded somewhere (a replica holds one at a time), its requests find that replica.
+    settled = {model: set(replicas[2:]) for model, replicas in holders.items()}
+    assert all(len(replicas) == 1 for replicas in settled.values()), holders
+    assert settled[SMOLLM2] != settled[TINY], holders

@@ -88,6 +88,18 @@ def test_the_openai_sdk_alternates_two_models_each_answering_as_it_does_alone(se
     assert states == {SMOLLM2: "loaded", TINY: "loaded", FRESH: "unloaded"}
 
 
+def test_pocketlm_models_lists_a_running_servers_models(server):
+    from click.testing import CliRunner
+
+    from pocketlm.cli import main
+
+    out = CliRunner().invoke(main, ["models", "--url", server.url])
+    assert out.exit_code == 0, out.output
+    lines = {line.split()[0]: line for line in out.output.splitlines() if line.strip()}
+    assert "loaded" in lines[SMOLLM2] and "(default)" in lines[SMOLLM2] and "instruct" in lines[SMOLLM2]
+    assert lines[FRESH].split()[1] == "unloaded"
+
+
 def test_a_model_that_is_not_served_is_a_404_naming_the_choices(server):
     from openai import NotFoundError, OpenAI
 

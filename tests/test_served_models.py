@@ -8,6 +8,7 @@ event it sets), so what each request sees is decided by the test, not by timing;
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 
 import pytest
@@ -101,6 +102,24 @@ def test_two_models_served_under_one_id_or_one_beyond_the_budget_stop_the_server
         ServedModels([served("a"), served("a")], Loader())
     with pytest.raises(InvalidParameter, match="model 'big' alone is estimated at .* more than --memory-budget"):
         ServedModels([served("small", 100), served("big", 500)], Loader(), memory_budget=300)
+
+
+def test_a_models_directory_serves_every_model_in_it_after_the_models_named(tmp_path):
+    from pocketlm.models import resolve
+    from pocketlm.server import ServeSettings
+    from tiny_models import tiny_model_dir
+
+    shutil.copytree(tiny_model_dir("llama"), tmp_path / "tiny-llama")
+    (tmp_path / "smol.gguf").symlink_to(resolve(None).path)
+    (tmp_path / "notes.txt").write_text("not a model")
+    (tmp_path / "empty").mkdir()
+    alone = ServedModels.from_settings(ServeSettings(models_dir=tmp_path))
+    assert list(alone.models) == ["smol", "tiny-llama"] and alone.default == "smol"
+    both = ServedModels.from_settings(ServeSettings(models=("gemma3-270m",), models_dir=tmp_path))
+    assert list(both.models) == ["gemma3-270m", "smol", "tiny-llama"] and both.default == "gemma3-270m"
+    tiny = both.models["tiny-llama"]
+    assert tiny.row.kind == "instruct" and tiny.n_ctx == 512 and tiny.row.ram_estimate > tiny.row.file_size / 4
+    assert both.state("smol") == "unloaded"  # described from its files, nothing loaded yet
 
 
 # ---- loading on demand
@@ -252,12 +271,9 @@ def test_a_model_handed_in_loaded_stays_until_shutdown():
     backend = ClosingBackend(" hi", slots=2, n_ctx=64)
     models = ServedModels.serving(Engine(backend, EngineConfig(slots=2, n_ctx=64)).start())
 
-    async def scenario():
-        await models.unload(None)  # it could not load again: nothing happens
-        assert models.state("fake-model") == "loaded"
-        await models.close(1)
-
-    run(scenario())
+    run(models.unload(None))  # it could not load again: nothing happens
+    assert models.state("fake-model") == "loaded"
+    models.stop(1)
     assert backend.closed and models.stats("fake-model")[2] == {"shutdown": 1}
 
 

@@ -57,6 +57,26 @@ def test_a_command_scoped_flag_is_pocketlm_command_flag():
     assert "POCKETLM_INSPECT_NEXT_TOP" in CliRunner().invoke(main, ["inspect", "next", "--help"]).output
 
 
+def test_serve_takes_model_once_per_model_where_the_other_commands_take_one():
+    out = run(probe(ServeSettings), "--model", "a.gguf", "-m", "b", "--keep-alive", "1h30m", "--http-keep-alive", "9")
+    assert out.exit_code == 0, out.output
+    assert "models=('a.gguf', 'b')" in out.output and "keep_alive='1h30m'" in out.output
+    assert "http_keep_alive=9.0" in out.output and "model=None" in out.output  # ModelOptions.model gave way
+    assert [d.flag for d in declarations(ServeSettings)].count("--model") == 1
+    single = run(probe(ModelOptions), "--model", "a.gguf", "--model", "b")
+    assert "model='b'" in single.output  # generate, chat, eval: one model, the last --model given
+
+
+def test_the_model_keep_alive_and_budget_are_checked_like_any_setting():
+    refused = CliRunner().invoke(main, ["serve", "--keep-alive", "soon"])
+    assert refused.exit_code == 2 and "must be a duration such as '5m'" in refused.output
+    assert "--keep-alive" in refused.output
+    budget = CliRunner().invoke(main, ["serve", "--memory-budget", "lots"])
+    assert budget.exit_code == 2 and "must be a size such as 4GB" in budget.output
+    missing = CliRunner().invoke(main, ["serve", "--models-dir", "/no/such/dir"])
+    assert missing.exit_code == 2 and "--models-dir" in missing.output
+
+
 def test_a_flag_on_the_command_line_wins_over_its_variable():
     out = run(probe(EngineConfig), "--slots", "3", env={"POCKETLM_SLOTS": "5"})
     assert "slots=3" in out.output

@@ -130,7 +130,8 @@ class DrainingServer(uvicorn.Server):
         if not self.should_exit and self.loop is not None:
             app_state(self.app).draining = True
             log.info("signal %d: accepting no new requests; running ones get up to %g s", sig, self.grace_period)
-            self.loop.call_soon_threadsafe(lambda: self.loop.create_task(self.models.close(self.grace_period)))
+            stop = asyncio.to_thread(self.models.stop, self.grace_period)  # it blocks: never on the event loop
+            self.loop.call_soon_threadsafe(lambda: self.loop.create_task(stop))
         super().handle_exit(sig, frame)
 
 

@@ -1,12 +1,22 @@
 """Ray Serve: the same app on N replicas behind one endpoint, on one machine or a Ray cluster.
 
-Each replica is a Ray actor with its own engine (its own model copy, slots and KV cache),
-loaded in the replica's constructor; Ray Serve's HTTP proxy spreads requests across replicas
-and can add or remove them with the load (autoscaling). A replica's llama.cpp threads default
-to the CPUs Ray reserves for it, so replicas do not fight over cores.
+Each replica is a Ray actor with its own served models (``pocketlm.service.ServedModels``: the
+default model loaded in the replica's constructor, the others on demand, each with its own
+engine, slots and KV cache), configured by the same settings as ``pocketlm serve``; Ray Serve's
+HTTP proxy spreads requests across replicas and can add or remove them with the load
+(autoscaling). A replica's llama.cpp threads default to the CPUs Ray reserves for it, so
+replicas do not fight over cores.
 
     pocketlm deploy ray --replicas 2 --cpus-per-replica 1          # a local Ray, port 5000
     pocketlm deploy ray --ray-address auto --min-replicas 1 --max-replicas 8   # an existing cluster
+    pocketlm deploy ray --model smollm2-135m-instruct --model ./my-finetune --max-loaded-models 1
+
+Many models: Serve's model multiplexing. A request with the header ``serve_multiplexed_model_id:
+<model>`` goes to a replica that already holds that model when there is one; the replica loads it
+through its multiplexed loader (``hold``), which tells Ray what it holds, and Ray unloads the least
+recently used past ``--max-loaded-models`` per replica, as the replica itself would. So many models
+spread over a cluster's replicas, each request finding a warm one. Without the header a request
+goes to any replica, which loads its model on demand.
 
 Replicas answer with ``X-Pocketlm-Replica: host:pid``; Ray checks each one through the app's
 own ``/ready`` and replaces a replica that stops answering 200.
@@ -14,6 +24,7 @@ own ``/ready`` and replaces a replica that stops answering 200.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import time
@@ -102,22 +113,28 @@ def replica_settings(settings: ServeSettings, scaling: Scaling) -> ServeSettings
 
 
 class PocketlmReplica:
-    """One Ray Serve replica: loads its own engine, then serves the whole pocketlm app."""
+    """One Ray Serve replica: loads its served models' default, then serves the whole pocketlm app."""
 
     def __init__(self, settings: ServeSettings):
-        from pocketlm.engine import load_engine
         from pocketlm.server import build_app
+        from pocketlm.service import ServedModels
 
         started = time.perf_counter()
         self.settings = settings
-        self.engine = load_engine(settings.model_options, settings.engine)
-        self.service = build_app(self.engine, settings)  # not `app`: Ray's wrapper owns that name
+        self.models = ServedModels.from_settings(settings).start()
+        self.service = build_app(self.models, settings)  # not `app`: Ray's wrapper owns that name
         self.replica = replica_name()
-        log.info("replica %s loaded %s in %.1f s", self.replica, self.engine.info.name, time.perf_counter() - started)
+        log.info("replica %s loaded %s in %.1f s", self.replica, self.models.default, time.perf_counter() - started)
 
     def __serve_build_asgi_app__(self):
-        """Ray Serve asks for the app after the constructor: the engine exists by then."""
-        return ReplicaHeader(self.service, self.replica)
+        """Ray Serve asks for the app after the constructor: the models exist by then."""
+        return ReplicaHeader(Multiplexed(self.service, self), self.replica)
+
+    async def hold(self, model_id: str) -> ModelHold:
+        """Load ``model_id`` here. ``build_deployment`` wraps this in Serve's multiplexed loader (under the same
+        name, as Ray requires), which remembers what the replica holds and reports it to Ray."""
+        (await self.models.acquire(model_id)).release()  # loaded; its keep-alive runs as on any server
+        return ModelHold(self.models, model_id, asyncio.get_running_loop())
 
     async def check_health(self):
         """Ray's periodic health check: the app's own readiness probe, called in-process."""
@@ -126,16 +143,57 @@ class PocketlmReplica:
             raise RuntimeError(f"replica {self.replica}: /ready answered {status}")
 
     def __del__(self):
-        engine = getattr(self, "engine", None)
-        if engine is not None:
-            engine.stop(self.settings.grace_period)
+        models = getattr(self, "models", None)
+        if models is not None:
+            models.stop(self.settings.grace_period)
+
+
+class ModelHold:
+    """What Serve's multiplexer keeps per model a replica holds: unloading it (Ray's LRU) unloads the model."""
+
+    def __init__(self, models, model_id: str, loop: asyncio.AbstractEventLoop):
+        self.models, self.model_id, self.loop = models, model_id, loop
+        self.released = False
+
+    def __del__(self):
+        # Ray calls this from a worker thread when it evicts the model; the table lives on the replica's loop.
+        # Collected later (already released, or the loop gone at shutdown), there is nothing left to do.
+        if not self.released and self.loop.is_running():
+            asyncio.run_coroutine_threadsafe(self.models.unload(self.model_id), self.loop).result()
+        self.released = True
+
+
+class Multiplexed:
+    """Serve's model multiplexing for the whole app: a request naming its model in the
+    ``serve_multiplexed_model_id`` header has it held here (loaded, and reported to Ray) before it runs."""
+
+    def __init__(self, app, replica: PocketlmReplica):
+        self.app, self.replica = app, replica
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            from ray import serve
+
+            model_id = serve.get_multiplexed_model_id()
+            if model_id and model_id.removesuffix(":latest") in self.replica.models.models:
+                await self.replica.hold(model_id.removesuffix(":latest"))
+            # a model not served: the route answers 404 naming the choices, as without Ray
+        await self.app(scope, receive, send)
 
 
 def build_deployment(settings: ServeSettings, scaling: Scaling):
     """The bound Ray Serve application: ``serve.run(build_deployment(...), route_prefix="/")``."""
     from ray import serve
 
-    ingress = serve.ingress()(PocketlmReplica)
+    # Ray unloads the least recently used model past --max-loaded-models per replica (-1: no limit), as the
+    # replica's own table does: the two agree on what a replica holds.
+    per_replica = settings.max_loaded_models or -1
+    replica = type(
+        "PocketlmReplica",
+        (PocketlmReplica,),
+        {"hold": serve.multiplexed(max_num_models_per_replica=per_replica)(PocketlmReplica.hold)},
+    )
+    ingress = serve.ingress()(replica)
     deployment = serve.deployment(ingress, name="pocketlm", **scaling.deployment_options(settings))
     return deployment.bind(replica_settings(settings, scaling))
 

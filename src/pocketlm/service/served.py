@@ -34,6 +34,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -277,13 +278,16 @@ class ServedModels:
         self._load_now(self.models[self.default], alone=True)
         return self
 
-    async def close(self, grace_period: float) -> None:
-        """Shutdown: refuse new requests, let running ones finish for up to ``grace_period``, close every engine."""
+    def stop(self, grace_period: float) -> None:
+        """Shutdown: refuse new requests, let each loaded model's running ones finish for up to ``grace_period``
+        seconds (the engines drain together), then close every engine. Blocking, and free of the event loop: the
+        server runs it in a thread, a Ray replica from its destructor."""
         self._closing = True
-        self.grace_period = grace_period
-        loading = [use.loading for use in self._uses.values() if use.loading is not None]
-        await asyncio.gather(*loading, return_exceptions=True)
-        await asyncio.gather(*(self._unload(i, SHUTDOWN) for i in self._engines.keys()))
+        loaded = [(model_id, self._engines.drop(model_id)) for model_id in self._engines.keys()]
+        with ThreadPoolExecutor(max_workers=max(1, len(loaded))) as pool:
+            list(pool.map(lambda item: close_engine(item[1], grace_period), loaded))
+        for model_id, _ in loaded:
+            self._uses[model_id].unloads[SHUTDOWN] += 1
 
     # ---- loading ---------------------------------------------------------------------------------
 
@@ -382,7 +386,7 @@ class ServedModels:
             await self._unload(model_id, KEEP_ALIVE)
 
     async def _unload(self, model_id: str, reason: str) -> None:
-        if model_id in self._pinned and reason != SHUTDOWN:
+        if model_id in self._pinned:  # it could not load again: it stays until shutdown
             return
         use = self._uses[model_id]
         if use.unloading is None:
@@ -414,9 +418,10 @@ class ServedModels:
             use.unloading = None
 
 
-def close_engine(engine: Engine) -> None:
-    """Stop ``engine`` (its requests are over or cancelled), close its backend and hand the memory back."""
-    engine.stop(0)
+def close_engine(engine: Engine, grace_period: float = 0.0) -> None:
+    """Stop ``engine`` (its requests finish within ``grace_period`` or are cancelled), close its backend and hand
+    the memory back."""
+    engine.stop(grace_period)
     engine.backend.close()
     gc.collect()  # the torch backend's tensors go with their last reference; cycles need a collection
     _trim_heap()
