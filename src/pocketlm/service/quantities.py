@@ -40,8 +40,7 @@ def _parse_duration(text: str, param: str) -> float:
     if re.match(DURATION_PATTERN, text) is None:
         raise InvalidParameter(
             param,
-            f"must be a duration such as '5m', '1h30m', '90s' or a number of seconds (negative: forever), "
-            f"got {text!r}",
+            f"must be a duration such as '5m', '1h30m', '90s' or a number of seconds (negative: forever), got {text!r}",
         )
     sign = -1.0 if text.startswith("-") else 1.0
     if _PART.search(text) is None:  # "300", "-1": seconds, as Ollama's OLLAMA_KEEP_ALIVE takes them

@@ -191,9 +191,7 @@ class ServedModels:
         row = row or ModelRow(
             info.name, info.n_params, 0, info.quantization, info.n_ctx_train, 0, "loaded", n_vocab=info.n_vocab
         )
-        table = cls(
-            [ServedModel(info.name, info.path or info.name, row, engine.n_ctx)], lambda served, alone: engine
-        )
+        table = cls([ServedModel(info.name, info.path or info.name, row, engine.n_ctx)], lambda served, alone: engine)
         table._pinned.add(info.name)  # unloaded, it could not load again: it stays until shutdown
         return table.start()
 
