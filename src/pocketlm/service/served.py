@@ -185,11 +185,20 @@ class ServedModels:
         )
 
     @classmethod
-    def serving(cls, engine: Engine, row: ModelRow | None = None) -> ServedModels:
+    def serving(cls, engine: Engine) -> ServedModels:
         """A table of one model already loaded: ``engine``'s (for an app built around an engine, as tests do)."""
         info = engine.info
-        row = row or ModelRow(
-            info.name, info.n_params, 0, info.quantization, info.n_ctx_train, 0, "loaded", n_vocab=info.n_vocab
+        row = ModelRow(
+            info.name,
+            info.n_params,
+            0,
+            info.quantization,
+            info.n_ctx_train,
+            0,
+            "loaded",
+            architecture=info.architecture,
+            n_vocab=info.n_vocab,
+            path=info.path,
         )
         table = cls([ServedModel(info.name, info.path or info.name, row, engine.n_ctx)], lambda served, alone: engine)
         table._pinned.add(info.name)  # unloaded, it could not load again: it stays until shutdown
