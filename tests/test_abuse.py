@@ -35,7 +35,7 @@ def server():
         "2",
         "--send-timeout",
         "2",
-        "--keep-alive",
+        "--http-keep-alive",
         "1",
         "--max-connections",
         "48",
