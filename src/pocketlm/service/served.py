@@ -134,7 +134,7 @@ class ServedModels:
         self.default = served[0].id
         self._load = load
         self.max_loaded, self.memory_budget = max_loaded, memory_budget
-        self.keep_alive, self.grace_period, self.max_waiting = keep_alive, grace_period, max_waiting
+        self.grace_period, self.max_waiting = grace_period, max_waiting
         self._engines: Loaded[str, Engine] = Loaded()
         self._uses = {m.id: _Use(keep_alive) for m in served}
         self._room: asyncio.Lock | None = None  # held by a load while it decides what to unload (made on the loop)
