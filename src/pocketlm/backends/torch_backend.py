@@ -254,8 +254,11 @@ class TorchBackend(Backend):
             self.caches[slot].crop(keep)
 
     def close(self) -> None:
+        """Drop the KV caches and the weights: a server unloading this model gets the memory back even while
+        something still holds the backend (a finished request not yet collected)."""
         self.caches.clear()
         self.cache = None
+        self.model = None
 
 
 # ---------------------------------------------------------------- token bytes
