@@ -1,13 +1,15 @@
 // The Talk tab: a spoken conversation with the chat model. Hold the button (or Space on it) and speak; on
 // release the recording (the browser's MediaRecorder: webm/opus) goes to POST /v1/audio/transcriptions, whose
-// words and language appear at once; the chat model answers (POST /v1/chat/completions, streamed); and
-// POST /v1/audio/speech speaks the answer in the voice of the language heard: joe for English, joe-pt-br for
-// Portuguese. The small chat models answer best in English, so Portuguese goes through POST /translate both
-// ways when the server translates. Every request goes to this server; the audio plays from a blob: URL.
+// words and language appear at once; the model picked in the header answers (POST /v1/chat/completions,
+// streamed); and POST /v1/audio/speech speaks the answer in the voice of the language heard: joe for English,
+// joe-pt-br for Portuguese. The small chat models answer best in English, so Portuguese goes through
+// POST /translate both ways when the server translates. Every request goes to this server; the audio plays
+// from a blob: URL.
 
 import { call, events, getJSON, postJSON } from "./api.js";
 import { h } from "./dom.js";
 import { t } from "./i18n.js";
+import { currentModel } from "./models.js";
 import { samplingFields, values } from "./params.js";
 
 const VOICES = { en: "joe", pt: "joe-pt-br" };
@@ -104,7 +106,7 @@ export async function create(root) {
   async function chat(body) {
     const p = values();
     const request = {
-      ...samplingFields(p), n: 1, max_completion_tokens: Math.min(p.max_new_tokens, MAX_TOKENS),
+      model: currentModel()?.id, ...samplingFields(p), n: 1, max_completion_tokens: Math.min(p.max_new_tokens, MAX_TOKENS),
       messages: [{ role: "system", content: SYSTEM }, ...history.slice(-TURNS_KEPT)],
     };
     let text = "";
