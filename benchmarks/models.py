@@ -16,7 +16,7 @@ Llama (tests/tiny_models.py, converted to GGUF once), with --slots 4 --n-ctx 102
    between a stream's chunks, per token) of SmolLM2's streams during Gemma's loads, p50 and p99,
    against the baseline.
 
-The figures go to benchmarks/models_results.json and, as tables, to stdout (for benchmarks/NOTES.md).
+The figures go to benchmarks/models_results.json and, as tables, to stdout (for BENCHMARKS.md, "Many models").
 A measurement counts only on a quiet machine: the 1-minute load average is printed before the run.
 """
 

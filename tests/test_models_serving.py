@@ -24,6 +24,7 @@ from pocketlm.models.conversions import converted_models
 from tiny_models import build_tiny_llama, tiny_model_dir
 
 SMOLLM2, TINY, FRESH = "smollm2-135m-instruct", "tiny-llama", "fresh-llama"
+ENCODER = "all-minilm-l6-v2"  # the server's --embedding-model, by default
 CONFIG = EngineConfig(slots=2, n_ctx=512)
 SERVE = ("--slots", "2", "--n-ctx", "512")
 PROMPTS = ["The capital of France is", "Once upon a time", "def fibonacci(n):", "The best way to learn is"]
@@ -135,6 +136,28 @@ def test_the_ollama_client_lists_shows_chats_and_generates(server):
     with pytest.raises(ollama.ResponseError) as caught:
         client.chat(model="llama3.2", messages=messages)
     assert caught.value.status_code == 404 and "this server serves" in caught.value.error
+
+
+def test_the_ollama_client_embeds_with_the_encoder_of_v1_embeddings(server):
+    import ollama
+
+    client = ollama.Client(host=server.url, timeout=120)
+    texts = ["The cat sat on the mat.", "Stocks fell sharply today."]
+    answer = client.embed(model=f"{ENCODER}:latest", input=texts)
+    openai = httpx.post(f"{server.url}/v1/embeddings", json={"input": texts}, timeout=120).json()
+    assert answer.model == ENCODER and answer.prompt_eval_count == openai["usage"]["prompt_tokens"]
+    for got, want in zip(answer.embeddings, openai["data"], strict=True):
+        assert got == pytest.approx(want["embedding"], abs=1e-6)  # one encoder behind both APIs
+    assert client.embeddings(model=ENCODER, prompt=texts[0]).embedding == pytest.approx(answer.embeddings[0], abs=1e-6)
+
+    long = "word " * 1000  # more than the 256 tokens MiniLM reads: Ollama cuts it by default
+    assert len(client.embed(model=ENCODER, input=long).embeddings[0]) == len(answer.embeddings[0])
+    with pytest.raises(ollama.ResponseError) as caught:
+        client.embed(model=ENCODER, input=long, truncate=False)
+    assert caught.value.status_code == 400 and caught.value.error.startswith("input: has 1002 tokens")
+    with pytest.raises(ollama.ResponseError) as caught:
+        client.embed(model=SMOLLM2, input="Hi")  # a text model makes no vectors here
+    assert caught.value.status_code == 404 and f"use '{ENCODER}' (the server's --embedding-model)" in caught.value.error
 
 
 def test_a_stream_keeps_flowing_while_another_model_loads(server):

@@ -12,7 +12,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from fake_backend import fake_engine
-from pocketlm.server import build_app
+from pocketlm.models.registry import EMBEDDED
+from pocketlm.server import ServeSettings, build_app
+from pocketlm.tasks.settings import TaskSettings
 
 SCRIPT = " Paris is lovely in the spring, and in the autumn too."
 MODEL = "fake-model"
@@ -118,3 +120,17 @@ def test_tags_ps_show_version(client):
     shown = client.post("/api/show", json={"model": MODEL}).json()
     assert "num_ctx 256" in shown["parameters"] and shown["capabilities"] == ["completion"]
     assert client.get("/api/version").json() == {"version": __import__("pocketlm").__version__}
+
+
+def test_embed_without_an_encoder_to_serve_says_how_to_serve_one(tmp_path):
+    """The encoder's files gone after start-up (as when its package or torch is missing): Ollama's embeddings
+    routes answer a 404 in Ollama's shape that says no embeddings model is served and names --embedding-model."""
+    link = tmp_path / "encoder"
+    link.symlink_to(EMBEDDED["all-minilm-l6-v2"].path())
+    settings = ServeSettings(tasks=TaskSettings(embedding_model=str(link)))  # checked at start-up: there
+    link.unlink()
+    with fake_engine(SCRIPT, n_ctx=256) as engine, TestClient(build_app(engine, settings)) as client:
+        for route, body in (("/api/embed", {"input": "Hi"}), ("/api/embeddings", {"prompt": "Hi"})):
+            message = refused(client, route, body, status=404)
+            assert message.startswith("no embeddings model is served here") and "--embedding-model" in message
+        assert "--embedding-model" in refused(client, "/api/embed", {"model": MODEL, "input": "Hi"}, status=404)

@@ -51,7 +51,7 @@ from tiny_models import build_tiny_captioner, tiny_model_dir
 
 EXAMPLES = int(os.environ.get("POCKETLM_FUZZ_EXAMPLES", "15"))
 MODEL_EXAMPLES = max(2, EXAMPLES // 5)  # the operations that run a task or inspection model
-MODEL_PATHS = r"^/(v1/inspect/|v1/audio/|v1/images/|v1/pipelines/|v1/embeddings|translate|detect|languages)"
+MODEL_PATHS = r"^/(v1/inspect/|v1/audio/|v1/images/|v1/pipelines/|v1/embeddings|api/embed|translate|detect|languages)"
 KEY = "sk-fuzz-0123456789"
 N_CTX = 1 << 21  # more tokens than the 1 MiB body limit lets a text make (one token per byte, plus BOS)
 
@@ -176,13 +176,16 @@ SEMANTIC_LIMITS = {
     "/v1/inspect/attention": {"layers", "heads", "text"},
     "/v1/inspect/next": {"text"},
     "/v1/embeddings": {"input"},
+    "/api/embed": {"input"},  # with truncate false
+    "/api/embeddings": {"prompt"},
     "/v1/audio/transcriptions": {"timestamp_granularities[]", "stream"},
 }
 
 
 def validate_model_case(case):
     response = case.call_and_validate(excluded_checks=[positive_data_acceptance])
-    param = response.json()["error"]["param"] if response.status_code == 400 else None
+    error = response.json()["error"] if response.status_code == 400 else None
+    param = error.split(":")[0] if isinstance(error, str) else error and error["param"]  # Ollama's shape, OpenAI's
     limits = {p.split("[")[0] for p in SEMANTIC_LIMITS.get(case.path, ())}  # input[3] is input
     semantic = param is not None and param.split("[")[0] in limits
     if not semantic:

@@ -21,6 +21,7 @@ from starlette.routing import Match
 
 from pocketlm.errors import InvalidParameter, Overloaded, PocketLMError, Unauthorized
 from pocketlm.service import app_state
+from pocketlm.service.ollama import OLLAMA_PREFIX
 
 log = logging.getLogger("pocketlm.api")
 
@@ -49,16 +50,13 @@ class Unsupported(InvalidParameter):
     code = "unsupported_parameter"
 
 
-OLLAMA_PREFIX = "/api/"  # Ollama's routes: their errors take Ollama's shape
-
-
 def error_body(err: PocketLMError, path: str = "") -> dict:
     """The error as the client of ``path`` reads it: Ollama's shape on its routes, OpenAI's everywhere else."""
     return _shaped(path, err.message, err.type, err.param, err.code)
 
 
 def _shaped(path: str, message: str, kind: str, param: str | None, code: str | None) -> dict:
-    if path.startswith(OLLAMA_PREFIX):
+    if path.startswith(f"{OLLAMA_PREFIX}/"):
         return {"error": message}
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 

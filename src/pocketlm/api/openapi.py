@@ -20,9 +20,9 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from pocketlm.api.errors import OLLAMA_PREFIX
 from pocketlm.engine.params import bounds
 from pocketlm.service import AppState, app_state
+from pocketlm.service.ollama import OLLAMA_PREFIX
 from pocketlm.settings import Range
 from pocketlm.wire_types import CONTEXT, PROMPT, SAMPLING, SERVED_MODEL, TOKEN_IDS
 
@@ -163,7 +163,7 @@ def _responses(path: str, op: dict, keyed: bool) -> None:
         codes.append(404)
     for code in codes:
         responses.setdefault(str(code), {"description": _ERRORS[code]})
-    error = OLLAMA_ERROR_REF if path.startswith(OLLAMA_PREFIX) else ERROR_REF
+    error = OLLAMA_ERROR_REF if path.startswith(f"{OLLAMA_PREFIX}/") else ERROR_REF
     for code, entry in responses.items():  # every error, the statuses above and those a route declares itself
         if code[0] in "45":
             entry["content"] = {"application/json": {"schema": error}}

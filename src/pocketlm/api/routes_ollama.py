@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 
 from fastapi import APIRouter, Request
-from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from pocketlm import __version__
@@ -46,24 +45,9 @@ from pocketlm.engine import SamplingParams, TextDelta
 from pocketlm.errors import InvalidParameter, PocketLMError
 from pocketlm.models.listing import chat_template, metadata
 from pocketlm.service import AppState, ServedModel, app_state
+from pocketlm.service.ollama import OLLAMA_PREFIX, JsonBody
 
-
-class JsonBody(APIRoute):
-    """A route whose body is JSON whatever its Content-Type says: Ollama reads it so, and its documentation's
-    ``curl -d '{...}'`` sends JSON labelled as a form."""
-
-    def get_route_handler(self):
-        handler = super().get_route_handler()
-
-        async def as_json(request: Request):
-            headers = [(k, v) for k, v in request.scope["headers"] if k != b"content-type"]
-            scope = {**request.scope, "headers": [*headers, (b"content-type", b"application/json")]}
-            return await handler(Request(scope, request.receive))
-
-        return as_json
-
-
-router = APIRouter(prefix="/api", tags=["ollama"], route_class=JsonBody)
+router = APIRouter(prefix=OLLAMA_PREFIX, tags=["ollama"], route_class=JsonBody)
 
 NDJSON = "application/x-ndjson"
 _STREAMED = {

@@ -170,9 +170,11 @@ class Encoder:
         at = next(i for i in range(len(full) - len(bare) + 1) if full[i : i + len(bare)] == bare)
         return full[:at], full[at + len(bare) :]
 
-    def token_ids(self, inputs: list[str] | list[list[int]], param: str = "input") -> list[list[int]]:
+    def token_ids(
+        self, inputs: list[str] | list[list[int]], param: str = "input", truncate: bool = False
+    ) -> list[list[int]]:
         """Each input as the ids the model reads (special tokens added), checked against the vocabulary and
-        the longest input."""
+        the longest input; with ``truncate`` (Ollama's default) a longer one is cut to its start instead."""
         rows = []
         for i, one in enumerate(inputs):
             if isinstance(one, str):
@@ -187,6 +189,9 @@ class Encoder:
                     )
                 before, after = self.specials
                 ids = [*before, *one, *after]
+            if len(ids) > self.recipe.max_tokens and truncate:
+                after = self.specials[1]  # the closing special tokens stay: the model was trained with them
+                ids = ids[: self.recipe.max_tokens - len(after)] + after
             if len(ids) > self.recipe.max_tokens:
                 raise ContextLengthExceeded(
                     _where(param, i, inputs),
@@ -271,6 +276,18 @@ def encoder(name: str | None = None) -> Encoder:
     return _encoders.get(name, lambda: _load_checked(name))
 
 
+def served_encoder(name: str) -> Encoder:
+    """The server's encoder (``--embedding-model``), loaded once; when it cannot load (its package or torch is
+    missing, its files are gone), a 404 that says no embeddings model is served and how to serve one."""
+    try:
+        return encoder(name)
+    except (ModelNotFound, ModelLoadError) as err:
+        raise ModelNotFound(
+            f"no embeddings model is served here: {err.message}; or start the server with --embedding-model "
+            "naming a sentence-transformers directory"
+        ) from None
+
+
 def _load_checked(name: str) -> Encoder:
     import importlib.util
 
@@ -289,7 +306,9 @@ def check_model(asked: str | None, served: str) -> None:
 
     if asked in (None, "", served, served_name(served)):
         return
-    raise ModelNotFound(f"model '{asked}' is not an embeddings model here; use '{served_name(served)}'")
+    raise ModelNotFound(
+        f"model '{asked}' is not an embeddings model here; use '{served_name(served)}' (the server's --embedding-model)"
+    )
 
 
 # ----------------------------------------------------------------------------- requests

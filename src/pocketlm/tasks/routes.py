@@ -78,6 +78,7 @@ def install(app: FastAPI, state: AppState) -> None:
     app.include_router(audio, dependencies=keyed)
     app.include_router(routes_transcription.router, dependencies=keyed)
     app.include_router(routes_embeddings.router, dependencies=keyed)
+    app.include_router(routes_embeddings.ollama, dependencies=keyed)
     tasks = app.state.tasks
     state.openapi_hooks.append(lambda schema: routes_embeddings.document(schema, tasks.embedding_model))
     state.openapi_hooks.append(lambda schema: routes_transcription.document(schema, tasks.transcription_model))

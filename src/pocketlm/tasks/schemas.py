@@ -7,10 +7,11 @@ the pipeline are pocketlm's own, in the same style.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pocketlm.service.quantities import DURATION_PATTERN, keep_alive_seconds
 from pocketlm.tasks import captioning, embeddings, speech, transcription, translation
 from pocketlm.wire_types import Integer
 
@@ -296,6 +297,80 @@ class EmbeddingsResponse(BaseModel):
     data: list[Embedding] = Field(..., description="One vector per input, in the inputs' order.")
     model: str = Field(..., description="The model that made the vectors.")
     usage: EmbeddingsUsage = Field(..., description="Tokens read.")
+
+
+# ----------------------------------------------------------------------------- Ollama's embeddings
+
+
+def _ollama_input(schema: dict) -> None:
+    """``input``: a text or up to MAX_INPUTS texts, none only whitespace; "" or [] only loads the encoder."""
+    for branch in schema["anyOf"]:
+        if branch["type"] == "array":
+            branch["items"].update(SOME_TEXT)
+            branch["maxItems"] = embeddings.MAX_INPUTS
+
+
+def _keep_alive(schema: dict) -> None:
+    schema.clear()
+    schema.update(
+        description="Ollama's keep-alive (seconds, or a duration such as '5m'; negative: forever): checked, and "
+        "no effect here: the encoder, like every task model, stays loaded once loaded.",
+        anyOf=[{"type": "null"}, {"type": "number"}, {"type": "string", "pattern": DURATION_PATTERN}],
+    )
+
+
+class _OllamaEmbedBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    model: str = Field(
+        "",
+        description="The server's embeddings model (`--embedding-model`); 'name:latest' is 'name'; empty: the same.",
+    )
+    options: dict[str, Any] | None = Field(
+        None, description="Accepted, no effect: an encoder does not sample, and reads as much as it was made to."
+    )
+    keep_alive: float | str | None = Field(None, json_schema_extra=_keep_alive)
+
+    def checked_model(self, served: str) -> None:
+        if self.keep_alive is not None:
+            keep_alive_seconds(self.keep_alive)  # a bad duration is refused, as Ollama refuses it
+        embeddings.check_model(self.model.removesuffix(":latest"), served)
+
+
+class OllamaEmbedRequest(_OllamaEmbedBase):
+    """Ollama's ``POST /api/embed``."""
+
+    input: str | list[str] = Field(
+        "",
+        description=f"A text or an array of up to {embeddings.MAX_INPUTS} texts; empty: only load the encoder.",
+        json_schema_extra=_ollama_input,
+    )
+    truncate: bool = Field(
+        True, description="Cut an input longer than the model reads to its start (Ollama's default); false: refuse it."
+    )
+    dimensions: Integer | None = Field(
+        None,
+        description="Shorter vectors (truncated and normalised again): only for a Matryoshka model.",
+        json_schema_extra={"minimum": 1},
+    )
+
+
+class OllamaEmbedResponse(BaseModel):
+    model: str = Field(description="The model that made the vectors.")
+    embeddings: list[list[float]] = Field(description="One vector per input, in the inputs' order.")
+    total_duration: int = Field(description="Nanoseconds from the request to its answer.")
+    load_duration: int = Field(description="Nanoseconds spent loading the encoder (0 once it is loaded).")
+    prompt_eval_count: int = Field(description="Tokens the model read, its special tokens included.")
+
+
+class OllamaEmbeddingsRequest(_OllamaEmbedBase):
+    """Ollama's older ``POST /api/embeddings``: one text."""
+
+    prompt: str = Field("", description="The text; empty: only load the encoder (and answer an empty vector).")
+
+
+class OllamaEmbeddingsResponse(BaseModel):
+    embedding: list[float] = Field(description="The text's vector (empty for an empty prompt).")
 
 
 # ----------------------------------------------------------------------------- OpenAI speech to text
