@@ -2,7 +2,7 @@
 
 Sampling runs every step for every sample, so the common cases stay cheap:
 greedy rows take one ``argmax`` over the batch, and the nucleus (top-p) is
-found among the few hundred most likely tokens instead of sorting the whole
+found by sorting only the tokens that can be in it, never the whole
 vocabulary. Each sample owns its random generator, seeded from the request,
 so a seeded request samples the same text alone or batched with others.
 """
@@ -15,7 +15,10 @@ import numpy as np
 
 from pocketlm.engine.params import SamplingParams
 
-_NUCLEUS_CANDIDATES = 256  # top-p looks here first; falls back to a full sort if mass is short
+# top-p first sorts the 256 most likely tokens, then 8 times more while their mass is short of top_p: a
+# flat distribution (a small model at temperature 0.8) can need thousands, a sort of all 49k tokens cost ~4 ms.
+_NUCLEUS_CANDIDATES = 256
+_NUCLEUS_GROWTH = 8
 _BLOCK = 1024  # plain sampling finds its token block by block
 
 
@@ -131,7 +134,7 @@ def _filtered(logits: np.ndarray, p: SamplingParams) -> tuple[np.ndarray, np.nda
         keep = probs >= p.min_p * probs.max()
         ids, probs = ids[keep], probs[keep]
     if p.top_p < 1.0:
-        ids, probs = _nucleus(ids, probs, p.top_p, logits / p.temperature)
+        ids, probs = _nucleus(ids, probs, p.top_p)
     return ids, probs
 
 
@@ -157,24 +160,30 @@ def _candidates(scaled: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]
     if 0 < top_k < scaled.size:
         ids = np.argpartition(scaled, -top_k)[-top_k:]
         ids = ids[np.argsort(-scaled[ids], kind="stable")]
+        z = scaled[ids]
     else:
-        ids = np.arange(scaled.size)
-    z = scaled[ids]
+        ids, z = np.arange(scaled.size), scaled
     probs = np.exp(z - z.max())
     return ids, probs / probs.sum()
 
 
-def _nucleus(ids, probs, top_p, scaled):
-    """The smallest set of most likely tokens whose probability reaches top_p."""
-    k = min(_NUCLEUS_CANDIDATES, ids.size)
-    top = np.argpartition(probs, -k)[-k:]
-    top = top[np.argsort(-probs[top], kind="stable")]
-    cum = np.cumsum(probs[top])
-    if cum[-1] < top_p and k < ids.size:  # rare: a very flat distribution
-        top = np.argsort(-probs, kind="stable")
+def _nucleus(ids, probs, top_p):
+    """The smallest set of most likely tokens whose probability reaches top_p, most likely first.
+
+    Exactly what sorting every token (ties in id order) and summing down the list gives, but only the
+    tokens at least as likely as the k-th are sorted: all of them, ties included, so the sorted list
+    is the whole sort's beginning and its running sum the same. k grows until that sum reaches top_p.
+    """
+    k = min(_NUCLEUS_CANDIDATES, probs.size)
+    while True:
+        kth = np.partition(probs, probs.size - k)[probs.size - k]
+        top = np.flatnonzero(probs >= kth)  # in id order, so the stable sort below orders ties by id
+        top = top[np.argsort(-probs[top], kind="stable")]
         cum = np.cumsum(probs[top])
-    cut = int(np.searchsorted(cum, top_p, side="left")) + 1
-    top = top[:cut]
+        if cum[-1] >= top_p or top.size == probs.size:
+            break
+        k = min(k * _NUCLEUS_GROWTH, probs.size)
+    top = top[: int(np.searchsorted(cum, top_p, side="left")) + 1]
     return ids[top], probs[top] / probs[top].sum()
 
 
