@@ -128,14 +128,25 @@ def _sample_row(logits: np.ndarray, s: Sampler) -> int:
 
 
 def _filtered(logits: np.ndarray, p: SamplingParams) -> tuple[np.ndarray, np.ndarray]:
-    """Temperature, top-k, min-p and top-p on one row: the kept ids, in draw order, and their probabilities."""
-    ids, probs = _candidates(logits / p.temperature, p.top_k)
+    """Temperature, top-k, min-p and top-p on one row: the kept ids, in draw order, and their probabilities.
+
+    Whole-vocabulary arrays are the cost here (each a fresh allocation of 200 kB for 49k tokens): one is
+    made, the scaled row, and worked on in place; ids stay None ("all, in id order") until a filter keeps
+    fewer."""
+    scaled = logits / p.temperature
+    ids = None
+    if 0 < p.top_k < scaled.size:
+        ids = np.argpartition(scaled, -p.top_k)[-p.top_k :]
+        ids = ids[np.argsort(-scaled[ids], kind="stable")]
+        scaled = scaled[ids]
+    probs = _softmax(scaled)
     if p.min_p > 0.0:
-        keep = probs >= p.min_p * probs.max()
-        ids, probs = ids[keep], probs[keep]
+        keep = np.flatnonzero(probs >= p.min_p * probs.max())
+        ids, probs = (keep if ids is None else ids[keep]), probs[keep]
     if p.top_p < 1.0:
-        ids, probs = _nucleus(ids, probs, p.top_p)
-    return ids, probs
+        top = _nucleus(probs, p.top_p)
+        ids, probs = (top if ids is None else ids[top]), probs[top] / probs[top].sum()
+    return (np.arange(probs.size) if ids is None else ids), probs
 
 
 def distribution(logits: np.ndarray, sampler: Sampler) -> tuple[np.ndarray, np.ndarray]:
@@ -155,20 +166,16 @@ def distribution(logits: np.ndarray, sampler: Sampler) -> tuple[np.ndarray, np.n
     return ids, probs.astype(np.float64) / probs.sum(dtype=np.float64)
 
 
-def _candidates(scaled: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Token ids and their softmax probabilities, restricted to the top k if asked."""
-    if 0 < top_k < scaled.size:
-        ids = np.argpartition(scaled, -top_k)[-top_k:]
-        ids = ids[np.argsort(-scaled[ids], kind="stable")]
-        z = scaled[ids]
-    else:
-        ids, z = np.arange(scaled.size), scaled
-    probs = np.exp(z - z.max())
-    return ids, probs / probs.sum()
+def _softmax(z: np.ndarray) -> np.ndarray:
+    """Softmax of ``z``, computed in ``z``'s own memory (the caller's fresh array)."""
+    z -= z.max()
+    np.exp(z, out=z)
+    z /= z.sum()
+    return z
 
 
-def _nucleus(ids, probs, top_p):
-    """The smallest set of most likely tokens whose probability reaches top_p, most likely first.
+def _nucleus(probs: np.ndarray, top_p: float) -> np.ndarray:
+    """Where in ``probs`` the smallest set of most likely tokens reaching top_p lies, most likely first.
 
     Exactly what sorting every token (ties in id order) and summing down the list gives, but only the
     tokens at least as likely as the k-th are sorted: all of them, ties included, so the sorted list
@@ -183,8 +190,7 @@ def _nucleus(ids, probs, top_p):
         if cum[-1] >= top_p or top.size == probs.size:
             break
         k = min(k * _NUCLEUS_GROWTH, probs.size)
-    top = top[: int(np.searchsorted(cum, top_p, side="left")) + 1]
-    return ids[top], probs[top] / probs[top].sum()
+    return top[: int(np.searchsorted(cum, top_p, side="left")) + 1]
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
