@@ -16,15 +16,17 @@ import statistics
 from collections import deque
 
 _EXACT = 64  # row counts up to this are kept apart; above, in buckets a quarter of a doubling wide
-_WINDOW = 15  # the latest steps of a size that count: a median, so one step slowed by other work does not
+# The latest passes of a size that count, and of them the fastest: other work on the machine only ever adds
+# time to a pass (a median still read 8 rows as dearer than 16 on a machine at load 6).
+_WINDOW = 15
 
 
 class StepCosts:
-    """Seconds per forward pass by rows: the median of the latest passes of each size, in between interpolated."""
+    """Seconds per forward pass by rows: the fastest of the latest passes of each size, in between interpolated."""
 
     def __init__(self):
         self._seen: dict[int, deque[tuple[int, float]]] = {}  # bucket -> its latest (rows, seconds)
-        self._point: dict[int, tuple[float, float]] = {}  # bucket -> (median rows, median seconds)
+        self._point: dict[int, tuple[float, float]] = {}  # bucket -> (median rows, fastest seconds)
         self._points: list[tuple[float, float]] = []  # the buckets' points by rows: what estimate reads
 
     def observe(self, rows: int, seconds: float) -> None:
@@ -34,7 +36,7 @@ class StepCosts:
         key = rows if rows <= _EXACT else _EXACT + round(4 * math.log2(rows / _EXACT))
         window = self._seen.setdefault(key, deque(maxlen=_WINDOW))
         window.append((rows, seconds))
-        self._point[key] = (statistics.median([r for r, _ in window]), statistics.median([s for _, s in window]))
+        self._point[key] = (statistics.median([r for r, _ in window]), min(s for _, s in window))
         self._points = sorted(self._point.values())
 
     def estimate(self, rows: int) -> float | None:

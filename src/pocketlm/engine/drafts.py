@@ -29,6 +29,10 @@ NGRAM = 3
 # guessed token then moves the estimate a fifth of the way to what happened.
 PRIOR = 0.5
 _LEARNING = 0.2
+# A draft must promise this many times the tokens per second of the step without it: what the costs do not
+# show (a step of new shape rebuilds llama.cpp's graph, each drafted row is sampled in Python, samples that
+# keep different numbers of tokens finish apart) was worth more than 5% at 16 streams (benchmarks/NOTES.md).
+MARGIN = 1.1
 
 
 class Drafter:
@@ -91,7 +95,8 @@ def step_drafts(wanted: list[tuple[Drafter, int]], draft_tokens: int, costs: Ste
     as far as every sample has a draft. At 4 streams, drafts of unequal length split steps in two and
     made them slower than no drafts at all (benchmarks/NOTES.md). Of the lengths possible, the one
     with the most tokens expected per second of step: the tokens each sample is expected to keep plus
-    the one it decodes anyway, over the measured cost of that many rows (``costs``; None: the longest).
+    the one it decodes anyway, over the measured cost of that many rows, by a MARGIN more than without
+    (``costs``; None: the longest).
     """
     if not wanted or draft_tokens <= 0:  # drafting off: no drafter is asked (one that is would start a guess)
         return [[] for _ in wanted]
@@ -104,7 +109,7 @@ def step_drafts(wanted: list[tuple[Drafter, int]], draft_tokens: int, costs: Ste
         cost = costs.estimate(n * (1 + k))
         if cost is None:  # nothing measured yet: no bet
             break
-        rate = sum(1 + drafter.expected(k) for drafter, _ in wanted) / max(cost, 1e-9)
+        rate = sum(1 + drafter.expected(k) for drafter, _ in wanted) / max(cost, 1e-9) / (MARGIN if k else 1.0)
         if rate > best_rate:
             best, best_rate = k, rate
     return [d[:best] for d in drafts]
