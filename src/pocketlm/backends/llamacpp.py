@@ -182,7 +182,7 @@ class LlamaCppBackend(Backend):
             if start + self.n_batch < len(items):  # the next call overwrites llama.cpp's logits buffer
                 rows[-1] = rows[-1].copy()
         if len(rows) == 1:
-            return rows[0]  # a view of llama.cpp's buffer: the engine copies the rows it samples from
+            return rows[0]  # a view of llama.cpp's buffer (writable): the engine samples from its rows in place
         return np.concatenate(rows) if rows else np.empty((0, self.n_vocab), np.float32)
 
     def _decode(self, items) -> np.ndarray:

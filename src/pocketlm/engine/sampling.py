@@ -67,7 +67,9 @@ def sample(logits: np.ndarray, samplers: list[Sampler]) -> np.ndarray:
     for row, s in enumerate(samplers):
         s.adjust(logits[row])
     greedy = np.array([s.params.greedy for s in samplers], dtype=bool)
-    if greedy.any():
+    if greedy.all():  # no copy of the rows (16 x 49k floats is 3 MB)
+        tokens[:] = np.argmax(logits, axis=-1)
+    elif greedy.any():
         tokens[greedy] = np.argmax(logits[greedy], axis=-1)
     plain = np.array([not g and s.params.top_k == 0 and s.params.top_p == 1.0 for g, s in zip(greedy, samplers)])
     if plain.all():  # the usual batch: no row copies

@@ -283,7 +283,7 @@ class Scheduler:
     def _sample(self, logits: np.ndarray, picked: list[tuple[_Sample, int]], events: dict) -> None:
         """Sample a token for each sample from its row and take it in, adding text events to ``events``."""
         samples = [s for s, _ in picked]
-        rows = logits[[row for _, row in picked]]
+        rows = _rows_of(logits, [row for _, row in picked])
         want_logprobs = [s for s in samples if s.sampler.params.logprobs is not None]
         logprob_rows = log_softmax(rows) if want_logprobs else None  # of the raw model logits
         tokens = sample(rows, [s.sampler for s in samples])
@@ -366,6 +366,14 @@ def _rows(
         picked.extend((s, row) for s in r.samples)
         row += 1
     return drafted, picked
+
+
+def _rows_of(logits: np.ndarray, index: list[int]) -> np.ndarray:
+    """``logits[index]``, to be sampled from (and changed) in place. The pass's buffer is the engine's until the
+    next pass, so rows that follow one another are taken as they lie: a step of 16 decoding samples would
+    otherwise copy 16 x 49k floats (3 MB) before sampling."""
+    first = index[0]
+    return logits[first : first + len(index)] if index == list(range(first, first + len(index))) else logits[index]
 
 
 def _show(data: bytes) -> str:
