@@ -40,8 +40,11 @@ llama-server: $(STAMP)
 	$(PY) benchmarks/llama_server.py
 
 # Not part of CI. Run on a quiet machine (nothing else using the CPU): over an hour, every server at
-# c = 1, 4, 16, 32 on both workloads; writes BENCHMARKS.md, benchmarks/serving.png and
-# benchmarks/results.json. A reduced run: make bench BENCH_ARGS="--servers pocketlm,llama-server --concurrency 1,16"
+# c = 1, 4, 16, 32 on the completions and chat workloads, sampled text at c = 1, lone prompts by length;
+# writes BENCHMARKS.md, benchmarks/serving.png and benchmarks/results.json. A reduced run:
+#   make bench BENCH_ARGS="--servers pocketlm,llama-server --concurrency 1,16"
+# Issue 27's comparison (both models, three rounds for the spread):
+#   make bench BENCH_ARGS="--servers pocketlm,llama-server,llama-server-ngram --models smollm2-135m-instruct,gemma3-270m --repeats 3"
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[torch,test,bench]'
 	$(PY) benchmarks/llama_server.py

@@ -8,8 +8,8 @@
 2. cost: one llama_decode step for 1, 2, 4, 8, 16 slots carrying 1-5 rows each (ms, median of 15):
    what a drafted row costs beside the rows a step has anyway.
 3. policy: greedy and sampled continuations of the serving benchmark's prompts, and the speed-up each
-   drafting policy (tokens drafted, n-gram length, pausing after a miss) would give one stream under
-   the measured costs: how the n-gram length and the pause were chosen.
+   drafting policy (tokens drafted, n-gram length; always drafting, or as far as pays by the measured
+   costs and each sample's guesses, as the engine does) would give one stream under the measured costs.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import numpy as np
 
 from pocketlm.backends.base import Chunk
 from pocketlm.backends.llamacpp import LlamaCppBackend
-from pocketlm.engine.drafts import Drafter
+from pocketlm.engine.costs import StepCosts
+from pocketlm.engine.drafts import Drafter, step_drafts
 from profile_engine import served_file
 from prompts import GGUFTokenizer, build_prompts
 
@@ -93,28 +94,29 @@ def policy(path, prompts, step_ms: dict[int, float]) -> None:
     for temperature in (0.0, 0.8):
         texts = [(ids, continuation(ids, temperature)) for ids in map(be.tokenize, prompts[:12])]
         print(f"policy, temperature {temperature}: speed-up over no drafts (accepted share of drafted tokens)")
+        costs = StepCosts()
+        for rows, ms in step_ms.items():
+            costs.observe(rows, ms / 1000)
         for most in (2, 3, 4):
             cells = []
             for ngram in (1, 2, 3):
-                for pause in (False, True):
-                    x, a = _simulate(texts, most, ngram, pause, step_ms)
-                    cells.append(f"n={ngram}{' pause' if pause else ''} {x:.2f}x ({a:.2f})")
+                for measured in (False, True):
+                    x, a = _simulate(texts, most, ngram, costs if measured else None, step_ms)
+                    cells.append(f"n={ngram}{' as pays' if measured else ''} {x:.2f}x ({a:.2f})")
             print(f"  up to {most} drafted: " + "  ".join(cells), flush=True)
     be.close()
 
 
-def _simulate(texts, most, ngram, pause, step_ms) -> tuple[float, float]:
-    """One stream decoding each text with drafts as Drafter makes them, with n-grams of `ngram` tokens."""
+def _simulate(texts, most, ngram, costs, step_ms) -> tuple[float, float]:
+    """One stream decoding each text with drafts as step_drafts makes them (costs None: always), n-grams of `ngram`."""
     ms = drafted = accepted = 0
     for ids, out in texts:
         d, i = Drafter(ids, ngram), 0
         while i < len(out):
-            draft = d.draft(min(most, len(out) - i - 1))
+            [draft] = step_drafts([(d, len(out) - i - 1)], most, costs)
             ok = 0
             while ok < len(draft) and draft[ok] == out[i + ok]:
                 ok += 1
-            if pause:
-                d.checked(len(draft), ok)
             for t in out[i : i + ok + 1]:
                 d.append(t)
             ms += step_ms[1 + len(draft)]

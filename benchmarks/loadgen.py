@@ -77,14 +77,18 @@ class RequestResult:
 Prompt = str | list[dict]  # a completion prompt, or chat messages
 
 
-def _body(target: Target, prompt: Prompt, max_tokens: int, temperature: float) -> dict:
+GREEDY = {"temperature": 0.0}
+
+
+def _body(target: Target, prompt: Prompt, max_tokens: int, sampling: dict) -> dict:
+    """One request's body; ``sampling``: its OpenAI sampling fields (temperature, top_p, seed)."""
     if target.api == "generate":
-        body = {"prompt": prompt, "max_new_tokens": max_tokens, "temperature": temperature}
+        body = {"prompt": prompt, "max_new_tokens": max_tokens, **sampling}
     else:
         body = {
             "messages" if isinstance(prompt, list) else "prompt": prompt,
             "max_tokens": max_tokens,
-            "temperature": temperature,
+            **sampling,
             "stream": True,
             "stream_options": {"include_usage": True},
         }
@@ -165,8 +169,8 @@ async def _generate_request(
     return res
 
 
-async def _one(client, target, prompt, max_tokens, temperature, count) -> RequestResult:
-    body = _body(target, prompt, max_tokens, temperature)
+async def _one(client, target, prompt, max_tokens, sampling, count) -> RequestResult:
+    body = _body(target, prompt, max_tokens, sampling)
     send = _openai_request if target.api == "openai" else _generate_request
     try:
         return await send(client, target, body, count)
@@ -185,11 +189,14 @@ async def run_load(
     max_tokens: int,
     time_limit_s: float,
     count: Callable[[str], int],
-    temperature: float = 0.0,
+    sampling: dict = GREEDY,
+    seeded: bool = False,
     issue_window_s: float | None = None,
 ) -> dict:
     """Send `n_requests` requests (prompts cycled in order) from `concurrency` clients; summarize.
 
+    `sampling` is added to every request's body; `seeded`: request i also carries `"seed": i`, so
+    that every run (and every server) is asked for the same sampled texts.
     No request starts after `issue_window_s` (default: the time limit); at `time_limit_s` the
     requests still running are cut.
     """
@@ -201,8 +208,9 @@ async def run_load(
         nonlocal next_index
         while next_index < n_requests and time.perf_counter() - start < window:
             prompt = prompts[next_index % len(prompts)]
+            fields = {**sampling, "seed": next_index} if seeded else sampling
             next_index += 1
-            task = asyncio.ensure_future(_one(client, target, prompt, max_tokens, temperature, count))
+            task = asyncio.ensure_future(_one(client, target, prompt, max_tokens, fields, count))
             try:
                 results.append(await asyncio.shield(task))
             except asyncio.CancelledError:
@@ -231,6 +239,37 @@ async def run_load(
     return summarize(
         results, duration, concurrency=concurrency, max_tokens=max_tokens, streaming=target.api == "openai"
     )
+
+
+async def prompt_latency(
+    target: Target,
+    prompts: dict[int, list[str]],
+    *,
+    time_limit_s: float,
+    count: Callable[[str], int],
+) -> dict:
+    """Time to the first token of a lone prompt, by its length: one request at a time, `max_tokens` 1.
+
+    `prompts[n]` holds prompts of ~n tokens (one per repetition, each new to the server so that no
+    prompt cache answers). With one token asked for, the request's whole latency is its TTFT: the
+    prefill, one sampled token, the HTTP round trip. Per length: every latency, the best (least
+    disturbed) of them, and the prompt tokens per second of the best, by the server's own count.
+    """
+    out = {}
+    async with httpx.AsyncClient(timeout=httpx.Timeout(time_limit_s), trust_env=False) as client:
+        for n, texts in prompts.items():
+            results = [await _one(client, target, text, 1, GREEDY, count) for text in texts]
+            ok = [r for r in results if r.ok]
+            best = min(ok, key=lambda r: r.e2e) if ok else None
+            tokens = best.prompt_tokens if best and best.prompt_tokens else n
+            out[n] = {
+                "prompt_tokens": tokens,
+                "ttft_ms": [r.e2e * 1000 for r in ok],
+                "best_ms": best.e2e * 1000 if best else None,
+                "prefill_tok_s": tokens / best.e2e if best else None,
+                "errors": sorted({r.error for r in results if r.error})[:3],
+            }
+    return out
 
 
 def _stats(values: list[float], scale: float = 1000.0) -> dict:

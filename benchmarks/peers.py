@@ -56,7 +56,7 @@ class PeerSpec:
 # llama.cpp's own server as a user would run it for 16 concurrent clients: 16 slots sharing a
 # 16,384-token context (1,024 each, pocketlm's default), the machine's 2 threads for decode and batch.
 LLAMA_SERVER_SLOTS, LLAMA_SERVER_CTX = 16, 16384
-KV_VARIANT = "pocketlm-kv-q8_0-f16"
+KV_VARIANT = "pocketlm-kv-q8_0"
 NGRAM_PEER = "llama-server-ngram"
 NO_DRAFTS = "pocketlm-no-drafts"
 # Which llama-server runs the same file as each pocketlm configuration: the pairs of the ratio tables and of
@@ -147,8 +147,8 @@ def specs(
         # The same weights exactly as the file has them (the embedded one: Q4_1), the quantization
         # lever of NOTES.md; the default runs the embedded model requantized to q8_0.
         pocketlm("pocketlm-file", "pocketlm on the GGUF file as it is", str(gguf)),
-        # The KV-cache lever: f16 values, more memory than the default's q8_0 for speed (benchmarks/NOTES.md).
-        pocketlm(KV_VARIANT, "pocketlm --kv-type q8_0/f16", model or str(gguf), "--kv-type", "q8_0/f16"),
+        # The KV-cache lever: q8_0 values, less memory than the default's f16 values (benchmarks/NOTES.md).
+        pocketlm(KV_VARIANT, "pocketlm --kv-type q8_0", model or str(gguf), "--kv-type", "q8_0"),
         # Prompt-lookup drafting off: what the drafts bring, in the same run.
         pocketlm(NO_DRAFTS, "pocketlm --draft-tokens 0", model or str(gguf), "--draft-tokens", "0"),
         PeerSpec(

@@ -6,7 +6,8 @@
 Runs the engine in-process (no HTTP) on the file `pocketlm serve` runs (the embedded model requantized
 to q8_0), under the serving benchmark's workloads (prompts.py) with `--concurrency` closed-loop
 clients, and reports:
-- output tok/s, TTFT p50/p99 of the measured requests;
+- output tok/s, TTFT p50/p99 and ITL p50/p99 (gaps between a request's token events) of the measured
+  requests;
 - llama.cpp's own timers (`llama_perf_context`): time inside its evaluation, tokens, graphs reused;
 - with py-spy (`--py-spy`, default on; needs ptrace rights), the engine thread's samples sorted into
   the parts of a step: llama_decode, logits copy, batch building, sampling, token/text/event
@@ -14,6 +15,11 @@ clients, and reports:
 
 Backend settings (`--ubatch`, `--kv-type`, `--prefill-chunk`, `--threads`) are the levers of
 benchmarks/NOTES.md, one at a time against the default.
+
+`--cpu-clock` measures on a busy machine: llama.cpp computes on one thread, the engine's own, and every
+time above is read from that thread's CPU clock instead of the wall clock, so the time other programs
+take from the cores does not count (what they take from the caches still does: compare runs that
+alternate). Speeds are then per core, and the scheduler still plans with wall-clock step costs.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -47,11 +54,18 @@ def served_file() -> Path:
 
 
 async def closed_loop(
-    engine: Engine, prompts: list, c: int, n_requests: int, max_tokens: int, temperature: float = 0.0
+    engine: Engine,
+    prompts: list,
+    c: int,
+    n_requests: int,
+    max_tokens: int,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    clock=time.perf_counter,
 ) -> dict:
-    """`c` clients, each submitting its next request when its last one ends; TTFT and tokens per request.
-    With a temperature, request i is seeded with i: every run samples the same texts."""
-    ttfts, tokens, cached = [], 0, 0
+    """`c` clients, each submitting its next request when its last one ends; TTFT, gaps and tokens per request.
+    With a temperature, request i is seeded with i: every run samples the same texts. `clock`: what time is."""
+    ttfts, gaps, tokens, cached = [], [], 0, 0
     next_index = 0
 
     async def client():
@@ -62,32 +76,42 @@ async def closed_loop(
                 max_new_tokens=max_tokens,
                 ignore_eos=True,
                 temperature=temperature,
+                top_p=top_p,
                 seed=next_index if temperature else None,
             )
             next_index += 1
-            start = time.perf_counter()
+            start = last = clock()
             stream = engine.submit_chat(prompt, params) if isinstance(prompt, list) else engine.submit(prompt, params)
-            first = True
             async for ev in stream:
-                if getattr(ev, "token_ids", None) and first:
-                    ttfts.append(time.perf_counter() - start)
-                    first = False
+                if getattr(ev, "token_ids", None):
+                    now = clock()
+                    (gaps if last != start else ttfts).append(now - last)
+                    last = now
                 if hasattr(ev, "completion_tokens"):
                     tokens += ev.completion_tokens
                     cached += ev.cached_tokens
 
-    start = time.perf_counter()
+    start = clock()
     await asyncio.gather(*(client() for _ in range(c)))
-    wall = time.perf_counter() - start
-    ms = np.asarray(ttfts) * 1000
+    wall = clock() - start
+    ms, gap_ms = np.asarray(ttfts) * 1000, np.asarray(gaps or [0.0]) * 1000
     return {
         "wall_s": wall,
         "tok_s": tokens / wall,
         "ttft_p50_ms": float(np.percentile(ms, 50)),
         "ttft_p99_ms": float(np.percentile(ms, 99)),
+        "itl_p50_ms": float(np.percentile(gap_ms, 50)),
+        "itl_p99_ms": float(np.percentile(gap_ms, 99)),
         "requests": len(ttfts),
         "cached_tokens": cached,
     }
+
+
+def engine_cpu_clock():
+    """The engine thread's CPU clock, as a function (for --cpu-clock)."""
+    thread = next(t for t in threading.enumerate() if t.name == "pocketlm-engine")
+    clock_id = time.pthread_getcpuclockid(thread.ident)
+    return lambda: time.clock_gettime(clock_id)
 
 
 def _peak_rss_mb() -> float:
@@ -164,6 +188,7 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=None, help="default 128 (completions) / 64 (chat)")
     ap.add_argument("--slots", type=int, default=16)
     ap.add_argument("--temperature", type=float, default=0.0, help="0: greedy, as the serving benchmark")
+    ap.add_argument("--top-p", type=float, default=1.0, help="0.95 with --temperature 0.8: the sampled workload")
     ap.add_argument("--ubatch", type=int, default=None, help="micro-batch rows (default: the backend's, by KV type)")
     ap.add_argument("--kv-type", choices=KV_TYPES, default="auto", help="as `pocketlm serve --kv-type`")
     ap.add_argument("--prefill-chunk", type=int, default=EngineConfig.prefill_chunk)
@@ -173,9 +198,13 @@ def main():
         default=EngineConfig.draft_tokens,
         help="as `pocketlm serve --draft-tokens` (0: no prompt-lookup drafts)",
     )
+    ap.add_argument("--draft-policy", choices=["measured", "always"], default=EngineConfig.draft_policy)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--cpu-clock", action="store_true", help="one thread; times on its CPU clock (busy machines)")
     ap.add_argument("--py-spy", action=argparse.BooleanOptionalAction, default=True)
     args = ap.parse_args()
+    if args.cpu_clock:
+        args.threads = 1
     path = args.model or served_file()
     tok = GGUFTokenizer(path)
     prompts = build_chat(tok) if args.workload == "chat" else build_prompts(tok)
@@ -185,8 +214,14 @@ def main():
     )
     engine = Engine(
         backend,
-        EngineConfig(slots=args.slots, prefill_chunk=args.prefill_chunk, draft_tokens=args.draft_tokens),
+        EngineConfig(
+            slots=args.slots,
+            prefill_chunk=args.prefill_chunk,
+            draft_tokens=args.draft_tokens,
+            draft_policy=args.draft_policy,
+        ),
     ).start()
+    clock = engine_cpu_clock() if args.cpu_clock else time.perf_counter
     # Warm-up as the server benchmark does: one short request (on chat it leaves the system prompt in a slot).
     asyncio.run(closed_loop(engine, prompts[-1:], 1, 1, 16))
     before = backend.perf()
@@ -213,7 +248,14 @@ def main():
         time.sleep(1.0)  # let it attach
     result = asyncio.run(
         closed_loop(
-            engine, prompts, args.concurrency, args.requests or 2 * args.concurrency, max_tokens, args.temperature
+            engine,
+            prompts,
+            args.concurrency,
+            args.requests or 2 * args.concurrency,
+            max_tokens,
+            args.temperature,
+            args.top_p,
+            clock,
         )
     )
     after = backend.perf()
@@ -225,8 +267,9 @@ def main():
         f"kv {args.kv_type}, prefill chunk {args.prefill_chunk}, threads {args.threads or 'all'}"
     )
     print(
-        f"output {result['tok_s']:.1f} tok/s over {result['wall_s']:.1f} s, {result['requests']} requests, "
-        f"TTFT p50 {result['ttft_p50_ms']:.0f} ms p99 {result['ttft_p99_ms']:.0f} ms, "
+        f"output {result['tok_s']:.1f} tok/s over {result['wall_s']:.1f} s{' of CPU' if args.cpu_clock else ''}, "
+        f"{result['requests']} requests, TTFT p50 {result['ttft_p50_ms']:.0f} ms p99 {result['ttft_p99_ms']:.0f} ms, "
+        f"ITL p50 {result['itl_p50_ms']:.1f} ms p99 {result['itl_p99_ms']:.1f} ms, "
         f"cached prompt tokens {result['cached_tokens']}, peak RSS {_peak_rss_mb():.0f} MB"
     )
     evals = llama["prompt_eval_ms"] + llama["eval_ms"]

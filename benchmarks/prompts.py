@@ -95,3 +95,18 @@ def build_chat(
             [{"role": "system", "content": system}, {"role": "user", "content": tokenizer.decode(ids[:user_tokens])}]
         )
     return chats
+
+
+def build_random_words(tokenizer: GGUFTokenizer, n_tokens: int, seed: int, path: Path | None = None) -> str:
+    """A prompt of exactly ~`n_tokens` tokens of words drawn at random from the corpus's vocabulary.
+
+    Text no server has seen and no prompt cache holds (each seed starts with other words), for timing
+    a prefill by its length alone: the long-prompt workload asks for one token after it.
+    """
+    import random
+
+    path = path or datasets.resolve("shakespeare:valid")
+    vocabulary = sorted({w for w in path.read_text(encoding="utf-8").split() if w.isalpha()})
+    words = random.Random(seed).choices(vocabulary, k=n_tokens)  # a word is at least one token: enough
+    ids = tokenizer.encode(" ".join(words))
+    return tokenizer.decode(ids[:n_tokens])

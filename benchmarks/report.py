@@ -1,12 +1,36 @@
-"""Turn a run's results (run.py) into BENCHMARKS.md and the serving chart."""
+"""Turn a run's results (run.py) into BENCHMARKS.md and the serving charts.
+
+A results file holds one run per model (`{"runs": [...]}`; older files are one run). Within a run a
+(workload, level) may have been measured in several rounds, every server back to back in each: a
+ratio is then taken round by round and quoted as the median with its range (min–max), the spread a
+single round cannot show on a VM that drifts.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 from pathlib import Path
 
-from peers import BOTH_DRAFTING, SAME_FILE  # each pocketlm configuration and the llama-server on its file
+from peers import BOTH_DRAFTING, NGRAM_PEER, SAME_FILE  # each pocketlm configuration and its llama-server
+
+# Issue 27's bound on stream smoothness: pocketlm's ITL p99 at most this many times llama-server's.
+ITL_P99_BOUND = 1.5
+
+
+def runs_of(data: dict) -> list[dict]:
+    """The runs of a results file: one per model (files written before --models hold one run)."""
+    return data["runs"] if "runs" in data else [data]
+
+
+def chart_path(base: Path, index: int, results: dict) -> Path:
+    """The first model's chart is `base`; each other model's gets its name appended."""
+    return base if index == 0 else base.with_name(f"{base.stem}-{_model_name(results)}{base.suffix}")
+
+
+def _model_name(results: dict) -> str:
+    return results.get("model_name") or Path(results["model"]).stem
 
 
 def _workload(cell: dict) -> str:
@@ -17,8 +41,55 @@ def _workloads(results: dict) -> list[str]:
     return results["settings"].get("workloads", ["completions"])
 
 
-def _cells(results: dict, workload: str = "completions") -> dict[tuple[str, int], dict]:
-    return {(c["server"], c["concurrency"]): c for c in results["cells"] if "summary" in c and _workload(c) == workload}
+def _serving(results: dict) -> list[str]:
+    """The workloads measured as a load at levels of concurrency (not the lone prompts by length)."""
+    return [w for w in _workloads(results) if w != "prompt-lengths"]
+
+
+def _levels(results: dict, workload: str) -> list[int]:
+    s = results["settings"]
+    return {"sampled": s.get("sampled_concurrency", []), "prompt-lengths": [1]}.get(workload, s["concurrency"])
+
+
+def _cells(results: dict, workload: str = "completions") -> dict[tuple[str, int], list[dict]]:
+    """(server, level) -> the measured cells of that workload, one per round, in round order."""
+    out: dict[tuple[str, int], list[dict]] = {}
+    for c in results["cells"]:
+        if ("summary" in c or "prompt_lengths" in c) and _workload(c) == workload:
+            out.setdefault((c["server"], c["concurrency"]), []).append(c)
+    return out
+
+
+def _paired(cells: dict, mine: str, peer: str, c: int) -> list[tuple[dict, dict]]:
+    """The (mine, peer) cells measured in the same round at level c."""
+    theirs = {cell.get("round", 0): cell for cell in cells.get((peer, c), [])}
+    return [(a, theirs[a.get("round", 0)]) for a in cells.get((mine, c), []) if a.get("round", 0) in theirs]
+
+
+def _median(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _spread(values: list) -> str:
+    """A ratio, or with several rounds the median and the range: `1.02× (0.97–1.06×)`."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.2f}×"
+    return f"{statistics.median(values):.2f}× ({min(values):.2f}–{max(values):.2f}×)"
+
+
+def _summary_median(cells: list[dict], *keys) -> float | None:
+    """The median over rounds of one figure of the summary, e.g. ("ttft_ms", "p50")."""
+    values = []
+    for cell in cells:
+        value = cell["summary"]
+        for k in keys:
+            value = value[k]
+        values.append(value)
+    return _median(values)
 
 
 def _servers(results: dict, workload: str | None = None) -> list[tuple[str, str]]:
@@ -39,17 +110,17 @@ def write_chart(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    levels = results["settings"]["concurrency"]
-    workloads = _workloads(results)
+    workloads = [w for w in _serving(results) if len(_levels(results, w)) > 1] or _serving(results)[:1]
     fig, axes = plt.subplots(len(workloads), 2, figsize=(11, 4.2 * len(workloads)), squeeze=False)
     for (ax_tps, ax_ttft), workload in zip(axes, workloads):
+        levels = _levels(results, workload)
         cells = _cells(results, workload)
         for name, label in _servers(results, workload):
             xs = [c for c in levels if (name, c) in cells]
             if not xs:
                 continue
-            ax_tps.plot(xs, [cells[name, c]["summary"]["output_throughput"] for c in xs], marker="o", label=label)
-            ttft = [(c, cells[name, c]["summary"]["ttft_ms"]["p50"]) for c in xs]
+            ax_tps.plot(xs, [_summary_median(cells[name, c], "output_throughput") for c in xs], marker="o", label=label)
+            ttft = [(c, _summary_median(cells[name, c], "ttft_ms", "p50")) for c in xs]
             ax_ttft.plot([c for c, t in ttft if t], [t for c, t in ttft if t], marker="o", label=label)
         for ax, title in (
             (ax_tps, "output tokens/s (higher is better)"),
@@ -63,7 +134,7 @@ def write_chart(results: dict, path: Path) -> None:
         ax_ttft.set_yscale("log")
         ax_tps.legend(fontsize=8)
     m = results["machine"]
-    fig.suptitle(f"{Path(results['model']).stem}, {m['cores']}-core {m['cpu']}", fontsize=10)
+    fig.suptitle(f"{_model_name(results)}, {m['cores']}-core {m['cpu']}", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -71,6 +142,7 @@ def write_chart(results: dict, path: Path) -> None:
 
 
 def _table(results: dict, workload: str = "completions") -> list[str]:
+    rounds = results["settings"].get("repeats", 1) > 1
     rows = [
         "| c | server | done / failed / cut | req/s | output tok/s | TTFT mean / p50 / p99 (ms) | ITL p50 / p99 (ms) "
         "| TPOT mean / p50 / p99 (ms) | E2E p50 / p99 (s) | tokens/req | counted by | peak RSS (MB) "
@@ -81,6 +153,7 @@ def _table(results: dict, workload: str = "completions") -> list[str]:
         if _workload(cell) != workload:
             continue
         c, label = cell["concurrency"], cell["label"]
+        c = f"{c} (round {cell.get('round', 0) + 1})" if rounds else c
         if "summary" not in cell:
             rows.append(f"| {c} | {label} | failed to run: {cell['error'].splitlines()[0][:120]} |" + " |" * 10)
             continue
@@ -98,30 +171,78 @@ def _table(results: dict, workload: str = "completions") -> list[str]:
     return rows
 
 
+def _lengths(cell: dict) -> dict[int, dict]:
+    """A prompt-lengths cell's figures by prompt length (JSON keeps the lengths as strings)."""
+    return {int(n): r for n, r in cell["prompt_lengths"].items()}
+
+
+def _prompt_table(results: dict) -> list[str]:
+    """Every server's time to a first token by prompt length: best of the repetitions, each round."""
+    rounds = results["settings"].get("repeats", 1) > 1
+    lengths = results["settings"]["prompt_lengths"]
+    rows = [
+        "| server | " + " | ".join(f"{n} tokens: best TTFT (ms), prompt tok/s" for n in lengths) + " | peak RSS (MB) |",
+        "|---|" + "---|" * (len(lengths) + 1),
+    ]
+    for cell in results["cells"]:
+        if _workload(cell) != "prompt-lengths":
+            continue
+        label = cell["label"] + (f" (round {cell.get('round', 0) + 1})" if rounds else "")
+        if "prompt_lengths" not in cell:
+            rows.append(f"| {label} | failed to run: {cell['error'].splitlines()[0][:120]} |" + " |" * len(lengths))
+            continue
+        by_n = _lengths(cell)
+        parts = [
+            f"{_f(by_n[n]['best_ms'])} of {'/'.join(f'{t:.0f}' for t in by_n[n]['ttft_ms'])}, "
+            f"{_f(by_n[n]['prefill_tok_s'])}"
+            if n in by_n
+            else "—"
+            for n in lengths
+        ]
+        rows.append(f"| {label} | " + " | ".join(parts) + f" | {cell['peak_rss_mb']:.0f} |")
+    return rows
+
+
 def _mine(results: dict) -> list[str]:
     """The pocketlm configurations measured in this run (the default and its variants)."""
     return [n for n, _ in _servers(results) if n.startswith("pocketlm")]
+
+
+def _tps_ratios(pairs: list[tuple[dict, dict]]) -> list[float | None]:
+    return [_ratio(a["summary"]["output_throughput"], b["summary"]["output_throughput"]) for a, b in pairs]
+
+
+def _stat_ratios(pairs: list[tuple[dict, dict]], key: str, q: str) -> list[float | None]:
+    return [_ratio(a["summary"][key][q], b["summary"][key][q]) for a, b in pairs]
+
+
+def _ttft_ratios(pairs: list[tuple[dict, dict]], n: int) -> list[float | None]:
+    """pocketlm's best TTFT for a lone n-token prompt ÷ the peer's, round by round."""
+    out = []
+    for a, b in pairs:
+        x, y = _lengths(a).get(n), _lengths(b).get(n)
+        out.append(_ratio(x and x["best_ms"], y and y["best_ms"]))
+    return out
 
 
 def _ratios(results: dict, mine_name: str, workload: str = "completions") -> list[str]:
     cells = _cells(results, workload)
     peers = [(n, label) for n, label in _servers(results, workload) if not n.startswith("pocketlm")]
     rows = [
-        "| c | " + " | ".join(f"vs {label}: tok/s ×, TTFT p50 ×" for _, label in peers) + " |",
+        "| c | " + " | ".join(f"vs {label}: tok/s ×, TTFT p50 ×, ITL p99 ×" for _, label in peers) + " |",
         "|---|" + "---|" * len(peers),
     ]
-    for c in results["settings"]["concurrency"]:
-        mine = cells.get((mine_name, c))
+    for c in _levels(results, workload):
         out = []
         for name, _ in peers:
-            other = cells.get((name, c))
-            if not mine or not other:
+            pairs = _paired(cells, mine_name, name, c)
+            if not pairs:
                 out.append("—")
                 continue
-            a, b = mine["summary"], other["summary"]
-            tps = a["output_throughput"] / b["output_throughput"] if b["output_throughput"] else None
-            ttft = (a["ttft_ms"]["p50"] / b["ttft_ms"]["p50"]) if a["ttft_ms"]["p50"] and b["ttft_ms"]["p50"] else None
-            out.append(f"{_f(tps, '{:.2f}')}×, {_f(ttft, '{:.2f}')}×")
+            out.append(
+                f"{_spread(_tps_ratios(pairs))}, {_spread(_stat_ratios(pairs, 'ttft_ms', 'p50'))}, "
+                f"{_spread(_stat_ratios(pairs, 'itl_ms', 'p99'))}"
+            )
         rows.append(f"| {c} | " + " | ".join(out) + " |")
     return rows
 
@@ -131,36 +252,22 @@ def _targets(results: dict, mine: str) -> list[str]:
     cells = _cells(results)
 
     def get(server, c, *keys):
-        cell = cells.get((server, c))
-        if cell is None:
-            return None
-        value = cell
-        for k in keys:
-            value = value[k]
-        return value
+        return _summary_median(cells[server, c], *keys) if (server, c) in cells else None
 
     def ratio(c, peer):
-        a, b = get(mine, c, "summary", "output_throughput"), get(peer, c, "summary", "output_throughput")
-        return a / b if a is not None and b else None
+        return _median(_tps_ratios(_paired(cells, mine, peer, c)))
 
-    rss = [c["peak_rss_mb"] for c in results["cells"] if c["server"] == mine and "peak_rss_mb" in c]
     ready = [c["first_reply_s"] for c in results["cells"] if c["server"] == mine and c.get("first_reply_s") is not None]
-    ttft1, ttft1_peer = get(mine, 1, "summary", "ttft_ms", "p50"), get("llama-cpp", 1, "summary", "ttft_ms", "p50")
+    ttft1 = _median(_stat_ratios(_paired(cells, mine, "llama-cpp", 1), "ttft_ms", "p50"))
     checks = [
         ("c=1 output tok/s ≥ 1.0× llama-cpp-python", ratio(1, "llama-cpp"), 1.0, "{:.2f}×", True),
-        (
-            "c=1 TTFT p50 no worse than llama-cpp-python (pocketlm ÷ peer)",
-            ttft1 / ttft1_peer if ttft1 and ttft1_peer else None,
-            1.0,
-            "{:.2f}×",
-            False,
-        ),
+        ("c=1 TTFT p50 no worse than llama-cpp-python (pocketlm ÷ peer)", ttft1, 1.0, "{:.2f}×", False),
         ("c=16 output tok/s ≥ 3× llama-cpp-python", ratio(16, "llama-cpp"), 3.0, "{:.2f}×", True),
         ("c=16 output tok/s ≥ 1.5× transformers serve", ratio(16, "transformers"), 1.5, "{:.2f}×", True),
         ("c=16 output tok/s ≥ 10× Flask app", ratio(16, "flask"), 10.0, "{:.2f}×", True),
-        ("c=16 output tok/s ≥ 400", get(mine, 16, "summary", "output_throughput"), 400.0, "{:.0f}", True),
-        ("c=16 TTFT p99 ≤ 1000 ms", get(mine, 16, "summary", "ttft_ms", "p99"), 1000.0, "{:.0f} ms", False),
-        ("peak RSS ≤ 500 MB (max over levels)", max(rss) if rss else None, 500.0, "{:.0f} MB", False),
+        ("c=16 output tok/s ≥ 400", get(mine, 16, "output_throughput"), 400.0, "{:.0f}", True),
+        ("c=16 TTFT p99 ≤ 1000 ms", get(mine, 16, "ttft_ms", "p99"), 1000.0, "{:.0f} ms", False),
+        # Issue 4's "peak RSS ≤ 500 MB" was replaced by issue 27's "≤ llama-server's in the same run" (its table).
         (
             "ready to serve ≤ 3 s after start: first reply (max over starts)",
             max(ready) if ready else None,
@@ -171,9 +278,12 @@ def _targets(results: dict, mine: str) -> list[str]:
     ]
     rows = ["| target | measured | met |", "|---|---|---|"]
     for name, value, bound, fmt, at_least in checks:
-        met = "—" if value is None else ("yes" if (value >= bound if at_least else value <= bound) else "**no**")
-        rows.append(f"| {name} | {_f(value, fmt)} | {met} |")
+        rows.append(f"| {name} | {_f(value, fmt)} | {_met(value, bound, at_least)} |")
     return rows
+
+
+def _met(value, bound, at_least: bool) -> str:
+    return "—" if value is None else ("yes" if (value >= bound if at_least else value <= bound) else "**no**")
 
 
 def _ratio(a, b):
@@ -181,69 +291,139 @@ def _ratio(a, b):
 
 
 def _vs_llama_server(results: dict, mine: str, peer: str) -> list[str]:
-    """pocketlm ÷ llama-server at each (workload, level) of this run: the issue-17 ratios."""
+    """pocketlm ÷ llama-server at each (workload, level) of this run: medians over rounds, tok/s and ITL p99
+    with their range."""
     rows = [
         "| workload | c | output tok/s (pocketlm / llama-server) | tok/s × | TTFT p50 × | TTFT p99 × "
         "| TPOT p50 × | ITL p50 × | ITL p99 × | peak RSS (MB) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for workload in _workloads(results):
+    for workload in _serving(results):
         cells = _cells(results, workload)
-        for c in results["settings"]["concurrency"]:
-            a, b = cells.get((mine, c)), cells.get((peer, c))
-            if not a or not b:
+        for c in _levels(results, workload):
+            pairs = _paired(cells, mine, peer, c)
+            if not pairs:
                 continue
-            sa, sb = a["summary"], b["summary"]
+            a, b = [p[0] for p in pairs], [p[1] for p in pairs]
 
-            def x(k, q, sa=sa, sb=sb):
-                return _f(_ratio(sa[k][q], sb[k][q]), "{:.2f}×")
+            def x(key, q, pairs=pairs):
+                return _f(_median(_stat_ratios(pairs, key, q)), "{:.2f}×")
 
             rows.append(
-                f"| {workload} | {c} | {sa['output_throughput']:.1f} / {sb['output_throughput']:.1f} "
-                f"| **{_f(_ratio(sa['output_throughput'], sb['output_throughput']), '{:.2f}×')}** "
+                f"| {workload} | {c} | {_summary_median(a, 'output_throughput'):.1f} / "
+                f"{_summary_median(b, 'output_throughput'):.1f} | **{_spread(_tps_ratios(pairs))}** "
                 f"| {x('ttft_ms', 'p50')} | {x('ttft_ms', 'p99')} | {x('tpot_ms', 'p50')} "
-                f"| {x('itl_ms', 'p50')} | {x('itl_ms', 'p99')} "
-                f"| {a['peak_rss_mb']:.0f} / {b['peak_rss_mb']:.0f} |"
+                f"| {x('itl_ms', 'p50')} | {_spread(_stat_ratios(pairs, 'itl_ms', 'p99'))} "
+                f"| {max(c['peak_rss_mb'] for c in a):.0f} / {max(c['peak_rss_mb'] for c in b):.0f} |"
             )
     return rows
+
+
+def _prompts_vs(results: dict, mine: str, peer: str) -> list[str]:
+    """pocketlm ÷ llama-server, time to the first token of a lone prompt by its length."""
+    pairs = _paired(_cells(results, "prompt-lengths"), mine, peer, 1)
+    if not pairs:
+        return []
+    rows = [
+        "",
+        "Time to the first token of a lone prompt of random words (max_tokens 1, best of "
+        f"{results['settings'].get('prompt_repeats', 3)} prompts, medians over rounds):",
+        "",
+        "| prompt tokens | TTFT ms (pocketlm / llama-server) | TTFT × | prompt tok/s (pocketlm / llama-server) |",
+        "|---|---|---|---|",
+    ]
+    for n in results["settings"]["prompt_lengths"]:
+        best = [[_lengths(cell).get(n, {}).get("best_ms") for cell in side] for side in zip(*pairs)]
+        speed = [[_lengths(cell).get(n, {}).get("prefill_tok_s") for cell in side] for side in zip(*pairs)]
+        rows.append(
+            f"| {n} | {_f(_median(best[0]))} / {_f(_median(best[1]))} | **{_spread(_ttft_ratios(pairs, n))}** "
+            f"| {_f(_median(speed[0]))} / {_f(_median(speed[1]))} |"
+        )
+    return rows
+
+
+def _peak_rss_ratio(results: dict, mine: str, peer: str) -> float | None:
+    rss = [c["peak_rss_mb"] for c in results["cells"] if c["server"] == mine and "peak_rss_mb" in c]
+    rss_peer = [c["peak_rss_mb"] for c in results["cells"] if c["server"] == peer and "peak_rss_mb" in c]
+    return _ratio(max(rss), max(rss_peer)) if rss and rss_peer else None
 
 
 def _targets_17(results: dict, mine: str, peer: str) -> list[str]:
     """Issue 17's targets against llama-server on the same file, same run."""
     comp, chat = _cells(results, "completions"), _cells(results, "chat")
-
-    def tps(cells, c):
-        a, b = cells.get((mine, c)), cells.get((peer, c))
-        return _ratio(a and a["summary"]["output_throughput"], b and b["summary"]["output_throughput"])
-
-    a, b = chat.get((mine, 16)), chat.get((peer, 16))
-    p99 = (a["summary"]["ttft_ms"]["p99"], b["summary"]["ttft_ms"]["p99"]) if a and b else None
-    rss = [c["peak_rss_mb"] for c in results["cells"] if c["server"] == mine and "peak_rss_mb" in c]
-    rss_peer = [c["peak_rss_mb"] for c in results["cells"] if c["server"] == peer and "peak_rss_mb" in c]
     checks = [
-        ("completions c=1 output tok/s ≥ 1.0× llama-server", tps(comp, 1), 1.0, "{:.2f}×", True),
-        ("completions c=16 output tok/s ≥ 1.0× llama-server", tps(comp, 16), 1.0, "{:.2f}×", True),
-        ("chat c=16 output tok/s ≥ 1.0× llama-server", tps(chat, 16), 1.0, "{:.2f}×", True),
+        ("completions c=1 output tok/s ≥ 1.0× llama-server", _tps_ratios(_paired(comp, mine, peer, 1)), 1.0, True),
+        ("completions c=16 output tok/s ≥ 1.0× llama-server", _tps_ratios(_paired(comp, mine, peer, 16)), 1.0, True),
+        ("chat c=16 output tok/s ≥ 1.0× llama-server", _tps_ratios(_paired(chat, mine, peer, 16)), 1.0, True),
         (
             "chat c=16 TTFT p99 ≤ llama-server's (pocketlm ÷ llama-server)",
-            _ratio(*p99) if p99 else None,
+            _stat_ratios(_paired(chat, mine, peer, 16), "ttft_ms", "p99"),
             1.0,
-            "{:.2f}×",
             False,
         ),
         (
             "peak RSS ≤ llama-server's (max over levels, pocketlm ÷ llama-server)",
-            _ratio(max(rss), max(rss_peer)) if rss and rss_peer else None,
+            [_peak_rss_ratio(results, mine, peer)],
             1.0,
-            "{:.2f}×",
             False,
         ),
     ]
-    rows = ["| target | measured | met |", "|---|---|---|"]
-    for name, value, bound, fmt, at_least in checks:
-        met = "—" if value is None else ("yes" if (value >= bound if at_least else value <= bound) else "**no**")
-        rows.append(f"| {name} | {_f(value, fmt)} | {met} |")
+    return _checks_table(checks)
+
+
+def _checks_table(checks: list[tuple[str, list, float, bool]]) -> list[str]:
+    """Each target met or not by the median of its round-by-round ratios (— where the run lacks the data)."""
+    rows = ["| target | measured (median, range over rounds) | met |", "|---|---|---|"]
+    for name, values, bound, at_least in checks:
+        rows.append(f"| {name} | {_spread(values)} | {_met(_median(values), bound, at_least)} |")
     return rows
+
+
+def _targets_27(results: dict, mine: str, peer: str) -> list[str]:
+    """Issue 27's "must show": every cell at least llama-server's, smooth streams, lone prompts as fast."""
+    comp, chat, sampled = (_cells(results, w) for w in ("completions", "chat", "sampled"))
+    prompts = _cells(results, "prompt-lengths")
+    checks = [
+        ("completions c=1 greedy output tok/s ≥ 1.0×", _tps_ratios(_paired(comp, mine, peer, 1)), 1.0, True),
+        ("completions c=1 sampled output tok/s ≥ 1.0×", _tps_ratios(_paired(sampled, mine, peer, 1)), 1.0, True),
+    ]
+    checks += [
+        (f"completions c={c} output tok/s ≥ 1.0×", _tps_ratios(_paired(comp, mine, peer, c)), 1.0, True)
+        for c in _levels(results, "completions")
+        if c != 1
+    ]
+    checks += [
+        (f"chat c={c} output tok/s ≥ 1.0×", _tps_ratios(_paired(chat, mine, peer, c)), 1.0, True)
+        for c in _levels(results, "chat")
+    ]
+    checks += [
+        (
+            f"completions c={c} ITL p99 ≤ {ITL_P99_BOUND}× llama-server's",
+            _stat_ratios(_paired(comp, mine, peer, c), "itl_ms", "p99"),
+            ITL_P99_BOUND,
+            False,
+        )
+        for c in (16, 32)
+    ]
+    checks += [
+        (
+            f"TTFT of a lone {n}-token prompt ≤ llama-server's",
+            _ttft_ratios(_paired(prompts, mine, peer, 1), n),
+            1.0,
+            False,
+        )
+        for n in results["settings"].get("prompt_lengths", [])
+    ]
+    checks += [
+        ("peak RSS ≤ llama-server's (max over the run)", [_peak_rss_ratio(results, mine, peer)], 1.0, False),
+        (
+            "completions c=1 output tok/s ≥ 1.0× llama-server with its n-gram drafts",
+            _tps_ratios(_paired(comp, mine, NGRAM_PEER, 1)),
+            1.0,
+            True,
+        ),
+    ]
+    return _checks_table(checks)
 
 
 def _rel(target: Path, start: Path) -> str:
@@ -373,29 +553,26 @@ def speech_section(results_path: Path) -> list[str]:
     return lines
 
 
-def write_report(results: dict, path: Path, chart: Path, results_path: Path) -> None:
-    m, v, s = results["machine"], results["versions"], results["settings"]
-    prompt_tokens = results["prompt_tokens"]
-    commands = {}
-    for cell in results["cells"]:
-        if "command" in cell:
-            commands.setdefault(cell["label"], cell["command"])
-    errors = [c for c in results["cells"] if "error" in c]
-    busy = [c["cpu_busy_before"] for c in results["cells"] if "cpu_busy_before" in c]
+def write_report(runs: list[dict], path: Path, chart: Path, results_path: Path) -> None:
+    """BENCHMARKS.md: the setup once, then each model's comparison (`runs`: one run per model)."""
+    first = runs[0]
+    m, v = first["machine"], first["versions"]
+    busy = [c["cpu_busy_before"] for r in runs for c in r["cells"] if "cpu_busy_before" in c]
     lines = [
         "# pocketlm serving benchmark",
         "",
-        f"Run {results['started']} ({results['duration_min']:.0f} min) with `{results['command']}` "
+        f"Run {first['started']} ({sum(r['duration_min'] for r in runs):.0f} min) with `{first['command']}` "
         f"(`make bench` runs the full default). Raw numbers: `{_rel(results_path, path.parent)}`; "
-        "harness: `benchmarks/`.",
+        "harness: `benchmarks/`."
+        + (f" Models, in turn: {', '.join(_model_name(r) for r in runs)}." if runs[1:] else ""),
         "",
         f"![output tok/s and p50 TTFT vs concurrency]({_rel(chart, path.parent)})",
         "",
         (
-            f"**A reduced run**: servers not run this time: {', '.join(results['not_run'])} "
-            f"(`make bench` runs all of them); levels: {', '.join(map(str, results['settings']['concurrency']))}; "
-            f"workloads: {', '.join(_workloads(results))}.\n"
-            if results.get("not_run")
+            f"**A reduced run**: servers not run this time: {', '.join(first['not_run'])} "
+            f"(`make bench` runs all of them); levels: {', '.join(map(str, first['settings']['concurrency']))}; "
+            f"workloads: {', '.join(_workloads(first))}.\n"
+            if first.get("not_run")
             else None
         ),
         *_busy_warning(busy),
@@ -407,14 +584,37 @@ def write_report(results: dict, path: Path, chart: Path, results_path: Path) -> 
         if busy
         else "",
         "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
-        f"- Model: `{Path(results['model']).name}` (SmolLM2-135M-Instruct) for the llama.cpp-based servers; the same "
-        "file dequantized to fp32 safetensors (`benchmarks/hf_weights.py`) for the torch-based ones."
+        *_workload_lines(first),
+        "- Each server is started fresh for each level, warmed up with one 16-token request, measured, stopped. "
+        "At each level all servers run back to back (order rotated between levels and rounds) because this VM's "
+        "speed drifts 20–30% within an hour."
         + (
-            f" pocketlm runs it requantized, `{Path(results['served_file']).name}`, and so does `llama-server`; "
-            "`llama-server on the GGUF file as it is` runs the shipped file."
-            if results.get("served_file")
+            f" Every (workload, level) ran in {first['settings']['repeats']} rounds: ratios are taken round by round "
+            "and quoted as the median (min–max)."
+            if first["settings"].get("repeats", 1) > 1
             else ""
         ),
+        "- Metrics as vLLM's `bench serve`: TTFT = time to the first streamed text; "
+        "ITL = gaps between streamed chunks; "
+        "TPOT = (e2e − TTFT) / (tokens − 1); output tok/s = tokens of completed requests / wall time of the level. "
+        "Output tokens: the server's own streamed `usage` count; else max_tokens when it reports finish_reason "
+        "`length`; else the streamed text re-tokenized with the model's tokenizer (column `counted by`). "
+        "The Flask app does not stream: its TTFT is its whole latency, and ITL/TPOT do not exist.",
+        "- Peak RSS is VmHWM of the server's process tree; ready = start of the process to the first 200 from its "
+        "readiness URL; first reply = start of the process to the end of the 16-token warm-up request.",
+    ]
+    for i, results in enumerate(runs):
+        lines += _run_lines(results, path, chart_path(chart, i, results), extra=i > 0)
+    lines += _tasks_section(Path(__file__).parent / "tasks_results.json")
+    lines += speech_section(Path(__file__).parent / "speech_results.json")
+    lines += ["", "Levers tried and what they moved: `benchmarks/NOTES.md`.", ""]
+    path.write_text("\n".join(line for line in lines if line is not None) + _measured_apart(path))
+
+
+def _workload_lines(results: dict) -> list[str | None]:
+    """How each workload is made and sent (the same for every model; token counts by the first model's tokenizer)."""
+    s, prompt_tokens = results["settings"], results["prompt_tokens"]
+    lines = [
         f"- Workload `completions`: {len(prompt_tokens)} fixed prompts of {min(prompt_tokens)}–{max(prompt_tokens)} "
         "tokens from Hamlet/Othello (the dataset `shakespeare:valid`), cycled in order, `/v1/completions`; "
         f"{s['max_tokens']} new tokens per request, "
@@ -424,21 +624,52 @@ def write_report(results: dict, path: Path, chart: Path, results_path: Path) -> 
         "(a slow server finishes the requests it was sent; then "
         f'"done" is below the planned count); requests still running after {s["time_limit_s"]:.0f} s are cut.',
         _chat_line(results),
-        "- Each server is started fresh for each level, warmed up with one 16-token request, measured, stopped. "
-        "At each level all servers run back to back (order rotated between levels) because this VM's speed drifts "
-        "20–30% within an hour.",
-        "- Metrics as vLLM's `bench serve`: TTFT = time to the first streamed text; "
-        "ITL = gaps between streamed chunks; "
-        "TPOT = (e2e − TTFT) / (tokens − 1); output tok/s = tokens of completed requests / wall time of the level. "
-        "Output tokens: the server's own streamed `usage` count; else max_tokens when it reports finish_reason "
-        "`length`; else the streamed text re-tokenized with the model's tokenizer (column `counted by`). "
-        "The Flask app does not stream: its TTFT is its whole latency, and ITL/TPOT do not exist.",
-        "- Peak RSS is VmHWM of the server's process tree; ready = start of the process to the first 200 from its "
-        "readiness URL; first reply = start of the process to the end of the 16-token warm-up request.",
+    ]
+    if "sampled" in _workloads(results):
+        fields = ", ".join(f"{k} {val}" for k, val in s["sampled"].items())
+        lines.append(
+            f"- Workload `sampled`: the completions requests as a chat UI sends them: {fields}, no top_k (OpenAI's "
+            "fields; each server applies its own defaults to the rest), request i seeded with i; at "
+            f"c = {', '.join(map(str, s['sampled_concurrency']))}."
+        )
+    if "prompt-lengths" in _workloads(results):
+        lines.append(
+            f"- Workload `prompt-lengths`: one request at a time, prompts of "
+            f"{' / '.join(map(str, s['prompt_lengths']))} tokens of words drawn at random from the corpus (new to "
+            f"the server: no prompt cache helps), `max_tokens` 1: the request's latency is its time to a first "
+            f"token; {s['prompt_repeats']} prompts per length, the best counts."
+        )
+    return lines
+
+
+def _run_lines(results: dict, path: Path, chart: Path, extra: bool) -> list[str]:
+    """One model's part of the report: its files, commands, ratios, targets and raw results."""
+    title = f"{_model_name(results)}: " if extra else ""
+    served = results.get("served_file")
+    model_file = Path(results["model"]).name
+    lines = [
         "",
-        "## Commands",
+        f"## {title}Model and commands" if extra else "## Model and commands",
+        "",
+        *(
+            [f"![{_model_name(results)}: output tok/s and p50 TTFT vs concurrency]({_rel(chart, path.parent)})", ""]
+            if extra
+            else []
+        ),
+        f"Model `{_model_name(results)}`: the file `{model_file}` for the llama.cpp-based servers; the same file "
+        "dequantized to fp32 safetensors (`benchmarks/hf_weights.py`) for the torch-based ones."
+        + (
+            f" pocketlm runs it requantized, `{Path(served).name}`, and so does `llama-server`; "
+            "the `... on the GGUF file as it is` servers run the file as shipped."
+            if served and Path(served).name != model_file
+            else " pocketlm and llama-server both run it as it is."
+        ),
         "",
     ]
+    commands = {}
+    for cell in results["cells"]:
+        if "command" in cell:
+            commands.setdefault(cell["label"], cell["command"])
     lines += [f"- {label}: `{cmd}`" for label, cmd in commands.items()]
     mine = _mine(results)
     servers = {n for n, _ in _servers(results)}
@@ -447,7 +678,7 @@ def write_report(results: dict, path: Path, chart: Path, results_path: Path) -> 
         if mine_name in servers and peer in servers:
             lines += [
                 "",
-                f"## {labels[mine_name]} ÷ {labels[peer]}, same run",
+                f"## {title}{labels[mine_name]} ÷ {labels[peer]}, same run",
                 "",
                 "Each ratio is pocketlm's figure ÷ llama-server's, measured back to back at the same level: "
                 "tok/s above 1 = pocketlm faster; TTFT, TPOT, ITL below 1 = pocketlm sooner. A server that "
@@ -455,40 +686,50 @@ def write_report(results: dict, path: Path, chart: Path, results_path: Path) -> 
                 "(time per token after the first) is the per-token measure.",
                 "",
             ]
-            lines += _vs_llama_server(results, mine_name, peer)
+            lines += _vs_llama_server(results, mine_name, peer) + _prompts_vs(results, mine_name, peer)
+            if (mine_name, peer) == ("pocketlm", "llama-server"):
+                lines += ["", f"### {title}Targets (issue 27): {labels[mine_name]} ÷ {labels[peer]}", ""]
+                lines += _targets_27(results, mine_name, peer)
             if (mine_name, peer) in SAME_FILE:
-                lines += ["", f"### Targets (issue 17): {labels[mine_name]}", ""] + _targets_17(
+                lines += ["", f"### {title}Targets (issue 17): {labels[mine_name]}", ""] + _targets_17(
                     results, mine_name, peer
                 )
     for workload in _workloads(results):
-        lines += ["", f"## Results: {workload}", ""] + _table(results, workload)
+        table = _prompt_table(results) if workload == "prompt-lengths" else _table(results, workload)
+        lines += ["", f"## {title}Results: {workload}", ""] + table
     if not mine:
         lines += ["", "pocketlm was not measured in this run: no ratios, no targets."]
     for name in mine:
         lines += [
             "",
-            f"## {name} vs each peer (completions, same level, same run)",
+            f"## {title}{name} vs each peer (completions, same level, same run)",
             "",
             f"tok/s ×: {name}'s output tok/s ÷ the peer's (above 1 = pocketlm faster). "
-            f"TTFT p50 ×: {name}'s p50 TTFT ÷ the peer's (below 1 = pocketlm answers sooner).",
+            f"TTFT p50 ×: {name}'s p50 TTFT ÷ the peer's (below 1 = pocketlm answers sooner). "
+            "ITL p99 ×: the same for the 99th percentile of the gaps between streamed chunks (below 1 = smoother).",
             "",
         ]
         lines += _ratios(results, name)
-        if "chat" in _workloads(results):
-            lines += ["", f"Chat workload, {name} vs each peer:", ""] + _ratios(results, name, "chat")
-        lines += ["", f"### Targets (issue 4) for {name}", ""] + _targets(results, name)
+        for workload in _serving(results)[1:]:
+            lines += ["", f"Workload {workload}, {name} vs each peer:", ""] + _ratios(results, name, workload)
+        lines += ["", f"### {title}Targets (issue 4) for {name}", ""] + _targets(results, name)
+    errors = [c for c in results["cells"] if "error" in c]
     if errors:
-        lines += ["", "## Servers that failed", ""]
+        lines += ["", f"## {title}Servers that failed", ""]
         lines += [f"- {c['label']} at c={c['concurrency']}: {c['error'].splitlines()[0]}" for c in errors]
     notes = [
         (c["label"], c["concurrency"], e) for c in results["cells"] if "summary" in c for e in c["summary"]["errors"]
     ]
+    notes += [
+        (c["label"], f"{n} tokens", e)
+        for c in results["cells"]
+        if "prompt_lengths" in c
+        for n, r in c["prompt_lengths"].items()
+        for e in r["errors"]
+    ]
     if notes:
-        lines += ["", "## Request errors seen", ""] + [f"- {label} c={c}: `{e}`" for label, c, e in notes]
-    lines += _tasks_section(Path(__file__).parent / "tasks_results.json")
-    lines += speech_section(Path(__file__).parent / "speech_results.json")
-    lines += ["", "Levers tried and what they moved: `benchmarks/NOTES.md`.", ""]
-    path.write_text("\n".join(line for line in lines if line is not None) + _measured_apart(path))
+        lines += ["", f"## {title}Request errors seen", ""] + [f"- {label} c={c}: `{e}`" for label, c, e in notes]
+    return lines
 
 
 MEASURED_APART = "<!-- Measured apart."

@@ -35,9 +35,12 @@ class FakeBackend(Backend):
         n_ctx: int = 128,
         chat_template: str | None = None,
         step_seconds: float = 0.0,
+        row_seconds: float = 0.0,
         path: str = "",
     ):
         self.step_seconds = step_seconds  # > 0: a slow model, for timeouts and shutdowns mid-request
+        self.row_seconds = row_seconds  # > 0: each row (token) adds to a pass, as on a real model
+        self.passes: list[list[Chunk]] = []  # every forward's batch, in order: what the scheduler planned
         self.script = list(script.encode("utf-8")) + [EOS]
         self.slots, self.n_ctx = slots, n_ctx
         self.eog_ids = frozenset({EOS})
@@ -72,7 +75,8 @@ class FakeBackend(Backend):
         return {BOS: b"", EOS: b""}.get(token) if token >= 256 else bytes([token])
 
     def forward(self, chunks: list[Chunk]) -> np.ndarray:
-        time.sleep(self.step_seconds)
+        self.passes.append(list(chunks))
+        time.sleep(self.step_seconds + self.row_seconds * sum(len(c.tokens) for c in chunks))
         rows = []
         for chunk in chunks:
             cache = self.cache[chunk.slot]
@@ -113,6 +117,7 @@ def fake_engine(
     slots: int = 4,
     n_ctx: int = 128,
     step_seconds: float = 0.0,
+    row_seconds: float = 0.0,
     max_queue: int = EngineConfig.max_queue,
     path: str = "",
     **limits,
@@ -120,7 +125,9 @@ def fake_engine(
     """A started engine on a FakeBackend; ``limits`` fill ``Limits`` (max_prompt_tokens=..., max_n=...).
 
     ``path``: the model directory ``engine.info.path`` names (what the inspection routes open on torch)."""
-    backend = FakeBackend(script, slots=slots, n_ctx=n_ctx, step_seconds=step_seconds, path=path)
+    backend = FakeBackend(
+        script, slots=slots, n_ctx=n_ctx, step_seconds=step_seconds, row_seconds=row_seconds, path=path
+    )
     engine = Engine(backend, EngineConfig(slots=slots, n_ctx=n_ctx, max_queue=max_queue, limits=Limits(**limits)))
     engine.start()
     try:

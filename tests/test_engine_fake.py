@@ -151,3 +151,52 @@ def test_a_backend_failure_while_admitting_fails_that_request_and_the_engine_goe
 def test_max_queue_zero_still_serves_whoever_finds_a_free_slot():
     with fake_engine(SCRIPT, slots=1, max_queue=0) as eng:
         assert run(eng.complete("Hi", SamplingParams(max_new_tokens=2))).samples[0].text == SCRIPT[:2]
+
+
+def test_prompts_beside_a_running_stream_are_read_within_the_step_budget():
+    """While a stream decodes, one long prompt is read a little per step, each step within STALL times the
+    stream's own step by the costs the engine measured; prompts that would start more streams than decode are
+    read whole at once (a wave), as is a prompt nobody waits beside."""
+    # A pass costs 20 ms + 0.1 ms a row: the stream's 1-row step ~20.1 ms, so 1.5x that holds ~100 rows.
+    # The script never repeats three tokens in a row (nothing to draft: one row per step for the stream) and has
+    # none of the prompts' letters.
+    script = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijklmnopqrstuv"
+    with fake_engine(script, n_ctx=1024, step_seconds=0.02, row_seconds=0.0001) as eng:
+
+        async def scenario():
+            stream = eng.submit("Go", SamplingParams(temperature=0))
+            seen = 0
+            async for ev in stream:
+                seen += isinstance(ev, TextDelta) and bool(ev.token_ids)
+                if seen == 3:  # the stream decodes: one long prompt arrives, then two at once
+                    await eng.complete("x" * 600, SamplingParams(max_new_tokens=1))
+                    await asyncio.gather(*(eng.complete(c * 600, SamplingParams(max_new_tokens=1)) for c in "yz"))
+            await eng.complete("w" * 600, SamplingParams(max_new_tokens=1))  # alone
+
+        run(asyncio.wait_for(scenario(), timeout=60))
+        passes = eng.backend.passes
+
+    def reading(letter):
+        return [p for p in passes if any(c.tokens[-1] == ord(letter) and c.n_logits <= 1 for c in p)]
+
+    beside = reading("x")
+    assert 4 <= len(beside) <= 40  # read whole, it would take one pass
+    for p in beside:
+        assert sum(len(c.tokens) for c in p) <= 150  # ~100 by the costs; slack for a busy machine's sleeps
+        assert len(p) >= 2  # and the stream got its token in each
+    assert len({id(p) for p in reading("y") + reading("z")}) <= 2  # a wave: read whole (one pass, or two by timing)
+    assert [sum(len(c.tokens) for c in p) for p in reading("w")] in ([600], [601])  # BOS: cached or not
+
+
+def test_logprobs_are_the_models_own_when_the_sampler_changes_the_row(engine):
+    """The engine samples from the pass's rows in place (penalties, banned tokens): logprobs are read first.
+
+    Past the script the model wants EOS; ignore_eos bans it, so both samples (two rows side by side in one
+    pass) take the alternative, reported with the model's own logprob (LEAD / 2 below EOS), EOS on top."""
+    params = SamplingParams(temperature=0, n=2, max_new_tokens=len(SCRIPT) + 3, ignore_eos=True, logprobs=1)
+    for sample in run(engine.complete("Hi", params)).samples:
+        past = sample.logprobs[len(SCRIPT) :]
+        assert [lp.token_id for lp in past] == [ALTERNATIVE] * 3
+        for lp in past:
+            assert lp.logprob == pytest.approx(-15.0, abs=1e-3) and lp.top[0].token_id == EOS
+            assert lp.top[0].logprob == pytest.approx(0.0, abs=1e-3)

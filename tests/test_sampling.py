@@ -83,3 +83,27 @@ def test_repetition_penalty_covers_the_prompt():
     logits[[4, 6]] = [2.0, 1.9]
     sampler = Sampler(SamplingParams(temperature=0, repetition_penalty=1.5), [4], 0, frozenset())
     assert int(sample(logits[None, :], [sampler])[0]) == 6
+
+
+def _nucleus_by_full_sort(logits, p):
+    """top-p by definition: every token sorted (ties by id), the shortest run from the top reaching top_p."""
+    probs = np.exp(logits / p.temperature - (logits / p.temperature).max())
+    probs /= probs.sum()
+    order = np.argsort(-probs, kind="stable")
+    cut = int(np.searchsorted(np.cumsum(probs[order]), p.top_p, side="left")) + 1
+    return order[:cut]
+
+
+def test_top_p_keeps_exactly_the_nucleus_of_a_full_sort_flat_or_peaked_ties_included():
+    from pocketlm.engine.sampling import distribution
+
+    rng = np.random.default_rng(0)
+    for spread, ties in ((0.5, False), (3.0, False), (8.0, False), (4.0, True)):
+        logits = (rng.standard_normal(49152) * spread).astype(np.float32)
+        if ties:  # many tokens share a logit, at the nucleus's edge too
+            logits = np.round(logits, 1)
+        params = SamplingParams(temperature=0.8, top_p=0.95)
+        ids, probs = distribution(logits, Sampler(params, [], 0, frozenset()))
+        expected = _nucleus_by_full_sort(logits, params)
+        assert np.array_equal(ids, expected), (spread, ties, ids.size, expected.size)
+        assert abs(probs.sum() - 1) < 1e-9

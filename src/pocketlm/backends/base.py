@@ -66,7 +66,8 @@ class Backend(ABC):
     def forward(self, chunks: list[Chunk]) -> np.ndarray:
         """Run one batch; return float32 logits, one row per requested position, in chunk order.
 
-        The array may be a view of the backend's own buffer, valid until the next ``forward``.
+        The array may be a view of the backend's own buffer, valid until the next ``forward``; the engine
+        samples from it in place (penalties and banned tokens change its rows), so it must be writable.
         """
 
     @abstractmethod

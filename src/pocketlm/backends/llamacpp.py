@@ -32,13 +32,17 @@ KV_BYTES = {"f16": 2.0, "q8_0": 34 / 32}  # bytes per value: q8_0 stores 32 valu
 def _kv_types(kv_type: str, slots: int, head_dim: int) -> tuple[str, str]:
     """The KV cache's key and value types.
 
-    Serving many slots, the KV cache is most of the memory, and q8_0 holds it in about half of f16's
-    bytes (KV_BYTES), a little slower, greedy text alone vs batched still identical (measured:
-    benchmarks/NOTES.md, "KV cache type"). "auto" takes q8_0 then, and f16 for one slot (evaluation, the CLI)
-    for exact numbers. q8_0 stores whole blocks of 32 values, so heads must be a multiple of that wide.
+    Serving many slots, "auto" stores keys as q8_0 and values as f16: keys in q8_0 keep a slot's logits
+    the same whatever shares its pass (llama.cpp's attention then takes one path for every batch; with
+    f16 keys and values it switches to a tiled kernel from 64 rows and a split one for a lone sequence
+    past 256 cells, which round differently), and f16 values make attention cheaper than q8_0's, which
+    are dequantized key by key: faster decoding at long contexts and at 16 streams, and long prompts
+    (measured: benchmarks/NOTES.md, "KV cache type" and issue 27). It takes 3/4 of f16's memory, still
+    less than llama-server's whole process. One slot (evaluation, the CLI) keeps f16 for exact numbers.
+    q8_0 stores whole blocks of 32 values, so heads must be a multiple of that wide.
     """
     if kv_type == "auto":
-        kv_type = "q8_0" if slots > 1 and head_dim % 32 == 0 else "f16"
+        kv_type = "q8_0/f16" if slots > 1 and head_dim % 32 == 0 else "f16"
     keys, _, values = kv_type.partition("/")
     if "q8_0" in (keys, values) and head_dim % 32:
         raise InvalidParameter(
@@ -178,7 +182,7 @@ class LlamaCppBackend(Backend):
             if start + self.n_batch < len(items):  # the next call overwrites llama.cpp's logits buffer
                 rows[-1] = rows[-1].copy()
         if len(rows) == 1:
-            return rows[0]  # a view of llama.cpp's buffer: the engine copies the rows it samples from
+            return rows[0]  # a view of llama.cpp's buffer (writable): the engine samples from its rows in place
         return np.concatenate(rows) if rows else np.empty((0, self.n_vocab), np.float32)
 
     def _decode(self, items) -> np.ndarray:

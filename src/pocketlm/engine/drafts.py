@@ -9,49 +9,71 @@ itself does the guessing). The text does not change: llama.cpp computes each row
 pass exactly as it computes that row alone (bit-identical logits, tested), and every
 kept token is the one the sample's own sampler chose, its random draws included.
 
-A wrong draft costs the compute of its rows, so a sample whose draft failed entirely
-waits 1, 3, 7, ... steps before drafting again, and fluent text that rarely repeats
-itself is left alone.
+A wrong draft costs the compute of its rows, so drafting is a bet, made step by step:
+each sample learns how often its guesses come true (every guess is checked against the
+tokens that follow, whether or not it was sent, so this costs nothing), and the step
+drafts as many tokens as make the most tokens per second under the step costs the
+engine measured (engine/costs.py). Greedy text that repeats itself gets drafts; fluent
+sampled prose, or a step of many streams whose rows already fill the cores, does not.
 """
 
 from __future__ import annotations
 
+from pocketlm.engine.costs import StepCosts
+
 # Tokens that must match. Shorter n-grams draft more often and more wrongly: sampled text then ran slower than
 # with no drafts at all, while 3 kept about even there and gained most on greedy text (benchmarks/NOTES.md).
 NGRAM = 3
-_MAX_PAUSE_DOUBLINGS = 5  # at most 31 steps without drafting after repeated misses
-
-# Draft tokens fill a step up to this many rows. While a step has few rows the cores have room and a drafted
-# row costs little beside them, so drafts pay at one stream when about half of them are kept; from 8 samples
-# on the step's own rows keep the cores busy and every extra row costs nearly a full one (step costs measured
-# by benchmarks/drafts.py, figures in benchmarks/NOTES.md).
-DRAFT_ROWS = 8
+# What a sample is assumed to keep before its own guesses say otherwise: about the middle of what was measured
+# (a guessed token came true 86% of the time on greedy text, 35% at temperature 0.8: benchmarks/NOTES.md). Each
+# guessed token then moves the estimate a fifth of the way to what happened.
+PRIOR = 0.5
+_LEARNING = 0.2
+# A draft must promise this many times the tokens per second of the step without it: what the costs do not
+# show (a step of new shape rebuilds llama.cpp's graph, each drafted row is sampled in Python, samples that
+# keep different numbers of tokens finish apart) was worth more than 5% at 16 streams (benchmarks/NOTES.md).
+MARGIN = 1.1
 
 
 class Drafter:
-    """One sample's text (prompt + tokens so far) and where each of its n-grams last occurred."""
+    """One sample's text (prompt + tokens so far), where each of its n-grams last occurred, and how often
+    its guesses came true."""
 
     def __init__(self, prompt: list[int], ngram: int = NGRAM):
         self.tokens = list(prompt)
         self.ngram = ngram
         self._next: dict[tuple[int, ...], int] = {}  # n-gram -> the position right after its latest occurrence
         self._indexed = ngram  # positions below this have their preceding n-gram in _next
-        self._misses = 0
-        self._pause = 0
+        self._guess: list[int] = []  # the guess being checked against the tokens that follow
+        self._checked = 0  # how many of its tokens came true so far
+        self.kept = PRIOR  # chance that a guessed token is the next one, when the guessed ones before it were
 
     def append(self, token: int) -> None:
         self.tokens.append(token)
+        if self._guess:
+            hit = token == self._guess[self._checked]
+            self.kept += _LEARNING * (hit - self.kept)
+            self._checked += 1
+            if not hit or self._checked == len(self._guess):
+                self._guess = []
 
     def draft(self, most: int) -> list[int]:
-        """Up to ``most`` tokens that followed the last time the text ended as it ends now."""
+        """Up to ``most`` tokens that followed the last time the text ended as it ends now.
+
+        A guess stands until the tokens that follow settle it: while they agree with it, what is
+        left of it is the draft."""
         if most <= 0:
             return []
-        if self._pause:
-            self._pause -= 1
-            return []
-        tokens = self._index()
-        start = self._next.get(tuple(tokens[-self.ngram :]))
-        return tokens[start : start + most] if start is not None else []
+        if not self._guess:
+            tokens = self._index()
+            start = self._next.get(tuple(tokens[-self.ngram :]))
+            self._guess, self._checked = (tokens[start : start + most] if start is not None else []), 0
+        return self._guess[self._checked : self._checked + most]
+
+    def expected(self, k: int) -> float:
+        """Tokens expected to be kept of a k-token draft: the first with chance ``kept``, each next one only
+        if the ones before it were."""
+        return sum(self.kept**i for i in range(1, k + 1))
 
     def _index(self) -> list[int]:
         # The n-gram ending at the very end is looked up before it is indexed, so a match is always an
@@ -62,30 +84,32 @@ class Drafter:
         self._indexed = max(self._indexed, len(tokens))
         return tokens
 
-    def checked(self, drafted: int, accepted: int) -> None:
-        """How the last draft fared: a draft rejected whole pauses drafting, twice as long each time in a row."""
-        if accepted:
-            self._misses = 0
-        elif drafted:
-            self._misses += 1
-            self._pause = 2 ** min(self._misses, _MAX_PAUSE_DOUBLINGS) - 1
 
-
-def step_drafts(wanted: list[tuple[Drafter, int]], draft_tokens: int) -> list[list[int]]:
-    """Each decoding sample's draft for one step, all of one length, within the step's spare rows.
+def step_drafts(wanted: list[tuple[Drafter, int]], draft_tokens: int, costs: StepCosts | None) -> list[list[int]]:
+    """Each decoding sample's draft for one step, all of one length: the length that pays most.
 
     ``wanted`` holds each sample's drafter and the most tokens it may still take (its token limit and
     its context, less the token the step decodes anyway); ``draft_tokens`` is --draft-tokens.
     llama.cpp computes a batch in one pass only when every slot brings as many rows (each slot's
     cache is a stream of its own, and a pass takes an equal share from each): so a step drafts only
-    when every sample has a draft, each cut to the shortest. At 4 streams, drafts of unequal length
-    split steps in two and made them slower than no drafts at all (benchmarks/NOTES.md).
+    as far as every sample has a draft. At 4 streams, drafts of unequal length split steps in two and
+    made them slower than no drafts at all (benchmarks/NOTES.md). Of the lengths possible, the one
+    with the most tokens expected per second of step: the tokens each sample is expected to keep plus
+    the one it decodes anyway, over the measured cost of that many rows, by a MARGIN more than without
+    (``costs``; None: the longest).
     """
-    if not wanted:
-        return []
-    most = min(draft_tokens, (DRAFT_ROWS - len(wanted)) // len(wanted))
-    if most <= 0:  # no spare rows, or drafting off: no drafter is asked (one that is would draft nothing)
+    if not wanted or draft_tokens <= 0:  # drafting off: no drafter is asked (one that is would start a guess)
         return [[] for _ in wanted]
-    drafts = [drafter.draft(min(most, room)) for drafter, room in wanted]
-    k = min(map(len, drafts))
-    return [d[:k] for d in drafts]
+    drafts = [drafter.draft(min(draft_tokens, room)) for drafter, room in wanted]
+    longest = min(map(len, drafts))
+    if costs is None:
+        return [d[:longest] for d in drafts]
+    n, best, best_rate = len(wanted), 0, 0.0
+    for k in range(longest + 1):
+        cost = costs.estimate(n * (1 + k))
+        if cost is None:  # nothing measured yet: no bet
+            break
+        rate = sum(1 + drafter.expected(k) for drafter, _ in wanted) / max(cost, 1e-9) / (MARGIN if k else 1.0)
+        if rate > best_rate:
+            best, best_rate = k, rate
+    return [d[:best] for d in drafts]

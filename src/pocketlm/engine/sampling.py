@@ -2,7 +2,7 @@
 
 Sampling runs every step for every sample, so the common cases stay cheap:
 greedy rows take one ``argmax`` over the batch, and the nucleus (top-p) is
-found among the few hundred most likely tokens instead of sorting the whole
+found by sorting only the tokens that can be in it, never the whole
 vocabulary. Each sample owns its random generator, seeded from the request,
 so a seeded request samples the same text alone or batched with others.
 """
@@ -15,7 +15,10 @@ import numpy as np
 
 from pocketlm.engine.params import SamplingParams
 
-_NUCLEUS_CANDIDATES = 256  # top-p looks here first; falls back to a full sort if mass is short
+# top-p first sorts the 256 most likely tokens, then 8 times more while their mass is short of top_p: a
+# flat distribution (a small model at temperature 0.8) can need thousands, a sort of all 49k tokens cost ~4 ms.
+_NUCLEUS_CANDIDATES = 256
+_NUCLEUS_GROWTH = 8
 _BLOCK = 1024  # plain sampling finds its token block by block
 
 
@@ -64,7 +67,9 @@ def sample(logits: np.ndarray, samplers: list[Sampler]) -> np.ndarray:
     for row, s in enumerate(samplers):
         s.adjust(logits[row])
     greedy = np.array([s.params.greedy for s in samplers], dtype=bool)
-    if greedy.any():
+    if greedy.all():  # no copy of the rows (16 x 49k floats is 3 MB)
+        tokens[:] = np.argmax(logits, axis=-1)
+    elif greedy.any():
         tokens[greedy] = np.argmax(logits[greedy], axis=-1)
     plain = np.array([not g and s.params.top_k == 0 and s.params.top_p == 1.0 for g, s in zip(greedy, samplers)])
     if plain.all():  # the usual batch: no row copies
@@ -125,14 +130,25 @@ def _sample_row(logits: np.ndarray, s: Sampler) -> int:
 
 
 def _filtered(logits: np.ndarray, p: SamplingParams) -> tuple[np.ndarray, np.ndarray]:
-    """Temperature, top-k, min-p and top-p on one row: the kept ids, in draw order, and their probabilities."""
-    ids, probs = _candidates(logits / p.temperature, p.top_k)
+    """Temperature, top-k, min-p and top-p on one row: the kept ids, in draw order, and their probabilities.
+
+    Whole-vocabulary arrays are the cost here (each a fresh allocation of 200 kB for 49k tokens): one is
+    made, the scaled row, and worked on in place; ids stay None ("all, in id order") until a filter keeps
+    fewer."""
+    scaled = logits / p.temperature
+    ids = None
+    if 0 < p.top_k < scaled.size:
+        ids = np.argpartition(scaled, -p.top_k)[-p.top_k :]
+        ids = ids[np.argsort(-scaled[ids], kind="stable")]
+        scaled = scaled[ids]
+    probs = _softmax(scaled)
     if p.min_p > 0.0:
-        keep = probs >= p.min_p * probs.max()
-        ids, probs = ids[keep], probs[keep]
+        keep = np.flatnonzero(probs >= p.min_p * probs.max())
+        ids, probs = (keep if ids is None else ids[keep]), probs[keep]
     if p.top_p < 1.0:
-        ids, probs = _nucleus(ids, probs, p.top_p, logits / p.temperature)
-    return ids, probs
+        top = _nucleus(probs, p.top_p)
+        ids, probs = (top if ids is None else ids[top]), probs[top] / probs[top].sum()
+    return (np.arange(probs.size) if ids is None else ids), probs
 
 
 def distribution(logits: np.ndarray, sampler: Sampler) -> tuple[np.ndarray, np.ndarray]:
@@ -152,30 +168,31 @@ def distribution(logits: np.ndarray, sampler: Sampler) -> tuple[np.ndarray, np.n
     return ids, probs.astype(np.float64) / probs.sum(dtype=np.float64)
 
 
-def _candidates(scaled: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Token ids and their softmax probabilities, restricted to the top k if asked."""
-    if 0 < top_k < scaled.size:
-        ids = np.argpartition(scaled, -top_k)[-top_k:]
-        ids = ids[np.argsort(-scaled[ids], kind="stable")]
-    else:
-        ids = np.arange(scaled.size)
-    z = scaled[ids]
-    probs = np.exp(z - z.max())
-    return ids, probs / probs.sum()
+def _softmax(z: np.ndarray) -> np.ndarray:
+    """Softmax of ``z``, computed in ``z``'s own memory (the caller's fresh array)."""
+    z -= z.max()
+    np.exp(z, out=z)
+    z /= z.sum()
+    return z
 
 
-def _nucleus(ids, probs, top_p, scaled):
-    """The smallest set of most likely tokens whose probability reaches top_p."""
-    k = min(_NUCLEUS_CANDIDATES, ids.size)
-    top = np.argpartition(probs, -k)[-k:]
-    top = top[np.argsort(-probs[top], kind="stable")]
-    cum = np.cumsum(probs[top])
-    if cum[-1] < top_p and k < ids.size:  # rare: a very flat distribution
-        top = np.argsort(-probs, kind="stable")
+def _nucleus(probs: np.ndarray, top_p: float) -> np.ndarray:
+    """Where in ``probs`` the smallest set of most likely tokens reaching top_p lies, most likely first.
+
+    Exactly what sorting every token (ties in id order) and summing down the list gives, but only the
+    tokens at least as likely as the k-th are sorted: all of them, ties included, so the sorted list
+    is the whole sort's beginning and its running sum the same. k grows until that sum reaches top_p.
+    """
+    k = min(_NUCLEUS_CANDIDATES, probs.size)
+    while True:
+        kth = np.partition(probs, probs.size - k)[probs.size - k]
+        top = np.flatnonzero(probs >= kth)  # in id order, so the stable sort below orders ties by id
+        top = top[np.argsort(-probs[top], kind="stable")]
         cum = np.cumsum(probs[top])
-    cut = int(np.searchsorted(cum, top_p, side="left")) + 1
-    top = top[:cut]
-    return ids[top], probs[top] / probs[top].sum()
+        if cum[-1] >= top_p or top.size == probs.size:
+            break
+        k = min(k * _NUCLEUS_GROWTH, probs.size)
+    return top[: int(np.searchsorted(cum, top_p, side="left")) + 1]
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

@@ -5,19 +5,26 @@ requests through ``Engine.submit`` and read their streams.
 
     every step:
       1. admit waiting requests while slots are free
-      2. batch one token for every decoding sample (and, while the batch is
-         small, a few draft tokens after it: engine/drafts.py), plus at most
-         ``prefill_chunk`` prompt tokens of newly admitted requests
-      3. one backend.forward() over that batch
+      2. batch one token for every decoding sample (and, where it pays, a few
+         draft tokens after it: engine/drafts.py), plus prompt tokens of newly
+         admitted requests, as many as the step's prefill budget allows
+      3. one backend.forward() over that batch, timed (engine/costs.py)
       4. sample, keep the draft tokens the sampler agrees with, turn tokens
          into text, check stops, stream deltas out
       5. finished or cancelled samples leave at once, freeing their slot
 
-Prompts are prefilled in chunks so a long prompt delays running streams by one
-chunk per step instead of stalling them. A request with ``n`` samples prefills
-its prompt once and then copies the cached prefix to ``n`` slots. A prompt
-starts from the longest prefix a slot already holds: a free slot's
-(engine/slots.py) or a busy one's (engine/prefixes.py).
+The prefill budget is what keeps running streams smooth (as Sarathi-Serve's
+per-step token budget): while streams decode and fewer prompts wait than there
+are streams, a step reads only as much of the prompts as keeps it within
+``STALL`` times the decoding rows' own step, by the measured costs, so someone
+else's long prompt slows each stream's tokens a little for a while instead of
+stopping them for seconds. When nobody decodes, or when the prompts waiting
+would start more streams than the step holds up, a step reads up to
+``prefill_chunk`` prompt tokens at once: requests that arrive together start
+together, in the largest passes. A request with ``n`` samples prefills its
+prompt once and then copies the cached prefix to ``n`` slots. A prompt starts
+from the longest prefix a slot already holds: a free slot's (engine/slots.py)
+or a busy one's (engine/prefixes.py).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import numpy as np
 
 from pocketlm.backends.base import Backend, Chunk
 from pocketlm.engine.config import EngineConfig
+from pocketlm.engine.costs import StepCosts
 from pocketlm.engine.drafts import step_drafts
 from pocketlm.engine.outputs import SampleFinished, TextDelta, TokenLogprob, TopLogprob, Usage
 from pocketlm.engine.params import SamplingParams
@@ -41,6 +49,11 @@ from pocketlm.engine.sampling import log_softmax, sample
 from pocketlm.engine.slots import SlotPool
 from pocketlm.engine.streams import RequestStream, send
 from pocketlm.errors import EngineStopped, GenerationFailed, Overloaded
+
+# While streams decode, a step that reads someone's prompt may take at most this many times the decoding rows'
+# own step (by the measured costs), and reads at least PREFILL_LEAST prompt tokens so that a prompt always advances.
+STALL = 1.5
+PREFILL_LEAST = 16
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,7 @@ class Scheduler:
         self._running: list[_Request] = []
         self._slots = SlotPool(config.slots, backend)
         self._prefixes = PrefixSharing(backend)
+        self._costs = StepCosts()
         self._draft_tokens = self._draft_tokens_accepted = 0
         self._accepting = True
         self._stopped = False
@@ -167,7 +181,9 @@ class Scheduler:
         if not chunks:
             self._retire()
             return
+        started = time.perf_counter()
         logits = self.backend.forward(chunks)
+        self._costs.observe(sum(len(c.tokens) for c in chunks), time.perf_counter() - started)
         self._cached(decoding, prefill_done)
         drafted, picked = _rows(decoding, prefill_done)
         events: dict[_Request, list] = {}
@@ -198,11 +214,23 @@ class Scheduler:
         )
         # A draft fits in what the sample's token limit and context leave after the token it decodes anyway.
         wanted = [(s.drafter, min(s.request.max_new - s.generated - 1, self.n_ctx - s.pos - 1)) for s in samples]
-        return list(zip(samples, step_drafts(wanted, self.config.draft_tokens)))
+        costs = self._costs if self.config.draft_policy == "measured" else None
+        return list(zip(samples, step_drafts(wanted, self.config.draft_tokens, costs)))
+
+    def _prefill_budget(self, chunks: list[Chunk]) -> int:
+        """How many prompt tokens this step may read beside its decoding ``chunks`` (module docstring)."""
+        decoding = len(chunks)
+        if len(self._prefilling) > decoding:  # nobody decodes, or more streams start than the step holds up
+            return self.config.prefill_chunk
+        rows = sum(len(c.tokens) for c in chunks)
+        alone = self._costs.estimate(rows)
+        if alone is None:
+            return PREFILL_LEAST
+        return self._costs.rows_within(STALL * alone, rows + PREFILL_LEAST, rows + self.config.prefill_chunk) - rows
 
     def _prefill(self, chunks: list[Chunk], deferred: set[_Request]) -> list[_Request]:
-        """Add up to ``prefill_chunk`` prompt tokens to ``chunks``, oldest request first; return those now done."""
-        budget = self.config.prefill_chunk
+        """Add prompt tokens to ``chunks`` within the step's budget, oldest request first; return those now done."""
+        budget = self._prefill_budget(chunks)
         done = []
         for r in self._prefilling:
             if budget <= 0:
@@ -247,7 +275,6 @@ class Scheduler:
             self._sample(logits, [(s, row + j) for s, _, row in live], events)
         for s, draft, _ in drafted:
             accepted = s.pos - start[s]
-            s.drafter.checked(len(draft), accepted)
             if accepted < len(draft):
                 self.backend.clear_slot(s.slot, s.pos)
             self._draft_tokens += len(draft)
@@ -256,7 +283,7 @@ class Scheduler:
     def _sample(self, logits: np.ndarray, picked: list[tuple[_Sample, int]], events: dict) -> None:
         """Sample a token for each sample from its row and take it in, adding text events to ``events``."""
         samples = [s for s, _ in picked]
-        rows = logits[[row for _, row in picked]]
+        rows = _rows_of(logits, [row for _, row in picked])
         want_logprobs = [s for s in samples if s.sampler.params.logprobs is not None]
         logprob_rows = log_softmax(rows) if want_logprobs else None  # of the raw model logits
         tokens = sample(rows, [s.sampler for s in samples])
@@ -339,6 +366,14 @@ def _rows(
         picked.extend((s, row) for s in r.samples)
         row += 1
     return drafted, picked
+
+
+def _rows_of(logits: np.ndarray, index: list[int]) -> np.ndarray:
+    """``logits[index]``, to be sampled from (and changed) in place. The pass's buffer is the engine's until the
+    next pass, so rows that follow one another are taken as they lie: a step of 16 decoding samples would
+    otherwise copy 16 x 49k floats (3 MB) before sampling."""
+    first = index[0]
+    return logits[first : first + len(index)] if index == list(range(first, first + len(index))) else logits[index]
 
 
 def _show(data: bytes) -> str:

@@ -42,10 +42,10 @@ class ModelOptions(Declared):
     kv_type: str = setting(
         "auto",
         choices=KV_TYPES,
-        help="How llama.cpp stores the KV cache (keys/values). auto: q8_0 when serving several slots (half "
-        "the memory of f16), f16 for one. q8_0/f16 (f16 values): 7-19% more tokens/s at 16 streams for "
-        "+85 MB with the embedded SmolLM2 at 16 slots x 1024 (BENCHMARKS.md). f16: llama-server's choice, "
-        "+170 MB; prompts then go through in 32-row passes to keep seeded text the same alone or batched.",
+        help="How llama.cpp stores the KV cache (keys/values). auto: q8_0/f16 (q8_0 keys, f16 values) when "
+        "serving several slots, f16 for one. q8_0: the least memory, slower at long contexts and many streams. "
+        "f16: llama-server's choice, the most memory; prompts then go through in 32-row passes to keep seeded "
+        "text the same alone or batched. Measured speed and memory of each: BENCHMARKS.md.",
     )
     allow_pickle: bool = setting(
         False,
