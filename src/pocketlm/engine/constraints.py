@@ -300,11 +300,12 @@ class Constraint:
 
     def accept(self, token: int) -> None:
         """Take ``token``: one the last mask allowed, or a drafted one ``valid_prefix`` approved."""
+        if self._matcher.is_error():  # out of fuel in the last mask: ``error`` says so, nothing more to take
+            return
         # Checked first: a refused token would leave llguidance's matcher in an error state for good.
         if self._matcher.validate_tokens([token]) != 1:
             raise ValueError(f"token {token} is not allowed here; accept only tokens the mask allows")
-        if not self._matcher.consume_token(token):
-            self._check()
+        self._matcher.consume_token(token)  # may run out of fuel: then ``error`` says so
 
     def valid_prefix(self, tokens: Sequence[int]) -> int:
         """How many of ``tokens`` (a draft) the grammar allows in a row from here, without taking any."""
@@ -325,6 +326,11 @@ class Constraint:
         """Nothing may follow but an end-of-generation token: the engine can finish the sample."""
         return self._matcher.is_stopped()
 
+    @property
+    def error(self) -> InvalidParameter | None:
+        """Why the grammar cannot go on (llguidance's fuel per step ran out), or None: the sample must fail."""
+        return _invalid(self.grammar, self._matcher.get_error()) if self._matcher.is_error() else None
+
     def _check(self) -> None:
         # A matcher in error allows only EOS, which would end the sample looking complete: raise instead.
         # Past compiling, what errs is llguidance's fuel per step running out on a pathological grammar.
@@ -333,15 +339,18 @@ class Constraint:
 
 
 def apply_all(logits: np.ndarray, constraints: Sequence[Constraint | None]) -> None:
-    """``apply`` to every row of a batch that has a constraint, the masks computed on all cores at once."""
+    """``apply`` to every row of a batch that has a constraint, the masks computed on all cores at once.
+
+    Unlike ``apply`` it raises nothing for a grammar that fails here: one request's grammar must not fail the
+    batch. Such a row allows only the end of generation, and its constraint's ``error`` tells the engine.
+    """
     rows = [(i, c) for i, c in enumerate(constraints) if c is not None]
     if not rows:
         return
     _check_width(logits[0], rows[0][1].n_vocab)
     bits = np.empty((len(rows), mask_words(logits.shape[1])), dtype=np.int32)
     lln.fill_next_token_bitmask_par(_executor(), [(c._matcher, k) for k, (_, c) in enumerate(rows)], bits)
-    for k, (i, c) in enumerate(rows):
-        c._check()
+    for k, (i, _) in enumerate(rows):
         forbid(logits[i], bits[k])
 
 

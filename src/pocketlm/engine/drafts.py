@@ -16,6 +16,8 @@ itself is left alone.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 # Tokens that must match. Shorter n-grams draft more often and more wrongly: sampled text then ran slower than
 # with no drafts at all, while 3 kept about even there and gained most on greedy text (benchmarks/NOTES.md).
 NGRAM = 3
@@ -26,6 +28,8 @@ _MAX_PAUSE_DOUBLINGS = 5  # at most 31 steps without drafting after repeated mis
 # on the step's own rows keep the cores busy and every extra row costs nearly a full one (step costs measured
 # by benchmarks/drafts.py, figures in benchmarks/NOTES.md).
 DRAFT_ROWS = 8
+
+Valid = Callable[[Sequence[int]], int]  # how many of a draft's tokens a sample's grammar allows in a row
 
 
 class Drafter:
@@ -71,11 +75,13 @@ class Drafter:
             self._pause = 2 ** min(self._misses, _MAX_PAUSE_DOUBLINGS) - 1
 
 
-def step_drafts(wanted: list[tuple[Drafter, int]], draft_tokens: int) -> list[list[int]]:
+def step_drafts(wanted: list[tuple[Drafter, int, Valid | None]], draft_tokens: int) -> list[list[int]]:
     """Each decoding sample's draft for one step, all of one length, within the step's spare rows.
 
-    ``wanted`` holds each sample's drafter and the most tokens it may still take (its token limit and
-    its context, less the token the step decodes anyway); ``draft_tokens`` is --draft-tokens.
+    ``wanted`` holds each sample's drafter, the most tokens it may still take (its token limit and
+    its context, less the token the step decodes anyway) and, for a sample with a grammar, how many
+    of a draft's tokens the grammar allows in a row: a draft is cut there, as the sampler could never
+    keep a token its mask forbids (its row would be computed for nothing). ``draft_tokens`` is --draft-tokens.
     llama.cpp computes a batch in one pass only when every slot brings as many rows (each slot's
     cache is a stream of its own, and a pass takes an equal share from each): so a step drafts only
     when every sample has a draft, each cut to the shortest. At 4 streams, drafts of unequal length
@@ -86,6 +92,7 @@ def step_drafts(wanted: list[tuple[Drafter, int]], draft_tokens: int) -> list[li
     most = min(draft_tokens, (DRAFT_ROWS - len(wanted)) // len(wanted))
     if most <= 0:  # no spare rows, or drafting off: no drafter is asked (one that is would draft nothing)
         return [[] for _ in wanted]
-    drafts = [drafter.draft(min(most, room)) for drafter, room in wanted]
+    drafts = [drafter.draft(min(most, room)) for drafter, room, _ in wanted]
+    drafts = [d[: valid(d)] if valid and d else d for d, (_, _, valid) in zip(drafts, wanted)]
     k = min(map(len, drafts))
     return [d[:k] for d in drafts]

@@ -1,7 +1,7 @@
 """The engine's front: what callers ask of a model, checked before anything runs.
 
-``Engine`` tokenizes and checks prompts, validates sampling parameters, renders chat
-transcripts, and hands each request to the scheduler (engine/scheduler.py), whose
+``Engine`` tokenizes and checks prompts, validates sampling parameters, compiles
+grammars, renders chat transcripts, and hands each request to the scheduler (engine/scheduler.py), whose
 thread batches every request's steps together. Errors in a request are raised here,
 in the caller's thread, naming the parameter at fault; nothing reaches the step loop
 that it could fail on.
@@ -9,11 +9,13 @@ that it could fail on.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 
 from pocketlm.backends.base import Backend
 from pocketlm.engine.chat import ChatTemplate
 from pocketlm.engine.config import EngineConfig
+from pocketlm.engine.constraints import CompiledGrammar, Grammar, Vocabulary
 from pocketlm.engine.outputs import Completion
 from pocketlm.engine.params import SamplingParams
 from pocketlm.engine.scheduler import EngineStats, Scheduler
@@ -34,6 +36,8 @@ class Engine:
         # The most text one token stands for: bounds a prompt's token count from below before tokenizing it.
         self._max_token_chars = max(len(backend.token_bytes(t) or b"") for t in range(backend.info.n_vocab)) or 1
         self._scheduler = Scheduler(backend, config, self.n_ctx)
+        self._vocabulary: Vocabulary | None = None  # for grammars: read from the token bytes on first use
+        self._vocabulary_lock = threading.Lock()
 
     def start(self) -> Engine:
         self._scheduler.start()
@@ -54,10 +58,11 @@ class Engine:
         if params.n > self.config.slots:
             raise InvalidParameter("n", f"must be <= {self.config.slots}, the number of slots this server runs")
         tokens = self.prompt_ids(prompt)
+        grammar = self.constrain(params.grammar) if params.grammar is not None else None
         room = self.n_ctx - len(tokens)
         # Like OpenAI's servers, a max_new_tokens beyond the context ends with finish_reason "length".
-        max_new = min(params.max_new_tokens or self.config.limits.max_new_tokens, room)
-        return self._scheduler.submit(tokens, params, max_new)
+        asked = params.max_new_tokens if params.max_new_tokens is not None else self.config.limits.max_new_tokens
+        return self._scheduler.submit(tokens, params, min(asked, room), grammar)
 
     def submit_chat(self, messages: list[dict], params: SamplingParams) -> RequestStream:
         """Render ``messages`` with the model's chat template and queue the assistant's answer."""
@@ -69,6 +74,19 @@ class Engine:
         async for event in self.submit(prompt, params):
             completion.add(event)
         return completion
+
+    def constrain(self, grammar: Grammar) -> CompiledGrammar:
+        """``grammar`` compiled for this model, or InvalidParameter naming its field.
+
+        Compiled grammars are cached, so a caller on an event loop compiles in a worker thread first
+        (``asyncio.to_thread``) and ``submit`` finds it ready. The first call also reads the vocabulary
+        (0.2 s for SmolLM2, ~3 s for Gemma 3's 262k tokens); compiling itself takes milliseconds, and
+        llguidance's fuel bounds it for hostile grammars (engine/constraints.py).
+        """
+        with self._vocabulary_lock:
+            if self._vocabulary is None:
+                self._vocabulary = Vocabulary.from_backend(self.backend)
+        return self._vocabulary.compile(grammar)
 
     # ---- text ---------------------------------------------------------------------------------
 
