@@ -20,6 +20,8 @@ a GGUF may have none. Sources and their dialects:
 - regex: Rust ``regex`` syntax (no look-around, no back-references); the whole output must match.
 - Lark: llguidance's Lark dialect (its docs/syntax.md): ``start`` rule, lowercase rules, UPPERCASE
   terminals, "literals" and /regexes/ (Rust syntax), ``%ignore``, ``%import common``, ``%json {...}``.
+  A grammar without a ``start`` rule is read as llama.cpp's GBNF (``root ::= ...``, what llama-server's
+  ``grammar`` takes) and converted to Lark by llguidance's own converter.
 
 Anything a request can get wrong is an ``InvalidParameter`` naming its field: a bad or unsupported
 grammar, one larger or deeper than the bounds below, one that exhausts llguidance's fuel while compiling
@@ -40,6 +42,7 @@ from dataclasses import dataclass
 import llguidance as llg
 import llguidance.numpy as lln
 import numpy as np
+from llguidance.gbnf_to_lark import GbnfToLarkError, any_to_lark
 
 from pocketlm.backends.base import Backend
 from pocketlm.errors import InvalidParameter
@@ -111,7 +114,7 @@ class Grammar:
             return llg.LLMatcher.grammar_from_json_schema(self.source, overrides=JSON_OPTIONS)
         if self.kind == "regex":
             return llg.LLMatcher.grammar_from_regex(self.source)
-        return llg.LLMatcher.grammar_from_lark(self.source)
+        return llg.LLMatcher.grammar_from_lark(any_to_lark(self.source))
 
 
 def _text(value, field: str) -> str:
@@ -182,8 +185,10 @@ class Vocabulary:
                 return self._compiled[grammar]
         try:
             source = grammar._for_llguidance()
-        except ValueError as e:  # not a JSON object, where one was needed
+        except (ValueError, GbnfToLarkError) as e:  # not a JSON object where one was needed; GBNF that does not parse
             raise InvalidParameter(grammar.field, f"invalid {grammar.kind}: {e}") from None
+        except RecursionError:  # GBNF nested deeper than Python's parser of it goes
+            raise InvalidParameter(grammar.field, "is nested too deeply: flatten it") from None
         # Compiling drops the GIL and is bounded by LIMITS' fuel. The first mask is computed here too:
         # llguidance builds its lexer lazily, and a lexer too large must fail now, not at the first step.
         matcher = llg.LLMatcher(self._tokenizer, source, log_level=0, limits=LIMITS)

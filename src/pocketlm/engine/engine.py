@@ -20,6 +20,7 @@ from pocketlm.engine.outputs import Completion
 from pocketlm.engine.params import SamplingParams
 from pocketlm.engine.scheduler import EngineStats, Scheduler
 from pocketlm.engine.streams import RequestStream
+from pocketlm.engine.tools import Function, Tools
 from pocketlm.errors import ContextLengthExceeded, InvalidParameter
 
 
@@ -64,9 +65,15 @@ class Engine:
         asked = params.max_new_tokens if params.max_new_tokens is not None else self.config.limits.max_new_tokens
         return self._scheduler.submit(tokens, params, min(asked, room), grammar)
 
-    def submit_chat(self, messages: list[dict], params: SamplingParams) -> RequestStream:
-        """Render ``messages`` with the model's chat template and queue the assistant's answer."""
-        return self.submit(self.render_chat(messages), self.chat_params(params))
+    def submit_chat(self, messages: list[dict], params: SamplingParams, tools: Tools | None = None) -> RequestStream:
+        """Render ``messages`` with the model's chat template and queue the assistant's answer.
+
+        With ``tools`` the prompt offers their functions and the answer follows their grammar (calls whose
+        arguments follow each function's schema, or a text answer with "auto"; engine/tools.py)."""
+        params = self.chat_params(params)
+        if tools is not None:
+            params = replace(params, grammar=tools.constrained(params.grammar))
+        return self.submit(self.render_chat(messages, tools=tools.offered if tools else ()), params)
 
     async def complete(self, prompt: str | list[int], params: SamplingParams) -> Completion:
         """Run a request to the end and collect its samples."""
@@ -99,8 +106,10 @@ class Engine:
             raise InvalidParameter("tokens", f"token ids must be integers in [0, {self.info.n_vocab}), got {bad[0]!r}")
         return self.backend.detokenize(tokens)
 
-    def render_chat(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
-        return self.chat_template.render(messages, add_generation_prompt)
+    def render_chat(
+        self, messages: list[dict], add_generation_prompt: bool = True, tools: tuple[Function, ...] = ()
+    ) -> str:
+        return self.chat_template.render(messages, add_generation_prompt, tools)
 
     def chat_params(self, params: SamplingParams) -> SamplingParams:
         """``params`` plus the stop strings that end a turn of this model's chat transcript."""

@@ -70,6 +70,13 @@ class Usage:
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    @classmethod
+    def summed(cls, usages: list[Usage]) -> Usage:
+        """The usage of several requests together (one HTTP request's prompts)."""
+        return cls(
+            *(sum(getattr(u, f) for u in usages) for f in ("prompt_tokens", "completion_tokens", "cached_tokens"))
+        )
+
 
 @dataclass
 class Sample:
