@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
@@ -509,7 +509,22 @@ class ChatLogprobs(BaseModel):
         return cls(content=[ChatTokenLogprob.of(lp) for lp in logprobs])
 
 
-class AssistantMessage(BaseModel):
+class _WithoutNulls(BaseModel):
+    """Leaves out the fields in ``_omitted`` (all: None) when null, as OpenAI leaves them out: the SDK's stream
+    accumulator takes a null ``type`` on a call's later delta as its new type, and clients that never asked for
+    tools expect no ``tool_calls`` key."""
+
+    _omitted: ClassVar[tuple[str, ...] | None] = None  # None: every field
+
+    @model_serializer(mode="wrap")
+    def _without_nulls(self, handler):
+        omitted = self._omitted
+        return {k: v for k, v in handler(self).items() if v is not None or (omitted is not None and k not in omitted)}
+
+
+class AssistantMessage(_WithoutNulls):
+    _omitted = ("tool_calls",)
+
     role: Literal["assistant"] = Field("assistant", description="Always assistant.")
     content: str | None = Field(None, description="The answer (null when the model called functions).")
     tool_calls: list[ToolCallOut] | None = Field(None, description="The functions the model called (with tools).")
@@ -546,15 +561,6 @@ class ChatCompletionResponse(_Envelope):
     usage: UsageInfo = Field(description="Token counts.")
 
 
-class _WithoutNulls(BaseModel):
-    """Leaves its unset (null) fields out, as OpenAI streams a call: the SDK's accumulator takes a null
-    ``type`` on a later delta as the call's new type."""
-
-    @model_serializer(mode="wrap")
-    def _without_nulls(self, handler):
-        return {key: value for key, value in handler(self).items() if value is not None}
-
-
 class FunctionCallDelta(_WithoutNulls):
     name: str | None = Field(None, description="On the call's first delta.")
     arguments: str = Field("", description="The next piece of the arguments' JSON text.")
@@ -569,7 +575,9 @@ class ToolCallDelta(_WithoutNulls):
     function: FunctionCallDelta = Field(description="The name (first delta) and a piece of the arguments.")
 
 
-class ChatDelta(BaseModel):
+class ChatDelta(_WithoutNulls):
+    _omitted = ("tool_calls",)
+
     role: Literal["assistant"] | None = Field(None, description="On each choice's first chunk only.")
     content: str | None = Field(None, description="Text added by this chunk.")
     tool_calls: list[ToolCallDelta] | None = Field(None, description="What this chunk adds to the choice's calls.")

@@ -146,26 +146,30 @@ class ResponsesRequest(RequestBody):
 
 
 class OutputText(BaseModel):
-    type: Literal["output_text"] = "output_text"
-    text: str
-    annotations: list = Field(default_factory=list)
+    type: Literal["output_text"] = Field("output_text", description="Always output_text.")
+    text: str = Field(description="The answer's text.")
+    annotations: list = Field(default_factory=list, description="Always empty.")
 
 
 class OutputMessage(BaseModel):
-    id: str
-    type: Literal["message"] = "message"
-    role: Literal["assistant"] = "assistant"
-    status: Literal["in_progress", "completed", "incomplete"]
-    content: list[OutputText]
+    id: str = Field(description="The item's id.")
+    type: Literal["message"] = Field("message", description="Always message: the model's answer.")
+    role: Literal["assistant"] = Field("assistant", description="Always assistant.")
+    status: Literal["in_progress", "completed", "incomplete"] = Field(
+        description="incomplete: cut at max_output_tokens."
+    )
+    content: list[OutputText] = Field(description="One output_text part.")
 
 
 class OutputFunctionCall(BaseModel):
-    id: str
-    type: Literal["function_call"] = "function_call"
-    call_id: str
-    name: str
-    arguments: str
-    status: Literal["in_progress", "completed", "incomplete"]
+    id: str = Field(description="The item's id.")
+    type: Literal["function_call"] = Field("function_call", description="Always function_call.")
+    call_id: str = Field(description="The call's id: a function_call_output item with the result names it.")
+    name: str = Field(description="The function called.")
+    arguments: str = Field(description="Its arguments: JSON that follows the function's parameters schema.")
+    status: Literal["in_progress", "completed", "incomplete"] = Field(
+        description="incomplete: cut at max_output_tokens."
+    )
 
 
 class InputTokensDetails(BaseModel):
@@ -178,11 +182,13 @@ class OutputTokensDetails(BaseModel):
 
 
 class ResponseUsage(BaseModel):
-    input_tokens: int
-    input_tokens_details: InputTokensDetails
-    output_tokens: int
-    output_tokens_details: OutputTokensDetails = Field(default_factory=OutputTokensDetails)
-    total_tokens: int
+    input_tokens: int = Field(description="Tokens of the prompt (instructions and input, as the template renders).")
+    input_tokens_details: InputTokensDetails = Field(description="How the input was processed.")
+    output_tokens: int = Field(description="Tokens generated.")
+    output_tokens_details: OutputTokensDetails = Field(
+        default_factory=OutputTokensDetails, description="Always no reasoning tokens."
+    )
+    total_tokens: int = Field(description="input_tokens + output_tokens.")
 
     @classmethod
     def of(cls, usage: Usage) -> ResponseUsage:
@@ -195,31 +201,33 @@ class ResponseUsage(BaseModel):
 
 
 class IncompleteDetails(BaseModel):
-    reason: Literal["max_output_tokens"]
+    reason: Literal["max_output_tokens"] = Field(description="Why the response is incomplete.")
 
 
 class Response(BaseModel):
     """A response (whole, or as a stream's lifecycle events carry it)."""
 
-    id: str
-    object: Literal["response"] = "response"
-    created_at: int
-    status: Literal["in_progress", "completed", "incomplete"]
-    model: str
+    id: str = Field(description="A unique id (nothing can be fetched with it: pocketlm stores nothing).")
+    object: Literal["response"] = Field("response", description="Always response.")
+    created_at: int = Field(description="Unix time of creation.")
+    status: Literal["in_progress", "completed", "incomplete"] = Field(
+        description="completed, or incomplete when cut at max_output_tokens (in_progress: in a stream's first events)."
+    )
+    model: str = Field(description="The served model's id.")
     output: list[OutputMessage | OutputFunctionCall] = Field(description="The answer, or the calls the model made.")
-    usage: ResponseUsage | None = None
-    incomplete_details: IncompleteDetails | None = None
-    error: None = None
-    instructions: str | None = None
-    max_output_tokens: int | None = None
-    temperature: float
-    top_p: float
-    tools: list[dict] = Field(default_factory=list)
-    tool_choice: Any = "auto"
-    parallel_tool_calls: bool = True
-    text: dict = Field(default_factory=lambda: {"format": {"type": "text"}})
+    usage: ResponseUsage | None = Field(None, description="Token counts (null until the response is done).")
+    incomplete_details: IncompleteDetails | None = Field(None, description="Why it is incomplete, if it is.")
+    error: None = Field(None, description="Always null: errors are HTTP errors or a stream's error event.")
+    instructions: str | None = Field(None, description="As asked.")
+    max_output_tokens: int | None = Field(None, description="As asked.")
+    temperature: float = Field(description="As asked.")
+    top_p: float = Field(description="As asked.")
+    tools: list[dict] = Field(default_factory=list, description="As asked.")
+    tool_choice: Any = Field("auto", description="As asked.")
+    parallel_tool_calls: bool = Field(True, description="As asked.")
+    text: dict = Field(default_factory=lambda: {"format": {"type": "text"}}, description="As asked.")
     store: bool = Field(False, description="Always false: nothing is kept.")
-    metadata: dict[str, str] = Field(default_factory=dict)
+    metadata: dict[str, str] = Field(default_factory=dict, description="As asked.")
 
     @classmethod
     def start(cls, body: ResponsesRequest, model: str) -> Response:
