@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import llguidance as llg
 import llguidance.numpy as lln
 import numpy as np
-from llguidance.gbnf_to_lark import GbnfToLarkError, any_to_lark
+from llguidance.gbnf_to_lark import any_to_lark
 
 from pocketlm.backends.base import Backend
 from pocketlm.errors import InvalidParameter
@@ -114,7 +114,16 @@ class Grammar:
             return llg.LLMatcher.grammar_from_json_schema(self.source, overrides=JSON_OPTIONS)
         if self.kind == "regex":
             return llg.LLMatcher.grammar_from_regex(self.source)
-        return llg.LLMatcher.grammar_from_lark(any_to_lark(self.source))
+        return llg.LLMatcher.grammar_from_lark(self._lark())
+
+    def _lark(self) -> str:
+        """The grammar in Lark: as given, or converted from GBNF (no ``start`` rule)."""
+        try:
+            return any_to_lark(self.source)
+        except RecursionError:  # GBNF nested deeper than the converter's recursive parser goes
+            raise InvalidParameter(self.field, "is nested too deeply: flatten it") from None
+        except Exception as e:  # its parse errors, and plain Exceptions for a missing or repeated rule
+            raise InvalidParameter(self.field, f"invalid GBNF grammar: {e}") from None
 
 
 def _text(value, field: str) -> str:
@@ -185,10 +194,8 @@ class Vocabulary:
                 return self._compiled[grammar]
         try:
             source = grammar._for_llguidance()
-        except (ValueError, GbnfToLarkError) as e:  # not a JSON object where one was needed; GBNF that does not parse
+        except ValueError as e:  # not a JSON object, where one was needed
             raise InvalidParameter(grammar.field, f"invalid {grammar.kind}: {e}") from None
-        except RecursionError:  # GBNF nested deeper than Python's parser of it goes
-            raise InvalidParameter(grammar.field, "is nested too deeply: flatten it") from None
         # Compiling drops the GIL and is bounded by LIMITS' fuel. The first mask is computed here too:
         # llguidance builds its lexer lazily, and a lexer too large must fail now, not at the first step.
         matcher = llg.LLMatcher(self._tokenizer, source, log_level=0, limits=LIMITS)

@@ -38,6 +38,7 @@ class Function:
     name: str
     description: str
     parameters: str  # its arguments' JSON schema, as compact JSON (hashable; key order kept)
+    field: str  # where the request gave it ("tools[0].function"): errors about it name its fields
 
     @classmethod
     def checked(cls, name, description, parameters, field: str) -> Function:
@@ -45,7 +46,7 @@ class Function:
             raise InvalidParameter(f"{field}.name", "must be 1-64 letters, digits, underscores or dashes")
         schema = {"type": "object", "properties": {}} if parameters is None else parameters
         grammar = Grammar.json_schema(schema, field=f"{field}.parameters")  # a dict, nested within bounds
-        return cls(name, description or "", grammar.source)
+        return cls(name, description or "", json.dumps(_closed(json.loads(grammar.source))), field)
 
     @property
     def schema(self) -> dict:
@@ -57,6 +58,28 @@ class Function:
             "type": "function",
             "function": {"name": self.name, "description": self.description, "parameters": self.schema},
         }
+
+
+def _closed(schema: dict) -> dict:
+    """``schema`` with ``additionalProperties: false`` wherever an object lists its properties and says nothing
+    of others: a call passes the arguments a function declares, never ones a small model makes up (what
+    OpenAI's strict mode requires of a schema; langchain's and pydantic's schemas leave it out). Only
+    subschemas are visited, never values (an ``enum`` of objects stays as it is)."""
+    stack = [schema]
+    while stack:  # the schema's depth was bounded when it was checked
+        node = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        if isinstance(node.get("properties"), dict) and "additionalProperties" not in node:
+            node["additionalProperties"] = False
+        for key in ("properties", "$defs", "definitions", "patternProperties"):
+            if isinstance(node.get(key), dict):
+                stack.extend(node[key].values())
+        for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
+            if isinstance(node.get(key), list):
+                stack.extend(node[key])
+        stack.extend(node.get(key) for key in ("items", "additionalProperties", "not"))
+    return schema
 
 
 @dataclass(frozen=True)
@@ -89,10 +112,7 @@ class Tools:
         if self.choice == "none":
             return [answer or Grammar.lark(f"start: {TEXT}", field="tools")]
         called = [f for f in self.functions if self.choice in ("auto", "required", f.name)]
-        schemas = [
-            Grammar("json_schema", f.parameters, f"tools[{self.functions.index(f)}].function.parameters")
-            for f in called
-        ]
+        schemas = [Grammar("json_schema", f.parameters, f"{f.field}.parameters") for f in called]
         return [*schemas, self._output(called, answer)]
 
     def _output(self, called: list[Function], answer: Grammar | None) -> Grammar:

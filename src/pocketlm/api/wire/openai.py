@@ -50,6 +50,30 @@ _LIMITS = (
 )
 
 
+def _when(field: str, schema: dict, then: dict) -> dict:
+    """JSON Schema: when ``field`` is present and matches ``schema``, the body must match ``then``."""
+    return {"if": {"required": [field], "properties": {field: schema}}, "then": then}
+
+
+_PLAIN_FORMAT = {"anyOf": [{"type": "null"}, {"type": "object", "properties": {"type": {"const": "text"}}}]}
+_NOT_IGNORE_EOS = {"ignore_eos": {"const": False}}  # a grammar decides where the output ends
+_JSON_FORMAT = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {"type": {"enum": ["json_object", "json_schema"]}},
+}
+# One grammar per request: response_format (other than text), regex or grammar; none of them beside tools.
+ONE_GRAMMAR = [
+    _when(
+        "regex",
+        {"type": "string"},
+        {"properties": {"grammar": {"type": "null"}, "response_format": _PLAIN_FORMAT, **_NOT_IGNORE_EOS}},
+    ),
+    _when("grammar", {"type": "string"}, {"properties": {"response_format": _PLAIN_FORMAT, **_NOT_IGNORE_EOS}}),
+    _when("response_format", _JSON_FORMAT, {"properties": _NOT_IGNORE_EOS}),
+]
+
+
 class JsonSchemaSpec(RequestBody):
     name: str = Field(description="A name for the format (accepted; not used).", max_length=64)
     description: str | None = Field(None, description="What the format is for (accepted; not used).")
@@ -128,12 +152,14 @@ class _OpenAISampling(RequestBody):
     )
     regex: str | None = Field(
         None,
+        min_length=1,
         description="Extension: the whole output matches this regular expression (Rust regex syntax: no "
         f"look-around, no back-references). At most {MAX_GRAMMAR_BYTES:,} bytes.",
         max_length=MAX_GRAMMAR_BYTES,
     )
     grammar: str | None = Field(
         None,
+        min_length=1,
         description="Extension: the output follows this context-free grammar, in llguidance's Lark dialect (a "
         "`start` rule; Rust regexes in /.../; `%json {schema}` inline) or in llama.cpp's GBNF (a `root ::=` rule, "
         f"as llama-server takes it; converted to Lark). At most {MAX_GRAMMAR_BYTES:,} bytes.",
@@ -180,6 +206,7 @@ MAX_PROMPTS = 32  # prompts in one completions request (each is a request of the
 
 
 class CompletionRequest(_OpenAISampling):
+    model_config = ConfigDict(json_schema_extra={"allOf": ONE_GRAMMAR})
     prompt: str | list[Integer] | list[str] | list[list[Integer]] = Field(
         description=f"Text or token ids, or a list of up to {MAX_PROMPTS} of either: each prompt gets n choices, "
         "prompt i's at indices i*n to i*n+n-1.",
@@ -258,7 +285,19 @@ class ChatMessage(RequestBody):
         description="Who speaks; developer is read as system; tool: the result of an assistant's tool call.",
         json_schema_extra={"enum": list(ROLES)},
     )
-    model_config = _required("role")
+    model_config = ConfigDict(
+        json_schema_extra={
+            "required": ["role"],
+            # content may be null (or left out) only on an assistant message that holds tool calls
+            "anyOf": [
+                {"required": ["content"], "properties": {"content": {"not": {"type": "null"}}}},
+                {
+                    "required": ["tool_calls"],
+                    "properties": {"role": {"const": "assistant"}, "tool_calls": {"type": "array", "minItems": 1}},
+                },
+            ],
+        }
+    )
 
     content: str | list[ContentPart] | None = Field(
         None,
@@ -306,12 +345,13 @@ def tools_of(
     functions: list[tuple[str, str | None, dict | None]],
     choice: str | None,
     parallel: bool | None,
-    field: str = "tools",
+    field: str = "tools[{i}].function",
 ) -> Tools | None:
-    """The engine's ``Tools`` from a request's functions (name, description, parameters) and choice."""
+    """The engine's ``Tools`` from a request's functions (name, description, parameters) and choice; ``field``
+    says where function i is in the request (errors name it)."""
     if not functions and choice in (None, "none"):
         return None
-    checked = tuple(Function.checked(n, d, p, f"{field}[{i}].function") for i, (n, d, p) in enumerate(functions))
+    checked = tuple(Function.checked(n, d, p, field.format(i=i)) for i, (n, d, p) in enumerate(functions))
     return Tools(checked, choice or "auto", True if parallel is None else parallel)
 
 
@@ -325,11 +365,6 @@ class ToolCallOut(BaseModel):
         return cls(id=call_id, function=FunctionCall(name=call.name, arguments=call.arguments))
 
 
-def _when(field: str, schema: dict, then: dict) -> dict:
-    """JSON Schema: when ``field`` is present and matches ``schema``, the body must match ``then``."""
-    return {"if": {"required": [field], "properties": {field: schema}}, "then": then}
-
-
 class ChatCompletionRequest(_OpenAISampling):
     model_config = ConfigDict(
         json_schema_extra={
@@ -340,6 +375,12 @@ class ChatCompletionRequest(_OpenAISampling):
                     {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}},
                 ),
                 _when("max_tokens", {"type": "integer"}, {"properties": {"max_completion_tokens": {"type": "null"}}}),
+                *ONE_GRAMMAR,
+                _when(
+                    "tools",
+                    {"type": "array", "minItems": 1},
+                    {"properties": {"regex": {"type": "null"}, "grammar": {"type": "null"}, **_NOT_IGNORE_EOS}},
+                ),
             ]
         }
     )

@@ -118,7 +118,7 @@ class ResponsesRequest(RequestBody):
         )
         choice = self.tool_choice.name if isinstance(self.tool_choice, NamedFunction) else self.tool_choice
         functions = [(t.name, t.description, t.parameters) for t in self.tools or []]
-        tools = tools_of(functions, choice, self.parallel_tool_calls, field="tools")
+        tools = tools_of(functions, choice, self.parallel_tool_calls, field="tools[{i}]")
         return self._messages(), params, tools, {"max_new_tokens": "max_output_tokens", "prompt": "input"}
 
     def _messages(self) -> list[dict]:
