@@ -291,11 +291,11 @@ class ChatMessage(RequestBody):
             # content may be null (or left out) only on an assistant message that holds tool calls
             "anyOf": [
                 {"required": ["content"], "properties": {"content": {"not": {"type": "null"}}}},
-                {
-                    "required": ["tool_calls"],
-                    "properties": {"role": {"const": "assistant"}, "tool_calls": {"type": "array", "minItems": 1}},
-                },
+                {"required": ["tool_calls"], "properties": {"tool_calls": {"type": "array", "minItems": 1}}},
             ],
+            # and only an assistant message holds tool calls
+            "if": {"required": ["tool_calls"], "properties": {"tool_calls": {"type": "array", "minItems": 1}}},
+            "then": {"properties": {"role": {"const": "assistant"}}},
         }
     )
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from pocketlm.api.wire.common import Aliases, reject_unsupported, sampling_field
+from pocketlm.api.wire.common import Aliases, reject_unsupported, sampling_field, unsupported_field
 from pocketlm.api.wire.openai import (
     FunctionSpec,
     JsonObjectFormat,
@@ -78,6 +78,12 @@ class NamedFunction(RequestBody):
     name: str = Field(description="The function the model must call.")
 
 
+def _items_not_empty(schema: dict) -> None:
+    for branch in schema["anyOf"]:
+        if branch.get("type") == "array":
+            branch["minItems"] = 1
+
+
 class ResponsesRequest(RequestBody):
     model: str | None = Field(
         None,
@@ -87,7 +93,7 @@ class ResponsesRequest(RequestBody):
     input: str | list[MessageItem | FunctionCallItem | FunctionCallOutputItem] = Field(
         description="A user message as text, or the conversation as items: messages, the model's earlier function "
         "calls and their outputs.",
-        json_schema_extra={"anyOf": [{"type": "string"}, {"type": "array", "minItems": 1}]},
+        json_schema_extra=_items_not_empty,
     )
     instructions: str | None = Field(None, description="A system message put before the input.")
     max_output_tokens: Integer | None = sampling_field("max_new_tokens", note="Default: until the answer ends.")
@@ -103,9 +109,7 @@ class ResponsesRequest(RequestBody):
     store: bool | None = Field(
         None, description="Accepted and ignored: pocketlm is stateless and keeps no response to fetch later."
     )
-    previous_response_id: str | None = Field(
-        None, description="Refused: pocketlm keeps no responses; send the whole conversation in input."
-    )
+    previous_response_id: str | None = unsupported_field("pocketlm keeps no responses: send the conversation in input.")
     metadata: dict[str, str] | None = Field(None, description="Echoed back in the response.")
     user: str | None = Field(None, description="Accepted and ignored.")
 
