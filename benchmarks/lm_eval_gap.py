@@ -1,12 +1,13 @@
 """lm-evaluation-harness against pocketlm: the same scores as its own `hf` model, and the gap on llama.cpp.
 
-    python benchmarks/lm_eval_gap.py            # torch and llama.cpp (q8_0) servers vs lm-eval's hf model
+    HF_DATASETS_OFFLINE=1 PYTHONPATH=src:benchmarks python benchmarks/lm_eval_gap.py   # ~1 min; BENCHMARKS.md
 
-A small multiple-choice task written here (questions of general knowledge, no hub dataset) runs three ways:
-lm-eval's ``hf`` model on SmolLM2's Hugging Face directory (the embedded GGUF dequantized to fp32), and
-lm-eval's ``local-completions`` against ``pocketlm serve`` on the same directory, once on the torch backend
-and once on llama.cpp with the directory converted to q8_0. It prints each run's accuracy and the largest
-difference of a choice's log-likelihood from the hf model's. tests/test_scoring.py runs the torch half.
+A small multiple-choice task written here (questions of general knowledge, no hub dataset) runs against
+lm-eval's ``hf`` model on SmolLM2's Hugging Face directory (the embedded GGUF dequantized to fp32) and
+lm-eval's ``local-completions`` against ``pocketlm serve`` on the same directory: on the torch backend, and on
+llama.cpp with the directory converted to q8_0 (with the q8_0 and the f16 KV cache) and to f32. It prints
+each run's accuracy and the largest and mean difference of a choice's log-likelihood from the hf model's.
+tests/test_scoring.py runs the torch half.
 """
 
 from __future__ import annotations
@@ -42,11 +43,12 @@ QUESTIONS = [
 ]
 
 
-def write_task(directory: Path) -> Path:
-    """The task's YAML and its data (a JSON Lines file) in ``directory``; lm-eval reads both from disk."""
+def write_task(directory: Path, questions: int = len(QUESTIONS)) -> Path:
+    """The task's YAML and its data (the first ``questions``, JSON Lines) in ``directory``; lm-eval reads both."""
     directory.mkdir(parents=True, exist_ok=True)
     data = directory / "questions.jsonl"
-    data.write_text("".join(json.dumps({"question": q, "choices": c, "answer": a}) + "\n" for q, c, a in QUESTIONS))
+    rows = QUESTIONS[:questions]
+    data.write_text("".join(json.dumps({"question": q, "choices": c, "answer": a}) + "\n" for q, c, a in rows))
     (directory / f"{TASK}.yaml").write_text(
         f"task: {TASK}\n"
         "dataset_path: json\n"
@@ -62,7 +64,12 @@ def write_task(directory: Path) -> Path:
 
 
 def evaluate(model: str, model_args: str, task_dir: Path) -> tuple[float, list[float]]:
-    """lm-eval's accuracy on the task and every choice's log-likelihood, question by question."""
+    """lm-eval's accuracy on the task and every choice's log-likelihood, question by question.
+
+    Eight requests a batch: the hf model pads them into one forward pass, local-completions sends them as
+    one request with a list of token-id prompts. Only the task's own directory is indexed (lm-eval's
+    thousands of built-in task files take tens of seconds to read).
+    """
     import lm_eval
     from lm_eval.tasks import TaskManager
 
@@ -70,9 +77,9 @@ def evaluate(model: str, model_args: str, task_dir: Path) -> tuple[float, list[f
         model=model,
         model_args=model_args,
         tasks=[TASK],
-        task_manager=TaskManager(include_path=str(task_dir)),
+        task_manager=TaskManager(include_path=str(task_dir), include_defaults=False),
         log_samples=True,
-        batch_size=1,
+        batch_size=8,
     )
     samples = sorted(results["samples"][TASK], key=lambda s: s["doc_id"])
     loglikelihoods = [float(resp[0][0]) for s in samples for resp in s["resps"]]
@@ -84,7 +91,7 @@ def hf_args(directory: Path) -> str:
 
 
 def server_args(url: str, name: str, directory: Path) -> str:
-    """local-completions on a pocketlm server: token ids from the same tokenizer, one prompt per request."""
+    """local-completions on a pocketlm server: token ids from the same tokenizer, one request at a time."""
     return (
         f"base_url={url}/v1/completions,model={name},tokenizer_backend=huggingface,tokenizer={directory},"
         "tokenized_requests=True,num_concurrent=1,max_retries=1"
@@ -108,8 +115,14 @@ def main() -> None:
     task_dir = write_task(args.work / "task")
     reference_acc, reference = evaluate("hf", hf_args(hf), task_dir)
     print(f"hf (transformers, fp32): acc {reference_acc:.3f}")
-    for label, flags in (("torch", ["--backend", "torch"]), ("llama.cpp q8_0", ["--quantization", "q8_0"])):
-        server = Server("--model", str(hf), *flags, "--slots", "1", "--n-ctx", "512")
+    runs = (
+        ("torch", ["--backend", "torch"]),
+        ("llama.cpp q8_0", ["--quantization", "q8_0"]),  # the default: q8_0 weights and (8 slots) q8_0 KV
+        ("llama.cpp q8_0, f16 KV", ["--quantization", "q8_0", "--kv-type", "f16"]),
+        ("llama.cpp f32, f16 KV", ["--quantization", "f32", "--kv-type", "f16"]),  # what remains is llama.cpp's math
+    )
+    for label, flags in runs:
+        server = Server("--model", str(hf), *flags, "--slots", "8", "--n-ctx", "512")
         try:
             acc, ours = evaluate("local-completions", server_args(server.url, hf.name, hf), task_dir)
         finally:

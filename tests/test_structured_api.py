@@ -280,6 +280,20 @@ def test_streamed_tool_call_deltas_reassemble_to_the_same_call(server, client, m
     assert (final.function.name, final.function.arguments) == ("get_weather", arguments)
 
 
+@pytest.mark.parametrize("tool_choice", ["auto", "none"])
+def test_auto_and_none_answer_the_same_text_streamed_or_not(server, client, model, tool_choice):
+    # Asked this, SmolLM2 answers in words under "auto" (tests/test_tools.py walks "auto" into calls too).
+    kwargs = dict(model=model, messages=QUESTION, tools=[WEATHER], tool_choice=tool_choice, temperature=0)
+    whole = client.chat.completions.create(**kwargs, max_completion_tokens=12).choices[0]
+    body = {**kwargs, "max_completion_tokens": 12, "stream": True}
+    chunks = sse_events(httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=300).iter_lines())
+    deltas = [ch["delta"] for c in chunks[:-1] for ch in c["choices"]]
+    assert not any("tool_calls" in d for d in deltas) and whole.message.tool_calls is None
+    assert "".join(d.get("content") or "" for d in deltas) == whole.message.content
+    assert not whole.message.content.startswith("<")  # a text answer never begins like a call
+    assert chunks[-2]["choices"][0]["finish_reason"] == whole.finish_reason != "tool_calls"
+
+
 def test_a_tool_round_trip_with_langchain(server, model):
     langchain_openai = pytest.importorskip("langchain_openai")
     from langchain_core.messages import HumanMessage, ToolMessage

@@ -19,6 +19,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from api_server import Server
+from test_structured_api import CITY_WEATHER
 
 XSS = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2"> **bold**'
 
@@ -279,21 +280,6 @@ def test_model_output_with_markup_is_shown_as_text(page):
     assert not any(urlsplit(u).path == "/x" for u in page.requests)
 
 
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The current weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string", "maxLength": 20}},
-            "required": ["city"],
-            "additionalProperties": False,
-        },
-    },
-}
-
-
 def test_a_json_schema_in_the_panel_shapes_the_answer(page):
     set_param(page, "max_new_tokens", 60)
     page.fill("#param-json_schema", "{not json")
@@ -309,7 +295,7 @@ def test_a_json_schema_in_the_panel_shapes_the_answer(page):
 
 def test_tool_calls_show_as_calls_and_a_reply_is_their_result(page):
     set_param(page, "max_new_tokens", 60)
-    page.fill("#param-tools", json.dumps([WEATHER]))
+    page.fill("#param-tools", json.dumps([CITY_WEATHER]))
     page.select_option("#param-tool_choice", "required")
     send(page, "What is the weather like in Paris?")
     wait_answered(page)
