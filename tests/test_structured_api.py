@@ -174,25 +174,30 @@ def test_the_same_models_streamed(client, model):
 
 
 def test_json_object_regex_and_grammar_fields(server, model):
-    def post(**fields):
-        body = {"model": model, "messages": [{"role": "user", "content": "Answer."}], "max_tokens": 60, **fields}
-        return httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=300).json()
+    def post(fields: dict, path="chat/completions"):
+        ask = {"messages": [{"role": "user", "content": "Answer."}]} if path == "chat/completions" else {}
+        body = {"model": model, **ask, "max_tokens": 60, **fields}
+        return httpx.post(f"{server.url}/v1/{path}", json=body, timeout=300).json()["choices"]
 
-    obj = post(response_format={"type": "json_object"}, max_tokens=200)["choices"][0]
+    gbnf = 'root ::= "The answer is " ("yes" | "no") "."'  # llama-server's dialect, converted to Lark
+    lark = 'start: "(" NUMBER "+" NUMBER ")"\nNUMBER: /[0-9]{1,2}/'
+    scored = {"prompt": "Is water wet? Answer:", "max_tokens": 10, "regex": " (yes|no)", "n": 2, "temperature": 1}
+    bodies = [
+        {"response_format": {"type": "json_object"}, "max_tokens": 200},
+        {"regex": r"[0-9]{4}-[0-9]{2}-[0-9]{2}"},
+        {"grammar": gbnf},
+        {"grammar": lark},
+    ]
+    with ThreadPoolExecutor(len(bodies) + 1) as pool:  # independent requests: one batch, not five in turn
+        completion = pool.submit(post, scored, "completions")
+        obj, date, said, sum_ = (c[0] for c in pool.map(post, bodies))
     assert obj["finish_reason"] == "length" or isinstance(json.loads(obj["message"]["content"]), dict)
     assert obj["message"]["content"].startswith("{")
-    date = post(regex=r"[0-9]{4}-[0-9]{2}-[0-9]{2}")["choices"][0]["message"]["content"]
+    date = date["message"]["content"]
     assert len(date) == 10 and date[4] == date[7] == "-"
-    gbnf = 'root ::= "The answer is " ("yes" | "no") "."'  # llama-server's dialect, converted to Lark
-    assert post(grammar=gbnf)["choices"][0]["message"]["content"] in ("The answer is yes.", "The answer is no.")
-    lark = 'start: "(" NUMBER "+" NUMBER ")"\nNUMBER: /[0-9]{1,2}/'
-    assert post(grammar=lark)["choices"][0]["message"]["content"].startswith("(")
-    completion = httpx.post(
-        f"{server.url}/v1/completions",
-        json={"prompt": "Is water wet? Answer:", "max_tokens": 10, "regex": " (yes|no)", "n": 2, "temperature": 1},
-        timeout=300,
-    ).json()
-    assert {c["text"] for c in completion["choices"]} <= {" yes", " no"}
+    assert said["message"]["content"] in ("The answer is yes.", "The answer is no.")
+    assert sum_["message"]["content"].startswith("(")
+    assert {c["text"] for c in completion.result()} <= {" yes", " no"}
 
 
 def test_logprobs_are_the_models_own_before_the_mask(server, model):

@@ -163,7 +163,8 @@ export function createChat(root, server) {
     const body = {
       messages: requestMessages(at), max_completion_tokens: p.max_new_tokens, ...samplingFields(p),
       ...(p.logprobs ? { logprobs: true, top_logprobs: p.top_logprobs } : {}),
-      ...(p.tools ? { tools: p.tools, tool_choice: p.tool_choice } : {}),
+      // One call an answer: a small model allowed several goes on calling until the length limit.
+      ...(p.tools ? { tools: p.tools, tool_choice: p.tool_choice, parallel_tool_calls: false } : {}),
     };
     if (!current.messages[at]) current.messages[at] = { role: "assistant", shown: 0, variants: [] };
     const m = current.messages[at];
