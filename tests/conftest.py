@@ -15,3 +15,14 @@ def engine():
     eng = load_engine(ModelOptions(), EngineConfig(slots=16, n_ctx=2048))
     yield eng
     eng.stop(0)
+
+
+@pytest.fixture(scope="session")
+def smollm2_hf(tmp_path_factory):
+    """The embedded SmolLM2 GGUF, dequantized to a Hugging Face directory (the issue-5 conversion), made once:
+    the torch-side tests of evaluation and scoring share it."""
+    pytest.importorskip("torch")
+    from pocketlm.models import resolve
+    from pocketlm.models.gguf_to_hf import gguf_to_hf
+
+    return gguf_to_hf(resolve(None).path, tmp_path_factory.mktemp("smollm2") / "smollm2-hf")

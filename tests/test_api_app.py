@@ -110,7 +110,7 @@ def test_protocol_defaults_never_exceed_the_servers_max_new_tokens():
 
 
 def test_seeds_errors_name_the_seeds_fields(client):
-    error(client, "/generate", {"prompt": "ab", "max_new_tokens": 0}, "max_new_tokens")
+    error(client, "/generate", {"prompt": "ab", "max_new_tokens": -1}, "max_new_tokens")
     error(client, "/generate", {"prompt": "ab", "top_k": -1}, "top_k")
     error(client, "/generate", {"prompt": "ab", "inputs": "cd"}, "prompt")
     error(client, "/generate", {"prompt": "ab", "parameters": {}}, "parameters")
@@ -181,7 +181,7 @@ def test_tgi_refuses_what_it_does_not_implement_naming_the_parameter(client):
 
 
 def test_tgi_errors_name_the_tgi_fields(client):
-    error(client, "/", {"inputs": "x", "parameters": {"max_new_tokens": 0}}, "parameters.max_new_tokens")
+    error(client, "/", {"inputs": "x", "parameters": {"max_new_tokens": -1}}, "parameters.max_new_tokens")
     error(client, "/", {"inputs": "x", "parameters": {"top_n_tokens": 100}}, "parameters.top_n_tokens")
     error(client, "/generate_stream", {"inputs": "x" * 300}, "inputs")  # longer than the context
 
@@ -223,7 +223,12 @@ def test_completions_echo_n_stop_and_prompt_forms(client):
     assert ids["choices"][0]["text"] == "hi" + SCRIPT[:3]  # token ids echoed as their text
     listed = client.post("/v1/completions", json={"prompt": ["hi"], "stop": ["."]}).json()
     assert listed["choices"][0]["text"] == " Paris" and listed["choices"][0]["finish_reason"] == "stop"
-    error(client, "/v1/completions", {"prompt": ["a", "b"]}, "prompt")
+    several = client.post("/v1/completions", json={"prompt": ["a", "bc"], "max_tokens": 2, "n": 2}).json()
+    assert [c["index"] for c in several["choices"]] == [0, 1, 2, 3]  # prompt k's choices at k*n..k*n+n-1
+    assert several["usage"]["prompt_tokens"] == 5 and several["usage"]["completion_tokens"] == 8  # with BOS each
+    ids = client.post("/v1/completions", json={"prompt": [[ord("a")], [ord("b")]], "echo": True, "max_tokens": 1})
+    assert [c["text"] for c in ids.json()["choices"]] == ["a" + SCRIPT[0], "b" + SCRIPT[0]]
+    error(client, "/v1/completions", {"prompt": [[97], [999]]}, "prompt")
     error(client, "/v1/completions", {"prompt": []}, "prompt")
     error(client, "/v1/completions", {"prompt": [1, 999]}, "prompt")
 
@@ -240,11 +245,12 @@ def test_completions_refusals_and_renames(client):
     for body, param in (
         ({"best_of": 2}, "best_of"),
         ({"suffix": "x"}, "suffix"),
-        ({"echo": True, "logprobs": 1}, "echo"),
         ({"logit_bias": {"1": 5}}, "logit_bias"),
     ):
         assert error(client, "/v1/completions", {"prompt": "x", **body}, param)["code"] == "unsupported_parameter"
-    error(client, "/v1/completions", {"prompt": "x", "max_tokens": 0}, "max_tokens")
+    error(client, "/v1/completions", {"prompt": "x", "max_tokens": -1}, "max_tokens")
+    error(client, "/v1/completions", {"prompt": "x", "echo": True, "logprobs": 21}, "logprobs")
+    error(client, "/v1/completions", {"prompt": ["x"] * 33}, "prompt")
     error(client, "/v1/completions", {"prompt": "x", "n": 5}, "n")
     error(client, "/v1/completions", {"prompt": "x", "model": "gpt-4o"}, "model", status=404)
 
@@ -273,7 +279,7 @@ def test_chat_max_tokens_and_max_completion_tokens(client):
         assert (
             body["choices"][0]["message"]["content"] == SCRIPT[:3] and body["choices"][0]["finish_reason"] == "length"
         )
-        error(client, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], name: 0}, name)
+        error(client, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], name: -1}, name)
     assert (
         chat(client, max_tokens=3, max_completion_tokens=3).status_code == 400
     )  # one name only: the OpenAPI document can say so
@@ -315,13 +321,12 @@ def test_chat_roles_and_content_parts(client, engine):
         [{"role": "user", "content": [{"type": "text", "text": "Capital"}, {"type": "text", "text": " of France?"}]}],
     )
     assert parts.json()["usage"] == chat(client).json()["usage"]
-    for role in ("tool", "function"):
-        assert (
-            "tool calling"
-            in error(
-                client, "/v1/chat/completions", {"messages": [{"role": role, "content": "4"}]}, "messages[0].role"
-            )["message"]
-        )
+    assert (
+        "'tool'"
+        in error(
+            client, "/v1/chat/completions", {"messages": [{"role": "function", "content": "4"}]}, "messages[0].role"
+        )["message"]
+    )
     error(
         client,
         "/v1/chat/completions",
@@ -340,31 +345,26 @@ def test_chat_roles_and_content_parts(client, engine):
     )  # the engine's check
 
 
-def test_chat_refuses_tools_and_non_text_formats(client):
+def test_chat_checks_tools_and_formats(client):
     message = [{"role": "user", "content": "x"}]
-    error(client, "/v1/chat/completions", {"messages": message, "tools": [{"type": "function"}]}, "tools")
+    error(client, "/v1/chat/completions", {"messages": message, "tools": [{"type": "function"}]}, "tools[0].function")
     error(client, "/v1/chat/completions", {"messages": message, "tool_choice": "auto"}, "tool_choice")
     error(
         client,
         "/v1/chat/completions",
         {"messages": [{"role": "assistant", "content": None, "tool_calls": [{"id": "1"}]}]},
-        "messages[0].tool_calls",
+        "messages[0].tool_calls[0].type",
     )
-    error(
-        client,
-        "/v1/chat/completions",
-        {"messages": message, "response_format": {"type": "json_object"}},
-        "response_format",
-    )
+    error(client, "/v1/chat/completions", {"messages": message, "response_format": {"type": "xml"}}, "response_format")
     ok = {"messages": message, "tools": [], "tool_choice": "none", "response_format": {"type": "text"}, "max_tokens": 1}
     assert client.post("/v1/chat/completions", json=ok).status_code == 200
 
 
 def test_chat_translation():
-    messages, params, aliases = ChatCompletionRequest(
+    messages, params, tools, aliases = ChatCompletionRequest(
         messages=[{"role": "user", "content": "x"}], logprobs=True
     ).engine_request()
-    assert messages == [{"role": "user", "content": "x"}]
+    assert messages == [{"role": "user", "content": "x", "tool_calls": [], "tool_call_id": None}] and tools is None
     assert params.max_new_tokens is None and params.logprobs == 0  # until the turn ends; the chosen token only
     assert aliases["prompt"] == "messages"
     assert CompletionRequest(prompt="x").engine_request()[1].max_new_tokens == openai.DEFAULT_MAX_TOKENS
@@ -412,7 +412,7 @@ def test_stream_errors_before_the_first_byte_are_plain_errors(client):
     error(
         client,
         "/v1/chat/completions",
-        {"messages": [{"role": "user", "content": "x"}], "stream": True, "max_tokens": 0},
+        {"messages": [{"role": "user", "content": "x"}], "stream": True, "max_tokens": -1},
         "max_tokens",
     )
 
@@ -478,7 +478,7 @@ def test_openapi_describes_every_field(client):
         ("ChatCompletionRequest", "max_tokens", "max_new_tokens"),
     ):
         assert ours[model]["properties"][field]["description"].startswith(declared(SamplingParams, concept).help)
-    assert ours["ChatMessage"]["properties"]["role"]["enum"] == ["system", "developer", "user", "assistant"]
+    assert ours["ChatMessage"]["properties"]["role"]["enum"] == ["system", "developer", "user", "assistant", "tool"]
 
 
 def test_ready_reports_the_slots_and_each_slots_context(client):

@@ -61,21 +61,23 @@ ONE_STREAM = {1: 8.9, 2: 16.8, 3: 20.0, 4: 22.4}
 
 def test_a_lone_stream_drafts_when_its_guesses_mostly_come_true_and_not_otherwise():
     costs = _costs(ONE_STREAM)
-    assert step_drafts([(_drafter(0.86), 10)], 3, costs) == [[8, 9, 10]]  # greedy text: 3.2 tokens for 22.4 ms
-    assert step_drafts([(_drafter(0.35), 10)], 3, costs) == [[]]  # sampled text: a lone row pays more
-    assert step_drafts([(_drafter(0.86), 2)], 3, costs) == [[8, 9]]  # within what the sample may still take
+    assert step_drafts([(_drafter(0.86), 10, None)], 3, costs) == [[8, 9, 10]]  # greedy text: 3.2 tokens for 22.4 ms
+    assert step_drafts([(_drafter(0.35), 10, None)], 3, costs) == [[]]  # sampled text: a lone row pays more
+    assert step_drafts([(_drafter(0.86), 2, None)], 3, costs) == [[8, 9]]  # within what the sample may still take
 
 
 def test_rows_that_cost_as_much_as_they_bring_are_not_drafted():
     costs = _costs({r: 3.0 * r for r in range(16, 65)})  # 16 streams: every row costs a full share
-    assert step_drafts([(_drafter(0.9), 10) for _ in range(16)], 3, costs) == [[]] * 16
-    assert step_drafts([(_drafter(0.9), 10)], 3, StepCosts()) == [[]]  # nothing measured yet: no bet
+    assert step_drafts([(_drafter(0.9), 10, None) for _ in range(16)], 3, costs) == [[]] * 16
+    assert step_drafts([(_drafter(0.9), 10, None)], 3, StepCosts()) == [[]]  # nothing measured yet: no bet
 
 
 def test_a_step_drafts_only_as_far_as_every_sample_has_a_guess():
     short = Drafter([5, 6, 7, 8, 5, 6, 7])  # its guess: 8 5 6, cut at its room of 1
     short.kept = 0.9
-    drafts = step_drafts([(_drafter(0.9), 10), (short, 1)], 3, None)  # None: as long as possible, cost aside
+    drafts = step_drafts(
+        [(_drafter(0.9), 10, None), (short, 1, None)], 3, None
+    )  # None: as long as possible, cost aside
     assert drafts == [[8], [8]]
 
 

@@ -192,8 +192,8 @@ def test_long_prompt_does_not_stall_running_streams(engine):
 
 def test_bad_parameters_raise_typed_errors_naming_the_parameter(engine):
     cases = [
-        (dict(max_new_tokens=0), "max_new_tokens"),
         (dict(max_new_tokens=-5), "max_new_tokens"),
+        (dict(prompt_logprobs=21), "prompt_logprobs"),
         (dict(temperature=-0.1), "temperature"),
         (dict(top_p=0.0), "top_p"),
         (dict(top_p=1.5), "top_p"),

@@ -176,14 +176,6 @@ def test_eval_takes_a_dataset_name(tiny, tmp_path, monkeypatch):
     assert bad.exit_code != 0 and "data" in bad.output and "shakespeare:valid" in bad.output
 
 
-@pytest.fixture(scope="module")
-def smollm2_hf(tmp_path_factory):
-    """The embedded SmolLM2 GGUF, dequantized to a Hugging Face directory (the issue-5 conversion)."""
-    from pocketlm.models.gguf_to_hf import gguf_to_hf
-
-    return gguf_to_hf(resolve(None).path, tmp_path_factory.mktemp("smollm2") / "hf")
-
-
 @pytest.mark.slow  # ~1-2 min on 2 cores: three passes of a 135M model (llama.cpp, torch, plain)
 def test_smollm2_perplexity_agrees_across_backends(smollm2_hf):
     from transformers import AutoModelForCausalLM

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -152,18 +153,35 @@ _settings = settings(
 )
 
 
+# What JSON Schema cannot state about a grammar or a schema in a body: that a regex or Lark grammar parses,
+# that a JSON schema uses only keywords llguidance implements and can be satisfied, that tool_choice names
+# one of the tools. A 400 naming such a field is the answer to a schema-valid body that gets one wrong
+# (tests/test_structured_api.py checks each case); every other check still applies.
+GRAMMAR_FIELDS = re.compile(
+    r"(regex|grammar|tool_choice|tools|(response_format\.json_schema|text\.format)\.schema"
+    r"|tools\[\d+\](\.function)?(\.name|\.parameters)?)"
+)
+
+
+def validate_generation_case(case):
+    response = case.call_and_validate(excluded_checks=[positive_data_acceptance])
+    grammar = response.status_code == 400 and GRAMMAR_FIELDS.fullmatch(response.json()["error"]["param"] or "")
+    if not grammar:
+        case.validate_response(response, checks=[positive_data_acceptance])
+
+
 @open_schema.parametrize()
 @_settings
 def test_open_server(case):
     CASES["open"] += 1
-    case.call_and_validate()
+    validate_generation_case(case)
 
 
 @keyed_schema.parametrize()
 @_settings
 def test_keyed_server(case):
     CASES["keyed"] += 1
-    case.call_and_validate()
+    validate_generation_case(case)
 
 
 # What JSON Schema cannot state about a schema-valid body: the language of a text (`source: auto` on French

@@ -148,7 +148,7 @@ def test_a_request_is_checked_against_the_server_limits_its_bounds_name():
     with pytest.raises(InvalidParameter, match="max_new_tokens: must be <= 4, got 5"):
         SamplingParams(max_new_tokens=5).validated(Limits(max_new_tokens=4))
     limited = next(p for p in main.commands["generate"].params if p.opts == ["--max-new-tokens"])
-    assert (limited.type.min, limited.type.max) == (1, Limits().max_new_tokens)  # the CLI's own limits
+    assert (limited.type.min, limited.type.max) == (0, Limits().max_new_tokens)  # the CLI's own limits (0: score only)
 
 
 # ---- old names: one more release, with a warning

@@ -19,6 +19,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from api_server import Server
+from test_structured_api import CITY_WEATHER
 from tiny_models import tiny_model_dir
 
 DEFAULT = "smollm2-135m-instruct"
@@ -284,6 +285,40 @@ def test_model_output_with_markup_is_shown_as_text(page):
     assert page.locator("#messages img, #messages script").count() == 0
     assert page.evaluate("window.pwned") is None
     assert not any(urlsplit(u).path == "/x" for u in page.requests)
+
+
+def test_a_json_schema_in_the_panel_shapes_the_answer(page):
+    set_param(page, "max_new_tokens", 60)
+    page.fill("#param-json_schema", "{not json")
+    expect(page.locator("#param-json_schema")).to_have_class(re.compile("invalid"))  # marked, and not sent
+    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 15}}, "required": ["city"]}
+    page.fill("#param-json_schema", json.dumps(schema))
+    expect(page.locator("#param-json_schema")).not_to_have_class(re.compile("invalid"))
+    send(page, "Name a city.")
+    wait_answered(page)
+    answer = stored_conversations(page)[0]["messages"][1]["variants"][0]["content"]
+    assert isinstance(json.loads(answer)["city"], str)
+
+
+def test_tool_calls_show_as_calls_and_a_reply_is_their_result(page):
+    set_param(page, "max_new_tokens", 60)
+    page.fill("#param-tools", json.dumps([CITY_WEATHER]))
+    page.select_option("#param-tool_choice", "required")
+    send(page, "What is the weather like in Paris?")
+    wait_answered(page)
+    call = page.locator(".msg.assistant .calls .call").first
+    expect(call.locator(".name")).to_have_text("get_weather")
+    assert isinstance(json.loads(call.locator(".arguments").inner_text())["city"], str)
+    assert "called functions" in page.locator(".msg.assistant .stats").first.inner_text()
+    assert page.get_attribute("#message-input", "placeholder") == "The result of get_weather…"
+    page.select_option("#param-tool_choice", "none")
+    send(page, "It is 22 degrees and sunny.")
+    expect(page.locator(".msg.tool")).to_contain_text("Result of get_weather")
+    wait_answered(page)
+    messages = stored_conversations(page)[0]["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool", "assistant"]
+    assert messages[2]["tool_call_id"] == messages[1]["variants"][0]["tool_calls"][0]["id"]
+    assert messages[3]["variants"][0]["content"].strip() and not messages[3]["variants"][0].get("tool_calls")
 
 
 def test_server_errors_are_shown_in_its_words(page):

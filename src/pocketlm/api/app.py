@@ -12,7 +12,16 @@ from __future__ import annotations
 from fastapi import Depends, FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 
-from pocketlm.api import docs, errors, openapi, routes_generate, routes_ollama, routes_openai, routes_service
+from pocketlm.api import (
+    docs,
+    errors,
+    openapi,
+    routes_generate,
+    routes_ollama,
+    routes_openai,
+    routes_responses,
+    routes_service,
+)
 from pocketlm.api.generation import ClientDisconnected
 from pocketlm.api.metrics import Metrics
 from pocketlm.api.middleware import AccessLog, BodyLimit
@@ -24,7 +33,8 @@ DESCRIPTION = """\
 Text generation with small language models on a plain CPU.
 
 * **The seeds' contract**: `POST /generate` with `{"prompt": "..."}` answers `{"response": "<prompt + continuation>"}`.
-* **OpenAI**: `/v1/completions`, `/v1/chat/completions` (streaming with `"stream": true`), `/v1/models`.
+* **OpenAI**: `/v1/completions`, `/v1/chat/completions` (streaming with `"stream": true`), `/v1/responses`, \
+`/v1/models`; structured output (`response_format`, `regex`, `grammar`) and tool calling.
 * **Hugging Face TGI**: `POST /`, `/generate` with `{"inputs": ...}`, \
 `/generate_stream` (for `huggingface_hub.InferenceClient`).
 * **Ollama**: `/api/chat`, `/api/generate` (NDJSON streams), `/api/tags`, `/api/ps`, `/api/show`, `/api/version`.
@@ -64,5 +74,6 @@ def install(app: FastAPI, state: AppState) -> None:
     app.include_router(routes_service.probes)
     app.include_router(routes_service.router, dependencies=keyed)
     app.include_router(routes_openai.router, dependencies=keyed)
+    app.include_router(routes_responses.router, dependencies=keyed)
     app.include_router(routes_generate.router, dependencies=keyed)
     app.include_router(routes_ollama.router, dependencies=keyed)

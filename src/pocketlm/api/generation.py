@@ -3,7 +3,8 @@
 ``acquire`` gets a lease on the model a request names (loading it if it must: see
 ``pocketlm.service.served``); ``start`` submits a request on the lease's engine (a prompt, or
 chat messages through the engine's chat path) and renames parameter errors to the client's
-spelling; the engine checks the prompt and the parameters. From then on the job holds the lease
+spelling; the engine checks the prompt and the parameters. ``compile_grammars`` compiles a request's
+grammars first, in a worker thread, so the event loop never waits on a compile. From then on the job holds the lease
 and gives it back when it ends (``Job.close``), so a model is never unloaded under a running
 request. ``events`` is the only place that iterates an engine stream: it applies the request
 timeout, feeds the metrics, folds every event into the job's ``Completion``, and cancels the
@@ -23,6 +24,8 @@ from fastapi import Request
 from pocketlm.api.errors import RequestTimeout, renamed
 from pocketlm.api.state import api_state
 from pocketlm.engine import Completion, RequestStream, SamplingParams, TextDelta
+from pocketlm.engine.constraints import Grammar
+from pocketlm.engine.tools import Tools
 from pocketlm.errors import EngineStopped, InvalidParameter
 from pocketlm.service import Lease, app_state
 
@@ -90,17 +93,34 @@ def start(
     *,
     prompt: str | list[int] | None = None,
     messages: list[dict] | None = None,
+    tools: Tools | None = None,
 ) -> Job:
-    """Submit a prompt, or chat messages, to the lease's engine; raises before anything runs if the request is
-    invalid or the queue is full, naming parameters as the client spelled them (``aliases``). The job takes the
-    lease: it gives it back when it ends; if nothing starts, it is given back here."""
+    """Submit a prompt, or chat messages (offering ``tools``), to the lease's engine; raises before anything runs
+    if the request is invalid or the queue is full, naming parameters as the client spelled them (``aliases``).
+    The job takes the lease: it gives it back when it ends; if nothing starts, it is given back here."""
     engine = lease.engine
     with released_on_error(lease):
         try:
-            stream = engine.submit_chat(messages, params) if messages is not None else engine.submit(prompt, params)
+            if messages is not None:
+                stream = engine.submit_chat(messages, params, tools)
+            else:
+                stream = engine.submit(prompt, params)
         except InvalidParameter as err:
             raise renamed(err, aliases) from None
     return Job(stream, params, time.monotonic(), lease)
+
+
+async def compile_grammars(lease: Lease, params: SamplingParams, tools: Tools | None = None) -> None:
+    """Compile what the request's output must follow, in a worker thread (the engine keeps it for ``start``).
+
+    The first grammar of a model also reads its vocabulary (seconds for a large one); a compile takes
+    milliseconds and llguidance's fuel bounds a hostile one, so the worker is never held for long. The lease
+    is given back if a grammar is refused.
+    """
+    grammars: list[Grammar] = tools.grammars(params.grammar) if tools is not None else [params.grammar]
+    with released_on_error(lease):
+        for grammar in filter(None, grammars):
+            await asyncio.to_thread(lease.engine.constrain, grammar)
 
 
 async def events(request: Request, job: Job):
@@ -139,17 +159,60 @@ async def events(request: Request, job: Job):
 
 async def collect(request: Request, job: Job) -> Completion:
     """Run a whole completion; raise ClientDisconnected (and cancel) if the client leaves first."""
+    return (await collect_all(request, [job]))[0]
 
-    async def drain():
+
+async def collect_all(request: Request, jobs: list[Job]) -> list[Completion]:
+    """Run several completions (one request's prompts) together, as ``collect`` runs one."""
+
+    async def drain(job: Job):
         async with contextlib.aclosing(events(request, job)) as stream:
             async for _ in stream:
                 pass
 
     try:
-        await until_done_or_disconnected(request, drain())
+        await until_done_or_disconnected(request, asyncio.gather(*(drain(job) for job in jobs)))
     finally:
-        job.close()  # frees the slot on disconnect, timeout or error, and the model in every case
-    return job.completion
+        for job in jobs:
+            job.close()  # frees the slot on disconnect, timeout or error, and the model in every case
+    return [job.completion for job in jobs]
+
+
+async def merged(request: Request, jobs: list[Job]):
+    """The events of several jobs as they come: (index of the job, event). Stops (and cancels all) at the first
+    error, or when the consumer stops early."""
+    if len(jobs) == 1:  # the usual case: no tasks
+        async with contextlib.aclosing(events(request, jobs[0])) as stream:
+            async for event in stream:
+                yield 0, event
+        return
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def pump(i: int, job: Job):
+        try:
+            async with contextlib.aclosing(events(request, job)) as stream:
+                async for event in stream:
+                    await queue.put((i, event))
+        except Exception as e:
+            await queue.put((i, e))
+        finally:
+            await queue.put((i, None))
+
+    tasks = [asyncio.ensure_future(pump(i, job)) for i, job in enumerate(jobs)]
+    try:
+        running = len(tasks)
+        while running:
+            i, item = await queue.get()
+            if item is None:
+                running -= 1
+            elif isinstance(item, Exception):
+                raise item
+            else:
+                yield i, item
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def until_done_or_disconnected(request: Request, work) -> None:

@@ -191,8 +191,9 @@ def _walk(node: Any, context: dict) -> None:
     name = node.pop(SAMPLING, None)
     if name is not None:
         _constrain(node, name, context)
-    if node.pop(PROMPT, False):
-        _prompt(node, context)
+    prompts = node.pop(PROMPT, False)
+    if prompts:
+        _prompt(node, context, 1 if prompts is True else prompts)
     if node.pop(TOKEN_IDS, False):
         node.setdefault("items", {}).update(minimum=0, maximum=context["n_vocab"] - 1)
     served = node.pop(SERVED_MODEL, False)
@@ -205,17 +206,26 @@ def _walk(node: Any, context: dict) -> None:
         _walk(value, context)
 
 
-def _prompt(node: dict, context: dict) -> None:
-    """Text (not empty unless the tokenizer adds BOS), token ids of the vocabulary that fit the context, or [text]."""
+def _prompt(node: dict, context: dict, most: int) -> None:
+    """Text (not empty unless the tokenizer adds BOS), token ids of the vocabulary that fit the context, or a list
+    of up to ``most`` of either (the marker's number; True: a list of one text)."""
     for branch in _branches(node, "string"):
         branch["minLength"] = context["min_prompt_chars"]
     for branch in _branches(node, "array"):
-        if branch.get("items", {}).get("type") == "integer":
-            branch.update(minItems=1, maxItems=context["max_prompt_ids"])
-            branch["items"].update(minimum=0, maximum=context["n_vocab"] - 1)
-        else:  # one prompt per request
-            branch.update(minItems=1, maxItems=1)
-            branch.setdefault("items", {})["minLength"] = context["min_prompt_chars"]
+        items = branch.setdefault("items", {})
+        if items.get("type") == "integer":
+            _token_ids(branch, context)
+        elif items.get("type") == "array":
+            branch.update(minItems=1, maxItems=most)
+            _token_ids(items, context)
+        else:
+            branch.update(minItems=1, maxItems=most)
+            items["minLength"] = context["min_prompt_chars"]
+
+
+def _token_ids(branch: dict, context: dict) -> None:
+    branch.update(minItems=1, maxItems=context["max_prompt_ids"])
+    branch["items"].update(minimum=0, maximum=context["n_vocab"] - 1)
 
 
 def _constrain(node: dict, name: str, context: dict) -> None:

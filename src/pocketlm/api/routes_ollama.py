@@ -154,7 +154,7 @@ async def _answer(request: Request, job: Job, stream: bool, arrived: float, shap
     """The job's answer: streamed one object per line, or whole."""
     model = job.model
     if stream:
-        return EventStream(guarded(_lines(request, job, arrived, shape), _error_line), job, media_type=NDJSON)
+        return EventStream(guarded(_lines(request, job, arrived, shape), _error_line), [job], media_type=NDJSON)
 
     async def drain():
         async for _ in events(request, job):

@@ -12,10 +12,9 @@ import uuid
 
 from fastapi import APIRouter, Request
 
-from pocketlm.api.generation import acquire, collect, start
+from pocketlm.api.generation import Job, acquire, collect, collect_all, compile_grammars, start
 from pocketlm.api.streaming import chat_stream, completion_stream
 from pocketlm.api.wire.openai import (
-    AssistantMessage,
     ChatChoice,
     ChatCompletionRequest,
     ChatCompletionResponse,
@@ -27,8 +26,10 @@ from pocketlm.api.wire.openai import (
     ModelCard,
     ModelList,
     UsageInfo,
+    assistant_message,
 )
-from pocketlm.service import AppState, ServedModel, app_state
+from pocketlm.engine import Usage
+from pocketlm.service import AppState, Lease, ServedModel, app_state
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -37,53 +38,79 @@ _SSE = {200: {"content": {"text/event-stream": {}}, "description": "Server-sent 
 
 @router.post("/completions", response_model=CompletionResponse, responses=_SSE)
 async def completions(body: CompletionRequest, request: Request):
-    prompt, params, aliases = body.engine_request()
+    """One prompt or several (each a request of the engine; prompt k's choices at k*n..k*n+n-1). With echo and
+    logprobs, the prompt's tokens come with their log-probabilities (the first null), from the pass that reads
+    the prompt; max_tokens 0 then scores a text without generating (what lm-evaluation-harness asks)."""
+    prompts, params, aliases = body.engine_request()
     lease = await acquire(request, body.model)
-    job = start(lease, params, aliases, prompt=prompt)
-    model = job.model
-    echo = ""
-    if body.echo:  # the prompt as sent; token ids are shown as the text they stand for
-        echo = prompt if isinstance(prompt, str) else lease.engine.detokenize(job.prompt_ids)
+    await compile_grammars(lease, params)
+    jobs = _start_all(lease, params, aliases, prompts)
+    model = lease.model
+    echoes = [_echo(p, job) if body.echo else "" for p, job in zip(prompts, jobs)]
     if body.stream:
-        return completion_stream(request, job, model, body.include_usage, echo)
-    completion = await collect(request, job)
+        return completion_stream(request, jobs, model, body.include_usage, echoes)
+    completions = await collect_all(request, jobs)
     choices = [
         CompletionChoice(
-            index=s.index,
+            index=k * params.n + s.index,
             text=echo + s.text,
             finish_reason=s.finish_reason,
-            logprobs=CompletionLogprobs.of(s.logprobs, len(echo)) if params.logprobs is not None else None,
+            logprobs=(
+                CompletionLogprobs.of([*(c.prompt_logprobs or []), *s.logprobs], 0 if c.prompt_logprobs else len(echo))
+                if params.logprobs is not None
+                else None
+            ),
         )
-        for s in completion.samples
+        for k, (c, echo) in enumerate(zip(completions, echoes))
+        for s in c.samples
     ]
     return CompletionResponse(
         id=f"cmpl-{uuid.uuid4().hex}",
         created=int(time.time()),
         model=model,
         choices=choices,
-        usage=UsageInfo.of(completion.usage),
+        usage=UsageInfo.of(Usage.summed([c.usage for c in completions])),
     )
+
+
+def _start_all(lease: Lease, params, aliases, prompts: list) -> list[Job]:
+    """Submit every prompt, each job holding its own share of the lease; if one is refused, none runs."""
+    leases = [lease, *(lease.share() for _ in prompts[1:])]
+    jobs: list[Job] = []
+    try:
+        for prompt, held in zip(prompts, leases):
+            jobs.append(start(held, params, aliases, prompt=prompt))
+    except Exception:
+        for job in jobs:
+            job.close()
+        for held in leases[len(jobs) + 1 :]:  # start gave back the refused prompt's own
+            held.release()
+        raise
+    return jobs
+
+
+def _echo(prompt: str | list[int], job: Job) -> str:
+    """The prompt as sent; token ids are shown as the text they stand for."""
+    return prompt if isinstance(prompt, str) else job.lease.engine.detokenize(job.prompt_ids)
 
 
 @router.post("/chat/completions", response_model=ChatCompletionResponse, responses=_SSE)
 async def chat_completions(body: ChatCompletionRequest, request: Request):
     """Messages are rendered with the model's own chat template (the engine's chat path, which also stops a model
-    without one at the transcript's next user turn). Roles: system, developer (= system), user, assistant."""
-    messages, params, aliases = body.engine_request()
-    job = start(await acquire(request, body.model), params, aliases, messages=messages)
+    without one at the transcript's next user turn). Roles: system, developer (= system), user, assistant, tool."""
+    messages, params, tools, aliases = body.engine_request()
+    lease = await acquire(request, body.model)
+    await compile_grammars(lease, params, tools)
+    job = start(lease, params, aliases, messages=messages, tools=tools)
     model = job.model
     if body.stream:
-        return chat_stream(request, job, model, body.include_usage)
+        return chat_stream(request, job, model, body.include_usage, tools is not None)
     completion = await collect(request, job)
-    choices = [
-        ChatChoice(
-            index=s.index,
-            message=AssistantMessage(content=s.text),
-            finish_reason=s.finish_reason,
-            logprobs=ChatLogprobs.of(s.logprobs) if params.logprobs is not None else None,
-        )
-        for s in completion.samples
-    ]
+    choices = []
+    for s in completion.samples:
+        message, reason = assistant_message(s.text, s.finish_reason, tools is not None)
+        logprobs = ChatLogprobs.of(s.logprobs) if params.logprobs is not None else None
+        choices.append(ChatChoice(index=s.index, message=message, finish_reason=reason, logprobs=logprobs))
     return ChatCompletionResponse(
         id=f"chatcmpl-{uuid.uuid4().hex}",
         created=int(time.time()),

@@ -14,6 +14,7 @@ client libraries raise on it.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import time
@@ -24,7 +25,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from pocketlm.api.errors import error_body
-from pocketlm.api.generation import Job, events
+from pocketlm.api.generation import Job, events, merged
 from pocketlm.api.wire import tgi
 from pocketlm.api.wire.openai import (
     ChatChunkChoice,
@@ -34,10 +35,23 @@ from pocketlm.api.wire.openai import (
     CompletionChoice,
     CompletionChunk,
     CompletionLogprobs,
+    FunctionCallDelta,
+    ToolCallDelta,
     UsageInfo,
+    call_id,
+    finish_reason,
+)
+from pocketlm.api.wire.responses import (
+    OutputFunctionCall,
+    OutputMessage,
+    OutputText,
+    Response,
+    function_call_item,
+    message_item,
 )
 from pocketlm.api.wire.tgi import TGIStreamDetails, TGIStreamEvent, TGIToken
-from pocketlm.engine import SampleFinished, TextDelta, Usage
+from pocketlm.engine import PromptLogprobs, SampleFinished, TextDelta, Usage
+from pocketlm.engine.tools import Call, CallDelta, CallReader
 from pocketlm.errors import PocketLMError
 
 log = logging.getLogger("pocketlm.api")
@@ -59,15 +73,16 @@ class EventStream(StreamingResponse):
     garbage-collected. Closing the job here frees the slot at the engine's next step instead.
     """
 
-    def __init__(self, body, job: Job, media_type: str = "text/event-stream"):
+    def __init__(self, body, jobs: list[Job], media_type: str = "text/event-stream"):
         super().__init__(body, media_type=media_type, headers=SSE_HEADERS)
-        self.job = job
+        self.jobs = jobs
 
     async def __call__(self, scope, receive, send):
         try:
             await super().__call__(scope, receive, send)
         finally:
-            self.job.close()
+            for job in self.jobs:
+                job.close()
 
 
 async def guarded(body, error_chunk):
@@ -96,59 +111,98 @@ def tgi_error_event(err: PocketLMError) -> str:
 
 
 class _CompletionChunks:
-    """/v1/completions' chunks: text (after the echoed prompt), legacy logprobs with text offsets."""
+    """/v1/completions' chunks: text (after the echoed prompt), legacy logprobs with text offsets.
+
+    Prompt k's choices are indices k*n to k*n+n-1. The echoed prompt opens each choice, with its tokens'
+    log-probabilities when asked for (then once the prompt is read).
+    """
 
     id_prefix, chunk = "cmpl", CompletionChunk
 
-    def __init__(self, job: Job, echo_text: str):
-        self.job, self.echo_text = job, echo_text
-        self.offsets = [len(echo_text)] * job.params.n
+    def __init__(self, params, echo_texts: list[str]):
+        self.params, self.echo_texts, self.n = params, echo_texts, params.n
+        self.offsets = [len(text) for text in echo_texts for _ in range(params.n)]
 
     def opening(self) -> list[CompletionChoice]:
-        return (
-            [CompletionChoice(index=i, text=self.echo_text) for i in range(self.job.params.n)] if self.echo_text else []
-        )
+        if self.params.prompt_logprobs is not None:  # the echo comes with the prompt's log-probabilities
+            return []
+        return [
+            CompletionChoice(index=k * self.n + i, text=text)
+            for k, text in enumerate(self.echo_texts)
+            if text
+            for i in range(self.n)
+        ]
 
-    def delta(self, event: TextDelta) -> CompletionChoice | None:
+    def prompt(self, k: int, event: PromptLogprobs) -> list[CompletionChoice]:
+        logprobs = CompletionLogprobs.of(event.tokens, 0)
+        return [
+            CompletionChoice(index=k * self.n + i, text=self.echo_texts[k], logprobs=logprobs) for i in range(self.n)
+        ]
+
+    def delta(self, k: int, event: TextDelta) -> CompletionChoice | None:
+        index = k * self.n + event.index
         logprobs = None
-        if self.job.params.logprobs is not None:
-            logprobs = CompletionLogprobs.of(event.logprobs, self.offsets[event.index])
-        self.offsets[event.index] += len(event.text)
-        return (
-            CompletionChoice(index=event.index, text=event.text, logprobs=logprobs) if event.text or logprobs else None
-        )
+        if self.params.logprobs is not None:
+            logprobs = CompletionLogprobs.of(event.logprobs, self.offsets[index])
+        self.offsets[index] += len(event.text)
+        return CompletionChoice(index=index, text=event.text, logprobs=logprobs) if event.text or logprobs else None
 
-    def finished(self, event: SampleFinished) -> CompletionChoice:
-        return CompletionChoice(index=event.index, text="", finish_reason=event.reason)
+    def finished(self, k: int, event: SampleFinished) -> CompletionChoice:
+        return CompletionChoice(index=k * self.n + event.index, text="", finish_reason=event.reason)
 
 
 class _ChatChunks:
-    """/v1/chat/completions' chunks: each choice opens with the role (content empty, as OpenAI), then deltas."""
+    """/v1/chat/completions' chunks: each choice opens with the role (content empty, as OpenAI), then deltas.
+
+    With tools, each choice's text goes through a ``CallReader``: a call streams as OpenAI streams one (its id,
+    type and name first, then its arguments piece by piece), and a choice that called ends with "tool_calls".
+    """
 
     id_prefix, chunk = "chatcmpl", ChatCompletionChunk
 
-    def __init__(self, job: Job):
+    def __init__(self, job: Job, tools: bool):
         self.job = job
+        self.readers = [CallReader() for _ in range(job.params.n)] if tools else None
 
     def opening(self) -> list[ChatChunkChoice]:
         return [
             ChatChunkChoice(index=i, delta=ChatDelta(role="assistant", content="")) for i in range(self.job.params.n)
         ]
 
-    def delta(self, event: TextDelta) -> ChatChunkChoice | None:
+    def delta(self, k: int, event: TextDelta) -> ChatChunkChoice | None:
         logprobs = ChatLogprobs.of(event.logprobs) if self.job.params.logprobs is not None else None
-        return (
-            ChatChunkChoice(index=event.index, delta=ChatDelta(content=event.text), logprobs=logprobs)
-            if event.text or logprobs
-            else None
+        delta = self._read(event.index, event.text)
+        return ChatChunkChoice(index=event.index, delta=delta, logprobs=logprobs) if delta or logprobs else None
+
+    def _read(self, index: int, text: str) -> ChatDelta | None:
+        if self.readers is None:
+            return ChatDelta(content=text) if text else None
+        text, calls = self.readers[index].feed(text)
+        deltas = [
+            ToolCallDelta(
+                index=c.index,
+                id=call_id() if c.name else None,
+                type="function" if c.name else None,
+                function=FunctionCallDelta(name=c.name, arguments=c.arguments),
+            )
+            for c in calls
+        ]
+        return ChatDelta(content=text or None, tool_calls=deltas or None) if text or deltas else None
+
+    def finished(self, k: int, event: SampleFinished) -> ChatChunkChoice:
+        reader = self.readers[event.index] if self.readers else None
+        held = reader.finish() if reader else ""
+        return ChatChunkChoice(
+            index=event.index,
+            delta=ChatDelta(content=held or None),
+            finish_reason=finish_reason(event.reason, reader),
         )
 
-    def finished(self, event: SampleFinished) -> ChatChunkChoice:
-        return ChatChunkChoice(index=event.index, delta=ChatDelta(), finish_reason=event.reason)
 
+async def _openai_chunks(request: Request, jobs: list[Job], shape, model: str, include_usage: bool):
+    """The one loop behind both OpenAI streams: a chunk per delta and per finished choice, usage, [DONE].
 
-async def _openai_chunks(request: Request, job: Job, shape, model: str, include_usage: bool):
-    """The one loop behind both OpenAI streams: a chunk per delta and per finished choice, usage, [DONE]."""
+    Several jobs (one request's prompts) stream together; the usage chunk counts them all."""
     chunk_id, created = f"{shape.id_prefix}-{uuid.uuid4().hex}", int(time.time())
 
     def chunk(choices, usage: Usage | None = None) -> str:
@@ -161,33 +215,39 @@ async def _openai_chunks(request: Request, job: Job, shape, model: str, include_
     opening = shape.opening()
     if opening:
         yield chunk(opening)
-    async for event in events(request, job):
+    usage: list[Usage] = []
+    async for k, event in merged(request, jobs):
         if isinstance(event, Usage):
-            if include_usage:
-                yield chunk([], event)
+            usage.append(event)
+            if include_usage and len(usage) == len(jobs):
+                yield chunk([], Usage.summed(usage))
             continue
-        choice = shape.delta(event) if isinstance(event, TextDelta) else shape.finished(event)
+        if isinstance(event, PromptLogprobs):
+            yield chunk(shape.prompt(k, event))
+            continue
+        choice = shape.delta(k, event) if isinstance(event, TextDelta) else shape.finished(k, event)
         if choice is not None:
             yield chunk([choice])
     yield "data: [DONE]\n\n"
 
 
-def completion_stream(request: Request, job: Job, model: str, include_usage: bool, echo_text: str) -> StreamingResponse:
-    body = _openai_chunks(request, job, _CompletionChunks(job, echo_text), model, include_usage)
-    return EventStream(guarded(body, openai_error_event), job)
+def completion_stream(
+    request: Request, jobs: list[Job], model: str, include_usage: bool, echo_texts: list[str]
+) -> StreamingResponse:
+    body = _openai_chunks(request, jobs, _CompletionChunks(jobs[0].params, echo_texts), model, include_usage)
+    return EventStream(guarded(body, openai_error_event), jobs)
 
 
-def chat_stream(request: Request, job: Job, model: str, include_usage: bool) -> StreamingResponse:
-    return EventStream(
-        guarded(_openai_chunks(request, job, _ChatChunks(job), model, include_usage), openai_error_event), job
-    )
+def chat_stream(request: Request, job: Job, model: str, include_usage: bool, tools: bool) -> StreamingResponse:
+    body = _openai_chunks(request, [job], _ChatChunks(job, tools), model, include_usage)
+    return EventStream(guarded(body, openai_error_event), [job])
 
 
 # --------------------------------------------------------------------------- TGI
 
 
 def tgi_stream(request: Request, job: Job, *, prompt: str, full_text: bool, eos_id: int) -> StreamingResponse:
-    return EventStream(guarded(_tgi_events(request, job, prompt, full_text, eos_id), tgi_error_event), job)
+    return EventStream(guarded(_tgi_events(request, job, prompt, full_text, eos_id), tgi_error_event), [job])
 
 
 async def _tgi_events(request, job, prompt, full_text, eos_id):
@@ -217,3 +277,104 @@ async def _tgi_events(request, job, prompt, full_text, eos_id):
             held.details.generated_tokens = event.completion_tokens
     if held is not None:
         yield sse(held)
+
+
+# --------------------------------------------------------------------------- OpenAI's Responses API
+
+
+def responses_stream(request: Request, job: Job, response: Response, tools: bool) -> StreamingResponse:
+    return EventStream(guarded(_response_events(request, job, response, tools), openai_error_event), [job])
+
+
+class _Output:
+    """A streamed response's output items as they open, grow and close, as the events that say so."""
+
+    def __init__(self, response: Response, event):
+        self.response, self.event = response, event
+        self.message: OutputMessage | None = None
+        self.calls: list[OutputFunctionCall] = []
+
+    def text(self, piece: str):
+        if self.message is None:
+            self.message = message_item("", "in_progress")
+            self.response.output.append(self.message)
+            yield self.event("response.output_item.added", output_index=self._index(self.message), item=self.message)
+            yield self.event("response.content_part.added", part=OutputText(text=""), **self._where(self.message))
+        self.message.content[0].text += piece
+        yield self.event("response.output_text.delta", delta=piece, logprobs=[], **self._where(self.message))
+
+    def call(self, delta: CallDelta):
+        if delta.name is not None:
+            self.calls.append(function_call_item(Call(delta.name), "in_progress", call_id=call_id()))
+            self.response.output.append(self.calls[-1])
+            yield self.event(
+                "response.output_item.added", output_index=self._index(self.calls[-1]), item=self.calls[-1]
+            )
+        call = self.calls[delta.index]
+        if delta.arguments:
+            call.arguments += delta.arguments
+            yield self.event(
+                "response.function_call_arguments.delta",
+                item_id=call.id,
+                output_index=self._index(call),
+                delta=delta.arguments,
+            )
+
+    def close(self, status: str):
+        if self.message is not None:
+            self.message.status = status
+            part, where = self.message.content[0], self._where(self.message)
+            yield self.event("response.output_text.done", text=part.text, logprobs=[], **where)
+            yield self.event("response.content_part.done", part=part, **where)
+            yield self.event("response.output_item.done", output_index=where["output_index"], item=self.message)
+        for call in self.calls:
+            call.status = status
+            index = self._index(call)
+            yield self.event(
+                "response.function_call_arguments.done",
+                item_id=call.id,
+                output_index=index,
+                name=call.name,
+                arguments=call.arguments,
+            )
+            yield self.event("response.output_item.done", output_index=index, item=call)
+
+    def _index(self, item) -> int:
+        return self.response.output.index(item)
+
+    def _where(self, item) -> dict:
+        return {"item_id": item.id, "output_index": self._index(item), "content_index": 0}
+
+
+async def _response_events(request: Request, job: Job, response: Response, tools: bool):
+    """The typed events of a streamed response, as OpenAI's SDK reads them: created, in progress, each output
+    item added, its deltas, done, then completed (or incomplete, at the token limit) with the whole response."""
+    numbers = itertools.count()
+
+    def event(kind: str, **fields) -> str:
+        payload = {key: value.model_dump() if isinstance(value, BaseModel) else value for key, value in fields.items()}
+        return sse({"type": kind, "sequence_number": next(numbers), **payload})
+
+    yield event("response.created", response=response)
+    yield event("response.in_progress", response=response)
+    output, reader, reason = _Output(response, event), CallReader() if tools else None, "stop"
+    async for item in events(request, job):
+        if isinstance(item, TextDelta):
+            text, calls = reader.feed(item.text) if reader else (item.text, [])
+            for chunk in [*(output.text(text) if text else ()), *(c for d in calls for c in output.call(d))]:
+                yield chunk
+        elif isinstance(item, SampleFinished):
+            reason = item.reason
+            held = reader.finish() if reader else ""
+            for chunk in output.text(held) if held else ():
+                yield chunk
+            if not response.output:  # the model ended at once: an empty answer is still a message
+                for chunk in output.text(""):
+                    yield chunk
+            for chunk in output.close("incomplete" if reason == "length" else "completed"):
+                yield chunk
+        elif isinstance(item, Usage):
+            response.finish(reason, item)
+            yield event(
+                "response.incomplete" if response.status == "incomplete" else "response.completed", response=response
+            )

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from pocketlm.engine.config import EngineConfig
 from pocketlm.engine.engine import Engine
-from pocketlm.engine.outputs import Completion, Sample, SampleFinished, TextDelta, TokenLogprob, Usage
+from pocketlm.engine.outputs import (
+    Completion,
+    PromptLogprobs,
+    Sample,
+    SampleFinished,
+    TextDelta,
+    TokenLogprob,
+    Usage,
+)
 from pocketlm.engine.params import Limits, SamplingParams
 from pocketlm.engine.scheduler import EngineStats
 from pocketlm.engine.streams import RequestStream
@@ -31,6 +39,7 @@ __all__ = [
     "EngineStats",
     "Limits",
     "ModelOptions",
+    "PromptLogprobs",
     "RequestStream",
     "Sample",
     "SampleFinished",

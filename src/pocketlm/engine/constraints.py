@@ -20,6 +20,8 @@ a GGUF may have none. Sources and their dialects:
 - regex: Rust ``regex`` syntax (no look-around, no back-references); the whole output must match.
 - Lark: llguidance's Lark dialect (its docs/syntax.md): ``start`` rule, lowercase rules, UPPERCASE
   terminals, "literals" and /regexes/ (Rust syntax), ``%ignore``, ``%import common``, ``%json {...}``.
+  A grammar without a ``start`` rule is read as llama.cpp's GBNF (``root ::= ...``, what llama-server's
+  ``grammar`` takes) and converted to Lark by llguidance's own converter.
 
 Anything a request can get wrong is an ``InvalidParameter`` naming its field: a bad or unsupported
 grammar, one larger or deeper than the bounds below, one that exhausts llguidance's fuel while compiling
@@ -40,6 +42,7 @@ from dataclasses import dataclass
 import llguidance as llg
 import llguidance.numpy as lln
 import numpy as np
+from llguidance.gbnf_to_lark import any_to_lark
 
 from pocketlm.backends.base import Backend
 from pocketlm.errors import InvalidParameter
@@ -76,7 +79,8 @@ class Grammar:
     field: str
 
     @classmethod
-    def json_schema(cls, schema: dict, *, field: str) -> Grammar:
+    def json_schema(cls, schema: dict, *, field: str, closed: bool = False) -> Grammar:
+        """``closed``: objects take only the properties they list, unless they say otherwise (closed_schema)."""
         if not isinstance(schema, dict):
             raise InvalidParameter(field, f"a JSON schema is an object; got {type(schema).__name__}")
         depth = _depth(schema)
@@ -84,6 +88,8 @@ class Grammar:
             raise InvalidParameter(
                 field, f"the schema nests {depth} objects/arrays deep; at most {MAX_SCHEMA_DEPTH}: flatten it"
             )
+        if closed:
+            schema = closed_schema(json.loads(json.dumps(schema)))  # a copy: the request's own stays as sent
         return cls._sized("json_schema", json.dumps(schema, separators=(",", ":")), field)
 
     @classmethod
@@ -111,13 +117,45 @@ class Grammar:
             return llg.LLMatcher.grammar_from_json_schema(self.source, overrides=JSON_OPTIONS)
         if self.kind == "regex":
             return llg.LLMatcher.grammar_from_regex(self.source)
-        return llg.LLMatcher.grammar_from_lark(self.source)
+        return llg.LLMatcher.grammar_from_lark(self._lark())
+
+    def _lark(self) -> str:
+        """The grammar in Lark: as given, or converted from GBNF (no ``start`` rule)."""
+        try:
+            return any_to_lark(self.source)
+        except RecursionError:  # GBNF nested deeper than the converter's recursive parser goes
+            raise InvalidParameter(self.field, "is nested too deeply: flatten it") from None
+        except Exception as e:  # its parse errors, and plain Exceptions for a missing or repeated rule
+            raise InvalidParameter(self.field, f"invalid GBNF grammar: {e}") from None
 
 
 def _text(value, field: str) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidParameter(field, "must be a non-empty string")
     return value
+
+
+def closed_schema(schema: dict) -> dict:
+    """``schema`` (changed in place) with ``additionalProperties: false`` wherever an object lists its properties
+    and says nothing of others: the output has the properties the schema declares, never ones a small model
+    makes up. OpenAI's strict mode requires this of a schema; langchain's and pydantic's schemas leave it out,
+    so pocketlm closes them for tools and strict formats. Only subschemas are visited, never values (an
+    ``enum`` of objects stays as it is)."""
+    stack = [schema]
+    while stack:  # the schema's depth was bounded when it was checked
+        node = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        if isinstance(node.get("properties"), dict) and "additionalProperties" not in node:
+            node["additionalProperties"] = False
+        for key in ("properties", "$defs", "definitions", "patternProperties"):
+            if isinstance(node.get(key), dict):
+                stack.extend(node[key].values())
+        for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
+            if isinstance(node.get(key), list):
+                stack.extend(node[key])
+        stack.extend(node.get(key) for key in ("items", "additionalProperties", "not"))
+    return schema
 
 
 def _depth(value) -> int:
@@ -300,11 +338,12 @@ class Constraint:
 
     def accept(self, token: int) -> None:
         """Take ``token``: one the last mask allowed, or a drafted one ``valid_prefix`` approved."""
+        if self._matcher.is_error():  # out of fuel in the last mask: ``error`` says so, nothing more to take
+            return
         # Checked first: a refused token would leave llguidance's matcher in an error state for good.
         if self._matcher.validate_tokens([token]) != 1:
             raise ValueError(f"token {token} is not allowed here; accept only tokens the mask allows")
-        if not self._matcher.consume_token(token):
-            self._check()
+        self._matcher.consume_token(token)  # may run out of fuel: then ``error`` says so
 
     def valid_prefix(self, tokens: Sequence[int]) -> int:
         """How many of ``tokens`` (a draft) the grammar allows in a row from here, without taking any."""
@@ -325,6 +364,11 @@ class Constraint:
         """Nothing may follow but an end-of-generation token: the engine can finish the sample."""
         return self._matcher.is_stopped()
 
+    @property
+    def error(self) -> InvalidParameter | None:
+        """Why the grammar cannot go on (llguidance's fuel per step ran out), or None: the sample must fail."""
+        return _invalid(self.grammar, self._matcher.get_error()) if self._matcher.is_error() else None
+
     def _check(self) -> None:
         # A matcher in error allows only EOS, which would end the sample looking complete: raise instead.
         # Past compiling, what errs is llguidance's fuel per step running out on a pathological grammar.
@@ -333,15 +377,18 @@ class Constraint:
 
 
 def apply_all(logits: np.ndarray, constraints: Sequence[Constraint | None]) -> None:
-    """``apply`` to every row of a batch that has a constraint, the masks computed on all cores at once."""
+    """``apply`` to every row of a batch that has a constraint, the masks computed on all cores at once.
+
+    Unlike ``apply`` it raises nothing for a grammar that fails here: one request's grammar must not fail the
+    batch. Such a row allows only the end of generation, and its constraint's ``error`` tells the engine.
+    """
     rows = [(i, c) for i, c in enumerate(constraints) if c is not None]
     if not rows:
         return
     _check_width(logits[0], rows[0][1].n_vocab)
     bits = np.empty((len(rows), mask_words(logits.shape[1])), dtype=np.int32)
     lln.fill_next_token_bitmask_par(_executor(), [(c._matcher, k) for k, (_, c) in enumerate(rows)], bits)
-    for k, (i, c) in enumerate(rows):
-        c._check()
+    for k, (i, _) in enumerate(rows):
         forbid(logits[i], bits[k])
 
 

@@ -19,6 +19,8 @@ sampled prose, or a step of many streams whose rows already fill the cores, does
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 from pocketlm.engine.costs import StepCosts
 
 # Tokens that must match. Shorter n-grams draft more often and more wrongly: sampled text then ran slower than
@@ -33,6 +35,8 @@ _LEARNING = 0.2
 # show (a step of new shape rebuilds llama.cpp's graph, each drafted row is sampled in Python, samples that
 # keep different numbers of tokens finish apart) was worth more than 5% at 16 streams (benchmarks/NOTES.md).
 MARGIN = 1.1
+
+Valid = Callable[[Sequence[int]], int]  # how many of a draft's tokens a sample's grammar allows in a row
 
 
 class Drafter:
@@ -85,11 +89,15 @@ class Drafter:
         return tokens
 
 
-def step_drafts(wanted: list[tuple[Drafter, int]], draft_tokens: int, costs: StepCosts | None) -> list[list[int]]:
+def step_drafts(
+    wanted: list[tuple[Drafter, int, Valid | None]], draft_tokens: int, costs: StepCosts | None
+) -> list[list[int]]:
     """Each decoding sample's draft for one step, all of one length: the length that pays most.
 
-    ``wanted`` holds each sample's drafter and the most tokens it may still take (its token limit and
-    its context, less the token the step decodes anyway); ``draft_tokens`` is --draft-tokens.
+    ``wanted`` holds each sample's drafter, the most tokens it may still take (its token limit and
+    its context, less the token the step decodes anyway) and, for a sample with a grammar, how many
+    of a draft's tokens the grammar allows in a row: a draft is cut there, as the sampler could never
+    keep a token its mask forbids (its row would be computed for nothing). ``draft_tokens`` is --draft-tokens.
     llama.cpp computes a batch in one pass only when every slot brings as many rows (each slot's
     cache is a stream of its own, and a pass takes an equal share from each): so a step drafts only
     as far as every sample has a draft. At 4 streams, drafts of unequal length split steps in two and
@@ -100,7 +108,8 @@ def step_drafts(wanted: list[tuple[Drafter, int]], draft_tokens: int, costs: Ste
     """
     if not wanted or draft_tokens <= 0:  # drafting off: no drafter is asked (one that is would start a guess)
         return [[] for _ in wanted]
-    drafts = [drafter.draft(min(draft_tokens, room)) for drafter, room in wanted]
+    drafts = [drafter.draft(min(draft_tokens, room)) for drafter, room, _ in wanted]
+    drafts = [d[: valid(d)] if valid and d else d for d, (_, _, valid) in zip(drafts, wanted)]
     longest = min(map(len, drafts))
     if costs is None:
         return [d[:longest] for d in drafts]
@@ -109,7 +118,7 @@ def step_drafts(wanted: list[tuple[Drafter, int]], draft_tokens: int, costs: Ste
         cost = costs.estimate(n * (1 + k))
         if cost is None:  # nothing measured yet: no bet
             break
-        rate = sum(1 + drafter.expected(k) for drafter, _ in wanted) / max(cost, 1e-9) / (MARGIN if k else 1.0)
+        rate = sum(1 + drafter.expected(k) for drafter, _, _ in wanted) / max(cost, 1e-9) / (MARGIN if k else 1.0)
         if rate > best_rate:
             best, best_rate = k, rate
     return [d[:best] for d in drafts]

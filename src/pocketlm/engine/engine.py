@@ -1,7 +1,7 @@
 """The engine's front: what callers ask of a model, checked before anything runs.
 
-``Engine`` tokenizes and checks prompts, validates sampling parameters, renders chat
-transcripts, and hands each request to the scheduler (engine/scheduler.py), whose
+``Engine`` tokenizes and checks prompts, validates sampling parameters, compiles
+grammars, renders chat transcripts, and hands each request to the scheduler (engine/scheduler.py), whose
 thread batches every request's steps together. Errors in a request are raised here,
 in the caller's thread, naming the parameter at fault; nothing reaches the step loop
 that it could fail on.
@@ -9,15 +9,18 @@ that it could fail on.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 
 from pocketlm.backends.base import Backend
 from pocketlm.engine.chat import ChatTemplate
 from pocketlm.engine.config import EngineConfig
+from pocketlm.engine.constraints import CompiledGrammar, Grammar, Vocabulary
 from pocketlm.engine.outputs import Completion
 from pocketlm.engine.params import SamplingParams
 from pocketlm.engine.scheduler import EngineStats, Scheduler
 from pocketlm.engine.streams import RequestStream
+from pocketlm.engine.tools import Function, Tools
 from pocketlm.errors import ContextLengthExceeded, InvalidParameter
 
 
@@ -34,6 +37,8 @@ class Engine:
         # The most text one token stands for: bounds a prompt's token count from below before tokenizing it.
         self._max_token_chars = max(len(backend.token_bytes(t) or b"") for t in range(backend.info.n_vocab)) or 1
         self._scheduler = Scheduler(backend, config, self.n_ctx)
+        self._vocabulary: Vocabulary | None = None  # for grammars: read from the token bytes on first use
+        self._vocabulary_lock = threading.Lock()
 
     def start(self) -> Engine:
         self._scheduler.start()
@@ -54,14 +59,21 @@ class Engine:
         if params.n > self.config.slots:
             raise InvalidParameter("n", f"must be <= {self.config.slots}, the number of slots this server runs")
         tokens = self.prompt_ids(prompt)
+        grammar = self.constrain(params.grammar) if params.grammar is not None else None
         room = self.n_ctx - len(tokens)
         # Like OpenAI's servers, a max_new_tokens beyond the context ends with finish_reason "length".
-        max_new = min(params.max_new_tokens or self.config.limits.max_new_tokens, room)
-        return self._scheduler.submit(tokens, params, max_new)
+        asked = params.max_new_tokens if params.max_new_tokens is not None else self.config.limits.max_new_tokens
+        return self._scheduler.submit(tokens, params, min(asked, room), grammar)
 
-    def submit_chat(self, messages: list[dict], params: SamplingParams) -> RequestStream:
-        """Render ``messages`` with the model's chat template and queue the assistant's answer."""
-        return self.submit(self.render_chat(messages), self.chat_params(params))
+    def submit_chat(self, messages: list[dict], params: SamplingParams, tools: Tools | None = None) -> RequestStream:
+        """Render ``messages`` with the model's chat template and queue the assistant's answer.
+
+        With ``tools`` the prompt offers their functions and the answer follows their grammar (calls whose
+        arguments follow each function's schema, or a text answer with "auto"; engine/tools.py)."""
+        params = self.chat_params(params)
+        if tools is not None:
+            params = replace(params, grammar=tools.constrained(params.grammar))
+        return self.submit(self.render_chat(messages, tools=tools.offered if tools else ()), params)
 
     async def complete(self, prompt: str | list[int], params: SamplingParams) -> Completion:
         """Run a request to the end and collect its samples."""
@@ -69,6 +81,19 @@ class Engine:
         async for event in self.submit(prompt, params):
             completion.add(event)
         return completion
+
+    def constrain(self, grammar: Grammar) -> CompiledGrammar:
+        """``grammar`` compiled for this model, or InvalidParameter naming its field.
+
+        Compiled grammars are cached, so a caller on an event loop compiles in a worker thread first
+        (``asyncio.to_thread``) and ``submit`` finds it ready. The first call also reads the vocabulary
+        (0.2 s for SmolLM2, ~3 s for Gemma 3's 262k tokens); compiling itself takes milliseconds, and
+        llguidance's fuel bounds it for hostile grammars (engine/constraints.py).
+        """
+        with self._vocabulary_lock:
+            if self._vocabulary is None:
+                self._vocabulary = Vocabulary.from_backend(self.backend)
+        return self._vocabulary.compile(grammar)
 
     # ---- text ---------------------------------------------------------------------------------
 
@@ -81,8 +106,10 @@ class Engine:
             raise InvalidParameter("tokens", f"token ids must be integers in [0, {self.info.n_vocab}), got {bad[0]!r}")
         return self.backend.detokenize(tokens)
 
-    def render_chat(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
-        return self.chat_template.render(messages, add_generation_prompt)
+    def render_chat(
+        self, messages: list[dict], add_generation_prompt: bool = True, tools: tuple[Function, ...] = ()
+    ) -> str:
+        return self.chat_template.render(messages, add_generation_prompt, tools)
 
     def chat_params(self, params: SamplingParams) -> SamplingParams:
         """``params`` plus the stop strings that end a turn of this model's chat transcript."""

@@ -2,7 +2,8 @@
 
 A request with ``n`` samples yields ``TextDelta`` events for each sample as text
 becomes final (never half a UTF-8 character, never part of a stop string), one
-``SampleFinished`` per sample, and a single ``Usage`` at the very end.
+``SampleFinished`` per sample, and a single ``Usage`` at the very end. A request that
+asked for ``prompt_logprobs`` first gets one ``PromptLogprobs``, once its prompt is read.
 ``Completion.add`` is the only code that folds them into whole samples: the
 engine's ``complete``, the HTTP routes and the CLI all collect through it.
 """
@@ -29,9 +30,19 @@ class TokenLogprob:
 
     token: str
     token_id: int
-    logprob: float
+    logprob: float | None  # None only for a prompt's first token
     bytes: bytes
     top: tuple[TopLogprob, ...] = ()
+
+
+@dataclass(frozen=True)
+class PromptLogprobs:
+    """Each prompt token's log-probability given the tokens before it, from the pass that read the prompt.
+
+    ``tokens[0]`` is the first prompt token, whose ``logprob`` is None: nothing comes before it.
+    """
+
+    tokens: tuple[TokenLogprob, ...]
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,13 @@ class Usage:
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    @classmethod
+    def summed(cls, usages: list[Usage]) -> Usage:
+        """The usage of several requests together (one HTTP request's prompts)."""
+        return cls(
+            *(sum(getattr(u, f) for u in usages) for f in ("prompt_tokens", "completion_tokens", "cached_tokens"))
+        )
+
 
 @dataclass
 class Sample:
@@ -72,7 +90,7 @@ class Sample:
     stop: str | None = None
 
 
-Event = TextDelta | SampleFinished | Usage
+Event = PromptLogprobs | TextDelta | SampleFinished | Usage
 
 
 @dataclass
@@ -81,6 +99,7 @@ class Completion:
 
     samples: list[Sample]
     usage: Usage | None = None
+    prompt_logprobs: list[TokenLogprob] | None = None  # with prompt_logprobs: one per prompt token
 
     @classmethod
     def empty(cls, n: int) -> Completion:
@@ -101,6 +120,8 @@ class Completion:
             self.samples[event.index].stop = event.stop
         elif isinstance(event, Usage):
             self.usage = event
+        elif isinstance(event, PromptLogprobs):
+            self.prompt_logprobs = list(event.tokens)
 
     @property
     def unfinished(self) -> int:

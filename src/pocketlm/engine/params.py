@@ -3,13 +3,15 @@
 The same names are used by the CLI flags, the HTTP fields and the code:
 ``max_new_tokens``, ``temperature``, ``top_k``, ``top_p``, ``min_p``,
 ``repetition_penalty``, ``presence_penalty``, ``frequency_penalty``, ``seed``,
-``stop``, ``n``, ``logprobs``, ``ignore_eos``.
+``stop``, ``n``, ``logprobs``, ``ignore_eos``. Two more shape a request without being settings of the
+command line: ``prompt_logprobs`` (scoring the prompt itself) and ``grammar`` (what the output must follow).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from pocketlm.engine.constraints import Grammar
 from pocketlm.errors import InvalidParameter
 from pocketlm.settings import Declared, Range, declarations, setting
 
@@ -38,9 +40,10 @@ GREEDY_BELOW = 1e-4  # a temperature this small picks the most likely token, lik
 class SamplingParams:
     max_new_tokens: int | None = setting(  # None: until the context is full (capped by Limits)
         None,
-        low=1,
+        low=0,
         high="max_new_tokens",
-        help="Tokens to generate at most, per sample; never beyond the context (finish_reason 'length').",
+        help="Tokens to generate at most, per sample; never beyond the context (finish_reason 'length'). "
+        "0 reads the prompt only (to score it).",
     )
     temperature: float = setting(
         1.0,
@@ -95,6 +98,9 @@ class SamplingParams:
         help="Return the log-probability of each chosen token and this many most likely alternatives.",
     )
     ignore_eos: bool = setting(False, help="Keep generating past the end-of-sequence token.")
+    # Not settings of the command line: what an HTTP request may add.
+    prompt_logprobs: int | None = None  # None: off; k >= 0: each prompt token's log-probability, k alternatives
+    grammar: Grammar | None = None  # what the output must follow (engine/constraints.py)
 
     @property
     def greedy(self) -> bool:
@@ -111,6 +117,10 @@ class SamplingParams:
                 problem = d.problem(getattr(self, d.name), limits)
                 if problem:
                     raise InvalidParameter(d.name, problem)
+        if self.prompt_logprobs is not None and not 0 <= self.prompt_logprobs <= limits.max_logprobs:
+            raise InvalidParameter("prompt_logprobs", f"must be between 0 and {limits.max_logprobs}")
+        if self.grammar is not None and self.ignore_eos:
+            raise InvalidParameter("ignore_eos", "cannot be combined with a grammar, which decides where output ends")
         return replace(self, stop=_normalise_stop(self.stop, limits))
 
 

@@ -31,7 +31,8 @@ class PrefixSharing:
         Call it before a step's chunks are planned, so every position counted here is already in its
         slot's cache. Only requests that have computed nothing yet take part: a copy replaces the slot.
         """
-        fresh = [r for r in prefilling if r.prefilled == r.cached and not r.cancelled]
+        # A scored prompt is read whole (a copied prefix would have no logits); others may still copy from it.
+        fresh = [r for r in prefilling if r.prefilled == r.cached and not r.cancelled and not r.scored]
         if not fresh:
             return set()
         held = _busy_slots(prefilling, running)

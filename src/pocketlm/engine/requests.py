@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from pocketlm.engine.constraints import CompiledGrammar
 from pocketlm.engine.drafts import Drafter
+from pocketlm.engine.outputs import TokenLogprob
 from pocketlm.engine.params import SamplingParams
 from pocketlm.engine.sampling import Sampler
 from pocketlm.engine.streams import RequestStream
@@ -27,15 +29,23 @@ class _Request:
         max_new: int,
         eog_ids: frozenset[int],
         cancel: Callable[[_Request], None],
+        grammar: CompiledGrammar | None = None,
     ):
         self.prompt = prompt
         self.params = params
-        self.max_new = max_new
+        self.max_new = max_new  # 0: the prompt is only read (scored)
         self.prefilled = 0  # prompt tokens in the first sample's slot
         self.cached = 0  # of which were already there (a prefix kept from an earlier request)
-        self.samples = [_Sample(i, self, eog_ids) for i in range(params.n)]
+        # With params.prompt_logprobs: each prompt token's log-probability, filled chunk by chunk as it is read.
+        self.prompt_logprobs: list[TokenLogprob] = []
+        self.samples = [_Sample(i, self, eog_ids, grammar) for i in range(params.n)]
         self.cancelled = False
         self.stream = RequestStream(prompt, lambda: cancel(self))
+
+    @property
+    def scored(self) -> bool:
+        """Its prompt's log-probabilities are asked for: every prompt row is computed, none taken from a cache."""
+        return self.params.prompt_logprobs is not None
 
     @property
     def completion_tokens(self) -> int:
@@ -45,7 +55,7 @@ class _Request:
 class _Sample:
     """One sample of a request, living in one slot."""
 
-    def __init__(self, index: int, request: _Request, eog_ids: frozenset[int]):
+    def __init__(self, index: int, request: _Request, eog_ids: frozenset[int], grammar: CompiledGrammar | None):
         self.index = index
         self.request = request
         self.slot = -1
@@ -54,7 +64,8 @@ class _Sample:
         self.generated = 0
         self.fed: list[int] = []  # generated tokens whose KV is in the slot (decode inputs)
         self.done = False
-        self.sampler = Sampler(request.params, request.prompt, index, eog_ids)
+        constraint = grammar.constraint() if grammar is not None else None
+        self.sampler = Sampler(request.params, request.prompt, index, eog_ids, constraint)
         self.text = TextAssembler(request.params.stop)
         self.drafter = Drafter(request.prompt)
 

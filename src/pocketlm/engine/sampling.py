@@ -5,6 +5,12 @@ greedy rows take one ``argmax`` over the batch, and the nucleus (top-p) is
 found by sorting only the tokens that can be in it, never the whole
 vocabulary. Each sample owns its random generator, seeded from the request,
 so a seeded request samples the same text alone or batched with others.
+
+A sample with a grammar (engine/constraints.py) has a ``Constraint``: after the
+penalties, every token it forbids gets -inf, so whatever the sampling settings
+pick is a token that keeps the output valid. Both backends get it, as it acts on
+logits. Log-probabilities are of the model's own distribution, before any of
+this (the engine computes them from the raw logits).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from collections import Counter
 
 import numpy as np
 
+from pocketlm.engine.constraints import Constraint, apply_all
 from pocketlm.engine.params import SamplingParams
 
 # top-p first sorts the 256 most likely tokens, then 8 times more while their mass is short of top_p: a
@@ -23,10 +30,18 @@ _BLOCK = 1024  # plain sampling finds its token block by block
 
 
 class Sampler:
-    """One sample's sampling state: parameters, RNG, and the counts penalties need."""
+    """One sample's sampling state: parameters, RNG, the counts penalties need, and its place in its grammar."""
 
-    def __init__(self, params: SamplingParams, prompt: list[int], index: int, eog_ids: frozenset[int]):
+    def __init__(
+        self,
+        params: SamplingParams,
+        prompt: list[int],
+        index: int,
+        eog_ids: frozenset[int],
+        constraint: Constraint | None = None,
+    ):
         self.params = params
+        self.constraint = constraint  # each sample its own: n samples of one grammar go their own ways
         seed = None if params.seed is None else params.seed + index
         self.rng = np.random.default_rng(seed)
         self.output_counts: Counter[int] = Counter()
@@ -34,6 +49,8 @@ class Sampler:
         self.banned = np.fromiter(eog_ids, dtype=np.int64) if params.ignore_eos else None
 
     def accept(self, token: int) -> None:
+        if self.constraint is not None:
+            self.constraint.accept(token)
         self.output_counts[token] += 1
         if self.seen is not None:
             self.seen = np.union1d(self.seen, [token])
@@ -66,6 +83,7 @@ def sample(logits: np.ndarray, samplers: list[Sampler]) -> np.ndarray:
     tokens = np.empty(len(samplers), dtype=np.int64)
     for row, s in enumerate(samplers):
         s.adjust(logits[row])
+    apply_all(logits, [s.constraint for s in samplers])  # last: a penalty must not bring back a forbidden token
     greedy = np.array([s.params.greedy for s in samplers], dtype=bool)
     if greedy.all():  # no copy of the rows (16 x 49k floats is 3 MB)
         tokens[:] = np.argmax(logits, axis=-1)

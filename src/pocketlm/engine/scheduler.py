@@ -25,6 +25,10 @@ together, in the largest passes. A request with ``n`` samples prefills its
 prompt once and then copies the cached prefix to ``n`` slots. A prompt starts
 from the longest prefix a slot already holds: a free slot's (engine/slots.py)
 or a busy one's (engine/prefixes.py).
+
+A request that asks for its prompt's log-probabilities (``prompt_logprobs``)
+gets logits for every prompt row of the passes that read its prompt; it starts
+from no cached prefix, since a cached token's logits were never kept.
 """
 
 from __future__ import annotations
@@ -39,16 +43,21 @@ import numpy as np
 
 from pocketlm.backends.base import Backend, Chunk
 from pocketlm.engine.config import EngineConfig
+from pocketlm.engine.constraints import CompiledGrammar
 from pocketlm.engine.costs import StepCosts
 from pocketlm.engine.drafts import step_drafts
-from pocketlm.engine.outputs import SampleFinished, TextDelta, TokenLogprob, TopLogprob, Usage
+from pocketlm.engine.outputs import PromptLogprobs, SampleFinished, TextDelta, TokenLogprob, TopLogprob, Usage
 from pocketlm.engine.params import SamplingParams
 from pocketlm.engine.prefixes import PrefixSharing
 from pocketlm.engine.requests import _Request, _Sample
 from pocketlm.engine.sampling import log_softmax, sample
 from pocketlm.engine.slots import SlotPool
 from pocketlm.engine.streams import RequestStream, send
-from pocketlm.errors import EngineStopped, GenerationFailed, Overloaded
+from pocketlm.errors import EngineStopped, GenerationFailed, Overloaded, PocketLMError
+
+# Most logits one step computes for scored prompts (64 MB of float32): a prompt's chunk gets at most this many
+# rows divided by the vocabulary (341 for SmolLM2's 49k tokens, 64 for Gemma 3's 262k), not 512 x 262k floats.
+SCORED_LOGITS = 1 << 24
 
 # While streams decode, a step that reads someone's prompt may take at most this many times the decoding rows'
 # own step (by the measured costs), and reads at least PREFILL_LEAST prompt tokens so that a prompt always advances.
@@ -82,6 +91,7 @@ class Scheduler:
         self._slots = SlotPool(config.slots, backend)
         self._prefixes = PrefixSharing(backend)
         self._costs = StepCosts()
+        self._score_rows = max(1, SCORED_LOGITS // backend.info.n_vocab)
         self._draft_tokens = self._draft_tokens_accepted = 0
         self._accepting = True
         self._stopped = False
@@ -92,9 +102,11 @@ class Scheduler:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, prompt: list[int], params: SamplingParams, max_new: int) -> RequestStream:
+    def submit(
+        self, prompt: list[int], params: SamplingParams, max_new: int, grammar: CompiledGrammar | None = None
+    ) -> RequestStream:
         """Queue a checked request, or refuse it when the engine is stopping or the queue is full."""
-        request = _Request(prompt, params, max_new, self.backend.eog_ids, self._cancel)
+        request = _Request(prompt, params, max_new, self.backend.eog_ids, self._cancel, grammar)
         with self._lock:
             if not self._accepting:
                 raise EngineStopped("the server is shutting down and accepts no new requests")
@@ -171,39 +183,46 @@ class Scheduler:
             r = self._waiting.popleft()
             self._prefilling.append(r)  # from here on a failure ends it through _fail_all
             first, *others = r.samples
-            first.slot, r.cached = self._slots.take(r.prompt)
+            if r.scored:  # a cached prefix has no logits: a scored prompt is read whole
+                first.slot, r.cached = self._slots.take_empty(), 0
+            else:
+                first.slot, r.cached = self._slots.take(r.prompt)
             r.prefilled = r.cached
             for s in others:
                 s.slot = self._slots.take_empty()
 
     def _step(self) -> None:
-        chunks, decoding, prefill_done = self._plan()
+        chunks, decoding, prefills = self._plan()
         if not chunks:
             self._retire()
             return
         started = time.perf_counter()
         logits = self.backend.forward(chunks)
         self._costs.observe(sum(len(c.tokens) for c in chunks), time.perf_counter() - started)
+        prefill_done = [r for r, chunk in prefills if chunk.pos + len(chunk.tokens) == len(r.prompt)]
         self._cached(decoding, prefill_done)
-        drafted, picked = _rows(decoding, prefill_done)
+        drafted, row = _rows(decoding)
         events: dict[_Request, list] = {}
+        picked = [(s, first) for s, _, first in drafted] + self._read_prompts(logits, row, prefills, events)
         if picked:
             self._sample(logits, picked, events)
         self._check_drafts(logits, [d for d in drafted if d[1]], events)
         send([(request.stream, out) for request, out in events.items() if out])
         self._retire()
 
-    def _plan(self) -> tuple[list[Chunk], list[tuple[_Sample, list[int]]], list[_Request]]:
+    def _plan(self) -> tuple[list[Chunk], list[tuple[_Sample, list[int]]], list[tuple[_Request, Chunk]]]:
         """This step's batch: one token (and maybe a draft) per decoding sample, then a prefill budget."""
         deferred = self._prefixes.share(self._prefilling, self._running)
         decoding = self._decoding()
         chunks = [Chunk(s.slot, [s.last_token, *draft], s.pos, 1 + len(draft)) for s, draft in decoding]
-        prefill_done = self._prefill(chunks, deferred)
+        prefills = self._prefill(self._prefill_budget(chunks), deferred)
+        chunks += [chunk for _, chunk in prefills]
         with self._lock:
-            for r in prefill_done:
-                self._prefilling.remove(r)
-                self._running.append(r)
-        return chunks, decoding, prefill_done
+            for r, chunk in prefills:
+                if chunk.pos + len(chunk.tokens) == len(r.prompt):
+                    self._prefilling.remove(r)
+                    self._running.append(r)
+        return chunks, decoding, prefills
 
     def _decoding(self) -> list[tuple[_Sample, list[int]]]:
         """The samples decoding this step, each with its draft."""
@@ -213,7 +232,10 @@ class Scheduler:
             (s for r in self._running if not r.cancelled for s in r.samples if not s.done), key=lambda s: s.slot
         )
         # A draft fits in what the sample's token limit and context leave after the token it decodes anyway.
-        wanted = [(s.drafter, min(s.request.max_new - s.generated - 1, self.n_ctx - s.pos - 1)) for s in samples]
+        wanted = [
+            (s.drafter, min(s.request.max_new - s.generated - 1, self.n_ctx - s.pos - 1), _valid_prefix(s))
+            for s in samples
+        ]
         costs = self._costs if self.config.draft_policy == "measured" else None
         return list(zip(samples, step_drafts(wanted, self.config.draft_tokens, costs)))
 
@@ -228,23 +250,22 @@ class Scheduler:
             return PREFILL_LEAST
         return self._costs.rows_within(STALL * alone, rows + PREFILL_LEAST, rows + self.config.prefill_chunk) - rows
 
-    def _prefill(self, chunks: list[Chunk], deferred: set[_Request]) -> list[_Request]:
-        """Add prompt tokens to ``chunks`` within the step's budget, oldest request first; return those now done."""
-        budget = self._prefill_budget(chunks)
-        done = []
+    def _prefill(self, budget: int, deferred: set[_Request]) -> list[tuple[_Request, Chunk]]:
+        """Up to ``budget`` prompt tokens, oldest request first, as one chunk per request."""
+        prefills = []
         for r in self._prefilling:
             if budget <= 0:
                 break
             if r.cancelled or r in deferred:
                 continue
-            take = min(budget, len(r.prompt) - r.prefilled)
+            take = min(budget, len(r.prompt) - r.prefilled, self._score_rows if r.scored else budget)
             last = r.prefilled + take == len(r.prompt)
-            chunks.append(Chunk(r.samples[0].slot, r.prompt[r.prefilled : r.prefilled + take], r.prefilled, int(last)))
+            tokens = r.prompt[r.prefilled : r.prefilled + take]
+            # Logits for the last row of a prompt (its first new token), or for every row of a scored one.
+            prefills.append((r, Chunk(r.samples[0].slot, tokens, r.prefilled, take if r.scored else int(last))))
             r.prefilled += take
             budget -= take
-            if last:
-                done.append(r)
-        return done
+        return prefills
 
     def _cached(self, decoding: list[tuple[_Sample, list[int]]], prefill_done: list[_Request]) -> None:
         """Take in what the pass cached: each decoding sample's last token, and each prompt now whole,
@@ -257,6 +278,39 @@ class Scheduler:
                 self.backend.copy_slot(r.samples[0].slot, s.slot)
             for s in r.samples:
                 s.pos = len(r.prompt)
+
+    def _read_prompts(
+        self, logits: np.ndarray, row: int, prefills: list[tuple[_Request, Chunk]], events: dict
+    ) -> list[tuple[_Sample, int]]:
+        """Score the prompt rows of this pass (from ``row`` on); return the row each sample of a prompt now
+        read whole takes its first token from. A prompt with no tokens to generate ends here."""
+        picked = []
+        for r, chunk in prefills:
+            if r.scored:
+                self._score(r, chunk, logits[row : row + chunk.n_logits])
+            row += chunk.n_logits
+            if chunk.pos + len(chunk.tokens) < len(r.prompt):
+                continue
+            out = events.setdefault(r, [])
+            if r.scored:
+                out.append(PromptLogprobs(tuple(r.prompt_logprobs)))
+            if r.max_new == 0:
+                for s in r.samples:
+                    self._finish(s, "length", None, out)
+            else:
+                picked.extend((s, row - 1) for s in r.samples)
+        return picked
+
+    def _score(self, r: _Request, chunk: Chunk, rows: np.ndarray) -> None:
+        """Each prompt token's log-probability from the rows that predict it (row i: after ``chunk.tokens[i]``)."""
+        k = r.params.prompt_logprobs
+        if chunk.pos == 0:  # nothing predicts the first token
+            piece = self.backend.token_bytes(r.prompt[0])
+            r.prompt_logprobs.append(TokenLogprob(_show(piece), r.prompt[0], None, piece))
+        targets = r.prompt[chunk.pos + 1 : chunk.pos + 1 + len(rows)]  # the prompt's last row predicts no prompt token
+        if targets:
+            scored = log_softmax(rows[: len(targets)])
+            r.prompt_logprobs.extend(self._logprob(t, scored[i], k) for i, t in enumerate(targets))
 
     def _check_drafts(self, logits: np.ndarray, drafted: list[tuple[_Sample, list[int], int]], events: dict) -> None:
         """Keep each draft's tokens for as long as the sampler picks them; forget the cache of the rest.
@@ -288,6 +342,12 @@ class Scheduler:
         logprob_rows = log_softmax(rows) if want_logprobs else None  # of the raw model logits
         tokens = sample(rows, [s.sampler for s in samples])
         for i, (s, token) in enumerate(zip(samples, tokens.tolist())):
+            error = s.sampler.constraint.error if s.sampler.constraint is not None else None
+            if error is not None:  # its grammar ran out of fuel: this request fails, the batch goes on
+                self._fail(s.request, error, events.setdefault(s.request, []))
+                continue
+            if s.done:  # another sample of a request that failed in this loop
+                continue
             k = s.sampler.params.logprobs
             lp = self._logprob(token, logprob_rows[i], k) if k is not None else None
             self._advance(s.request, s, token, lp, events.setdefault(s.request, []))
@@ -309,6 +369,8 @@ class Scheduler:
             out.append(TextDelta(s.index, "", (token,)))
         if stop is not None:
             self._finish(s, "stop", stop, out)
+        elif s.sampler.constraint is not None and s.sampler.constraint.must_end:
+            self._finish(s, "stop", None, out)  # the output is complete: no pass just to sample its EOS
         elif s.generated >= r.max_new or s.pos >= self.n_ctx:
             self._finish(s, "length", None, out)
 
@@ -318,6 +380,13 @@ class Scheduler:
             out.append(TextDelta(s.index, tail))
         s.done = True
         out.append(SampleFinished(s.index, reason, stop))
+
+    def _fail(self, r: _Request, error: PocketLMError, out: list) -> None:
+        """End request ``r`` alone with ``error`` (its stream raises it); its slots are freed when it retires."""
+        for s in r.samples:
+            s.done = True
+        r.cancelled = True
+        out.append(error)
 
     def _logprob(self, token: int, row: np.ndarray, k: int) -> TokenLogprob:
         piece = self.backend.token_bytes
@@ -351,21 +420,20 @@ class Scheduler:
                     send([(r.stream, [error])])
 
 
-def _rows(
-    decoding: list[tuple[_Sample, list[int]]], prefill_done: list[_Request]
-) -> tuple[list[tuple[_Sample, list[int], int]], list[tuple[_Sample, int]]]:
-    """Where each sample's logits lie in the pass's output, in chunk order: each decoding sample's draft
-    with its first row (the draft's rows follow it), and the row each sample samples its next token from."""
+def _rows(decoding: list[tuple[_Sample, list[int]]]) -> tuple[list[tuple[_Sample, list[int], int]], int]:
+    """Where each decoding sample's logits lie in the pass's output: its draft with its first row (the draft's
+    rows follow it, and the first is the one it samples its next token from); and the first row after them."""
     row = 0
     drafted = []
     for s, draft in decoding:
         drafted.append((s, draft, row))
         row += 1 + len(draft)
-    picked = [(s, first) for s, _, first in drafted]
-    for r in prefill_done:  # a prompt's last row starts all of its samples
-        picked.extend((s, row) for s in r.samples)
-        row += 1
-    return drafted, picked
+    return drafted, row
+
+
+def _valid_prefix(s: _Sample):
+    """How many of a draft's tokens the sample's grammar allows in a row (None: it has no grammar)."""
+    return s.sampler.constraint.valid_prefix if s.sampler.constraint is not None else None
 
 
 def _rows_of(logits: np.ndarray, index: list[int]) -> np.ndarray:

@@ -94,6 +94,13 @@ class Lease:
     def model(self) -> str:
         return self.served.id
 
+    def share(self) -> Lease:
+        """One more lease on this model, for another job of the same request; only while this one is held."""
+        if self._table is None:
+            raise RuntimeError("a lease given back cannot be shared")
+        self._table._uses[self.served.id].active += 1
+        return Lease(self._table, self.served, self.engine)
+
     def release(self) -> None:
         if self._table is not None:
             table, self._table = self._table, None

@@ -3,11 +3,14 @@
 // Send streams an answer; Stop aborts the fetch, and the server frees the slot when the connection
 // closes. Regenerate draws another answer for the last turn (kept as a variant beside the others);
 // Edit rewrites a message of yours and answers again from there. Everything is saved as it changes.
+// With tools (the sampling panel), an answer may be calls: they are shown as calls, and what you send next
+// is the result of the first call not yet answered (role "tool"); once every call has its result, the
+// model answers again.
 
 import { $, h, append, clear, download } from "./dom.js";
 import { t } from "./i18n.js";
 import { currentModel, onModelsChange, refreshModels } from "./models.js";
-import { emptyVariants, renderBody, renderError, renderStats, streamInto, viewPicker } from "./output.js";
+import { emptyVariants, renderBody, renderCalls, renderError, renderStats, streamInto, viewPicker } from "./output.js";
 import { samplingFields, values } from "./params.js";
 import * as store from "./store.js";
 import { fromChat } from "./tokens.js";
@@ -68,6 +71,9 @@ export function createChat(root, server) {
 
   function renderMessage(m, i) {
     const li = h("li", { class: `msg ${m.role}`, dataset: { index: i } });
+    if (m.role === "tool") {
+      return append(li, [h("div", { class: "role" }, t("tool_result", { name: m.name })), h("div", { class: "plain body" }, m.content)]);
+    }
     li.append(h("div", { class: "role" }, m.role === "user" ? t("you") : t("assistant")));
     if (m.role === "user") {
       li.append(h("div", { class: "plain body" }, m.content),
@@ -77,7 +83,8 @@ export function createChat(root, server) {
     const v = m.variants[m.shown];
     const view = views.get(v) || (v.tokens?.length ? "tokens" : "markdown");
     const last = i === current.messages.length - 1;
-    append(li, [h("div", { class: "body" }, renderBody(v, view)), renderError(v.error), renderStats(v.stats, v.finish_reason)]);
+    const body = v.content || !v.tool_calls?.length ? h("div", { class: "body" }, renderBody(v, view)) : null;
+    append(li, [body, renderCalls(v.tool_calls), renderError(v.error), renderStats(v.stats, v.finish_reason)]);
     const actions = h("div", { class: "actions" });
     if (m.variants.length > 1) {
       actions.append(h("span", { class: "variants" },
@@ -117,6 +124,8 @@ export function createChat(root, server) {
   }
 
   function renderContext() {
+    const call = pendingCall();
+    input.placeholder = call ? t("tool_reply", { name: call.function.name }) : t("message_placeholder");
     const last = [...current.messages].reverse().find((m) => m.role === "assistant");
     const stats = last?.variants[last.shown]?.stats;
     const used = stats?.prompt_tokens != null ? stats.prompt_tokens + Math.round(stats.completion_tokens / Math.max(1, stats.n || 1)) : 0;
@@ -130,9 +139,22 @@ export function createChat(root, server) {
   function requestMessages(at) {
     const out = current.system ? [{ role: "system", content: current.system }] : [];
     for (const m of current.messages.slice(0, at)) {
-      out.push({ role: m.role, content: m.role === "assistant" ? m.variants[m.shown].content : m.content });
+      if (m.role === "tool") out.push({ role: "tool", tool_call_id: m.tool_call_id, content: m.content });
+      else if (m.role !== "assistant") out.push({ role: m.role, content: m.content });
+      else {
+        const v = m.variants[m.shown];
+        out.push(v.tool_calls?.length ? { role: "assistant", content: v.content || null, tool_calls: v.tool_calls } : { role: "assistant", content: v.content });
+      }
     }
     return out;
+  }
+
+  // The first call of the last answer that has no result yet, or null.
+  function pendingCall() {
+    const at = current.messages.findLastIndex((m) => m.role === "assistant");
+    const calls = at < 0 ? [] : current.messages[at].variants[current.messages[at].shown].tool_calls || [];
+    const answered = new Set(current.messages.slice(at + 1).map((m) => m.tool_call_id));
+    return calls.find((c) => !answered.has(c.id)) || null;
   }
 
   // Stream an answer into message `at` (a new assistant turn, or more variants of an existing one).
@@ -143,6 +165,8 @@ export function createChat(root, server) {
     const body = {
       model: currentModel()?.id, messages: requestMessages(at), max_completion_tokens: p.max_new_tokens, ...samplingFields(p),
       ...(p.logprobs ? { logprobs: true, top_logprobs: p.top_logprobs } : {}),
+      // One call an answer: a small model allowed several goes on calling until the length limit.
+      ...(p.tools ? { tools: p.tools, tool_choice: p.tool_choice, parallel_tool_calls: false } : {}),
     };
     if (!current.messages[at]) current.messages[at] = { role: "assistant", shown: 0, variants: [] };
     const m = current.messages[at];
@@ -156,7 +180,9 @@ export function createChat(root, server) {
     persist();
     renderMessages();
     await streamInto("/v1/chat/completions", body, fresh, controller, {
-      read: (choice) => ({ text: choice.delta?.content, tokens: choice.logprobs && fromChat(choice.logprobs) }),
+      read: (choice) => ({
+        text: choice.delta?.content, tokens: choice.logprobs && fromChat(choice.logprobs), calls: choice.delta?.tool_calls,
+      }),
       redraw: () => renderStreaming(at),
     });
     running = null;
@@ -186,8 +212,11 @@ export function createChat(root, server) {
     const text = input.value;
     if (!text.trim() || running) return;
     input.value = "";
-    current.messages.push({ role: "user", content: text });
-    answer(current.messages.length);
+    const call = pendingCall();
+    if (!call) current.messages.push({ role: "user", content: text });
+    else current.messages.push({ role: "tool", tool_call_id: call.id, name: call.function.name, content: text });
+    if (!pendingCall()) answer(current.messages.length);
+    else { persist(); renderMessages(); }
   }
 
   function stop() {

@@ -42,7 +42,8 @@ export async function streamInto(path, body, variants, controller, { read, redra
       for (const choice of chunk.choices || []) {
         const v = variants[choice.index];
         if (!v) continue;
-        const { text, tokens } = read(choice);
+        const { text, tokens, calls } = read(choice);
+        if (calls?.length) addCalls(v, calls);
         if (text) {
           v.content += text;
           if (echo && !v.echoed) v.echoed = true;
@@ -60,6 +61,25 @@ export async function streamInto(path, body, variants, controller, { read, redra
     const stats = { ...meter.finish(usage, controller.signal.aborted), n: variants.length, model };
     variants.forEach((v) => (v.stats = stats));
   }
+}
+
+// Tool-call deltas into a variant's calls: id, type and name come first, the arguments in pieces after.
+function addCalls(variant, deltas) {
+  variant.tool_calls ||= [];
+  for (const d of deltas) {
+    const call = (variant.tool_calls[d.index] ||= { id: "", type: "function", function: { name: "", arguments: "" } });
+    if (d.id) call.id = d.id;
+    if (d.function?.name) call.function.name = d.function.name;
+    call.function.arguments += d.function?.arguments || "";
+  }
+}
+
+// A variant's tool calls as calls: each function's name and the arguments it was called with.
+export function renderCalls(calls) {
+  if (!calls?.length) return null;
+  return h("div", { class: "calls" }, h("span", { class: "role" }, t("tool_call")),
+    ...calls.map((c) => h("div", { class: "call" }, h("code", { class: "name" }, c.function.name),
+      h("code", { class: "arguments" }, c.function.arguments))));
 }
 
 export function emptyVariants(n, withTokens) {
@@ -98,7 +118,7 @@ export function renderStats(stats, finish) {
   parts.push(`${t("completion_tokens")} ${stats.exact ? "" : "~"}${stats.completion_tokens}`);
   if (stats.ttft_ms !== null) parts.push(`${t("first_token")} ${stats.ttft_ms} ms`);
   if (stats.stopped) parts.push(t("stopped"));
-  else if (finish) parts.push(finish === "length" ? t("finish_length") : t("finish_stop"));
+  else if (finish) parts.push(t(`finish_${finish}`));
   return h("div", { class: "stats" }, parts.join(" · "));
 }
 

@@ -1,6 +1,8 @@
 // The sampling parameters, with the API's names and ranges (pocketlm.engine.params checks the same
 // bounds on the server, and its error, naming the parameter, is what the page shows if one is off).
 // Sliders cover the useful part of a range; the number box beside each takes the whole range.
+// Two boxes shape the answer itself: a JSON schema (response_format json_schema: the answer is JSON that
+// follows it) and, for Chat, tools (OpenAI's list of functions the model may call).
 
 import { h, clear } from "./dom.js";
 import { lang, t } from "./i18n.js";
@@ -30,7 +32,10 @@ export const PARAMS = [
     help: { en: "Same seed, same text. Empty: a new draw every time.", pt: "Mesma seed, mesmo texto. Vazio: sorteio novo a cada vez." } },
 ];
 
-const DEFAULTS = { ...Object.fromEntries(PARAMS.map((p) => [p.name, p.value])), stop: "", logprobs: false, top_logprobs: 5 };
+const DEFAULTS = {
+  ...Object.fromEntries(PARAMS.map((p) => [p.name, p.value])), stop: "", logprobs: false, top_logprobs: 5,
+  json_schema: "", tools: "", tool_choice: "auto",
+};
 
 let state = load();
 const listeners = [];
@@ -64,12 +69,26 @@ export function values() {
   if (stop.length) out.stop = stop;
   out.logprobs = Boolean(state.logprobs);
   out.top_logprobs = Number(state.top_logprobs);
+  const schema = parsed(state.json_schema);
+  if (schema !== undefined) out.response_format = { type: "json_schema", json_schema: { name: "page", schema } };
+  const tools = parsed(state.tools);
+  if (tools !== undefined) Object.assign(out, { tools, tool_choice: state.tool_choice });
   return out;
+}
+
+// A box's JSON, or undefined when it is empty or does not parse (the box says so; the server checks the rest).
+function parsed(text) {
+  if (!String(text || "").trim()) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }
 
 // The fields /v1/chat/completions and /v1/completions share (the token limit and logprobs differ).
 export function samplingFields(p) {
-  const names = ["temperature", "top_k", "top_p", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty", "n", "seed", "stop"];
+  const names = ["temperature", "top_k", "top_p", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty", "n", "seed", "stop", "response_format"];
   return { stream: true, stream_options: { include_usage: true }, ...Object.fromEntries(names.map((k) => [k, p[k]])) };
 }
 
@@ -91,8 +110,33 @@ export function renderParams(root) {
       h("span", {}, t("probabilities"))),
     row({ name: "top_logprobs", min: 0, max: 20, step: 1, value: 5, slider: [0, 20],
       help: { en: "Alternatives shown per token (with logprobs).", pt: "Alternativas por token (com logprobs)." } }),
+    jsonBox("json_schema", t("json_schema_help"), '{"type": "object", "properties": {"name": {"type": "string"}}}'),
+    jsonBox("tools", t("tools_help"), '[{"type": "function", "function": {"name": "get_weather", "parameters": {...}}}]'),
+    h("label", { class: "param-head", for: "param-tool_choice", title: t("tool_choice_help") }, h("code", {}, "tool_choice"),
+      h("select", { id: "param-tool_choice", onchange: (e) => set("tool_choice", e.target.value) },
+        ...["auto", "required", "none"].map((c) => h("option", { value: c, selected: state.tool_choice === c }, c)))),
     h("button", { type: "button", class: "quiet", onclick: () => { state = { ...DEFAULTS }; save(); renderParams(root); } }, t("reset")),
   );
+}
+
+// A JSON box: what it holds is sent when it parses; while it does not, the box is marked and says why.
+function jsonBox(name, help, example) {
+  const id = `param-${name}`;
+  const note = h("small", { class: "box-error", role: "status" });
+  const box = h("textarea", { id, rows: 3, spellcheck: "false", value: state[name], title: help, placeholder: example,
+    oninput: (e) => { set(name, e.target.value); check(); } });
+  function check() {
+    let why = "";
+    try {
+      if (box.value.trim()) JSON.parse(box.value);
+    } catch (err) {
+      why = `${t("not_json")}: ${err.message}`;
+    }
+    box.classList.toggle("invalid", Boolean(why));
+    note.textContent = why;
+  }
+  check();
+  return h("label", { class: "param", for: id }, h("span", { class: "param-head" }, h("code", {}, name)), box, note, h("small", {}, help));
 }
 
 function row(p) {

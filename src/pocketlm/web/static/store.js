@@ -2,7 +2,8 @@
 //
 // A conversation: {id, title, created, system, messages}. A user message: {role: "user", content}.
 // An assistant message holds every answer drawn for that turn (n > 1, or Regenerate) as variants,
-// one shown: {role: "assistant", shown, variants: [{content, tokens, stats, error}]}.
+// one shown: {role: "assistant", shown, variants: [{content, tokens, tool_calls, stats, error}]}. A function's
+// result answering one of the shown variant's calls: {role: "tool", tool_call_id, name, content}.
 // The export file is {"pocketlm_conversations": 1, "conversations": [...]}.
 
 const STORE = "pocketlm.conversations";
@@ -44,6 +45,9 @@ export function importJSON(text) {
     if (!c || !Array.isArray(c.messages)) throw new Error(`conversation ${i} has no "messages" list`);
     const messages = c.messages.map((m, j) => {
       if (m.role === "user" || m.role === "system") return { role: m.role, content: String(m.content ?? "") };
+      if (m.role === "tool") {
+        return { role: "tool", tool_call_id: String(m.tool_call_id ?? ""), name: String(m.name ?? ""), content: String(m.content ?? "") };
+      }
       if (m.role !== "assistant") throw new Error(`conversation ${i}, message ${j}: unknown role ${JSON.stringify(m.role)}`);
       const variants = Array.isArray(m.variants) ? m.variants : [{ content: m.content }];
       return { role: "assistant", shown: Math.min(Number(m.shown) || 0, variants.length - 1),
