@@ -57,9 +57,9 @@ soak: $(STAMP)
 	$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) benchmarks/soak.py --clients 32 --duration 600
 
-# Not part of CI: tests/test_openapi_fuzz.py (all 25 operations of the served app) with 200 examples per operation and
+# Not part of CI: tests/test_openapi_fuzz.py (every operation of the served app) with 200 examples per operation and
 # mode instead of 15 (40 instead of 3 for those that run a task or inspection model), three times with new random data
-# (every Schemathesis check); the case counts land in benchmarks/fuzz.txt (RELIABILITY.md).
+# (every Schemathesis check and phase); the case counts land in benchmarks/fuzz.txt (RELIABILITY.md).
 fuzz: $(STAMP)
 	rm -f benchmarks/fuzz.txt
 	for seed in 1 2 3; do POCKETLM_FUZZ_EXAMPLES=200 POCKETLM_FUZZ_REPORT=benchmarks/fuzz.txt \

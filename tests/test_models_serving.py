@@ -9,6 +9,7 @@ of new random weights, so its first load converts it (in a child process) while 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import threading
 import time
@@ -136,6 +137,30 @@ def test_the_ollama_client_lists_shows_chats_and_generates(server):
     with pytest.raises(ollama.ResponseError) as caught:
         client.chat(model="llama3.2", messages=messages)
     assert caught.value.status_code == 404 and "this server serves" in caught.value.error
+
+
+def test_the_ollama_client_asks_for_json_and_for_a_schema(server):
+    import jsonschema
+    import ollama
+    from pydantic import BaseModel, Field
+
+    class Colour(BaseModel):
+        name: str = Field(max_length=20)
+        hex: str = Field(pattern=r"^#[0-9a-f]{6}$")
+
+    client = ollama.Client(host=server.url, timeout=120)
+    messages = [{"role": "user", "content": "Describe the colour red."}]
+    schema = Colour.model_json_schema()  # no additionalProperties: Ollama writes the listed keys only
+    answer = client.chat(model=SMOLLM2, messages=messages, format=schema, options={"temperature": 0.7, "seed": 3})
+    assert answer.done_reason == "stop"
+    assert set(json.loads(answer.message.content)) == {"name", "hex"}
+    jsonschema.validate(json.loads(answer.message.content), schema)
+    anything = client.generate(model=TINY, prompt="A person:", format="json", options={"num_predict": 60})
+    if anything.done_reason == "stop":  # a random model may run out of tokens mid-object; the shape holds
+        assert isinstance(json.loads(anything.response), dict)
+    with pytest.raises(ollama.ResponseError) as caught:
+        client.chat(model=SMOLLM2, messages=messages, format={"type": "object", "uniqueItems": True})
+    assert caught.value.status_code == 400 and caught.value.error.startswith("format")
 
 
 def test_the_ollama_client_embeds_with_the_encoder_of_v1_embeddings(server):

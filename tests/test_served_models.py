@@ -288,8 +288,8 @@ def test_keep_alive_takes_ollamas_durations(value, seconds):
     assert keep_alive_seconds(value) == seconds
 
 
-@pytest.mark.parametrize("value", [-1, "-1", "-5m", -0.5])
-def test_a_negative_keep_alive_is_forever(value):
+@pytest.mark.parametrize("value", [-1, "-1", "-5m", -0.5, 1e300, "9" * 400, "1000000h"])
+def test_a_negative_or_endless_keep_alive_is_forever(value):  # an end no clock can show (GET /api/ps) is none
     assert keep_alive_seconds(value) == FOREVER
 
 

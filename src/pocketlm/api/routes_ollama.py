@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from pocketlm import __version__
 from pocketlm.api.errors import renamed
-from pocketlm.api.generation import Job, acquire, events, start, until_done_or_disconnected
+from pocketlm.api.generation import Job, acquire, compile_grammars, events, start, until_done_or_disconnected
 from pocketlm.api.streaming import EventStream, guarded
 from pocketlm.api.wire.ollama import (
     ALIASES,
@@ -68,6 +68,7 @@ async def generate(body: OllamaGenerateRequest, request: Request):
         return await _load_or_unload(request, body, lambda **done: OllamaGenerateResponse(response="", **done))
     arrived = time.monotonic()
     lease = await acquire(request, body.model, body.keep_alive_seconds())
+    await compile_grammars(lease, params)
     if body.raw:
         job = start(lease, params, ALIASES, prompt=body.prompt)
     else:
@@ -88,6 +89,7 @@ async def chat(body: OllamaChatRequest, request: Request):
         )
     arrived = time.monotonic()
     lease = await acquire(request, body.model, body.keep_alive_seconds())
+    await compile_grammars(lease, params)
     job = start(lease, params, {**ALIASES, "prompt": "messages"}, messages=messages)
     return await _answer(
         request,

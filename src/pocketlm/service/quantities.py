@@ -2,7 +2,8 @@
 
 A keep-alive follows Ollama's rules, so a client written for Ollama means the same thing here: a number is
 seconds, a text is a Go duration (``"5m"``, ``"1h30m"``, ``"90s"``, ``"500ms"``) or a number of seconds, and
-anything negative means forever. Zero unloads the model as soon as its requests are done.
+anything negative (or longer than a century) means forever. Zero unloads the model as soon as its requests are
+done.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import re
 from pocketlm.errors import InvalidParameter
 
 FOREVER = math.inf
+# Past this a keep-alive is forever: its end would lie beyond the dates a clock can show (time_t, datetime).
+LONGEST = 100 * 365 * 24 * 3600.0
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
@@ -33,7 +36,7 @@ def keep_alive_seconds(value: str | float | int, param: str = "keep_alive") -> f
         seconds = _parse_duration(value, param)
     if math.isnan(seconds):
         raise InvalidParameter(param, "must be a duration such as '5m' or a number of seconds, got NaN")
-    return FOREVER if seconds < 0 else seconds
+    return FOREVER if seconds < 0 or seconds > LONGEST else seconds
 
 
 def _parse_duration(text: str, param: str) -> float:

@@ -13,6 +13,7 @@ after ``system``, unless ``raw``. What pocketlm does not do is refused by name, 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pocketlm.api.errors import Unsupported
 from pocketlm.api.wire.common import Aliases, Stop, reject_unsupported, sampling_field, stop_tuple, unsupported_field
 from pocketlm.engine.chat import ROLES
+from pocketlm.engine.constraints import Grammar
 from pocketlm.engine.params import SamplingParams
 from pocketlm.errors import InvalidParameter
 from pocketlm.service.quantities import DURATION_PATTERN, keep_alive_seconds
@@ -36,8 +38,8 @@ _HARDWARE = "How Ollama runs the model on its hardware: accepted, no effect (poc
 def _num_predict(schema: dict) -> None:
     schema.clear()
     schema.update(
-        description="Tokens to generate at most; -1 or -2: until the end of the answer or the context "
-        "(capped by --max-new-tokens).",
+        description="Tokens to generate at most (0: none, the prompt is only read); -1 or -2: until the end of "
+        "the answer or the context (capped by --max-new-tokens).",
         anyOf=[
             {"type": "null"},
             {"type": "integer", "enum": list(UNLIMITED)},
@@ -108,8 +110,8 @@ class OllamaOptions(RequestBody):
                 f"this model gives each request {n_ctx} tokens of context (--n-ctx); ask for at most {n_ctx}, "
                 "or leave it out",
             )
-        if self.num_predict is not None and self.num_predict not in UNLIMITED and self.num_predict < 1:
-            raise InvalidParameter("options.num_predict", f"must be >= 1, or -1 or -2; got {self.num_predict}")
+        if self.num_predict is not None and self.num_predict not in UNLIMITED and self.num_predict < 0:
+            raise InvalidParameter("options.num_predict", f"must be >= 0, or -1 or -2; got {self.num_predict}")
         return SamplingParams(
             max_new_tokens=None if self.num_predict in (None, *UNLIMITED) else self.num_predict,
             temperature=DEFAULT_TEMPERATURE if self.temperature is None else self.temperature,
@@ -158,9 +160,11 @@ class _OllamaRequest(RequestBody):
     stream: bool = Field(True, description="One JSON object per line as the answer is made (the default), or one.")
     options: OllamaOptions | None = Field(None, description="Sampling, under Ollama's names.")
     keep_alive: float | str | None = Field(None, json_schema_extra=_keep_alive_schema)
-    format: Any = unsupported_field(
-        "Structured outputs are not served on Ollama's routes yet; an empty text (no format) is accepted.",
-        accepted=({"type": "string", "enum": [""]},),
+    format: Literal["", "json"] | dict[str, Any] | None = Field(
+        None,
+        description="json: the answer is a JSON object; a JSON schema: the answer follows it (llguidance's subset, "
+        "as response_format's json_schema on /v1/chat/completions; objects take only the properties they list); "
+        "empty or none: plain text.",
     )
     think: bool | None = unsupported_field(
         "false is accepted: the served models do not think aloud.", accepted=({"type": "boolean", "enum": [False]},)
@@ -175,10 +179,16 @@ class _OllamaRequest(RequestBody):
         return None if self.keep_alive is None else keep_alive_seconds(self.keep_alive)
 
     def sampling(self, n_ctx: int) -> SamplingParams:
-        if self.format not in (None, ""):  # {} too: an empty schema is still a structured output
-            raise Unsupported("format", "is not supported on Ollama's routes yet; leave it out")
         reject_unsupported({"think": self.think, "logprobs": self.logprobs, "top_logprobs": self.top_logprobs})
-        return (self.options or OllamaOptions()).params(n_ctx)
+        return replace((self.options or OllamaOptions()).params(n_ctx), grammar=self._grammar())
+
+    def _grammar(self) -> Grammar | None:
+        """What ``format`` asks the answer to follow (as Ollama does, an object's unlisted keys are not written)."""
+        if self.format == "json":
+            return Grammar.json_object(field="format")
+        if isinstance(self.format, dict):  # {} too: an empty schema still asks for JSON
+            return Grammar.json_schema(self.format, field="format", closed=True)
+        return None
 
 
 class OllamaGenerateRequest(_OllamaRequest):

@@ -9,6 +9,7 @@ The same route also takes TGI's body (``inputs``), answered in TGI's shape.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -137,17 +138,18 @@ or TGI's ``{"inputs": ..., "parameters": {...}}``."""
             prompt = tokenize(self.prompt)
             max_new = max(1, self.max_length - len(prompt))  # as HF generate: at least one new token
             aliases["max_new_tokens"] = "max_length"
-        sample = self.do_sample is not False
         params = SamplingParams(
             max_new_tokens=or_default(max_new, protocol_default(DEFAULT_MAX_NEW_TOKENS, limits)),
-            temperature=or_default(self.temperature, 1.0) if sample else 0.0,
-            top_k=or_default(self.top_k, DEFAULT_TOP_K) if sample else 0,
+            temperature=or_default(self.temperature, 1.0),
+            top_k=or_default(self.top_k, DEFAULT_TOP_K),
             top_p=or_default(self.top_p, 1.0),
             repetition_penalty=or_default(self.repetition_penalty, 1.0),
             seed=self.seed,
             stop=stop_tuple(self.stop),
             n=or_default(self.num_return_sequences, 1),
         )
+        if self.do_sample is False:  # greedy, as HF generate; the sampling fields given must still be valid
+            params = replace(params.validated(limits), temperature=0.0, top_k=0)
         return prompt, params, aliases
 
 
