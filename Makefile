@@ -58,7 +58,7 @@ soak: $(STAMP)
 	$(PY) benchmarks/soak.py --clients 32 --duration 600
 
 # Not part of CI: tests/test_openapi_fuzz.py (every operation of the served app) with 200 examples per operation and
-# mode instead of 15 (40 instead of 3 for those that run a task or inspection model), three times with new random data
+# mode instead of 10 (40 instead of 2 for those that run a task or inspection model), three times with new random data
 # (every Schemathesis check and phase); the case counts land in benchmarks/fuzz.txt (RELIABILITY.md).
 fuzz: $(STAMP)
 	rm -f benchmarks/fuzz.txt

@@ -18,11 +18,10 @@ def engine():
 
 
 @pytest.fixture(scope="session")
-def smollm2_hf(tmp_path_factory):
-    """The embedded SmolLM2 GGUF, dequantized to a Hugging Face directory (the issue-5 conversion), made once:
-    the torch-side tests of evaluation and scoring share it."""
+def smollm2_hf():
+    """The embedded SmolLM2 GGUF dequantized to a Hugging Face directory (the issue-5 conversion), as the torch
+    backend runs it: the cache's one copy, made once and shared by every test that runs SmolLM2 on torch."""
     pytest.importorskip("torch")
-    from pocketlm.models import resolve
-    from pocketlm.models.gguf_to_hf import gguf_to_hf
+    from pocketlm.models.prepare import prepare
 
-    return gguf_to_hf(resolve(None).path, tmp_path_factory.mktemp("smollm2") / "smollm2-hf")
+    return prepare(None, "torch").path

