@@ -72,6 +72,13 @@ def test_rows_that_cost_as_much_as_they_bring_are_not_drafted():
     assert step_drafts([(_drafter(0.9), 10, None)], 3, StepCosts()) == [[]]  # nothing measured yet: no bet
 
 
+def test_many_streams_draft_nothing_even_where_a_step_would_pay():
+    costs = _costs({16: 37.3, 32: 60.3, 48: 82.4, 64: 109.5})  # 16 streams (NOTES.md): a second row costs 1.6x
+    assert step_drafts([(_drafter(0.94), 10, None) for _ in range(16)], 3, costs) == [[]] * 16
+    costs = _costs({4: 24.1, 8: 28.6, 12: 35.7, 16: 36.5})  # 4 streams: within DRAFT_ROWS, the costs decide
+    assert step_drafts([(_drafter(0.94), 10, None) for _ in range(4)], 3, costs) == [[8, 9, 10]] * 4
+
+
 def test_a_step_drafts_only_as_far_as_every_sample_has_a_guess():
     short = Drafter([5, 6, 7, 8, 5, 6, 7])  # its guess: 8 5 6, cut at its room of 1
     short.kept = 0.9

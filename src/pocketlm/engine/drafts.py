@@ -36,6 +36,13 @@ _LEARNING = 0.2
 # keep different numbers of tokens finish apart) was worth more than 5% at 16 streams (benchmarks/NOTES.md).
 MARGIN = 1.1
 
+# The most rows a drafting step's decoding samples may bring. Past that the costs may still say a second row
+# per stream pays (16 streams of greedy text keep ~94% of their guesses), but streams that keep different
+# numbers of tokens finish apart, and their successors' prompts then arrive while the others decode: at 32
+# clients of 128 tokens, 270 tok/s with drafts against 292 without, ITL p99 106 against 57 ms; at 16 clients
+# no gain and ITL p99 110-118 against 83 ms; at 4 clients (16 rows with 3 drafted each) 1.45x (NOTES.md).
+DRAFT_ROWS = 16
+
 Valid = Callable[[Sequence[int]], int]  # how many of a draft's tokens a sample's grammar allows in a row
 
 
@@ -103,8 +110,8 @@ def step_drafts(
     as far as every sample has a draft. At 4 streams, drafts of unequal length split steps in two and
     made them slower than no drafts at all (benchmarks/NOTES.md). Of the lengths possible, the one
     with the most tokens expected per second of step: the tokens each sample is expected to keep plus
-    the one it decodes anyway, over the measured cost of that many rows, by a MARGIN more than without
-    (``costs``; None: the longest).
+    the one it decodes anyway, over the measured cost of that many rows, by a MARGIN more than without,
+    within DRAFT_ROWS in all (``costs``; None: the longest).
     """
     if not wanted or draft_tokens <= 0:  # drafting off: no drafter is asked (one that is would start a guess)
         return [[] for _ in wanted]
@@ -114,6 +121,7 @@ def step_drafts(
     if costs is None:
         return [d[:longest] for d in drafts]
     n, best, best_rate = len(wanted), 0, 0.0
+    longest = min(longest, DRAFT_ROWS // n - 1)
     for k in range(longest + 1):
         cost = costs.estimate(n * (1 + k))
         if cost is None:  # nothing measured yet: no bet
