@@ -22,6 +22,7 @@ import numpy as np
 from pocketlm.engine.constraints import Constraint, apply_all
 from pocketlm.engine.params import SamplingParams
 
+_NUCLEUS_CANDIDATES = 256  # top-p first sorts this many of the most likely tokens (see _nucleus)
 _BLOCK = 1024  # plain sampling finds its token block by block
 
 
@@ -194,26 +195,34 @@ def _nucleus(probs: np.ndarray, top_p: float) -> np.ndarray:
     """Where in ``probs`` the smallest set of most likely tokens reaching top_p lies, most likely first.
 
     Exactly what sorting every token (ties in id order) and summing down the list gives, without sorting
-    the vocabulary: one pass sums the probabilities in bins of value (a float's exponent and first three
-    mantissa bits, which for non-negative floats grow with the value), the bins' running mass from the top
-    says where the nucleus ends, and only the tokens of the bins above that point are sorted. They are
-    every token at least as likely as some value, ties included, so their sorted list is the whole sort's
-    beginning and its running sum the same. A flat distribution (a small model at temperature 0.8) keeps
-    thousands of tokens: this took 0.3 ms there where partial sorts that grew until the mass was reached
-    took 1.4 ms, a sixth of a step at one stream (benchmarks/NOTES.md).
+    the vocabulary: only a set of tokens at least as likely as some value is sorted (ties included), so the
+    sorted list is the whole sort's beginning and its running sum the same. The set is first the 256 most
+    likely tokens (a peaked distribution's nucleus is a few of them); when their mass is short of top_p,
+    one pass sums the probabilities in bins of value (a float's exponent and first three mantissa bits,
+    which for non-negative floats grow with the value) and the bins' running mass from the top says where
+    the nucleus ends. A flat distribution (a small model at temperature 0.8) keeps thousands of tokens:
+    0.3 ms where sorts that grew eightfold took 1.4 ms, a sixth of a step at one stream (benchmarks/NOTES.md).
     """
-    keys = probs.astype(np.float32, copy=False).view(np.int32) >> 20
-    mass = np.bincount(keys, weights=probs)
-    from_top = np.cumsum(mass[::-1])
-    edge = mass.size - 1 - min(int(np.searchsorted(from_top, top_p, side="left")), mass.size - 1)
-    while True:
-        top = np.flatnonzero(keys >= edge)  # in id order, so the stable sort below orders ties by id
-        top = top[np.argsort(-probs[top], kind="stable")]
-        cum = np.cumsum(probs[top])
-        if cum[-1] >= top_p or edge <= 0:
-            break
-        edge -= 1  # the float32 running sum fell a rounding short of the bins' float64 one: one bin more
+    k = min(_NUCLEUS_CANDIDATES, probs.size)
+    kth = np.partition(probs, probs.size - k)[probs.size - k]
+    top = _sorted_from(probs, np.flatnonzero(probs >= kth))
+    cum = np.cumsum(probs[top])
+    if cum[-1] < top_p:
+        keys = probs.astype(np.float32, copy=False).view(np.int32) >> 20
+        mass = np.bincount(keys, weights=probs)
+        edge = mass.size - 1 - min(int(np.searchsorted(np.cumsum(mass[::-1]), top_p)), mass.size - 1)
+        while True:
+            top = _sorted_from(probs, np.flatnonzero(keys >= edge))
+            cum = np.cumsum(probs[top])
+            if cum[-1] >= top_p or edge <= 0:
+                break
+            edge -= 1  # the float32 running sum fell a rounding short of the bins' float64 one: one bin more
     return top[: int(np.searchsorted(cum, top_p, side="left")) + 1]
+
+
+def _sorted_from(probs: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``ids`` (in id order) most likely first, ties in id order."""
+    return ids[np.argsort(-probs[ids], kind="stable")]
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
