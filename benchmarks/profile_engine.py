@@ -9,6 +9,7 @@ clients, and reports:
 - output tok/s, TTFT p50/p99 and ITL p50/p99 (gaps between a request's token events) of the measured
   requests;
 - llama.cpp's own timers (`llama_perf_context`): time inside its evaluation, tokens, graphs reused;
+- the engine thread's wall time between two passes (its Python: sampling, events, planning), median;
 - with py-spy (`--py-spy`, default on; needs ptrace rights), the engine thread's samples sorted into
   the parts of a step: llama_decode, logits copy, batch building, sampling, token/text/event
   delivery, bookkeeping; and how much the other Python threads (HTTP would live there) took.
@@ -105,6 +106,21 @@ async def closed_loop(
         "requests": len(ttfts),
         "cached_tokens": cached,
     }
+
+
+def time_passes(backend: LlamaCppBackend) -> list[tuple[float, float]]:
+    """Record when each forward pass starts and ends (wall clock): what lies between is the engine's Python."""
+    passes, forward = [], backend.forward
+
+    def timed(chunks):
+        start = time.perf_counter()
+        try:
+            return forward(chunks)
+        finally:
+            passes.append((start, time.perf_counter()))
+
+    backend.forward = timed
+    return passes
 
 
 def engine_cpu_clock():
@@ -222,8 +238,10 @@ def main():
         ),
     ).start()
     clock = engine_cpu_clock() if args.cpu_clock else time.perf_counter
+    passes = time_passes(backend)
     # Warm-up as the server benchmark does: one short request (on chat it leaves the system prompt in a slot).
     asyncio.run(closed_loop(engine, prompts[-1:], 1, 1, 16))
+    passes.clear()
     before = backend.perf()
     spy = raw = None
     if args.py_spy:
@@ -279,6 +297,11 @@ def main():
         f"{llama['graphs_reused']} graphs reused"
     )
     print(f"drafts: {stats.draft_tokens} draft tokens, {stats.draft_tokens_accepted} accepted")
+    between = [b[0] - a[1] for a, b in zip(passes, passes[1:]) if b[0] - a[1] < 0.05]  # not the idle waits
+    print(
+        f"engine thread between passes: median {1000 * np.median(between):.3f} ms "
+        f"(passes: median {1000 * np.median([end - start for start, end in passes]):.2f} ms)"
+    )
     if spy is not None:
         spy.send_signal(2)  # SIGINT: py-spy writes what it has and exits
         _, err = spy.communicate(timeout=60)

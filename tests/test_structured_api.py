@@ -361,7 +361,9 @@ def test_responses_text_format_and_parse(client, model):
 
 def test_responses_with_a_function_tool(client, model):
     tool = {"type": "function", **WEATHER["function"]}
-    asked = dict(model=model, input="What is the weather in Paris?", tools=[tool], tool_choice="required")
+    asked = dict(
+        model=model, input="What is the weather in Paris?", tools=[tool], tool_choice="required", temperature=0
+    )
     called = client.responses.create(**asked, parallel_tool_calls=False)
     (call,) = called.output
     assert call.type == "function_call" and call.name == "get_weather"

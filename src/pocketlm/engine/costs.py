@@ -36,8 +36,12 @@ class StepCosts:
         key = rows if rows <= _EXACT else _EXACT + round(4 * math.log2(rows / _EXACT))
         window = self._seen.setdefault(key, deque(maxlen=_WINDOW))
         window.append((rows, seconds))
-        self._point[key] = (statistics.median([r for r, _ in window]), min(s for _, s in window))
-        self._points = sorted(self._point.values())
+        # A row count kept apart is its bucket's every count: no median to take, once a step at one stream.
+        middle = rows if key == rows else statistics.median([r for r, _ in window])
+        point = (middle, min(s for _, s in window))
+        if self._point.get(key) != point:
+            self._point[key] = point
+            self._points = sorted(self._point.values())
 
     def estimate(self, rows: int) -> float | None:
         """Expected seconds for a pass of ``rows`` rows; None before anything was measured.

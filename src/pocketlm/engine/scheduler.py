@@ -93,6 +93,7 @@ class Scheduler:
         self._costs = StepCosts()
         self._score_rows = max(1, SCORED_LOGITS // backend.info.n_vocab)
         self._draft_tokens = self._draft_tokens_accepted = 0
+        self._outbox: list = []  # events of the last step, handed over as the next pass starts (_hand_over)
         self._accepting = True
         self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="pocketlm-engine", daemon=True)
@@ -161,8 +162,10 @@ class Scheduler:
         while True:
             with self._lock:
                 while not (self._stopped or self._waiting or self._prefilling or self._running):
+                    self._hand_over()
                     self._lock.wait()
                 if self._stopped and not (self._waiting or self._prefilling or self._running):
+                    self._hand_over()
                     return
             try:
                 with self._lock:
@@ -195,7 +198,9 @@ class Scheduler:
         chunks, decoding, prefills = self._plan()
         if not chunks:
             self._retire()
+            self._hand_over()
             return
+        self._hand_over()
         started = time.perf_counter()
         logits = self.backend.forward(chunks)
         self._costs.observe(sum(len(c.tokens) for c in chunks), time.perf_counter() - started)
@@ -207,8 +212,20 @@ class Scheduler:
         if picked:
             self._sample(logits, picked, events)
         self._check_drafts(logits, [d for d in drafted if d[1]], events)
-        send([(request.stream, out) for request, out in events.items() if out])
+        self._outbox += [(request.stream, out) for request, out in events.items() if out]
         self._retire()
+
+    def _hand_over(self) -> None:
+        """Send the events of the last step to their streams.
+
+        Called as the next pass starts, not as the events are made: the wake-up of the HTTP event loop
+        (a thread that then wants the interpreter's lock, on two cores whose other one llama.cpp's worker
+        holds) then falls in the pass, where the engine thread has let the lock go, instead of in the
+        Python between passes, where it slowed sampling and planning (benchmarks/NOTES.md, issue 27).
+        """
+        if self._outbox:
+            send(self._outbox)
+            self._outbox = []
 
     def _plan(self) -> tuple[list[Chunk], list[tuple[_Sample, list[int]]], list[tuple[_Request, Chunk]]]:
         """This step's batch: one token (and maybe a draft) per decoding sample, then a prefill budget."""
@@ -404,7 +421,7 @@ class Scheduler:
                 for r in [r for r in group if r.cancelled or all(s.done for s in r.samples)]:
                     group.remove(r)
                     self._release(r)
-                    send([(r.stream, [Usage(len(r.prompt), r.completion_tokens, r.cached)])])
+                    self._outbox.append((r.stream, [Usage(len(r.prompt), r.completion_tokens, r.cached)]))
 
     def _release(self, r: _Request, failed: bool = False) -> None:
         for s in r.samples:
@@ -412,6 +429,7 @@ class Scheduler:
                 self._slots.give_back(s.slot, [] if failed else s.held())  # after a failure: trust nothing
 
     def _fail_all(self, error: Exception) -> None:
+        self._hand_over()  # what the requests made before the failure reaches them first
         with self._lock:
             for group in (self._running, self._prefilling):
                 for r in list(group):
