@@ -36,7 +36,7 @@ class StepCosts:
         key = rows if rows <= _EXACT else _EXACT + round(4 * math.log2(rows / _EXACT))
         window = self._seen.setdefault(key, deque(maxlen=_WINDOW))
         window.append((rows, seconds))
-        # A row count kept apart is its bucket's every count: no median to take, once a step at one stream.
+        # A bucket of one row count (up to _EXACT) needs no median: its rows are that count (one step at one stream).
         middle = rows if key == rows else statistics.median([r for r, _ in window])
         point = (middle, min(s for _, s in window))
         if self._point.get(key) != point:
