@@ -112,16 +112,19 @@ def write_chart(results: dict, path: Path) -> None:
 
     workloads = [w for w in _serving(results) if len(_levels(results, w)) > 1] or _serving(results)[:1]
     fig, axes = plt.subplots(len(workloads), 2, figsize=(11, 4.2 * len(workloads)), squeeze=False)
+    # One order and one colour per server in every panel (rounds alternate which server a workload meets first).
+    servers = sorted(_servers(results), key=lambda s: not s[0].startswith("pocketlm"))
     for (ax_tps, ax_ttft), workload in zip(axes, workloads):
         levels = _levels(results, workload)
         cells = _cells(results, workload)
-        for name, label in _servers(results, workload):
+        for i, (name, label) in enumerate(servers):
             xs = [c for c in levels if (name, c) in cells]
             if not xs:
                 continue
-            ax_tps.plot(xs, [_summary_median(cells[name, c], "output_throughput") for c in xs], marker="o", label=label)
+            style = dict(marker="o", label=label, color=f"C{i}")
+            ax_tps.plot(xs, [_summary_median(cells[name, c], "output_throughput") for c in xs], **style)
             ttft = [(c, _summary_median(cells[name, c], "ttft_ms", "p50")) for c in xs]
-            ax_ttft.plot([c for c, t in ttft if t], [t for c, t in ttft if t], marker="o", label=label)
+            ax_ttft.plot([c for c, t in ttft if t], [t for c, t in ttft if t], **style)
         for ax, title in (
             (ax_tps, "output tokens/s (higher is better)"),
             (ax_ttft, "p50 time to first token, ms (lower is better)"),
