@@ -82,21 +82,29 @@ def sample(logits: np.ndarray, samplers: list[Sampler]) -> np.ndarray:
     for row, s in enumerate(samplers):
         s.adjust(logits[row])
     apply_all(logits, [s.constraint for s in samplers])  # last: a penalty must not bring back a forbidden token
-    greedy = np.array([s.params.greedy for s in samplers], dtype=bool)
-    if greedy.all():  # no copy of the rows (16 x 49k floats is 3 MB)
+    # Which rows go which way, in plain lists: at one stream each numpy call on these few flags costs more
+    # than the argmax itself, on the caches a pass has just emptied (benchmarks/NOTES.md, issue 27).
+    greedy = [row for row, s in enumerate(samplers) if s.params.greedy]
+    plain = [row for row, s in enumerate(samplers) if _plain(s.params)]
+    if len(greedy) == len(samplers):  # no copy of the rows (16 x 49k floats is 3 MB)
         tokens[:] = np.argmax(logits, axis=-1)
-    elif greedy.any():
+    elif greedy:
         tokens[greedy] = np.argmax(logits[greedy], axis=-1)
-    plain = np.array([not g and s.params.top_k == 0 and s.params.top_p == 1.0 for g, s in zip(greedy, samplers)])
-    if plain.all():  # the usual batch: no row copies
+    if len(plain) == len(samplers):  # the usual batch: no row copies
         tokens[:] = _sample_plain(logits, samplers)
-    elif plain.any():
-        tokens[plain] = _sample_plain(logits[plain], [s for s, p in zip(samplers, plain) if p])
-    for row in np.flatnonzero(~greedy & ~plain):
-        tokens[row] = _sample_row(logits[row], samplers[row])
-    for s, t in zip(samplers, tokens):
-        s.accept(int(t))
+    elif plain:
+        tokens[plain] = _sample_plain(logits[plain], [samplers[row] for row in plain])
+    for row, s in enumerate(samplers):
+        if not (s.params.greedy or _plain(s.params)):
+            tokens[row] = _sample_row(logits[row], s)
+    for s, t in zip(samplers, tokens.tolist()):
+        s.accept(t)
     return tokens
+
+
+def _plain(p: SamplingParams) -> bool:
+    """Temperature (and min-p) alone: sampled from whole rows, many at once (_sample_plain)."""
+    return not p.greedy and p.top_k == 0 and p.top_p == 1.0
 
 
 def _sample_plain(logits: np.ndarray, samplers: list[Sampler]) -> np.ndarray:
@@ -139,32 +147,34 @@ def _invert(probs: np.ndarray, block_cdf: np.ndarray, u: float) -> int:
 
 
 def _sample_row(logits: np.ndarray, s: Sampler) -> int:
-    ids, probs = _filtered(logits, s.params)
-    cdf = np.cumsum(probs, dtype=np.float64)
+    ids, weights = _filtered(logits, s.params)
+    cdf = np.cumsum(weights, dtype=np.float64)
     pick = int(np.searchsorted(cdf, s.rng.random() * cdf[-1], side="right"))
     return int(ids[min(pick, len(ids) - 1)])
 
 
 def _filtered(logits: np.ndarray, p: SamplingParams) -> tuple[np.ndarray, np.ndarray]:
-    """Temperature, top-k, min-p and top-p on one row: the kept ids, in draw order, and their probabilities.
+    """Temperature, top-k, min-p and top-p on one row: the kept ids, in draw order, and their weights
+    (proportional to their probabilities; the most likely token's is 1).
 
-    Whole-vocabulary arrays are the cost here (each a fresh allocation of 200 kB for 49k tokens): one is
-    made, the scaled row, and worked on in place; ids stay None ("all, in id order") until a filter keeps
-    fewer."""
+    Whole-vocabulary arrays are the cost here: one is made, the scaled row, and worked on in place, and
+    it is never divided by its sum (the kept weights are few); ids stay None ("all, in id order") until a
+    filter keeps fewer."""
     scaled = logits / p.temperature
     ids = None
     if 0 < p.top_k < scaled.size:
         ids = np.argpartition(scaled, -p.top_k)[-p.top_k :]
         ids = ids[np.argsort(-scaled[ids], kind="stable")]
         scaled = scaled[ids]
-    probs = _softmax(scaled)
+    weights = _exp_from_max(scaled)
+    mass = p.top_p * float(weights.sum(dtype=np.float64))  # of the whole row, whatever min-p keeps
     if p.min_p > 0.0:
-        keep = np.flatnonzero(probs >= p.min_p * probs.max())
-        ids, probs = (keep if ids is None else ids[keep]), probs[keep]
+        keep = np.flatnonzero(weights >= p.min_p)
+        ids, weights = (keep if ids is None else ids[keep]), weights[keep]
     if p.top_p < 1.0:
-        top = _nucleus(probs, p.top_p)
-        ids, probs = (top if ids is None else ids[top]), probs[top] / probs[top].sum()
-    return (np.arange(probs.size) if ids is None else ids), probs
+        top = _nucleus(weights, mass)
+        ids, weights = (top if ids is None else ids[top]), weights[top]
+    return (np.arange(weights.size) if ids is None else ids), weights
 
 
 def distribution(logits: np.ndarray, sampler: Sampler) -> tuple[np.ndarray, np.ndarray]:
@@ -177,55 +187,54 @@ def distribution(logits: np.ndarray, sampler: Sampler) -> tuple[np.ndarray, np.n
     p = sampler.params
     if p.greedy:
         return np.array([int(np.argmax(logits))]), np.ones(1)
-    if p.top_k == 0 and p.top_p == 1.0:
+    if _plain(p):
         weights = _plain_weights(logits[None, :], [sampler])[0].astype(np.float64)
         return np.arange(logits.size), weights / weights.sum()
-    ids, probs = _filtered(logits, p)
-    return ids, probs.astype(np.float64) / probs.sum(dtype=np.float64)
+    ids, weights = _filtered(logits, p)
+    return ids, weights.astype(np.float64) / weights.sum(dtype=np.float64)
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    """Softmax of ``z``, computed in ``z``'s own memory (the caller's fresh array)."""
+def _exp_from_max(z: np.ndarray) -> np.ndarray:
+    """``exp(z - max(z))``, computed in ``z``'s own memory (the caller's fresh array): the largest is exactly 1."""
     z -= z.max()
-    np.exp(z, out=z)
-    z /= z.sum()
-    return z
+    return np.exp(z, out=z)
 
 
-def _nucleus(probs: np.ndarray, top_p: float) -> np.ndarray:
-    """Where in ``probs`` the smallest set of most likely tokens reaching top_p lies, most likely first.
+def _nucleus(weights: np.ndarray, mass: float) -> np.ndarray:
+    """Where in ``weights`` (the largest 1) the smallest set of most likely tokens holding ``mass`` lies
+    (top_p times the whole row's weight), most likely first.
 
     Exactly what sorting every token (ties in id order) and summing down the list gives, without sorting
     the vocabulary: only a set of tokens at least as likely as some value is sorted (ties included), so the
     sorted list is the whole sort's beginning and its running sum the same. The set is first the tokens at
     least 1/4096 as likely as the most likely one: one comparison over the vocabulary, cheaper than picking
     the k most likely (a partial sort); on SmolLM2's own rows at temperature 0.8 it is ~150 tokens and holds
-    the nucleus of 397 rows in 400 (0.06 ms against 0.18). When it is short of top_p (or too large to sort),
-    one pass sums the probabilities in bins of value (a float's exponent and first three mantissa bits,
+    the nucleus of 397 rows in 400 (0.06 ms against 0.18). When it is short of the mass (or too large to
+    sort), one pass sums the weights in bins of value (a float's exponent and first three mantissa bits,
     which for non-negative floats grow with the value) and the bins' running mass from the top says where
     the nucleus ends. A flat distribution (a small model at temperature 0.8) keeps thousands of tokens:
     0.3 ms where sorts that grew eightfold took 1.4 ms, a sixth of a step at one stream (benchmarks/NOTES.md).
     """
-    candidates = np.flatnonzero(probs >= probs.max() * _NUCLEUS_RATIO)
+    candidates = np.flatnonzero(weights >= _NUCLEUS_RATIO)
     if candidates.size <= _NUCLEUS_SORTED:
-        top = _sorted_from(probs, candidates)
-        cum = np.cumsum(probs[top])
-    if candidates.size > _NUCLEUS_SORTED or cum[-1] < top_p:
-        keys = probs.astype(np.float32, copy=False).view(np.int32) >> 20
-        mass = np.bincount(keys, weights=probs)
-        edge = mass.size - 1 - min(int(np.searchsorted(np.cumsum(mass[::-1]), top_p)), mass.size - 1)
+        top = _sorted_from(weights, candidates)
+        cum = np.cumsum(weights[top])
+    if candidates.size > _NUCLEUS_SORTED or cum[-1] < mass:
+        keys = weights.astype(np.float32, copy=False).view(np.int32) >> 20
+        binned = np.bincount(keys, weights=weights)
+        edge = binned.size - 1 - min(int(np.searchsorted(np.cumsum(binned[::-1]), mass)), binned.size - 1)
         while True:
-            top = _sorted_from(probs, np.flatnonzero(keys >= edge))
-            cum = np.cumsum(probs[top])
-            if cum[-1] >= top_p or edge <= 0:
+            top = _sorted_from(weights, np.flatnonzero(keys >= edge))
+            cum = np.cumsum(weights[top])
+            if cum[-1] >= mass or edge <= 0:
                 break
             edge -= 1  # the float32 running sum fell a rounding short of the bins' float64 one: one bin more
-    return top[: int(np.searchsorted(cum, top_p, side="left")) + 1]
+    return top[: int(np.searchsorted(cum, mass, side="left")) + 1]
 
 
-def _sorted_from(probs: np.ndarray, ids: np.ndarray) -> np.ndarray:
+def _sorted_from(weights: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """``ids`` (in id order) most likely first, ties in id order."""
-    return ids[np.argsort(-probs[ids], kind="stable")]
+    return ids[np.argsort(-weights[ids], kind="stable")]
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
