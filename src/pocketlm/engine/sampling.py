@@ -204,13 +204,13 @@ def _nucleus(weights: np.ndarray, mass: float) -> np.ndarray:
     """Where in ``weights`` (the largest 1) the smallest set of most likely tokens holding ``mass`` lies
     (top_p times the whole row's weight), most likely first.
 
-    Exactly what sorting every token (ties in id order) and summing down the list gives, without sorting
-    the vocabulary: only a set of tokens at least as likely as some value is sorted (ties included), so the
-    sorted list is the whole sort's beginning and its running sum the same. The set is first the tokens at
-    least 1/4096 as likely as the most likely one: one comparison over the vocabulary, cheaper than picking
-    the k most likely (a partial sort); on SmolLM2's own rows at temperature 0.8 it is ~150 tokens and holds
-    the nucleus of 397 rows in 400 (0.06 ms against 0.18). When it is short of the mass (or too large to
-    sort), one pass sums the weights in bins of value (a float's exponent and first three mantissa bits,
+    Exactly what sorting every token (ties in id order) and summing down the list in float64 gives, without
+    sorting the vocabulary: only a set of tokens at least as likely as some value is sorted (ties included),
+    so the sorted list is the whole sort's beginning and its running sum the same. The set is first the
+    tokens at least 1/4096 as likely as the most likely one: one comparison over the vocabulary, cheaper than
+    picking the k most likely (a partial sort); on SmolLM2's own rows at temperature 0.8 it is ~150 tokens and
+    holds the nucleus of 397 rows in 400 (0.06 ms against 0.18). When it is short of the mass (or too large
+    to sort), one pass sums the weights in bins of value (a float's exponent and first three mantissa bits,
     which for non-negative floats grow with the value) and the bins' running mass from the top says where
     the nucleus ends. A flat distribution (a small model at temperature 0.8) keeps thousands of tokens:
     0.3 ms where sorts that grew eightfold took 1.4 ms, a sixth of a step at one stream (benchmarks/NOTES.md).
@@ -218,17 +218,17 @@ def _nucleus(weights: np.ndarray, mass: float) -> np.ndarray:
     candidates = np.flatnonzero(weights >= _NUCLEUS_RATIO)
     if candidates.size <= _NUCLEUS_SORTED:
         top = _sorted_from(weights, candidates)
-        cum = np.cumsum(weights[top])
+        cum = np.cumsum(weights[top], dtype=np.float64)
     if candidates.size > _NUCLEUS_SORTED or cum[-1] < mass:
         keys = weights.astype(np.float32, copy=False).view(np.int32) >> 20
         binned = np.bincount(keys, weights=weights)
         edge = binned.size - 1 - min(int(np.searchsorted(np.cumsum(binned[::-1]), mass)), binned.size - 1)
         while True:
             top = _sorted_from(weights, np.flatnonzero(keys >= edge))
-            cum = np.cumsum(weights[top])
+            cum = np.cumsum(weights[top], dtype=np.float64)
             if cum[-1] >= mass or edge <= 0:
                 break
-            edge -= 1  # the float32 running sum fell a rounding short of the bins' float64 one: one bin more
+            edge -= 1  # the running sum fell a rounding short of the bins' (summed in another order): one bin more
     return top[: int(np.searchsorted(cum, mass, side="left")) + 1]
 
 
