@@ -63,10 +63,14 @@ def browser(playwright):
     b.close()
 
 
-def open_page(browser, url: str, *, locale: str = "en-US", width: int = 1280, height: int = 800):
+def open_page(
+    browser, url: str, *, locale: str = "en-US", width: int = 1280, height: int = 800, init_script: str | None = None
+):
     """A fresh browser context (empty localStorage) on the playground; page.requests lists every URL it asked for,
-    page.bodies the body of each request that had one, by path."""
+    page.bodies the body of each request that had one, by path. ``init_script`` runs in the page before its own."""
     context = browser.new_context(locale=locale, viewport={"width": width, "height": height})
+    if init_script:
+        context.add_init_script(init_script)
     page = context.new_page()
     page.requests, page.errors, page.bodies = [], [], []
     allowed = urlsplit(url).netloc
@@ -507,45 +511,75 @@ def test_describe_tab_is_hidden_without_a_caption_model(page, server):
     assert not open_tab(page, server, "describe", "/v1/pipelines/describe")
 
 
-def talking_wav(server, path, text: str) -> float:
-    """A WAV the fake microphone plays in a loop: ``text`` in pocketlm's English voice, then a second of silence
-    (so each loop is one whole sentence). Its length in seconds."""
+# The page's microphone, played by the test: getUserMedia answers with a WebAudio stream, and each recording
+# starts the speech the test chose last (``speak``) from its beginning, once, as a person would say it. (A fake
+# capture device would loop one file from wherever it happens to be when a recording starts; a clip that begins
+# mid-sentence is sometimes heard as nothing at all, and the Portuguese turn needs Portuguese speech.)
+MICROPHONE = """
+(() => {
+  let context, destination, source, speech;
+  const stream = () => {
+    context ||= new AudioContext();
+    destination ||= context.createMediaStreamDestination();
+    return destination.stream;
+  };
+  navigator.mediaDevices.getUserMedia = async () => stream();
+  window.testSpeech = async (base64) => {
+    stream();
+    speech = await context.decodeAudioData(Uint8Array.from(atob(base64), (c) => c.charCodeAt(0)).buffer);
+  };
+  const start = MediaRecorder.prototype.start;
+  MediaRecorder.prototype.start = function (...args) {
+    source?.stop();
+    source = new AudioBufferSourceNode(context, { buffer: speech });
+    source.connect(destination);
+    source.start();
+    return start.apply(this, args);
+  };
+})();
+"""
+
+
+def speak(page, server, text: str, voice: str) -> float:
+    """What the microphone says from the next recording on: ``text`` in ``voice``, then a second of silence.
+    Its length in seconds."""
+    import base64
     import io
     import wave
 
     speech = httpx.post(
-        server.url + "/v1/audio/speech", json={"input": text, "voice": "joe", "response_format": "wav"}, timeout=120
+        server.url + "/v1/audio/speech", json={"input": text, "voice": voice, "response_format": "wav"}, timeout=120
     )
     with wave.open(io.BytesIO(speech.content)) as w:
         rate, frames = w.getframerate(), w.readframes(w.getnframes())
     frames += b"\0\0" * rate
-    with wave.open(str(path), "wb") as w:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(rate)
         w.writeframes(frames)
+    page.evaluate("(b) => window.testSpeech(b)", base64.b64encode(out.getvalue()).decode())
     return len(frames) / 2 / rate
 
 
-def test_talk_tab_hears_the_microphone_answers_in_text_and_speaks(playwright, server, tmp_path):
+def test_talk_tab_hears_the_microphone_answers_in_text_and_speaks(playwright, server):
     if not has_path(server, "/v1/audio/transcriptions"):
         return
-    wav = tmp_path / "question.wav"
-    seconds = talking_wav(server, wav, "Please tell me a short story about a cat.")
-    flags = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
-    # a browser of its own: the fake microphone is a launch flag
+    # a browser of its own: the answers play without a click on them
     browser = playwright.chromium.launch(
-        executable_path=chromium(), args=["--no-sandbox", *flags, f"--use-file-for-fake-audio-capture={wav}"]
+        executable_path=chromium(), args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"]
     )
     try:
-        page = open_page(browser, server.url)
+        page = open_page(browser, server.url, init_script=MICROPHONE)
         set_param(page, "max_new_tokens", 24)
         assert open_tab(page, server, "talk", "/v1/audio/transcriptions")
         hold = page.locator("#talk-hold")
+        seconds = speak(page, server, "Please tell me a short story about a cat.", "joe")
         hold.hover()
         page.mouse.down()
         expect(hold).to_have_class(re.compile("recording"))
-        page.wait_for_timeout(int(2 * seconds * 1000) + 500)  # two loops: one whole question at least
+        page.wait_for_timeout(int(seconds * 1000) + 500)  # the whole question
         page.mouse.up()
         said = page.locator("#talk-log .msg.user .body")
         expect(said).to_contain_text(re.compile("story", re.I), timeout=120_000)
@@ -567,9 +601,10 @@ def test_talk_tab_hears_the_microphone_answers_in_text_and_speaks(playwright, se
 
         # Said to be Portuguese: heard as Portuguese, through /translate both ways, spoken by joe-pt-br
         page.select_option("#talk-language", "pt")
+        seconds = speak(page, server, "Por favor, me conte uma história curta sobre um gato.", "joe-pt-br")
         hold.hover()
         page.mouse.down()
-        page.wait_for_timeout(int(2 * seconds * 1000) + 500)
+        page.wait_for_timeout(int(seconds * 1000) + 500)
         page.mouse.up()
         expect(page.locator("#talk-log .msg.user")).to_have_count(2, timeout=120_000)
         assert page.locator("#talk-log .msg.user").nth(1).get_attribute("lang") == "pt-BR"
