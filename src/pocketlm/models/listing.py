@@ -160,7 +160,7 @@ def describe(name: str, kv_tokens: int, *, backend: str = "auto", quantization: 
         run_as = quantization or ref.run_quantization
         if backend == "torch" or run_as is None:
             return row
-        weights = row.n_params * BYTES_PER_WEIGHT[run_as]  # requantized (the embedded SmolLM2 runs as q8_0)
+        weights = row.n_params * BYTES_PER_WEIGHT[run_as]  # requantized (the embedded models run as q8_0)
         kv = row.ram_estimate - row.file_size * 1.1
         return replace(row, quantization=run_as.upper(), ram_estimate=int(weights * 1.1 + kv))
     path = adapter_base(ref.path).path if is_adapter_dir(ref.path) else ref.path

@@ -35,7 +35,7 @@ class ModelOptions(Declared):
         None,
         choices=QUANTIZATIONS,
         old=("POCKETLM_CONVERT_TYPE",),
-        help="GGUF type llama.cpp runs, made once and cached. Default: q8_0 for the embedded SmolLM2 and for "
+        help="GGUF type llama.cpp runs, made once and cached. Default: q8_0 for the embedded models and for "
         "Hugging Face directories (converted), a .gguf file's own type for a .gguf file.",
     )
     threads: int | None = setting(None, low=1, help="CPU threads for the model (default: every core).")

@@ -10,7 +10,7 @@ the same model everywhere and each conversion is made once, into the cache
 (``models.conversions``, checked at every use). The rules, for the backend asked:
 
 - llama.cpp runs GGUF. A GGUF runs as ``--quantization`` says, else as its alias
-  asks (the embedded SmolLM2: q8_0), else as it is; a Hugging Face directory is
+  asks (the embedded SmolLM2 and Gemma 3: q8_0), else as it is; a Hugging Face directory is
   converted to ``--quantization``, else to ``RUN_QUANTIZATION`` (q8_0).
 - torch runs Hugging Face directories; a GGUF is converted to one (fp32).
 - ``auto`` is llama.cpp when the model can run there, else torch; ``--backend

@@ -149,6 +149,11 @@ EMBEDDED = {
             "gemma-3-270m-q4_k_m.gguf",
             "Gemma 3 270M (Google), Q4_K_M: twice the size, multilingual",
             assembled=True,
+            # Run as q8_0 too: llama.cpp computes a Q4_K row differently in passes of 4 rows or more (its
+            # repacked kernels), so a seeded text changed with what shared its passes; q8_0 computes a row
+            # the same in a pass of any size, at about the same speed and a lower perplexity
+            # (benchmarks/NOTES.md, "Gemma 3 runs as q8_0").
+            run_quantization=RUN_QUANTIZATION,
         ),
         EmbeddedModel(
             "all-minilm-l6-v2",
