@@ -556,6 +556,16 @@ def speech_section(results_path: Path) -> list[str]:
     return lines
 
 
+def _provenance(runs: list[dict]) -> str:
+    """When and how the runs were made: one command for all, or (a model measured again on its own) each run's."""
+    first = runs[0]
+    if all(r["command"] == first["command"] for r in runs):
+        return f"Run {first['started']} ({sum(r['duration_min'] for r in runs):.0f} min) with `{first['command']}`"
+    return "Runs, one per model: " + "; ".join(
+        f"{_model_name(r)} {r['started']} ({r['duration_min']:.0f} min) with `{r['command']}`" for r in runs
+    )
+
+
 def write_report(runs: list[dict], path: Path, chart: Path, results_path: Path) -> None:
     """BENCHMARKS.md: the setup once, then each model's comparison (`runs`: one run per model)."""
     first = runs[0]
@@ -564,8 +574,7 @@ def write_report(runs: list[dict], path: Path, chart: Path, results_path: Path) 
     lines = [
         "# pocketlm serving benchmark",
         "",
-        f"Run {first['started']} ({sum(r['duration_min'] for r in runs):.0f} min) with `{first['command']}` "
-        f"(`make bench` runs the full default). Raw numbers: `{_rel(results_path, path.parent)}`; "
+        _provenance(runs) + f" (`make bench` runs the full default). Raw numbers: `{_rel(results_path, path.parent)}`; "
         "harness: `benchmarks/`."
         + (f" Models, in turn: {', '.join(_model_name(r) for r in runs)}." if runs[1:] else ""),
         "",

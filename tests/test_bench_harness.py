@@ -277,6 +277,20 @@ def test_report_gives_each_model_its_own_comparison(tmp_path):
     )
     assert "### gemma3-270m: Targets (issue 27): pocketlm ÷ llama-server" in text
     assert "![gemma3-270m: output tok/s and p50 TTFT vs concurrency](serving-gemma3-270m.png)" in text
+    assert "Run 2026-12-01 10:00 UTC (120 min) with `python benchmarks/run.py --repeats 2`" in text
+
+
+def test_report_names_each_run_when_a_model_was_measured_again_on_its_own(tmp_path):
+    again = {**_issue_27_run("gemma3-270m"), "started": "2026-12-02 09:00 UTC", "duration_min": 40.0}
+    again["command"] += " --models gemma3-270m"
+    runs = [_issue_27_run("smollm2-135m-instruct"), again]
+    report.write_report(runs, tmp_path / "BENCHMARKS.md", tmp_path / "serving.png", tmp_path / "results.json")
+    text = (tmp_path / "BENCHMARKS.md").read_text()
+    assert (
+        "Runs, one per model: smollm2-135m-instruct 2026-12-01 10:00 UTC (60 min) with "
+        "`python benchmarks/run.py --repeats 2`; gemma3-270m 2026-12-02 09:00 UTC (40 min) with "
+        "`python benchmarks/run.py --repeats 2 --models gemma3-270m` (`make bench` runs the full default)."
+    ) in text
 
 
 def test_run_writes_report_chart_and_results(tmp_path):

@@ -7,8 +7,8 @@ Two defaults because there are two jobs:
   Gemma 3 as Q4_K_M) are requantized to it, once, into the cache; a ``.gguf`` file named by path
   runs as it is. q8_0 is within noise of f16's quality at half its bytes per token, it is one of
   llama.cpp's fastest CPU types (benchmarks/NOTES.md, "Levers"), and llama.cpp computes a q8_0 row
-  the same in a pass of any size, which keeps a seeded text the same alone or batched (its kernels
-  for K-quants, f16 and bf16 take another path from 2 or 4 rows, which rounds differently).
+  the same in a pass of any size, which keeps a seeded text the same alone or batched (measured:
+  its kernels for f16 and bf16 take another path from 2 rows, for Q4_K from 4, which round differently).
 - ``CONVERT_QUANTIZATION``: the type ``pocketlm convert`` writes when not told: f16, near-exact,
   so any other type can be made from the file later without a second rounding.
 """
