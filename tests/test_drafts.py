@@ -152,9 +152,14 @@ def test_a_slot_after_rejected_drafts_serves_its_prefix_correctly(undrafted):
     # one slot, so every request reuses it; the KV type the 4-slot engine it is compared with takes
     eng = load_engine(ModelOptions(kv_type="q8_0/f16"), EngineConfig(slots=1, n_ctx=512, draft_policy="always"))
     try:
-        params = SamplingParams(temperature=1.0, seed=11, max_new_tokens=64, ignore_eos=True)
-        first = _run(eng, REPEATING, params).samples[0]
-        stats = eng.stats()
+        # Which seed strays from the verse depends on the CPU's kernels (AVX2 and AVX-512 sample apart):
+        # the first seed whose sample had drafts rejected.
+        for seed in range(11, 31):
+            params = SamplingParams(temperature=1.0, seed=seed, max_new_tokens=64, ignore_eos=True)
+            first = _run(eng, REPEATING, params).samples[0]
+            stats = eng.stats()
+            if stats.draft_tokens > stats.draft_tokens_accepted:
+                break
         assert stats.draft_tokens > stats.draft_tokens_accepted  # some drafts were rejected
         follow = REPEATING + first.text + " And"
         greedy = SamplingParams(temperature=0, max_new_tokens=24)

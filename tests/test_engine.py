@@ -57,21 +57,23 @@ def test_same_seed_same_text_alone_and_batched(engine):
     assert other_seed.text != alone.text
 
 
-@pytest.mark.parametrize("kv_type", ["q8_0/f16", "f16"])
-def test_other_kv_types_keep_text_alone_equal_to_batched(kv_type):
-    """--kv-type trades memory for speed, never this guarantee (f16 keys keep 32-row passes for it)."""
+@pytest.mark.parametrize("kv_type", ["q8_0/f16", "q8_0"])
+def test_q8_0_keys_keep_text_alone_equal_to_batched_past_256_cells(kv_type):
+    """--kv-type trades memory for speed; with q8_0 keys never this guarantee, also where a lone sequence
+    passes 256 cells and f16 keys would take llama.cpp's split kernel (there f16 changed 8 of 8 seeded texts)."""
     from pocketlm.engine import EngineConfig, ModelOptions, load_engine
 
-    eng = load_engine(ModelOptions(kv_type=kv_type), EngineConfig(slots=16, n_ctx=256))
+    eng = load_engine(ModelOptions(kv_type=kv_type), EngineConfig(slots=16, n_ctx=512))
     try:
-        assert (
-            eng.info.kv_cache
-            == {"q8_0/f16": "q8_0/f16, 72 MB for 16 x 256 tokens", "f16": "f16, 94 MB for 16 x 256 tokens"}[kv_type]
-        )  # as `serve` logs it
+        assert eng.info.kv_cache.startswith(f"{kv_type}, ")  # as `serve` logs it
+        history = "The history of the city begins with a small fishing village on the river. " * 20
+        prompts = [history + p for p in PROMPTS]
+        assert len(eng.backend.tokenize(prompts[1])) > 300
         kw = dict(temperature=0.9, top_p=0.95, seed=1234, max_new_tokens=24)
-        alone = complete(eng, PROMPTS[1], **kw).samples[0]
-        batched = asyncio.run(many(eng, [PROMPTS[1]] + PROMPTS[2:], **kw))
-        assert batched[0].samples[0].token_ids == alone.token_ids
+        batched = asyncio.run(many(eng, prompts, **kw))
+        for prompt, result in list(zip(prompts, batched))[1:4]:
+            alone = complete(eng, prompt, **kw).samples[0]
+            assert result.samples[0].token_ids == alone.token_ids, prompt[-40:]
     finally:
         eng.stop(0)
 

@@ -21,8 +21,8 @@ from pocketlm.errors import GenerationFailed, InvalidParameter, ModelLoadError
 from pocketlm.llama_library import C
 from pocketlm.models.gguf_info import read_gguf_info
 
-# Micro-batch rows per llama.cpp compute pass, by the KV cache's key type (see _context_params).
-UBATCH = {"q8_0": 512, "f16": 32}
+# Micro-batch rows per llama.cpp compute pass (see _context_params).
+UBATCH = 512
 _DECODE_ERRORS = {1: "no free KV cache cells", 2: "aborted", -1: "invalid batch"}
 
 
@@ -34,8 +34,9 @@ def _kv_types(kv_type: str, slots: int, head_dim: int) -> tuple[str, str]:
 
     Serving many slots, "auto" stores keys as q8_0 and values as f16: keys in q8_0 keep a slot's logits
     the same whatever shares its pass (llama.cpp's attention then takes one path for every batch; with
-    f16 keys and values it switches to a tiled kernel from 64 rows and a split one for a lone sequence
-    past 256 cells, which round differently), and f16 values make attention cheaper than q8_0's, which
+    f16 keys and values it switches to a tiled kernel from 64 rows of a sequence and a split one for a
+    lone sequence past 256 cells, which round differently: measured, f16 cannot keep a seeded text the
+    same alone or batched), and f16 values make attention cheaper than q8_0's, which
     are dequantized key by key: faster decoding at long contexts and at 16 streams, and long prompts
     (measured: benchmarks/NOTES.md, "KV cache type" and issue 27). It takes 3/4 of f16's memory, still
     less than llama-server's whole process. One slot (evaluation, the CLI) keeps f16 for exact numbers.
@@ -67,7 +68,7 @@ class LlamaCppBackend(Backend):
         perf: bool = False,
     ):
         """``kv_type``: "auto", "f16", "q8_0", or "K/V" such as "q8_0/f16" for keys and values apart
-        (``pocketlm serve --kv-type``). ``n_ubatch`` (None: chosen by the key type) and ``perf``
+        (``pocketlm serve --kv-type``). ``n_ubatch`` (None: 512 rows) and ``perf``
         (llama.cpp's own timers, read with ``perf()``) are for measuring levers (benchmarks/profile_engine.py)."""
         path = Path(path)
         gguf = read_gguf_info(path)  # rejects non-GGUF or damaged headers with a clear message
@@ -83,7 +84,7 @@ class LlamaCppBackend(Backend):
                 f"llama.cpp could not load {path} (truncated file or unsupported architecture "
                 f"'{gguf.architecture}'); re-download or re-convert it"
             )
-        self.n_ubatch = n_ubatch or UBATCH[keys]
+        self.n_ubatch = n_ubatch or UBATCH
         self.ctx = C.llama_init_from_model(self.model, self._context_params(threads))
         if not self.ctx:
             C.llama_model_free(self.model)
@@ -114,12 +115,11 @@ class LlamaCppBackend(Backend):
         p = C.llama_context_default_params()
         p.n_ctx = self.n_ctx * self.slots
         p.n_batch = self.n_batch
-        # A seeded request must give the same text alone or under load, so a slot's logits may
-        # not depend on what else shares its micro-batch. With f16 keys llama.cpp's CPU attention
-        # takes another code path from 64 rows up, which rounds differently: micro-batches stay
-        # at 32 rows. With q8_0 keys every micro-batch size gives bit-identical logits, so prompts
-        # go through in 512-row passes, which prefill faster (both measured: benchmarks/NOTES.md,
-        # "Micro-batch size and 'same text alone or batched'").
+        # Prompts go through in passes of up to 512 rows. With q8_0 keys every micro-batch size gives
+        # bit-identical logits. With f16 keys llama.cpp's CPU attention takes a tiled kernel from 64
+        # rows of a sequence, which prefills long prompts up to 1.7x faster; smaller passes would not
+        # keep a seeded text the same alone or batched anyway, since a lone sequence past 256 cells
+        # takes a third kernel (measured: benchmarks/NOTES.md, "f16 keys never kept the promise").
         p.n_ubatch = self.n_ubatch
         p.n_seq_max = self.slots
         p.n_threads = p.n_threads_batch = threads or os.cpu_count() or 1

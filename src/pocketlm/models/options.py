@@ -44,8 +44,8 @@ class ModelOptions(Declared):
         choices=KV_TYPES,
         help="How llama.cpp stores the KV cache (keys/values). auto: q8_0/f16 (q8_0 keys, f16 values) when "
         "serving several slots, f16 for one. q8_0: the least memory, slower at long contexts and many streams. "
-        "f16: llama-server's choice, the most memory; prompts then go through in 32-row passes to keep seeded "
-        "text the same alone or batched. Measured speed and memory of each: BENCHMARKS.md.",
+        "f16: llama-server's choice, the most memory and the fastest long prompts, but a seeded text may then "
+        "change with what shares its passes. Measured speed and memory of each: BENCHMARKS.md.",
     )
     allow_pickle: bool = setting(
         False,
