@@ -90,6 +90,25 @@ def test_the_openai_sdk_alternates_two_models_each_answering_as_it_does_alone(se
     assert states == {SMOLLM2: "loaded", TINY: "loaded", FRESH: "unloaded"}
 
 
+def test_the_seeds_generate_and_tgi_bodies_name_a_model_or_get_the_default(server, alone):
+    prompt, greedy = PROMPTS[0], {"do_sample": False, "max_new_tokens": 12}
+    for model in (TINY, None, "gpt-4"):
+        named = {"model": model} if model else {}
+        seeds = httpx.post(f"{server.url}/generate", json={"prompt": prompt, **greedy, **named}, timeout=120)
+        tgi = httpx.post(
+            f"{server.url}/generate",
+            json={"inputs": prompt, "parameters": {"max_new_tokens": 12}, **named},  # TGI's default is greedy
+            timeout=120,
+        )
+        if model == "gpt-4":
+            for answer in (seeds, tgi):
+                assert answer.status_code == 404 and f"'{SMOLLM2}', '{TINY}'" in answer.json()["error"]["message"]
+            continue
+        expected = alone[model or SMOLLM2][prompt]
+        assert seeds.json() == {"response": prompt + expected}, model
+        assert tgi.json()["generated_text"] == expected, model
+
+
 def test_pocketlm_models_lists_a_running_servers_models(server):
     from click.testing import CliRunner
 

@@ -2,8 +2,8 @@
 
 ``huggingface_hub.InferenceClient(base_url).text_generation(...)`` posts
 ``{"inputs", "parameters", "stream"}`` to the base URL itself, so ``POST /``
-speaks TGI too (as TGI's own server does). Neither protocol names a model: they get the server's
-default model (the first ``--model``).
+speaks TGI too (as TGI's own server does). TGI's body names no model: ``/generate_stream`` and ``/`` get the
+server's default model (the first ``--model``); ``/generate`` takes an optional ``model`` in either shape.
 """
 
 from __future__ import annotations
@@ -25,15 +25,15 @@ _SSE = {200: {"content": {"text/event-stream": {}}, "description": "Server-sent 
     "/generate",
     response_model=GenerateResponse | TGIResponse,
     response_model_exclude_none=True,
-    responses=_SSE,
+    responses={**_SSE, 404: {"description": "The model asked for is not served here."}},
     summary="Continue a prompt (the seeds' contract; also TGI's body)",
 )
 async def generate(body: GenerateRequest, request: Request):
     """`{"prompt": "..."}` -> `{"response": "<prompt + continuation>"}`; \
 `{"inputs": ...}` -> `{"generated_text": ...}`."""
     if body.is_tgi:
-        return await _tgi(request, body.tgi())
-    lease = await acquire(request, None)
+        return await _tgi(request, body.tgi(), body.model)
+    lease = await acquire(request, body.model)
     with released_on_error(lease):
         prompt, params, aliases = body.engine_request(lease.engine.tokenize, lease.engine.config.limits)
     completion = await collect(request, start(lease, params, aliases, prompt=prompt))
@@ -57,8 +57,8 @@ async def tgi_root(body: TGIRequest, request: Request):
     return await _tgi(request, body)
 
 
-async def _tgi(request: Request, body: TGIRequest):
-    lease = await acquire(request, None)
+async def _tgi(request: Request, body: TGIRequest, model: str | None = None):
+    lease = await acquire(request, model)
     engine = lease.engine
     with released_on_error(lease):
         prompt, params, aliases = body.engine_request(engine.tokenize, engine.config.limits)

@@ -73,6 +73,11 @@ or TGI's ``{"inputs": ..., "parameters": {...}}``."""
     prompt: str | None = Field(
         None, description="Text to continue; the answer's `response` repeats it (the seeds' contract)."
     )
+    model: str | None = Field(
+        None,
+        description="Which served model continues it (`GET /v1/models` lists them); default: the server's "
+        "default model. In either shape.",
+    )
     max_new_tokens: Integer | None = sampling_field(
         "max_new_tokens", note=f"Default: {DEFAULT_MAX_NEW_TOKENS}, or the server's max_new_tokens when lower."
     )
