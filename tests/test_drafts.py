@@ -1,6 +1,7 @@
 """Drafts by prompt lookup (engine/drafts.py): guesses from the text so far, never a change in the text."""
 
 import asyncio
+from importlib.resources import files
 
 import pytest
 
@@ -134,6 +135,26 @@ def test_drafting_gives_the_same_samples_as_none(drafting, undrafted, params):
             (lp.token_id, lp.logprob, [t.token_id for t in lp.top]) for lp in b.logprobs
         ]
     assert drafted.usage == plain.usage
+
+
+def test_one_slot_drafting_keeps_a_seeded_text_past_256_cells():
+    """The CLI's engine (one slot, the default KV type): its passes with drafted rows and its passes of one row
+    past 256 cells must round alike, or a seeded text would depend on whether the engine chose to draft."""
+    verse = (files("pocketlm") / "assets" / "shakespeare-sample.txt").read_text(encoding="utf-8")[:1600]
+    params = SamplingParams(temperature=0.8, top_p=0.95, seed=1, max_new_tokens=48, ignore_eos=True)
+    texts, drafted = [], 0
+    for config in (
+        EngineConfig(slots=1, n_ctx=1024, draft_tokens=0),
+        EngineConfig(slots=1, n_ctx=1024, draft_policy="always"),
+    ):
+        eng = load_engine(ModelOptions(), config)
+        try:
+            assert len(eng.tokenize(verse)) > 300
+            texts.append(_run(eng, verse, params).samples[0].token_ids)
+            drafted = eng.stats().draft_tokens
+        finally:
+            eng.stop(0)
+    assert drafted > 0 and texts[0] == texts[1]
 
 
 def test_drafting_keeps_stops_and_limits(drafting, undrafted):

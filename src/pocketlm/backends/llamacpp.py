@@ -29,21 +29,21 @@ _DECODE_ERRORS = {1: "no free KV cache cells", 2: "aborted", -1: "invalid batch"
 KV_BYTES = {"f16": 2.0, "q8_0": 34 / 32}  # bytes per value: q8_0 stores 32 values in 34 bytes
 
 
-def _kv_types(kv_type: str, slots: int, head_dim: int) -> tuple[str, str]:
+def _kv_types(kv_type: str, head_dim: int) -> tuple[str, str]:
     """The KV cache's key and value types.
 
-    Serving many slots, "auto" stores keys as q8_0 and values as f16: keys in q8_0 keep a slot's logits
-    the same whatever shares its pass (llama.cpp's attention then takes one path for every batch; with
-    f16 keys and values it switches to a tiled kernel from 64 rows of a sequence and a split one for a
-    lone sequence past 256 cells, which round differently: measured, f16 cannot keep a seeded text the
-    same alone or batched), and f16 values make attention cheaper than q8_0's, which
-    are dequantized key by key: faster decoding at long contexts and at 16 streams, and long prompts
-    (measured: benchmarks/NOTES.md, "KV cache type" and issue 27). It takes 3/4 of f16's memory, still
-    less than llama-server's whole process. One slot (evaluation, the CLI) keeps f16 for exact numbers.
-    q8_0 stores whole blocks of 32 values, so heads must be a multiple of that wide.
+    "auto" stores keys as q8_0 and values as f16: keys in q8_0 keep a slot's logits the same whatever
+    shares its pass (llama.cpp's attention then takes one path for every batch; with f16 keys and values
+    it switches to a tiled kernel from 64 rows of a sequence and a split one for a lone row past 256
+    cells, which round differently: measured, f16 cannot keep a seeded text the same alone or batched, nor,
+    in one slot, drafted or not), and f16 values make attention cheaper than q8_0's, which are dequantized
+    key by key: faster decoding at long contexts and at 16 streams, and long prompts (measured:
+    benchmarks/NOTES.md, "KV cache type" and issue 27). It takes 3/4 of f16's memory, still less than
+    llama-server's whole process. q8_0 stores whole blocks of 32 values, so heads must be a multiple of
+    that wide; other heads get f16.
     """
     if kv_type == "auto":
-        kv_type = "q8_0/f16" if slots > 1 and head_dim % 32 == 0 else "f16"
+        kv_type = "q8_0/f16" if head_dim % 32 == 0 else "f16"
     keys, _, values = kv_type.partition("/")
     if "q8_0" in (keys, values) and head_dim % 32:
         raise InvalidParameter(
@@ -74,7 +74,7 @@ class LlamaCppBackend(Backend):
         gguf = read_gguf_info(path)  # rejects non-GGUF or damaged headers with a clear message
         self.slots, self.n_batch, self._perf = slots, n_batch, perf
         self.n_ctx = n_ctx
-        keys, values = _kv_types(kv_type, slots, gguf.head_dim)
+        keys, values = _kv_types(kv_type, gguf.head_dim)
         types = {"f16": C.GGML_TYPE_F16, "q8_0": C.GGML_TYPE_Q8_0}
         self.k_type, self.v_type = types[keys], types[values]
         kv_mb = gguf.kv_bytes_per_token((KV_BYTES[keys] + KV_BYTES[values]) / 2) * slots * n_ctx / 1e6

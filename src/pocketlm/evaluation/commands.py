@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import click
@@ -55,7 +55,12 @@ def eval_command(model_options: ModelOptions, scoring: Scoring):
     text = "\n\n".join("".join(doc) for doc in iter_documents(scoring.data, scoring.text_field, param="data"))
     if not text.strip():
         raise InvalidParameter("data", f"{scoring.data} has no text to score")
-    b = load_backend(prepare(model_options), model_options, slots=1, n_ctx=scoring.n_ctx or EVAL_N_CTX)
+    model = prepare(model_options)
+    if model.backend == "llama.cpp" and model_options.kv_type == "auto":
+        # Scoring reads each window in one pass and never drafts: f16 keys give the closest numbers, and
+        # llama.cpp's tiled kernel for them reads a window fastest.
+        model_options = replace(model_options, kv_type="f16")
+    b = load_backend(model, model_options, slots=1, n_ctx=scoring.n_ctx or EVAL_N_CTX)
     n_ctx = scoring.n_ctx or min(EVAL_N_CTX, b.info.n_ctx_train or EVAL_N_CTX)
     stride = scoring.stride or max(1, n_ctx // 2)
     try:
