@@ -9,7 +9,7 @@ from pydantic import Field
 from pocketlm.api.errors import Unsupported
 from pocketlm.engine.params import Limits, SamplingParams
 from pocketlm.settings import declared
-from pocketlm.wire_types import SAMPLING
+from pocketlm.wire_types import SAMPLING, SERVED_MODEL
 
 Stop = str | list[str] | None
 
@@ -23,6 +23,13 @@ def sampling_field(name: str, default: Any = None, note: str = "", **kwargs) -> 
     # The marker lets the OpenAPI document state the engine's bounds for it, under the server's limits (api.openapi).
     description = f"{declared(SamplingParams, name).help} {note}".strip()
     return Field(default, description=description, json_schema_extra={SAMPLING: name}, **kwargs)
+
+
+def model_field(role: str = "") -> Any:
+    """A request's optional ``model``: ``role`` (what the model does for this route) and which ids it takes."""
+    # The marker lists the served ids, and "", in the OpenAPI document (api.openapi): what the server accepts.
+    description = f"{role}a served model's id (GET /v1/models); none or empty: the default model; another id is a 404."
+    return Field(None, description=description[0].upper() + description[1:], json_schema_extra={SERVED_MODEL: [""]})
 
 
 NULL = {"type": "null"}

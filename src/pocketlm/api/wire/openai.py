@@ -25,6 +25,7 @@ from pocketlm.api.errors import Unsupported
 from pocketlm.api.wire.common import (
     Aliases,
     Stop,
+    model_field,
     reject_unsupported,
     sampling_field,
     stop_tuple,
@@ -36,7 +37,7 @@ from pocketlm.engine.outputs import TokenLogprob, Usage
 from pocketlm.engine.params import SamplingParams
 from pocketlm.engine.tools import NAME, Call, CallReader, Function, ToolCall, Tools
 from pocketlm.errors import InvalidParameter
-from pocketlm.wire_types import PROMPT, SERVED_MODEL, Integer, RequestBody
+from pocketlm.wire_types import PROMPT, Integer, RequestBody
 
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 FinishReason = Literal["stop", "length", "tool_calls"]
@@ -126,11 +127,7 @@ class StreamOptions(RequestBody):
 class _OpenAISampling(RequestBody):
     """Fields shared by /v1/completions and /v1/chat/completions."""
 
-    model: str | None = Field(
-        None,
-        description="A served model's id (GET /v1/models); none: the default model; another id is a 404.",
-        json_schema_extra={SERVED_MODEL: True},
-    )
+    model: str | None = model_field()
     temperature: float = sampling_field("temperature", 1.0)
     top_p: float = sampling_field("top_p", 1.0)
     n: Integer = sampling_field("n", 1)

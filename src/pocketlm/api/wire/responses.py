@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from pocketlm.api.wire.common import Aliases, reject_unsupported, sampling_field, unsupported_field
+from pocketlm.api.wire.common import Aliases, model_field, reject_unsupported, sampling_field, unsupported_field
 from pocketlm.api.wire.openai import (
     FunctionSpec,
     JsonObjectFormat,
@@ -28,7 +28,7 @@ from pocketlm.engine.outputs import Usage
 from pocketlm.engine.params import SamplingParams
 from pocketlm.engine.tools import Call, CallReader, ToolCall, Tools
 from pocketlm.errors import InvalidParameter
-from pocketlm.wire_types import SERVED_MODEL, Integer, RequestBody
+from pocketlm.wire_types import Integer, RequestBody
 
 # ---------------------------------------------------------------- request
 
@@ -85,11 +85,7 @@ def _items_not_empty(schema: dict) -> None:
 
 
 class ResponsesRequest(RequestBody):
-    model: str | None = Field(
-        None,
-        description="A served model's id (GET /v1/models); none: the default model; another id is a 404.",
-        json_schema_extra={SERVED_MODEL: True},
-    )
+    model: str | None = model_field()
     input: str | list[MessageItem | FunctionCallItem | FunctionCallOutputItem] = Field(
         description="A user message as text, or the conversation as items: messages, the model's earlier function "
         "calls and their outputs.",

@@ -13,7 +13,15 @@ from dataclasses import replace
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pocketlm.api.wire.common import Aliases, Stop, or_default, protocol_default, sampling_field, stop_tuple
+from pocketlm.api.wire.common import (
+    Aliases,
+    Stop,
+    model_field,
+    or_default,
+    protocol_default,
+    sampling_field,
+    stop_tuple,
+)
 from pocketlm.api.wire.tgi import TGIParameters, TGIRequest
 from pocketlm.engine.params import Limits, SamplingParams
 from pocketlm.errors import InvalidParameter
@@ -73,11 +81,7 @@ or TGI's ``{"inputs": ..., "parameters": {...}}``."""
     prompt: str | None = Field(
         None, description="Text to continue; the answer's `response` repeats it (the seeds' contract)."
     )
-    model: str | None = Field(
-        None,
-        description="Which served model continues it (`GET /v1/models` lists them); default: the server's "
-        "default model. In either shape.",
-    )
+    model: str | None = model_field("In either shape, which model continues the text: ")
     max_new_tokens: Integer | None = sampling_field(
         "max_new_tokens", note=f"Default: {DEFAULT_MAX_NEW_TOKENS}, or the server's max_new_tokens when lower."
     )

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from pocketlm.wire_types import SERVED_MODEL, TOKEN_IDS, Integer, RequestBody
+from pocketlm.api.wire.common import model_field
+from pocketlm.wire_types import TOKEN_IDS, Integer, RequestBody
 
-_MODEL = Field(
-    None,
-    description="Whose tokenizer: a served model's id (GET /v1/models); none: the default model.",
-    json_schema_extra={SERVED_MODEL: True},
-)
+_MODEL = model_field("Whose tokenizer: ")
 
 
 class TokenizeRequest(RequestBody):
