@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from pocketlm.engine.params import SamplingParams
+from pocketlm.engine.params import GREEDY_BELOW, SamplingParams
 from pocketlm.engine.sampling import Sampler, sample
 
 V = 50
@@ -75,7 +75,12 @@ def test_a_penalty_near_zero_gives_finite_logits_and_no_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         adjusted = sampler.adjust(logits.copy())
-    assert np.isfinite(adjusted).all() and adjusted[4] > 1e30 and adjusted[6] == 0
+        assert np.isfinite(adjusted).all() and adjusted[4] >= 1e30 and adjusted[6] == 0
+        # sampled, at any temperature (the fuzzer's repeat_penalty 5e-324 overflowed the division by 0.8)
+        for temperature, top_p in ((0.8, 1.0), (GREEDY_BELOW, 0.95), (100.0, 0.5)):
+            params = SamplingParams(temperature=temperature, top_p=top_p, repetition_penalty=5e-324, seed=1)
+            sampler = Sampler(params, [4, 6], 0, frozenset())
+            assert [int(sample(logits.copy()[None, :], [sampler])[0]) for _ in range(5)] == [4] * 5
 
 
 def test_repetition_penalty_covers_the_prompt():

@@ -20,7 +20,7 @@ from collections import Counter
 import numpy as np
 
 from pocketlm.engine.constraints import Constraint, apply_all
-from pocketlm.engine.params import SamplingParams
+from pocketlm.engine.params import GREEDY_BELOW, SamplingParams
 
 # top-p first sorts the tokens at least 1/4096 as likely as the most likely one, if there are at most 4096 (_nucleus)
 _NUCLEUS_RATIO, _NUCLEUS_SORTED = 1 / 4096, 4096
@@ -59,11 +59,12 @@ class Sampler:
         if self.seen is not None and self.seen.size:
             vals = logits[self.seen]
             # A penalty near 0 (any value > 0 is allowed; in float32 it may round to 0) overflows to inf, and
-            # inf - inf is NaN in the softmax: the result is clipped to finite values, so numpy's warning is noise
-            # (as is 0 / 0 for a logit of exactly 0, computed in the branch np.where then discards).
+            # inf - inf is NaN in the softmax: the result is clipped to values that stay finite when divided by
+            # any sampling temperature, so numpy's warning is noise (as is 0 / 0 for a logit of exactly 0,
+            # computed in the branch np.where then discards).
             with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
                 penalised = np.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
-            logits[self.seen] = np.clip(penalised, _FINITE.min, _FINITE.max)
+            logits[self.seen] = np.clip(penalised, -_PENALISED, _PENALISED)
         if (p.presence_penalty or p.frequency_penalty) and self.output_counts:
             ids = np.fromiter(self.output_counts.keys(), dtype=np.int64)
             counts = np.fromiter(self.output_counts.values(), dtype=np.float32)
@@ -73,7 +74,8 @@ class Sampler:
         return logits
 
 
-_FINITE = np.finfo(np.float32)
+# Far beyond any model's logits, and finite in float32 once divided by any temperature >= GREEDY_BELOW.
+_PENALISED = 1e30
 
 
 def sample(logits: np.ndarray, samplers: list[Sampler]) -> np.ndarray:
