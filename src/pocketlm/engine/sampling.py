@@ -20,7 +20,7 @@ from collections import Counter
 import numpy as np
 
 from pocketlm.engine.constraints import Constraint, apply_all
-from pocketlm.engine.params import GREEDY_BELOW, SamplingParams
+from pocketlm.engine.params import SamplingParams
 
 # top-p first sorts the tokens at least 1/4096 as likely as the most likely one, if there are at most 4096 (_nucleus)
 _NUCLEUS_RATIO, _NUCLEUS_SORTED = 1 / 4096, 4096
