@@ -63,6 +63,13 @@ def f32_gguf(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def spm_llama(tmp_path_factory) -> tuple[Path, Path]:
+    """The tiny Llama with a SentencePiece-style vocabulary, and its f32 GGUF."""
+    src = tiny_model_dir("spm-llama")
+    return src, hf_to_gguf(src, tmp_path_factory.mktemp("spm") / "spm.gguf", "f32", progress=False)
+
+
 def llama(path: Path, **kw):
     return llama_cpp.Llama(str(path), n_ctx=256, n_threads=2, verbose=False, **kw)
 
@@ -382,7 +389,7 @@ def test_smollm2_gguf_hf_gguf_greedy_tokens_identical(smollm2_round_trip):
     assert "Paris" in backend.detokenize(torch_tokens[0])
 
 
-def test_sentencepiece_style_tokenizer_parity(tmp_path):
+def test_sentencepiece_style_tokenizer_parity(spm_llama):
     """TinyLlama-style tokenizers (SentencePiece BPE, byte fallback) convert to llama.cpp's "llama" vocab.
 
     One known difference is not the conversion's: for text that starts with a
@@ -392,10 +399,7 @@ def test_sentencepiece_style_tokenizer_parity(tmp_path):
     import gguf
     from transformers import AutoTokenizer
 
-    from tiny_models import build_tiny_spm_llama
-
-    src = build_tiny_spm_llama(tmp_path / "spm")
-    out = hf_to_gguf(src, tmp_path / "spm.gguf", "f32", progress=False)
+    src, out = spm_llama
     assert gguf.GGUFReader(out).fields["tokenizer.ggml.model"].contents() == "llama"
     tokenizer = AutoTokenizer.from_pretrained(src)
     vocab = llama(out, vocab_only=True)
@@ -441,7 +445,7 @@ def test_requantized_embedded_model_is_cached_and_still_answers(tmp_path, monkey
             engine.stop(0)
 
 
-def test_a_changed_source_replaces_its_old_conversions_only(tmp_path, monkeypatch, f32_gguf):
+def test_a_changed_source_replaces_its_old_conversions_only(tmp_path, monkeypatch, spm_llama):
     """A reinstalled or edited model gets new cache keys; what was made from its old version goes."""
     import os
     import shutil
@@ -450,8 +454,8 @@ def test_a_changed_source_replaces_its_old_conversions_only(tmp_path, monkeypatc
 
     monkeypatch.setenv("POCKETLM_CACHE", str(tmp_path / "cache"))
     src, other = tmp_path / "model.gguf", tmp_path / "other.gguf"
-    shutil.copy(f32_gguf["llama"], src)
-    shutil.copy(f32_gguf["llama"], other)
+    shutil.copy(spm_llama[1], src)
+    shutil.copy(spm_llama[1], other)
     old_q8, old_f16, old_hf = (
         requantized(src, "q8_0", progress=False),
         requantized(src, "f16", progress=False),

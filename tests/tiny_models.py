@@ -104,7 +104,9 @@ _BUILT: dict[str, Path] = {}
 
 
 def tiny_model_dir(kind: str) -> Path:
-    """A tiny model built once per test process ("gpt2" or "llama"), in a temporary directory removed at exit."""
+    """A tiny model built once per test process ("gpt2", "llama" or "spm-llama"), in a temporary directory removed
+    at exit. "spm-llama" has a vocabulary of 1,200 tokens: where the tokenizer is not what a test is about, its
+    GGUF converts to a Hugging Face directory in under a second (SmolLM2's 49k vocabulary takes ~12 s there)."""
     import atexit
     import shutil
     import tempfile
@@ -112,7 +114,7 @@ def tiny_model_dir(kind: str) -> Path:
     if kind not in _BUILT:
         root = Path(tempfile.mkdtemp(prefix=f"pocketlm-tiny-{kind}-"))
         atexit.register(shutil.rmtree, root, ignore_errors=True)
-        build = {"gpt2": build_tiny_gpt2, "llama": build_tiny_llama}[kind]
+        build = {"gpt2": build_tiny_gpt2, "llama": build_tiny_llama, "spm-llama": build_tiny_spm_llama}[kind]
         _BUILT[kind] = build(root / f"tiny-{kind}")
     return _BUILT[kind]
 
