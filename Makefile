@@ -31,8 +31,12 @@ browser:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -q && apt-get install -y -q chromium; } \
 	  || echo "page tests need Debian's chromium: sudo apt-get install chromium"
 
+# One pytest worker per core this process may use, at most 4 (each holds its own models); tests/conftest.py gives
+# each worker its own cores, and a file's tests stay together (they share its servers and models).
+TEST_WORKERS ?= $(shell python3 -c "import os; print(min(4, len(os.sched_getaffinity(0))))")
+
 test: $(STAMP) data browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # llama.cpp's own HTTP server, a peer in make bench: built once (~8 min on 2 idle cores) from the
 # llama.cpp inside the pinned llama-cpp-python sdist, into $POCKETLM_CACHE/llama-server/<version>/.

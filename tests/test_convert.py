@@ -24,6 +24,7 @@ from pocketlm.models import conversions, gguf_writer  # noqa: E402
 from pocketlm.models.conversions import gguf_for  # noqa: E402
 from pocketlm.models.gguf_to_hf import gguf_to_hf  # noqa: E402
 from pocketlm.models.gguf_writer import hf_to_gguf  # noqa: E402
+from pocketlm.settings import cores  # noqa: E402
 from tiny_models import build_tiny_gpt_neo, tiny_model_dir  # noqa: E402
 
 KINDS = ["gpt2", "llama"]
@@ -71,7 +72,7 @@ def spm_llama(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def llama(path: Path, **kw):
-    return llama_cpp.Llama(str(path), n_ctx=256, n_threads=2, verbose=False, **kw)
+    return llama_cpp.Llama(str(path), n_ctx=256, n_threads=cores(), verbose=False, **kw)
 
 
 def hf_model(kind: str):

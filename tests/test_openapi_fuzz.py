@@ -61,7 +61,7 @@ N_CTX = 1 << 21  # more tokens than the 1 MiB body limit lets a text make (one t
 # (schemathesis.pytest.from_fixture, the lazy way, does not run under pytest 9.)
 _scratch = tempfile.TemporaryDirectory(prefix="pocketlm-fuzz-")
 SCRATCH = Path(_scratch.name)
-CAPTION_MODEL = str(build_tiny_captioner(SCRATCH / "tiny-vit-gpt2"))
+CAPTION_MODEL = str(build_tiny_captioner(SCRATCH / "tiny-vit-gpt2", short=True))
 _engine_context = fake_engine(" Paris is lovely.", slots=4, n_ctx=N_CTX, max_n=4, path=str(tiny_model_dir("llama")))
 ENGINE = _engine_context.__enter__()
 

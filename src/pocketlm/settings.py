@@ -205,6 +205,13 @@ class Declaration:
         return None if self.optional and value == "" else value
 
 
+def cores() -> int:
+    """The CPU cores this process may run on: its affinity mask (a container's cpuset, ``taskset``, a test
+    worker's share), not the machine's count. The default of every thread count (``--threads`` and the task
+    engines'): more threads than cores make llama.cpp's spinning threads wait for one another."""
+    return len(os.sched_getaffinity(0))
+
+
 class InvalidSetting(InvalidParameter):
     """A setting has a bad value: the message names its flag and variable, and what it accepts."""
 

@@ -11,7 +11,6 @@ while the model computes.
 from __future__ import annotations
 
 import ctypes
-import os
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from pocketlm.backends.base import Backend, Chunk, ModelInfo
 from pocketlm.errors import GenerationFailed, InvalidParameter, ModelLoadError
 from pocketlm.llama_library import C
 from pocketlm.models.gguf_info import read_gguf_info
+from pocketlm.settings import cores
 
 # Micro-batch rows per llama.cpp compute pass (see _context_params).
 UBATCH = 512
@@ -122,7 +122,7 @@ class LlamaCppBackend(Backend):
         # takes a third kernel (measured: benchmarks/NOTES.md, "f16 keys never kept the promise").
         p.n_ubatch = self.n_ubatch
         p.n_seq_max = self.slots
-        p.n_threads = p.n_threads_batch = threads or os.cpu_count() or 1
+        p.n_threads = p.n_threads_batch = threads or cores()
         # One KV stream per slot. A unified cache would make every token attend over all
         # slots' cells (masked): at 16 streams that was 1.6x slower per step, measured.
         p.kv_unified = False

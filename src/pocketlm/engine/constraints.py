@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 import threading
 from collections import OrderedDict
@@ -46,6 +45,7 @@ from llguidance.gbnf_to_lark import any_to_lark
 
 from pocketlm.backends.base import Backend
 from pocketlm.errors import InvalidParameter
+from pocketlm.settings import cores
 
 # Bounds on what a request may ask for, checked before llguidance sees it.
 MAX_GRAMMAR_BYTES = 100_000  # a schema's JSON or a grammar's text; a 5,000-value enum is ~70 KB
@@ -410,7 +410,7 @@ def _check_width(logits: np.ndarray, n_vocab: int) -> None:
 
 @functools.cache
 def _executor() -> llg.LLExecutor:
-    return llg.LLExecutor(num_threads=os.cpu_count())  # its threads start on first use, not on import
+    return llg.LLExecutor(num_threads=cores())  # its threads start on first use, not on import
 
 
 def _invalid(grammar: Grammar, error: str) -> InvalidParameter:

@@ -18,7 +18,6 @@ file that looks complete.
 from __future__ import annotations
 
 import ctypes
-import os
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from pocketlm.models.gguf_info import read_gguf_info
 from pocketlm.models.hf import HFDir, inspect_hf_dir
 from pocketlm.models.quantization import CONVERT_QUANTIZATION, check_quantization, file_type
 from pocketlm.models.vocab import add_tokenizer, fast_tokenizer
+from pocketlm.settings import cores
 
 CONVERTER_VERSION = "1"  # part of the cache key of a conversion: bump when the output of hf_to_gguf changes
 
@@ -262,7 +262,7 @@ def requantize_gguf(src: str | Path, dst: str | Path, quantization: str, *, n_th
     read_gguf_info(src)  # clear errors for a missing / non-GGUF / damaged file
     params = C.llama_model_quantize_default_params()
     params.ftype = file_type(quantization)
-    params.nthread = n_threads or os.cpu_count() or 1
+    params.nthread = n_threads or cores()
     params.allow_requantize = True  # the source may itself be quantized (the embedded model is Q4_1)
     with atomic_path(dst) as tmp:
         if C.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params)) != 0:

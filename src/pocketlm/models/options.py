@@ -38,7 +38,9 @@ class ModelOptions(Declared):
         help="GGUF type llama.cpp runs, made once and cached. Default: q8_0 for the embedded models and for "
         "Hugging Face directories (converted), a .gguf file's own type for a .gguf file.",
     )
-    threads: int | None = setting(None, low=1, help="CPU threads for the model (default: every core).")
+    threads: int | None = setting(
+        None, low=1, help="CPU threads for the model (default: every core this process may run on)."
+    )
     kv_type: str = setting(
         "auto",
         choices=KV_TYPES,

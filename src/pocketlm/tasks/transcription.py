@@ -23,7 +23,6 @@ then). Whisper's own greedy decoding with its temperature fallback is what
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -31,6 +30,7 @@ import numpy as np
 
 from pocketlm.errors import InvalidParameter, ModelLoadError, ModelNotFound
 from pocketlm.models.loaded import Loaded
+from pocketlm.settings import cores
 
 MODEL_ID = "whisper-base"  # the registry's alias
 MODEL_ALIASES = ("whisper-1",)  # OpenAI's name, so unchanged clients work
@@ -202,11 +202,10 @@ class Recognizer:
 
         prepared = prepare(name, tasks=(SPEECH_TO_TEXT,))
         self.name = prepared.name
-        cores = len(os.sched_getaffinity(0))
         try:
             # int8: CTranslate2's quantized CPU kernels (the file's float16 weights are converted as they load)
             self.model = WhisperModel(
-                str(prepared.path), device="cpu", compute_type="int8", cpu_threads=cores, num_workers=2
+                str(prepared.path), device="cpu", compute_type="int8", cpu_threads=cores(), num_workers=2
             )
         except (RuntimeError, ValueError) as e:
             raise ModelLoadError(f"CTranslate2 cannot load {prepared.path} as a Whisper model: {e}") from None

