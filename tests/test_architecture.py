@@ -30,6 +30,16 @@ def test_ruff_lint_and_format_are_clean():
         assert out.returncode == 0, f"ruff {' '.join(command)}:\n{out.stdout[-3000:]}"
 
 
+def test_the_command_line_starts_without_the_servers_libraries():
+    """Every `pocketlm` start imports the commands and their settings; FastAPI and the routes come with `serve`
+    (``server.features()``), the tasks' engines and the backends with the command that runs them. Importing them
+    at the start cost every command, `pocketlm --help` included, about a second."""
+    heavy = ("fastapi", "faster_whisper", "llama_cpp", "pocketlm.api", "pydantic", "torch", "transformers")
+    code = f"import sys, pocketlm.cli; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_no_import_cycles():
     graph = grimp.build_graph("pocketlm")
     cycles = [c for c in _strongly_connected(graph) if len(c) > 1]

@@ -20,20 +20,28 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import uvicorn
-from fastapi import FastAPI
 
-from pocketlm import __version__, api, inspection, tasks, web
-from pocketlm.api.connections import guarded_protocol
+from pocketlm import __version__
 from pocketlm.service import AppState, Feature, ServedModels, Settings, app_state, attach
 from pocketlm.tasks.settings import TaskSettings
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from pocketlm.engine import Engine
 
 log = logging.getLogger("pocketlm.serve")
 
-# In this order: the API first (errors, auth, middleware every route shares), the web page at GET /.
-FEATURES: tuple[Feature, ...] = (api, inspection, web, tasks)
+
+def features() -> tuple[Feature, ...]:
+    """Every feature, in the order they install: the API first (errors, auth, middleware every route shares), the
+    web page at GET /. Imported when an app is built, not with this module: the command line imports this module
+    for ``ServeSettings`` on every start, and the features bring FastAPI and every route's schemas."""
+    from pocketlm import api, web
+    from pocketlm.inspection import routes as inspection
+    from pocketlm.tasks import routes as tasks
+
+    return (api, inspection, web, tasks)
 
 
 @dataclass(frozen=True)
@@ -43,17 +51,17 @@ class ServeSettings(Settings):
     tasks: TaskSettings = field(default_factory=TaskSettings)
 
 
-def build_app(
-    models: ServedModels | Engine, settings: Settings = ServeSettings(), features: tuple[Feature, ...] = FEATURES
-) -> FastAPI:
+def build_app(models: ServedModels | Engine, settings: Settings = ServeSettings()) -> FastAPI:
     """The HTTP service around the served models (or one engine, already loaded): every feature installed on one
     app, sharing one state."""
+    from fastapi import FastAPI
+
     if not isinstance(models, ServedModels):
         models = ServedModels.serving(models)
     app = FastAPI(title="pocketlm", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     state = AppState(models=models, settings=settings)
     attach(app, state)
-    for feature in features:
+    for feature in features():
         feature.install(app, state)
     return app
 
@@ -75,6 +83,8 @@ def run(settings: ServeSettings) -> int:
         settings.host,
         settings.port,
     )
+
+    from pocketlm.api.connections import guarded_protocol
 
     config = uvicorn.Config(
         app,

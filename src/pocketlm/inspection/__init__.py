@@ -17,7 +17,6 @@ from pocketlm.inspection.attention import AttentionMap, attention
 from pocketlm.inspection.loading import BERT, Subject, load
 from pocketlm.inspection.nexttoken import NextToken, next_token
 from pocketlm.inspection.positions import PositionScheme, model_positions, sinusoidal
-from pocketlm.inspection.routes import install
 from pocketlm.inspection.tokens import Tokenization, compare, tokenize
 
 __all__ = [
@@ -29,7 +28,6 @@ __all__ = [
     "Tokenization",
     "attention",
     "compare",
-    "install",
     "load",
     "model_positions",
     "next_token",
