@@ -23,6 +23,15 @@ def test_generate_the_readme_example():
     assert "Paris" in out.stdout
 
 
+def test_generate_drafts_or_not_as_asked_and_the_text_stays():
+    args = ("generate", "To be, or not to be, that is the question:", "--temperature", "0", "--max-new-tokens", "24")
+    drafted, undrafted = pocketlm(*args, "--draft-tokens", "5"), pocketlm(*args, "--draft-tokens", "0")
+    assert drafted.returncode == undrafted.returncode == 0, drafted.stderr + undrafted.stderr
+    assert drafted.stdout == undrafted.stdout
+    out = pocketlm(*args, "--draft-tokens", "-1")
+    assert out.returncode == 2 and "'--draft-tokens' (env var: 'POCKETLM_DRAFT_TOKENS')" in out.stderr
+
+
 def test_generate_json_has_samples_and_usage():
     out = pocketlm("generate", "Hello", "--max-new-tokens", "4", "--ignore-eos", "-n", "2", "--seed", "1", "--json")
     result = json.loads(out.stdout)

@@ -75,9 +75,9 @@ class GenerateOptions(Declared):
 
 
 def _model_and_sampling(f):
-    """The flags generate and chat share: the model, its context, and how to sample."""
+    """The flags generate and chat share: the model, its context and drafting, and how to sample."""
     f = options(SamplingParams, "sampling", limits=Limits())(f)
-    f = options(EngineConfig, "engine_config", only=("n_ctx",))(f)
+    f = options(EngineConfig, "engine_config", only=("n_ctx", "draft_tokens"))(f)
     return options(ModelOptions, "model_options")(f)
 
 
