@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q torch==2.13.0
 	# llama-cpp-python compiles from source on first install (~5 min), then pip's cache reuses the wheel
 	$(PY) -m pip install -q -e '.[torch,test,gemma,deploy,tasks]'
+	# pocketlm's build of llama.cpp's attention kernel (~1 min, into the cache): f16 keys that keep a seeded
+	# text the same alone or batched, and long prompts as fast as llama-server's (pocketlm/llama_library.py)
+	$(PY) -m pocketlm.llama_library
 	touch $@
 
 serve: $(STAMP)

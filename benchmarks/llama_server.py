@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
-import tarfile
 from importlib import metadata
 from pathlib import Path
 
 from pocketlm.files import atomic_path, cache_dir
+from pocketlm.llama_library import vendored_source
 
 CMAKE_FLAGS = [
     "-DCMAKE_BUILD_TYPE=Release",
@@ -52,7 +51,7 @@ def ensure(ver: str | None = None, jobs: int = 2) -> Path:
     # The work tree survives an interrupted build (ninja resumes it); it is removed once installed.
     work = cache_dir("llama-server", f"{ver}.build")
     work.mkdir(parents=True, exist_ok=True)
-    src = _vendored_source(ver, work)
+    src = vendored_source(ver, work)
     build = work / "build"
     subprocess.run(["cmake", "-S", str(src), "-B", str(build), "-G", "Ninja", *CMAKE_FLAGS], check=True)
     subprocess.run(["cmake", "--build", str(build), "--target", "llama-server", f"-j{jobs}"], check=True)
@@ -63,33 +62,6 @@ def ensure(ver: str | None = None, jobs: int = 2) -> Path:
                 shutil.copy2(f, staging / f.name, follow_symlinks=True)
     shutil.rmtree(work, ignore_errors=True)
     return exe
-
-
-def _vendored_source(ver: str, tmp: Path) -> Path:
-    """Download the sdist with pip (PyPI, no build) and unpack its vendor/llama.cpp (once)."""
-    unpacked = list(tmp.glob("llama_cpp_python-*/vendor/llama.cpp"))
-    if unpacked:
-        return unpacked[0]
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "-q",
-            "--no-deps",
-            "--no-binary",
-            ":all:",
-            "-d",
-            str(tmp),
-            f"llama-cpp-python=={ver}",
-        ],
-        check=True,
-    )
-    sdist = next(tmp.glob("llama_cpp_python-*.tar.gz"))
-    with tarfile.open(sdist) as tar:
-        tar.extractall(tmp, filter="data")
-    return next(tmp.glob("llama_cpp_python-*/vendor/llama.cpp"))
 
 
 if __name__ == "__main__":

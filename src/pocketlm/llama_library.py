@@ -3,14 +3,114 @@
 Both the llama.cpp backend (inference) and ``pocketlm.models`` (requantizing
 GGUF files) call into llama.cpp; this module loads it, keeps its chatter off the
 terminal and starts its backend, so each of them just imports ``C`` from here.
+
+Which library: pocketlm's build of llama.cpp's CPU kernels when ``make install`` made one
+(``python -m pocketlm.llama_library``), else llama-cpp-python's own. llama.cpp computes a row of
+flash attention on one of three kernels, chosen by what else the pass holds (64 rows of a sequence or
+fewer, a lone row or several), and they round differently: with f16 keys a seeded text changed when
+other requests ran beside it or when it drafted. Keys stored as q8_0 take one kernel, the slowest
+for long prompts. pocketlm's build is ``libggml-cpu`` from the same llama.cpp source with one patch
+(``assets/llama-cpp-attention.patch``): f16 keys and values always take the tiled kernel, and a few
+rows take it without its packing, so decoding costs what it did. ``ONE_PATH_ATTENTION`` says whether
+that build is the one loaded; the backend then stores keys as f16 (``backends/llamacpp.py``).
+Measured: benchmarks/NOTES.md, "one path".
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
+import platform
+import shutil
+import subprocess
+import sys
+import tarfile
+from importlib import metadata, resources
+from pathlib import Path
 
-import llama_cpp as C
+from pocketlm.files import atomic_path, cache_dir
+
+PATCH = resources.files("pocketlm") / "assets" / "llama-cpp-attention.patch"
+# The targets and switches of the one library built; the rest comes from llama-cpp-python as installed.
+CMAKE_FLAGS = [
+    "-DCMAKE_BUILD_TYPE=Release",
+    "-DLLAMA_BUILD_TESTS=OFF",
+    "-DLLAMA_BUILD_EXAMPLES=OFF",
+    "-DLLAMA_BUILD_TOOLS=OFF",
+    "-DLLAMA_BUILD_SERVER=OFF",
+    "-DLLAMA_OPENSSL=OFF",
+    "-DLLAMA_CURL=OFF",
+    "-DGGML_NATIVE=ON",
+]
+
+
+def built_dir() -> Path:
+    """Where pocketlm's build for the installed llama-cpp-python and this patch lives (it may not exist)."""
+    digest = hashlib.sha256(PATCH.read_bytes()).hexdigest()[:12]
+    return cache_dir("llama-library", f"{metadata.version('llama-cpp-python')}-{digest}")
+
+
+def cpu_fits() -> bool:
+    """The patch's few-row kernels need AVX2, F16C and FMA; without them decoding on the tiled kernel costs
+    about twice as much, so elsewhere llama-cpp-python's library (and q8_0 keys) stay."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        words = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return False
+    return {"avx2", "f16c", "fma"} <= words
+
+
+def build(jobs: int = 2) -> Path:
+    """Build pocketlm's ``libggml-cpu`` (about a minute) beside copies of llama-cpp-python's other libraries, once;
+    return the directory."""
+    dst = built_dir()
+    if (dst / "libllama.so").exists():
+        return dst
+    work = cache_dir("llama-library", f"{dst.name}.build")
+    shutil.rmtree(work, ignore_errors=True)  # a fresh source each time: the patch applies once
+    work.mkdir(parents=True)
+    src = vendored_source(metadata.version("llama-cpp-python"), work)
+    subprocess.run(["patch", "-p1", "-s", "-d", str(src), "-i", str(PATCH)], check=True)
+    build = work / "build"
+    subprocess.run(["cmake", "-S", str(src), "-B", str(build), *CMAKE_FLAGS], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["cmake", "--build", str(build), "--target", "ggml-cpu", "--parallel", str(jobs)], check=True)
+    [built] = {p.resolve() for p in build.rglob("libggml-cpu.so*")}
+    installed = Path(metadata.distribution("llama-cpp-python").locate_file("llama_cpp")) / "lib"
+    with atomic_path(dst, directory=True) as staging:
+        for f in installed.iterdir():
+            shutil.copy2(built if f.name.startswith("libggml-cpu.so") else f, staging / f.name, follow_symlinks=True)
+    shutil.rmtree(work, ignore_errors=True)
+    return dst
+
+
+def vendored_source(version: str, work: Path) -> Path:
+    """The llama.cpp that llama-cpp-python ``version`` vendors: its sdist (pip, from PyPI, not built) unpacked in
+    ``work``."""
+    unpacked = list(work.glob("llama_cpp_python-*/vendor/llama.cpp"))
+    if unpacked:
+        return unpacked[0]
+    pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:", "-d", str(work)]
+    subprocess.run([*pip, f"llama-cpp-python=={version}"], check=True)
+    with tarfile.open(next(work.glob("llama_cpp_python-*.tar.gz"))) as tar:
+        tar.extractall(work, filter="data")
+    return next(work.glob("llama_cpp_python-*/vendor/llama.cpp"))
+
+
+def _choose() -> bool:
+    """Point llama-cpp-python at pocketlm's build before it loads, unless LLAMA_CPP_LIB_PATH already names a
+    library (the user's choice, or this choice inherited by a child process); whether the build is the one."""
+    ours = built_dir()
+    if "LLAMA_CPP_LIB_PATH" not in os.environ and (ours / "libllama.so").exists() and cpu_fits():
+        os.environ["LLAMA_CPP_LIB_PATH"] = str(ours)
+    return Path(os.environ.get("LLAMA_CPP_LIB_PATH", "")).resolve() == ours.resolve()
+
+
+ONE_PATH_ATTENTION = _choose()
+
+import llama_cpp as C  # noqa: E402  (after the library's directory is chosen: it loads on import)
 
 _LOG_ERROR = 4  # ggml_log_level: 1 debug, 2 info, 3 warn, 4 error
 
@@ -25,4 +125,7 @@ def _quiet_log(level, text, user_data):
 C.llama_log_set(_quiet_log, ctypes.c_void_p())
 C.llama_backend_init()
 
-__all__ = ["C"]
+__all__ = ["C", "ONE_PATH_ATTENTION"]
+
+if __name__ == "__main__":  # `make install`: build once, where this CPU can use it
+    print(build() if cpu_fits() else "this CPU lacks AVX2/F16C/FMA: llama-cpp-python's own library stays")

@@ -17,7 +17,7 @@ import numpy as np
 
 from pocketlm.backends.base import Backend, Chunk, ModelInfo
 from pocketlm.errors import GenerationFailed, InvalidParameter, ModelLoadError
-from pocketlm.llama_library import C
+from pocketlm.llama_library import ONE_PATH_ATTENTION, C
 from pocketlm.models.gguf_info import read_gguf_info
 from pocketlm.settings import cores
 
@@ -29,21 +29,21 @@ _DECODE_ERRORS = {1: "no free KV cache cells", 2: "aborted", -1: "invalid batch"
 KV_BYTES = {"f16": 2.0, "q8_0": 34 / 32}  # bytes per value: q8_0 stores 32 values in 34 bytes
 
 
-def _kv_types(kv_type: str, head_dim: int) -> tuple[str, str]:
+def _kv_types(kv_type: str, head_dim: int, one_path: bool = ONE_PATH_ATTENTION) -> tuple[str, str]:
     """The KV cache's key and value types.
 
-    "auto" stores keys as q8_0 and values as f16: keys in q8_0 keep a slot's logits the same whatever
-    shares its pass (llama.cpp's attention then takes one path for every batch; with f16 keys and values
-    it switches to a tiled kernel from 64 rows of a sequence and a split one for a lone row past 256
-    cells, which round differently: measured, f16 cannot keep a seeded text the same alone or batched, nor,
-    in one slot, drafted or not), and f16 values make attention cheaper than q8_0's, which are dequantized
-    key by key: faster decoding at long contexts and at 16 streams, and long prompts (measured:
-    benchmarks/NOTES.md, "KV cache type" and issue 27). It takes 3/4 of f16's memory, still less than
-    llama-server's whole process. q8_0 stores whole blocks of 32 values, so heads must be a multiple of
-    that wide; other heads get f16.
+    "auto" keeps a slot's logits the same whatever shares its pass, its own drafts included (the promise
+    of "same seed, same text alone or batched"), at the best speed the loaded library allows. llama.cpp's
+    attention takes one of three kernels by what the pass holds, and they round differently: with f16
+    keys, as llama-cpp-python ships it, a seeded text changed beside others or drafted. With pocketlm's
+    build of its kernels (``one_path``: ``pocketlm.llama_library``) f16 keys and values take one kernel
+    for every pass, the tiled one llama-server prefills with: auto is f16. Without it, auto stores keys
+    as q8_0 (one kernel, the slowest for long prompts) and values as f16, cheaper to attend over than
+    q8_0's; q8_0 stores whole blocks of 32 values, so other head widths get f16 (measured:
+    benchmarks/NOTES.md, "KV cache type", issue 27 and "one path").
     """
     if kv_type == "auto":
-        kv_type = "q8_0/f16" if head_dim % 32 == 0 else "f16"
+        kv_type = "f16" if one_path or head_dim % 32 else "q8_0/f16"
     keys, _, values = kv_type.partition("/")
     if "q8_0" in (keys, values) and head_dim % 32:
         raise InvalidParameter(
@@ -115,11 +115,11 @@ class LlamaCppBackend(Backend):
         p = C.llama_context_default_params()
         p.n_ctx = self.n_ctx * self.slots
         p.n_batch = self.n_batch
-        # Prompts go through in passes of up to 512 rows. With q8_0 keys every micro-batch size gives
-        # bit-identical logits. With f16 keys llama.cpp's CPU attention takes a tiled kernel from 64
-        # rows of a sequence, which prefills long prompts up to 1.7x faster; smaller passes would not
-        # keep a seeded text the same alone or batched anyway, since a lone sequence past 256 cells
-        # takes a third kernel (measured: benchmarks/NOTES.md, "f16 keys never kept the promise").
+        # Prompts go through in passes of up to 512 rows. With q8_0 keys, or f16 keys on pocketlm's
+        # attention kernel (llama_library), every micro-batch size gives bit-identical logits. With f16
+        # keys on llama.cpp as shipped its CPU attention takes a tiled kernel from 64 rows of a sequence
+        # and a split one for a lone sequence past 256 cells, which round differently (benchmarks/NOTES.md,
+        # "f16 keys never kept the promise"): no pass size keeps a seeded text then.
         p.n_ubatch = self.n_ubatch
         p.n_seq_max = self.slots
         p.n_threads = p.n_threads_batch = threads or cores()

@@ -44,11 +44,11 @@ class ModelOptions(Declared):
     kv_type: str = setting(
         "auto",
         choices=KV_TYPES,
-        help="How llama.cpp stores the KV cache (keys/values). auto: q8_0/f16 (q8_0 keys, f16 values; f16 for "
-        "heads not a multiple of 32 wide), and f16 for `pocketlm eval`. q8_0: the least memory, slower at long "
-        "contexts and many streams. f16: llama-server's choice, the most memory and the fastest long prompts, but "
-        "past 256 tokens a seeded text may then change with what shares its passes, its own drafts included. "
-        "Measured speed and memory of each: BENCHMARKS.md.",
+        help="How llama.cpp stores the KV cache (keys/values). auto: f16 where `make install` built pocketlm's "
+        "attention kernel (an x86 CPU with AVX2), else q8_0/f16 (q8_0 keys, f16 values; f16 for heads not a "
+        "multiple of 32 wide); f16 for `pocketlm eval`. q8_0: the least memory, slower at long contexts and many "
+        "streams. f16: the fastest long prompts, the most memory; without pocketlm's kernel a seeded text past "
+        "256 tokens may then change with what shares its passes, its own drafts included. Measured: BENCHMARKS.md.",
     )
     allow_pickle: bool = setting(
         False,
