@@ -180,6 +180,8 @@ def test_hovering_a_token_shows_its_alternatives(page):
     set_param(page, "max_new_tokens", 8)
     send(page, "Say hello.")
     wait_answered(page)
+    answer = stored_conversations(page)[0]["messages"][1]["variants"][0]
+    assert answer.get("tokens"), answer  # what the page kept of the answer: its text, error and finish reason
     first = page.locator(".msg.assistant .tok").first
     first.hover()
     pop = page.locator("#token-pop")
