@@ -15,20 +15,16 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+from pocketlm import llama_library
 from pocketlm.files import atomic_path, cache_dir
-from pocketlm.llama_library import vendored_source
 
+# pocketlm's own llama.cpp build switches, plus the server (CMake takes the last -D of a name); no web UI.
 CMAKE_FLAGS = [
-    "-DCMAKE_BUILD_TYPE=Release",
-    "-DLLAMA_BUILD_TESTS=OFF",
-    "-DLLAMA_BUILD_EXAMPLES=OFF",
+    *llama_library.CMAKE_FLAGS,
     "-DLLAMA_BUILD_TOOLS=ON",
     "-DLLAMA_BUILD_SERVER=ON",
     "-DLLAMA_BUILD_UI=OFF",
     "-DLLAMA_USE_PREBUILT_UI=OFF",
-    "-DLLAMA_OPENSSL=OFF",
-    "-DLLAMA_CURL=OFF",
-    "-DGGML_NATIVE=ON",
 ]
 
 
@@ -51,7 +47,7 @@ def ensure(ver: str | None = None, jobs: int = 2) -> Path:
     # The work tree survives an interrupted build (ninja resumes it); it is removed once installed.
     work = cache_dir("llama-server", f"{ver}.build")
     work.mkdir(parents=True, exist_ok=True)
-    src = vendored_source(ver, work)
+    src = llama_library.vendored_source(ver, work)
     build = work / "build"
     subprocess.run(["cmake", "-S", str(src), "-B", str(build), "-G", "Ninja", *CMAKE_FLAGS], check=True)
     subprocess.run(["cmake", "--build", str(build), "--target", "llama-server", f"-j{jobs}"], check=True)

@@ -30,9 +30,10 @@ from importlib import metadata, resources
 from pathlib import Path
 
 from pocketlm.files import atomic_path, cache_dir
+from pocketlm.settings import cores
 
 PATCH = resources.files("pocketlm") / "assets" / "llama-cpp-attention.patch"
-# The targets and switches of the one library built; the rest comes from llama-cpp-python as installed.
+# How pocketlm builds llama.cpp (here one library; benchmarks/llama_server.py adds the server to them).
 CMAKE_FLAGS = [
     "-DCMAKE_BUILD_TYPE=Release",
     "-DLLAMA_BUILD_TESTS=OFF",
@@ -63,7 +64,7 @@ def cpu_fits() -> bool:
     return {"avx2", "f16c", "fma"} <= words
 
 
-def build(jobs: int = 2) -> Path:
+def build(jobs: int | None = None) -> Path:
     """Build pocketlm's ``libggml-cpu`` (about a minute) beside copies of llama-cpp-python's other libraries, once;
     return the directory."""
     dst = built_dir()
@@ -76,7 +77,8 @@ def build(jobs: int = 2) -> Path:
     subprocess.run(["patch", "-p1", "-s", "-d", str(src), "-i", str(PATCH)], check=True)
     build = work / "build"
     subprocess.run(["cmake", "-S", str(src), "-B", str(build), *CMAKE_FLAGS], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(["cmake", "--build", str(build), "--target", "ggml-cpu", "--parallel", str(jobs)], check=True)
+    target = ["--target", "ggml-cpu", "--parallel", str(jobs or cores())]
+    subprocess.run(["cmake", "--build", str(build), *target], check=True)
     [built] = {p.resolve() for p in build.rglob("libggml-cpu.so*")}
     installed = Path(metadata.distribution("llama-cpp-python").locate_file("llama_cpp")) / "lib"
     with atomic_path(dst, directory=True) as staging:
