@@ -10,7 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from api_server import Server
 
 pytest.importorskip("mangum", reason="the deploy extra: pip install -e '.[deploy]'")
 
@@ -171,3 +176,41 @@ def test_ray_deployment_options_follow_the_settings():
     assert auto["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 2}
     assert "num_replicas" not in auto
     assert replica_settings(settings, Scaling(cpus_per_replica=2)).model_options.threads == 2
+
+
+def _modules_of_extras(*extras: str) -> set[str]:
+    """The top-level modules of the packages these extras of pocketlm add (pyproject.toml's lists)."""
+    from importlib.metadata import packages_distributions, requires
+
+    modules: dict[str, set[str]] = {}
+    for module, dists in packages_distributions().items():
+        for dist in dists:
+            modules.setdefault(canonicalize_name(dist), set()).add(module)
+    found = set()
+    for requirement in map(Requirement, requires("pocketlm")):
+        name = canonicalize_name(requirement.name)
+        if name != "pocketlm" and requirement.marker and any(requirement.marker.evaluate({"extra": e}) for e in extras):
+            found |= modules.get(name, set())
+    return found
+
+
+def test_a_server_without_the_extras_serves_and_names_what_to_install(tmp_path):
+    """The Docker image installs pocketlm with the lambda extra alone. Every feature's routes load without their
+    libraries (the tasks' request schemas once imported faster-whisper, and the server did not start), text is
+    generated, and a task's request says which extra it needs instead of failing inside."""
+    missing = _modules_of_extras("torch", "gemma", "tasks", "deploy") - {"mangum", "awslambdaric"}
+    assert {"torch", "faster_whisper", "python_multipart", "piper"} <= missing
+    # as if not installed: importing them fails, importlib.util.find_spec finds nothing
+    (tmp_path / "sitecustomize.py").write_text(f"import sys\nsys.modules.update(dict.fromkeys({sorted(missing)!r}))\n")
+    server = Server(env={"PYTHONPATH": str(tmp_path)})
+    try:
+        assert httpx.get(f"{server.url}/openapi.json", timeout=30).status_code == 200
+        seeds = httpx.post(f"{server.url}/generate", json={"prompt": "The capital of France is"}, timeout=60)
+        assert seeds.status_code == 200 and seeds.json()["response"].startswith("The capital of France is")
+        speech = httpx.post(f"{server.url}/v1/audio/speech", json={"input": "hello", "voice": "joe"}, timeout=30)
+        assert speech.status_code == 400 and "pocketlm[tasks]" in speech.json()["error"]["message"]
+        form = httpx.post(f"{server.url}/translate", data={"q": "hello", "source": "en", "target": "pt"}, timeout=30)
+        assert form.status_code == 400 and "python-multipart" in form.json()["error"]["message"]
+        assert "Traceback" not in server.log()
+    finally:
+        server.stop()

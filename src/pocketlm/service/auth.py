@@ -21,6 +21,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
 from pocketlm.errors import Unauthorized
+from pocketlm.service.forms import is_form, read_form
 from pocketlm.service.state import app_state
 
 _bearer = HTTPBearer(auto_error=False, description="One of the keys given to `pocketlm serve --api-key`.")
@@ -69,16 +70,12 @@ def api_key_or_field(field: str):
     return check
 
 
-_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
-
-
 async def _body_field(request: Request, field: str):
     """``field`` of a form or JSON-object body, or None. A body that does not parse holds no key: the
     client gets 401 before the route, which then reports the body itself to a client with a key."""
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind in _FORMS:
+    if is_form(request):
         try:
-            form = await request.form()  # Starlette keeps the parsed form: the route reads it again for free
+            form = await read_form(request)  # kept: the route reads it again for free
         except HTTPException:
             return None
         value = form.get(field)

@@ -11,6 +11,7 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from pocketlm.errors import InvalidParameter
+from pocketlm.service.forms import FORMS, is_form, read_form
 
 
 def body_schema(model: type[BaseModel], *content_types: str) -> dict:
@@ -39,14 +40,10 @@ def form_schema(schema: dict) -> dict:
     return form
 
 
-FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
-
-
 async def read_body(request: Request) -> tuple[dict, dict, bool]:
     """(fields, uploaded files, whether it was a form) of a JSON object or a form body."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type in FORMS:
-        form = await request.form()
+    if is_form(request):
+        form = await read_form(request)
         fields, files = {}, {}
         for key in form.keys():
             values = form.getlist(key)

@@ -112,24 +112,36 @@ def check_model(asked: str | None, served: str) -> None:
     raise ModelNotFound(f"model '{asked}' is not a speech-to-text model here; use '{served}' (or whisper-1)")
 
 
+def _whisper_languages() -> frozenset[str] | None:
+    """The language codes Whisper knows, from faster-whisper; None without the 'tasks' extra (a server without it
+    still starts and documents this route; a request then learns what to install when the model loads)."""
+    try:
+        from faster_whisper.tokenizer import _LANGUAGE_CODES
+    except ImportError:
+        return None
+    return frozenset(_LANGUAGE_CODES)
+
+
 def check_language(language: str | None, param: str = "language") -> str | None:
     """An ISO 639-1 code Whisper knows; a region is dropped (pt-BR is pt), case is ignored."""
-    from faster_whisper.tokenizer import _LANGUAGE_CODES
-
     if language is None or language == "":
         return None
     code = language.strip().lower().replace("_", "-").split("-")[0]
-    if code not in _LANGUAGE_CODES:
+    known = _whisper_languages()
+    if known is not None and code not in known:
         raise InvalidParameter(param, f"'{language}' is not a language Whisper knows; give an ISO 639-1 code (en, pt)")
     return code
 
 
 def language_pattern() -> str:
     """What ``check_language`` accepts, as a JSON Schema pattern (no flags there: each letter is [xX]); empty is
-    accepted (detected)."""
-    from faster_whisper.tokenizer import _LANGUAGE_CODES
-
-    codes = "|".join("".join(f"[{c}{c.upper()}]" for c in code) for code in sorted(_LANGUAGE_CODES))
+    accepted (detected). Without faster-whisper, any code of two or three letters."""
+    known = _whisper_languages()
+    codes = (
+        "[A-Za-z]{2,3}"
+        if known is None
+        else "|".join("".join(f"[{c}{c.upper()}]" for c in code) for code in sorted(known))
+    )
     return rf"^(\s*({codes})([-_][A-Za-z0-9]*)*\s*)?$"
 
 
