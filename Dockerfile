@@ -29,9 +29,14 @@ RUN CMAKE_ARGS="$LLAMA_CMAKE_ARGS" /opt/uv/bin/uv pip install --no-cache --pytho
 COPY README.md /src/
 COPY src /src/src
 RUN /opt/uv/bin/uv pip install --no-cache --no-deps --python /opt/venv/bin/python /src
+ENV POCKETLM_CACHE=/opt/pocketlm-cache
+# pocketlm's attention kernel (src/pocketlm/llama_library.py): libggml-cpu rebuilt from the same llama.cpp source
+# with pocketlm's patch, as portable as llama-cpp-python's (CMAKE_ARGS), into the cache shipped with the image.
+# pip fetches that source (llm, which the embedded model's package uses, already depends on pip).
+RUN /opt/uv/bin/uv pip install --no-cache --python /opt/venv/bin/python pip \
+ && CMAKE_ARGS="$LLAMA_CMAKE_ARGS" /opt/venv/bin/python -m pocketlm.llama_library
 # Run the model once: requantizes the embedded Q4_1 file to q8_0 into the cache shipped with the image, so
 # a container (read-only on Lambda) starts without writing anything, and proves the build works.
-ENV POCKETLM_CACHE=/opt/pocketlm-cache
 # The cache's files are written through temporary files (mode 0600, root's): readable by the runtime user.
 RUN /opt/venv/bin/pocketlm generate "The capital of France is" --temperature 0 --max-new-tokens 4 \
  && chmod -R a+rX /opt/pocketlm-cache

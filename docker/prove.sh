@@ -38,6 +38,8 @@ done
 ready=$(now)
 python3 -c "print(f'start-to-ready: {$ready - $start:.2f} s (docker run to 200 on /ready)')"
 echo "user: $($DOCKER exec "$name" id -un)"
+# "KV cache f16" when the image's attention kernel loaded (an x86 CPU with AVX2/F16C/FMA), "q8_0/f16" without it.
+echo "start-up: $($DOCKER logs "$name" 2>&1 | grep -m1 'KV cache')"
 
 # The seeds' request of README.md and docs/deploy.md, unchanged.
 response=$(curl -sf -X POST -H "Content-Type: application/json" -d '{"prompt": "The capital of France is"}' "http://localhost:$PORT/generate")

@@ -11,9 +11,10 @@ fewer, a lone row or several), and they round differently: with f16 keys a seede
 other requests ran beside it or when it drafted. Keys stored as q8_0 take one kernel, the slowest
 for long prompts. pocketlm's build is ``libggml-cpu`` from the same llama.cpp source with one patch
 (``assets/llama-cpp-attention.patch``): f16 keys and values always take the tiled kernel, and a few
-rows take it without its packing, so decoding costs what it did. ``ONE_PATH_ATTENTION`` says whether
+rows take it without its packing, the query heads that share a KV head together, so decoding costs less
+than on llama.cpp's own kernels. ``ONE_PATH_ATTENTION`` says whether
 that build is the one loaded; the backend then stores keys as f16 (``backends/llamacpp.py``).
-Measured: benchmarks/NOTES.md, "one path".
+Measured: benchmarks/NOTES.md, "one path" and "heads together".
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import ctypes
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -76,7 +78,7 @@ def build(jobs: int | None = None) -> Path:
     src = vendored_source(metadata.version("llama-cpp-python"), work)
     subprocess.run(["patch", "-p1", "-s", "-d", str(src), "-i", str(PATCH)], check=True)
     build = work / "build"
-    subprocess.run(["cmake", "-S", str(src), "-B", str(build), *CMAKE_FLAGS], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["cmake", "-S", str(src), "-B", str(build), *cmake_flags()], check=True, stdout=subprocess.DEVNULL)
     target = ["--target", "ggml-cpu", "--parallel", str(jobs or cores())]
     subprocess.run(["cmake", "--build", str(build), *target], check=True)
     [built] = {p.resolve() for p in build.rglob("libggml-cpu.so*")}
@@ -88,6 +90,12 @@ def build(jobs: int | None = None) -> Path:
     return dst
 
 
+def cmake_flags() -> list[str]:
+    """pocketlm's switches, then ``CMAKE_ARGS`` (which llama-cpp-python's own build reads): CMake keeps the last
+    ``-D`` of a name, so one variable makes both libraries alike (the Docker image's portable x86 build)."""
+    return [*CMAKE_FLAGS, *shlex.split(os.environ.get("CMAKE_ARGS", ""))]
+
+
 def vendored_source(version: str, work: Path) -> Path:
     """The llama.cpp that llama-cpp-python ``version`` vendors: its sdist (pip, from PyPI, not built) unpacked in
     ``work``."""
@@ -96,8 +104,10 @@ def vendored_source(version: str, work: Path) -> Path:
         return unpacked[0]
     pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:", "-d", str(work)]
     subprocess.run([*pip, f"llama-cpp-python=={version}"], check=True)
+    # Python before 3.11.4 (Debian bookworm's 3.11.2) has no extraction filters
+    safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
     with tarfile.open(next(work.glob("llama_cpp_python-*.tar.gz"))) as tar:
-        tar.extractall(work, filter="data")
+        tar.extractall(work, **safe)
     return next(work.glob("llama_cpp_python-*/vendor/llama.cpp"))
 
 
