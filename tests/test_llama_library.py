@@ -11,7 +11,7 @@ import pytest
 
 from pocketlm.backends.base import Chunk
 from pocketlm.backends.llamacpp import LlamaCppBackend, _kv_types
-from pocketlm.llama_library import ONE_PATH_ATTENTION, built_dir, cpu_fits
+from pocketlm.llama_library import ONE_PATH_ATTENTION, built_dir, cmake_flags, cpu_fits
 from pocketlm.models.options import ModelOptions
 from pocketlm.models.prepare import prepare
 
@@ -31,6 +31,20 @@ def test_make_install_built_the_kernel_and_it_is_the_one_loaded():
     assert (built_dir() / "libllama.so").exists() and (built_dir() / "libggml-cpu.so").exists()
     assert ONE_PATH_ATTENTION and os.environ["LLAMA_CPP_LIB_PATH"] == str(built_dir())
     assert _loaded() == "True"  # a child process (a server a test starts) inherits the choice
+
+
+def test_cmake_args_override_pocketlms_switches(tmp_path, monkeypatch):
+    """The Docker image builds both libraries portably with one CMAKE_ARGS; CMake itself says which -D won."""
+    monkeypatch.setenv("CMAKE_ARGS", "-DGGML_NATIVE=OFF  -DGGML_AVX2=ON")
+    (tmp_path / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.14)\nproject(p NONE)\n"
+        'message(STATUS "native=${GGML_NATIVE} avx2=${GGML_AVX2}")\n'
+    )
+    out = subprocess.run(
+        ["cmake", "-S", str(tmp_path), "-B", str(tmp_path / "b"), *cmake_flags()], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert "native=OFF avx2=ON" in out.stdout
 
 
 def test_a_library_the_user_names_is_kept():
@@ -57,7 +71,8 @@ def f16_backend():
 @needs_kernel
 def test_a_row_past_512_cells_is_the_same_alone_beside_others_and_with_drafts(f16_backend):
     """Alone, one row of one sequence past 512 cells took llama.cpp's split kernel; beside others, its one-row
-    kernel; with drafted rows, the one-row kernel over several rows."""
+    kernel; with drafted rows, the one-row kernel over several rows. pocketlm's takes SmolLM2's three query heads
+    that share a KV head together for a lone row, each head's rows apart with drafts."""
     be = f16_backend
     rng = np.random.default_rng(0)
     ids = [int(t) for t in rng.integers(100, 40000, 700)]
@@ -72,11 +87,29 @@ def test_a_row_past_512_cells_is_the_same_alone_beside_others_and_with_drafts(f1
     beside = be.forward([Chunk(s, nxt[:1], 600, 1) for s in range(16)])[0].copy()
     for s in range(16):
         be.clear_slot(s, 600)
-    drafted = {}
-    for rows in (4, 6):  # up to 4 rows of a sequence skip the kernel's packing, more take its GEMMs
-        drafted[rows] = be.forward([Chunk(0, nxt[:rows], 600, rows)])[0].copy()
+    drafted = []
+    for rows in (2, 3, 4, 6):  # up to 4 rows of a sequence skip the kernel's packing, more take its GEMMs
+        drafted.append(be.forward([Chunk(0, nxt[:rows], 600, rows)])[0].copy())
         be.clear_slot(0, 600)
-    assert np.array_equal(alone, beside) and np.array_equal(alone, drafted[4]) and np.array_equal(alone, drafted[6])
+    assert np.array_equal(alone, beside) and all(np.array_equal(alone, row) for row in drafted)
+
+
+@needs_kernel
+def test_heads_that_share_keys_give_a_row_what_each_head_gives_apart():
+    """Decoding, the kernel takes the query heads that share a KV head as one tile's rows: Gemma 3 270M's four on one
+    thread, two and two on two threads (so that both have work); with drafted rows, each head's rows on their own."""
+    ids = [int(t) for t in np.random.default_rng(2).integers(100, 40000, 304)]
+    path, rows = prepare(ModelOptions("gemma3-270m")).path, []
+    for threads in (1, 2):
+        be = LlamaCppBackend(path, slots=1, n_ctx=512, kv_type="f16", threads=threads)
+        try:
+            be.forward([Chunk(0, ids[:300], 0, 1)])
+            rows.append(be.forward([Chunk(0, ids[300:301], 300, 1)])[0].copy())
+            be.clear_slot(0, 300)
+            rows.append(be.forward([Chunk(0, ids[300:303], 300, 3)])[0].copy())
+        finally:
+            be.close()
+    assert all(np.array_equal(rows[0], row) for row in rows[1:])
 
 
 @needs_kernel
