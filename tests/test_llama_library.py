@@ -71,8 +71,7 @@ def f16_backend():
 @needs_kernel
 def test_a_row_past_512_cells_is_the_same_alone_beside_others_and_with_drafts(f16_backend):
     """Alone, one row of one sequence past 512 cells took llama.cpp's split kernel; beside others, its one-row
-    kernel; with drafted rows, the one-row kernel over several rows. pocketlm's takes SmolLM2's three query heads
-    that share a KV head together for a lone row, each head's rows apart with drafts."""
+    kernel; with drafted rows, the one-row kernel over several rows."""
     be = f16_backend
     rng = np.random.default_rng(0)
     ids = [int(t) for t in rng.integers(100, 40000, 700)]
@@ -92,24 +91,6 @@ def test_a_row_past_512_cells_is_the_same_alone_beside_others_and_with_drafts(f1
         drafted.append(be.forward([Chunk(0, nxt[:rows], 600, rows)])[0].copy())
         be.clear_slot(0, 600)
     assert np.array_equal(alone, beside) and all(np.array_equal(alone, row) for row in drafted)
-
-
-@needs_kernel
-def test_heads_that_share_keys_give_a_row_what_each_head_gives_apart():
-    """Decoding, the kernel takes the query heads that share a KV head as one tile's rows: Gemma 3 270M's four on one
-    thread, two and two on two threads (so that both have work); with drafted rows, each head's rows on their own."""
-    ids = [int(t) for t in np.random.default_rng(2).integers(100, 40000, 304)]
-    path, rows = prepare(ModelOptions("gemma3-270m")).path, []
-    for threads in (1, 2):
-        be = LlamaCppBackend(path, slots=1, n_ctx=512, kv_type="f16", threads=threads)
-        try:
-            be.forward([Chunk(0, ids[:300], 0, 1)])
-            rows.append(be.forward([Chunk(0, ids[300:301], 300, 1)])[0].copy())
-            be.clear_slot(0, 300)
-            rows.append(be.forward([Chunk(0, ids[300:303], 300, 3)])[0].copy())
-        finally:
-            be.close()
-    assert all(np.array_equal(rows[0], row) for row in rows[1:])
 
 
 @needs_kernel
