@@ -50,6 +50,13 @@ def test_same_seed_same_draws():
     assert a == b
 
 
+def test_a_sampler_draws_its_generators_numbers_in_order_across_blocks():
+    """Draws come 64 at a time; a seed's numbers (and so its text) are those of one draw per token."""
+    sampler = Sampler(SamplingParams(temperature=1.0, seed=9), [1], 0, frozenset())
+    one_by_one = np.random.default_rng(9)
+    assert [sampler.draw() for _ in range(150)] == [one_by_one.random() for _ in range(150)]
+
+
 def test_ignore_eos_bans_end_of_generation_tokens():
     logits = peaked()
     logits[V - 1] = 50.0

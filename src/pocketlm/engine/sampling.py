@@ -25,6 +25,7 @@ from pocketlm.engine.params import SamplingParams
 # top-p first sorts the tokens at least 1/4096 as likely as the most likely one, if there are at most 4096 (_nucleus)
 _NUCLEUS_RATIO, _NUCLEUS_SORTED = 1 / 4096, 4096
 _BLOCK = 1024  # plain sampling finds its token block by block
+_DRAWS = 64  # uniform numbers a sampler draws at once (Sampler.draw)
 
 
 class Sampler:
@@ -42,9 +43,21 @@ class Sampler:
         self.constraint = constraint  # each sample its own: n samples of one grammar go their own ways
         seed = None if params.seed is None else params.seed + index
         self.rng = np.random.default_rng(seed)
+        self._draws: list[float] = []  # drawn ahead, last first (draw)
         self.output_counts: Counter[int] = Counter()
         self.seen = np.unique(np.asarray(prompt, dtype=np.int64)) if params.repetition_penalty != 1.0 else None
         self.banned = np.fromiter(eog_ids, dtype=np.int64) if params.ignore_eos else None
+
+    def draw(self) -> float:
+        """The next uniform number in [0, 1) of this sample's generator.
+
+        Drawn 64 at a time: ``rng.random(64)`` gives the very numbers 64 calls of ``rng.random()`` give, in
+        order, so the text a seed makes is the same, and the one numpy call a token cost on the caches a
+        pass leaves behind (~40 µs, benchmarks/NOTES.md) is paid once in 64 tokens.
+        """
+        if not self._draws:
+            self._draws = self.rng.random(_DRAWS)[::-1].tolist()
+        return self._draws.pop()
 
     def accept(self, token: int) -> None:
         if self.constraint is not None:
@@ -119,7 +132,7 @@ def _sample_plain(logits: np.ndarray, samplers: list[Sampler]) -> np.ndarray:
     probs = _plain_weights(logits, samplers)
     starts = np.arange(0, probs.shape[1], _BLOCK)
     block_cdf = np.cumsum(np.add.reduceat(probs, starts, axis=1), axis=1, dtype=np.float64)
-    draws = np.array([s.rng.random() for s in samplers]) * block_cdf[:, -1]
+    draws = np.array([s.draw() for s in samplers]) * block_cdf[:, -1]
     return np.array([_invert(p, c, u) for p, c, u in zip(probs, block_cdf, draws)], dtype=np.int64)
 
 
@@ -149,15 +162,17 @@ def _invert(probs: np.ndarray, block_cdf: np.ndarray, u: float) -> int:
 
 
 def _sample_row(logits: np.ndarray, s: Sampler) -> int:
-    ids, weights = _filtered(logits, s.params)
-    cdf = np.cumsum(weights, dtype=np.float64)
-    pick = int(np.searchsorted(cdf, s.rng.random() * cdf[-1], side="right"))
+    ids, weights, cdf = _filtered(logits, s.params)
+    if cdf is None:
+        cdf = np.cumsum(weights, dtype=np.float64)
+    pick = int(np.searchsorted(cdf, s.draw() * cdf[-1], side="right"))
     return int(ids[min(pick, len(ids) - 1)])
 
 
-def _filtered(logits: np.ndarray, p: SamplingParams) -> tuple[np.ndarray, np.ndarray]:
-    """Temperature, top-k, min-p and top-p on one row: the kept ids, in draw order, and their weights
-    (proportional to their probabilities; the most likely token's is 1).
+def _filtered(logits: np.ndarray, p: SamplingParams) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Temperature, top-k, min-p and top-p on one row: the kept ids, in draw order, their weights
+    (proportional to their probabilities; the most likely token's is 1), and with top-p their running sum
+    in float64 (the nucleus is found with it: the draw need not sum them again), else None.
 
     Whole-vocabulary arrays are the cost here: one is made, the scaled row, and worked on in place, and
     it is never divided by its sum (the kept weights are few); ids stay None ("all, in id order") until a
@@ -173,10 +188,11 @@ def _filtered(logits: np.ndarray, p: SamplingParams) -> tuple[np.ndarray, np.nda
     if p.min_p > 0.0:
         keep = np.flatnonzero(weights >= p.min_p)
         ids, weights = (keep if ids is None else ids[keep]), weights[keep]
+    cdf = None
     if p.top_p < 1.0:
-        top = _nucleus(weights, mass)
+        top, cdf = _nucleus(weights, mass)
         ids, weights = (top if ids is None else ids[top]), weights[top]
-    return (np.arange(weights.size) if ids is None else ids), weights
+    return (np.arange(weights.size) if ids is None else ids), weights, cdf
 
 
 def distribution(logits: np.ndarray, sampler: Sampler) -> tuple[np.ndarray, np.ndarray]:
@@ -192,7 +208,7 @@ def distribution(logits: np.ndarray, sampler: Sampler) -> tuple[np.ndarray, np.n
     if _plain(p):
         weights = _plain_weights(logits[None, :], [sampler])[0].astype(np.float64)
         return np.arange(logits.size), weights / weights.sum()
-    ids, weights = _filtered(logits, p)
+    ids, weights, _ = _filtered(logits, p)
     return ids, weights.astype(np.float64) / weights.sum(dtype=np.float64)
 
 
@@ -202,9 +218,9 @@ def _exp_from_max(z: np.ndarray) -> np.ndarray:
     return np.exp(z, out=z)
 
 
-def _nucleus(weights: np.ndarray, mass: float) -> np.ndarray:
+def _nucleus(weights: np.ndarray, mass: float) -> tuple[np.ndarray, np.ndarray]:
     """Where in ``weights`` (the largest 1) the smallest set of most likely tokens holding ``mass`` lies
-    (top_p times the whole row's weight), most likely first.
+    (top_p times the whole row's weight), most likely first, and their running sum (float64).
 
     Exactly what sorting every token (ties in id order) and summing down the list in float64 gives, without
     sorting the vocabulary: only a set of tokens at least as likely as some value is sorted (ties included),
@@ -231,7 +247,8 @@ def _nucleus(weights: np.ndarray, mass: float) -> np.ndarray:
             if cum[-1] >= mass or edge <= 0:
                 break
             edge -= 1  # the running sum fell a rounding short of the bins' (summed in another order): one bin more
-    return top[: int(np.searchsorted(cum, mass, side="left")) + 1]
+    end = int(np.searchsorted(cum, mass, side="left")) + 1
+    return top[:end], cum[:end]
 
 
 def _sorted_from(weights: np.ndarray, ids: np.ndarray) -> np.ndarray:
