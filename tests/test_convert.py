@@ -474,6 +474,33 @@ def test_a_changed_source_replaces_its_old_conversions_only(tmp_path, monkeypatc
         assert entry.exists() and entry.name + ".integrity.json" in left
 
 
+def test_the_conversions_of_a_gguf_file_that_is_gone_go_at_the_next_conversion(tmp_path, monkeypatch, spm_llama):
+    """A deleted virtual environment leaves its package's conversions behind: the next conversion removes them,
+    and keeps those of a model directory, which are keyed by its content, not by where it lies."""
+    import shutil
+
+    from pocketlm.models.conversions import gguf_for, hf_dir_for, requantized
+
+    monkeypatch.setenv("POCKETLM_CACHE", str(tmp_path / "cache"))
+    venv, model_dir = tmp_path / "old-venv", tmp_path / "model-dir"
+    venv.mkdir()
+    gone, other = venv / "model.gguf", tmp_path / "other.gguf"
+    shutil.copy(spm_llama[1], gone)
+    shutil.copy(spm_llama[1], other)
+    shutil.copytree(spm_llama[0], model_dir)
+    orphans = [requantized(gone, "q8_0", progress=False), hf_dir_for(gone)]
+    from_dir = gguf_for(model_dir, required=True, progress=False)
+    shutil.rmtree(venv)
+    shutil.rmtree(model_dir)
+
+    kept = requantized(other, "q8_0", progress=False)
+    left = {p.name for p in (tmp_path / "cache" / "converted").iterdir()}
+    for entry in orphans:
+        assert not {n for n in left if n.startswith(entry.name.removesuffix(".gguf"))}, left
+    for entry in (kept, from_dir):
+        assert entry.exists() and entry.name + ".integrity.json" in left
+
+
 def test_requantize_rejects_unknown_type_and_damaged_file(tmp_path):
     from pocketlm.models.gguf_writer import requantize_gguf
 

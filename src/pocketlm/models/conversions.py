@@ -176,11 +176,14 @@ def _source_record(entry: Path) -> Path:
 
 
 def _record_source(entry: Path, source: Path, kind: str) -> None:
-    """What a cached conversion was made from (for `pocketlm models`), replacing conversions it supersedes.
+    """What a cached conversion was made from (for `pocketlm models`), and the sweep of conversions nobody can ask
+    for again, each a whole model's size:
 
-    Keys change when the source does (a reinstalled package, an edited model directory): the entries
-    made from the same source path into the same kind before it changed can never be asked for again,
-    and each is a whole model's size, so they go.
+    - those it supersedes: keys change when the source does (a reinstalled package, an edited model directory),
+      so the entries made from the same source path into the same kind before it changed;
+    - those of a GGUF file that is gone (a deleted virtual environment, a removed download): their key holds
+      the file's path, size and time (``_file_identity``). A directory's conversions are keyed by its content,
+      not by where it lies (a directory moved back finds them), so they stay.
     """
     source_text = str(source.resolve())
     write_text(_source_record(entry), json.dumps({"source": source_text, "type": kind}))
@@ -189,10 +192,16 @@ def _record_source(entry: Path, source: Path, kind: str) -> None:
             continue
         try:
             old = json.loads(record.read_text())
-        except (OSError, ValueError):
+            old_source, old_kind = old["source"], old["type"]
+        except (OSError, ValueError, KeyError, TypeError):
             continue
-        if old == {"source": source_text, "type": kind}:
-            stale = record.with_name(record.name.removesuffix(".json") + ("" if kind in _DIRECTORIES else ".gguf"))
-            log.info("removing %s: a conversion of %s before it changed", stale.name, source_text)
-            remove_entry(stale)
-            record.unlink(missing_ok=True)
+        if old_source == source_text and old_kind == kind:
+            why = "a conversion of %s before it changed"
+        elif old_source.endswith(".gguf") and not Path(old_source).exists():
+            why = "a conversion of %s, which is gone"
+        else:
+            continue
+        stale = record.with_name(record.name.removesuffix(".json") + ("" if old_kind in _DIRECTORIES else ".gguf"))
+        log.info("removing %s: " + why, stale.name, old_source)
+        remove_entry(stale)
+        record.unlink(missing_ok=True)
