@@ -312,6 +312,19 @@ def test_chat_logprobs(client):
     )
 
 
+def test_a_streamed_chat_lists_the_logprobs_of_tokens_without_text_as_the_whole_answer_does():
+    # "á" is two tokens (one byte each): the first has no text yet; the answer ends with EOS, which has none.
+    with fake_engine("Olá", n_ctx=64) as eng, TestClient(build_app(eng)) as c:
+        body = {"messages": [{"role": "user", "content": "Hi"}], "logprobs": True, "top_logprobs": 1}
+        whole = chat(c, **body).json()["choices"][0]
+        events = stream(c, "/v1/chat/completions", {**body, "stream": True})
+    choices = [choice for e in events[:-1] for choice in e["choices"]]
+    assert events[-1] == "[DONE]" and "error" not in str(events)
+    streamed = [t for choice in choices if choice.get("logprobs") for t in choice["logprobs"]["content"]]
+    assert streamed == whole["logprobs"]["content"] and len(streamed) == len("Olá".encode()) + 1
+    assert "".join(choice["delta"].get("content") or "" for choice in choices) == whole["message"]["content"] == "Olá"
+
+
 def test_chat_roles_and_content_parts(client, engine):
     developer = chat(client, [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "Hi"}]).json()
     as_system = engine.render_chat([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])

@@ -172,7 +172,11 @@ class _ChatChunks:
     def delta(self, k: int, event: TextDelta) -> ChatChunkChoice | None:
         logprobs = ChatLogprobs.of(event.logprobs) if self.job.params.logprobs is not None else None
         delta = self._read(event.index, event.text)
-        return ChatChunkChoice(index=event.index, delta=delta, logprobs=logprobs) if delta or logprobs else None
+        if delta is None and logprobs is None:
+            return None
+        # A token with no text of its own (the end-of-generation token, part of a character) still has its
+        # log-probability: it goes in a chunk whose delta is empty, as the non-streamed answer lists it.
+        return ChatChunkChoice(index=event.index, delta=delta or ChatDelta(), logprobs=logprobs)
 
     def _read(self, index: int, text: str) -> ChatDelta | None:
         if self.readers is None:
