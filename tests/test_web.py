@@ -197,6 +197,22 @@ def test_hovering_a_token_shows_its_alternatives(page):
     expect(pop).to_be_visible()
 
 
+def test_a_character_split_over_tokens_shows_whole_in_the_token_view(page):
+    page.check("#param-logprobs")
+    set_param(page, "temperature", 0)
+    set_param(page, "max_new_tokens", 6)
+    send(page, "Write one emoji.")  # greedy, SmolLM2 answers with emoji of several byte tokens each
+    wait_answered(page)
+    content = stored_conversations(page)[0]["messages"][1]["variants"][0]["content"]
+    assert any(len(ch.encode()) > 1 for ch in content), content  # the case this test is about
+    tokens = page.locator(".msg.assistant .tok")
+    assert "".join(tokens.all_text_contents()) == content and "\ufffd" not in content
+    part = page.locator(".msg.assistant .tok:empty").first  # a token holding only part of a character
+    expect(part).to_be_visible()  # a small block of its own colour, to hover or focus
+    part.focus()
+    expect(page.locator("#token-pop .pop-head")).to_contain_text("‹")  # named by its bytes
+
+
 def test_conversation_survives_a_reload(page):
     set_param(page, "max_new_tokens", 8)
     send(page, "Remember the word pineapple.")

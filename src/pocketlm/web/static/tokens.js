@@ -1,14 +1,18 @@
 // Generated tokens coloured by probability, with their alternatives on hover, focus or tap.
 //
-// Both OpenAI logprob layouts become one list: {token, logprob, top: [{token, logprob}]}.
+// Both OpenAI logprob layouts become one list: {token, logprob, bytes?, top: [{token, logprob, bytes?}]}.
 // Colour runs from red (the sampler took an unlikely token) to green (it was nearly certain).
+// A character can take several tokens (an emoji is often three or four byte tokens). Chat's layout gives each
+// token's bytes: the character shows on the token that completes it, the tokens before it as small blocks of
+// their own colour, and the popover names their bytes (‹f0 9f›) rather than a replacement character.
 
 import { h, clear } from "./dom.js";
 import { t } from "./i18n.js";
 
 export function fromChat(logprobs) {
   return (logprobs?.content || []).map((c) => ({
-    token: c.token, logprob: c.logprob, top: (c.top_logprobs || []).map((a) => ({ token: a.token, logprob: a.logprob })),
+    token: c.token, logprob: c.logprob, bytes: c.bytes,
+    top: (c.top_logprobs || []).map((a) => ({ token: a.token, logprob: a.logprob, bytes: a.bytes })),
   }));
 }
 
@@ -29,12 +33,18 @@ export function colour(p) {
 // Whitespace made visible, for a token shown on its own.
 export const visible = (s) => s.replace(/ /g, "␣").replace(/\n/g, "↵").replace(/\t/g, "⇥") || "∅";
 
+// A token on its own: its text, or its bytes when it holds part of a character (the API's text is then U+FFFD).
+const label = (tok) =>
+  tok.bytes && tok.token.includes("\ufffd") ? `‹${tok.bytes.map((b) => b.toString(16).padStart(2, "0")).join(" ")}›` : visible(tok.token);
+
 export function renderTokens(tokens) {
   const out = h("div", { class: "tokens" });
+  const decoder = new TextDecoder();  // streaming: a character split over tokens comes out with its last one
   tokens.forEach((tok, i) => {
     const p = Math.exp(tok.logprob);
+    const text = tok.bytes ? decoder.decode(new Uint8Array(tok.bytes), { stream: true }) : tok.token;
     out.append(h("span", { class: "tok", tabindex: 0, role: "button", style: `background:${colour(p)}`,
-      dataset: { index: i, p: p.toFixed(4) }, "aria-label": `${visible(tok.token)} ${percent(tok.logprob)}` }, tok.token));
+      dataset: { index: i, p: p.toFixed(4) }, "aria-label": `${label(tok)} ${percent(tok.logprob)}` }, text));
   });
   out.tokens = tokens;
   return out;
@@ -70,19 +80,19 @@ export function installTokenPopover() {
 
 function fill(tok) {
   clear(pop);
-  const alternatives = tok.top.length ? tok.top : [{ token: tok.token, logprob: tok.logprob }];
-  const listed = alternatives.some((a) => a.token === tok.token);
+  const alternatives = tok.top.length ? tok.top : [tok];
+  const chosen = (a) => label(a) === label(tok);  // byte tokens all read "\ufffd": their bytes tell them apart
   pop.append(
-    h("div", { class: "pop-head" }, h("code", {}, visible(tok.token)), " ", t("chosen"), " · ", percent(tok.logprob)),
+    h("div", { class: "pop-head" }, h("code", {}, label(tok)), " ", t("chosen"), " · ", percent(tok.logprob)),
     h("div", { class: "pop-title" }, t("alternatives")),
-    h("table", {}, ...alternatives.map((a) => altRow(a, a.token === tok.token)), listed ? null : altRow(tok, true)),
+    h("table", {}, ...alternatives.map((a) => altRow(a, chosen(a))), alternatives.some(chosen) ? null : altRow(tok, true)),
   );
 }
 
 function altRow(a, chosen) {
   const p = Math.exp(a.logprob);
   return h("tr", { class: chosen ? "chosen" : "" },
-    h("td", {}, h("code", {}, visible(a.token))),
+    h("td", {}, h("code", {}, label(a))),
     h("td", { class: "bar" }, h("span", { style: `width:${Math.max(1, p * 100)}%;background:${colour(p)}` })),
     h("td", { class: "num" }, percent(a.logprob)));
 }
