@@ -71,7 +71,8 @@ class Paint(BaseModel):  # enums
 
 class Tagged(BaseModel):  # arrays with bounds
     tags: list[Annotated[str, Field(max_length=12)]] = Field(min_length=1, max_length=3)
-    scores: list[int] = Field(max_length=2)
+    # Bounded: under a bare int a small model at temperature 0.7 may write digits until the token limit (seen).
+    scores: list[Annotated[int, Field(ge=0, le=100)]] = Field(max_length=2)
 
 
 class Profile(BaseModel):  # optional fields
