@@ -4,8 +4,9 @@
     python benchmarks/soak.py --clients 4 --duration 30
 
 Each client loops until the deadline over a fixed mix: completions and chats,
-streamed and not, streams the client abandons after a few events, and invalid
-requests that must get a 400 naming the parameter. Anything else (a 5xx, a
+streamed and not, a third of them with logprobs, streams the client abandons after
+a few events, and invalid requests that must get a 400 naming the parameter. Some
+prompts draw emoji and Portuguese, whose characters take several tokens. Anything else (a 5xx, a
 dropped connection, an error of the wrong shape, a stream without [DONE]) is an
 unexpected error. Meanwhile the server's RSS is sampled; at the end the
 server's /metrics totals are compared with what the clients counted.
@@ -40,6 +41,8 @@ PROMPTS = [
     "def fibonacci(n):",
     "The quick brown fox",
     "Explain photosynthesis in one sentence.",
+    "Say hello with an emoji.",  # characters of several tokens: tokens with no text of their own
+    "Olá! Como você está?",
 ]
 
 # kind -> (weight, route); the mix every client draws from
@@ -57,6 +60,7 @@ MIX = {
 class Tally:
     def __init__(self):
         self.by_kind = collections.Counter()
+        self.with_logprobs = 0  # valid requests that asked for logprobs
         self.statuses = collections.Counter()  # (route, status) as the client saw them
         self.unexpected: list[str] = []
         self.tokens_at: list[tuple[float, int]] = []  # (seconds since start, tokens received)
@@ -72,10 +76,15 @@ async def one_request(
     route = MIX[kind][1]
     max_tokens = rng.randint(8, 48)
     prompt = rng.choice(PROMPTS)
+    logprobs = rng.random() < 1 / 3
     if route == "/v1/completions":
         body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0.8, "seed": rng.randint(0, 1000)}
+        if logprobs:
+            body["logprobs"] = rng.randint(0, 5)
     else:
         body = {"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens, "temperature": 0.8}
+        if logprobs:
+            body.update(logprobs=True, top_logprobs=rng.randint(0, 5))
     if kind == "invalid_param":
         response = await client.post(route, json={**body, "temperature": -1})
         tally.statuses[(route, response.status_code)] += 1
@@ -90,6 +99,7 @@ async def one_request(
         if response.status_code != 400 or "error" not in response.json():
             tally.bad(kind, f"{response.status_code} {response.text[:200]}")
         return
+    tally.with_logprobs += logprobs
     if not kind.endswith("stream"):
         response = await client.post(route, json=body)
         tally.statuses[(route, response.status_code)] += 1
@@ -211,7 +221,7 @@ def chart(path: Path, tokens_at, rss, window: float) -> None:
     import matplotlib.pyplot as plt
 
     end = max([t for t, _ in tokens_at] + [t for t, _ in rss] + [window])
-    edges = [i * window for i in range(int(end // window) + 1)]
+    edges = [i * window for i in range(int(end // window))]  # whole windows only: a cut-off last one reads as a fall
     rates = [sum(n for t, n in tokens_at if e <= t < e + window) / window for e in edges]
     fig, ax = plt.subplots(figsize=(6, 2.6), dpi=100)
     ax.plot([e / 60 for e in edges], rates, color="tab:blue")
@@ -221,7 +231,7 @@ def chart(path: Path, tokens_at, rss, window: float) -> None:
     ax2 = ax.twinx()
     ax2.plot([t / 60 for t, _ in rss], [m for _, m in rss], color="tab:red")
     ax2.set_ylabel("server RSS (MB)", color="tab:red")
-    ax2.set_ylim(bottom=0)
+    ax2.set_ylim(0, 1.25 * max([m for _, m in rss] + [1]))  # room above the line: the title stays clear of it
     ax.set_title("soak: tokens/s and server memory", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
@@ -258,6 +268,7 @@ async def soak(url: str, pid: int, args) -> dict:
         "slots": args.slots,
         "requests": sum(tally.by_kind.values()),
         "by_kind": dict(tally.by_kind),
+        "with_logprobs": tally.with_logprobs,
         "statuses": {f"{r} {s}": n for (r, s), n in sorted(tally.statuses.items())},
         "server_statuses": {f"{r} {s}": n for (r, s), n in sorted(server.items())},
         "unexpected_errors": len(tally.unexpected),
