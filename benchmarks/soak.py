@@ -4,12 +4,13 @@
     python benchmarks/soak.py --clients 4 --duration 30
 
 Each client loops until the deadline over a fixed mix: completions and chats,
-streamed and not, a third of them with logprobs, streams the client abandons after
-a few events, and invalid requests that must get a 400 naming the parameter. Some
-prompts draw emoji and Portuguese, whose characters take several tokens. Anything else (a 5xx, a
-dropped connection, an error of the wrong shape, a stream without [DONE]) is an
-unexpected error. Meanwhile the server's RSS is sampled; at the end the
-server's /metrics totals are compared with what the clients counted.
+streamed and not, a third of them with logprobs, streams the client abandons
+after a few events, and invalid requests that must get a 400 naming the
+parameter. Some prompts draw emoji and Portuguese, whose characters take several
+tokens. Anything else (a 5xx, a dropped connection, an error of the wrong shape,
+a stream without [DONE]) is an unexpected error. Meanwhile the server's RSS is
+sampled; at the end the server's /metrics totals are compared with what the
+clients counted.
 
 Writes benchmarks/soak.json (every figure) and benchmarks/soak.png (tokens/s
 and RSS over time). Loopback only; bounded by --clients and --duration.

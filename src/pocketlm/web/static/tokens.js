@@ -34,8 +34,8 @@ export function colour(p) {
 export const visible = (s) => s.replace(/ /g, "␣").replace(/\n/g, "↵").replace(/\t/g, "⇥") || "∅";
 
 // A token on its own: its text, or its bytes when it holds part of a character (the API's text is then U+FFFD).
-const label = (tok) =>
-  tok.bytes && tok.token.includes("\ufffd") ? `‹${tok.bytes.map((b) => b.toString(16).padStart(2, "0")).join(" ")}›` : visible(tok.token);
+const hex = (bytes) => bytes.map((b) => b.toString(16).padStart(2, "0")).join(" ");
+const label = (tok) => (tok.bytes && tok.token.includes("\ufffd") ? `‹${hex(tok.bytes)}›` : visible(tok.token));
 
 export function renderTokens(tokens) {
   const out = h("div", { class: "tokens" });
