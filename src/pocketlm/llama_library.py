@@ -11,9 +11,10 @@ fewer, a lone row or several), and they round differently: with f16 keys a seede
 other requests ran beside it or when it drafted. Keys stored as q8_0 take one kernel, the slowest
 for long prompts. pocketlm's build is ``libggml-cpu`` from the same llama.cpp source with one patch
 (``assets/llama-cpp-attention.patch``): f16 keys and values always take the tiled kernel, and a few
-rows take it without its packing, so decoding costs what it did. ``ONE_PATH_ATTENTION`` says whether
-that build is the one loaded; the backend then stores keys as f16 (``backends/llamacpp.py``).
-Measured: benchmarks/NOTES.md, "one path".
+rows take it without its packing, several cells' FMA chains at once, so decoding costs no more than
+on llama.cpp's own kernels (less past a few hundred cells). ``ONE_PATH_ATTENTION`` says whether that
+build is the one loaded; the backend then stores keys as f16 (``backends/llamacpp.py``). Measured:
+benchmarks/NOTES.md, "one path" and "four chains".
 """
 
 from __future__ import annotations

@@ -1,0 +1,105 @@
+"""The backend's decoding step alone, by how many cells a row attends to: what the attention kernel costs.
+
+    python benchmarks/decode_steps.py                            # pocketlm's kernel and llama.cpp's, 3 rounds
+    python benchmarks/decode_steps.py --library DIR --library DIR2 --positions 450 --rounds 5
+
+pocketlm's llama.cpp (`pocketlm.llama_library`) differs from llama-server's in libggml-cpu's flash attention
+only (assets/llama-cpp-attention.patch). Each library here runs in a process of its own (LLAMA_CPP_LIB_PATH),
+the libraries alternating round by round, on the file `pocketlm serve` runs, keys and values f16: one stream
+prefilled to P cells, then 128 one-row steps (median ms a step); and 16 streams at 450 cells stepping together
+(median of 45 steps). "llama.cpp" is llama-server's libggml-cpu (benchmarks/llama_server.py: the same source
+and switches, no patch) beside copies of pocketlm's other libraries, so the kernel is all that differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from llama_server import binary
+
+# A child process loads the library its parent named in LLAMA_CPP_LIB_PATH (pocketlm.llama_library keeps it)
+from pocketlm import llama_library
+from pocketlm.backends.base import Chunk
+from pocketlm.backends.llamacpp import LlamaCppBackend
+from pocketlm.models import DEFAULT_MODEL
+from run import served_file
+
+STREAMS, STREAMS_AT = 16, 450
+
+
+def steps(positions: list[int]) -> dict[str, float]:
+    """Median ms a step in this process's library: one row at each position, then 16 rows at 450 cells."""
+    backend = LlamaCppBackend(served_file(DEFAULT_MODEL), slots=STREAMS, n_ctx=1024, kv_type="f16")
+    text = backend.tokenize("To be, or not to be, that is the question: " * 120)
+
+    def timed(chunks: list[Chunk]) -> float:
+        start = time.perf_counter()
+        backend.forward(chunks)
+        return (time.perf_counter() - start) * 1e3
+
+    out = {}
+    for p in positions:
+        backend.clear_slot(0)
+        backend.forward([Chunk(0, text[:p], 0, 1)])
+        out[f"1 row at {p}"] = statistics.median(timed([Chunk(0, [text[p]], p + i, 1)]) for i in range(128))
+    for s in range(STREAMS):
+        backend.clear_slot(s)
+        backend.forward([Chunk(s, text[:STREAMS_AT], 0, 1)])
+    rows = [timed([Chunk(s, [text[STREAMS_AT]], STREAMS_AT + i, 1) for s in range(STREAMS)]) for i in range(45)]
+    out[f"{STREAMS} rows at {STREAMS_AT}"] = statistics.median(rows)
+    return out
+
+
+def stock_library(into: Path) -> Path:
+    """pocketlm's library directory with llama-server's unpatched libggml-cpu in place of its own."""
+    server = binary().parent
+    if not (server / "libggml-cpu.so").exists():
+        sys.exit("llama-server is not built: run `make llama-server` (or benchmarks/llama_server.py) first")
+    shutil.copytree(llama_library.built_dir(), into)
+    for f in server.glob("libggml-cpu.so*"):
+        shutil.copy2(f, into / f.name, follow_symlinks=True)
+    return into
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--library", action="append", type=Path, help="a libllama directory (repeat; default: both)")
+    ap.add_argument("--positions", default="100,450,850", help="cells a lone row attends to (at most 896)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    positions = [int(p) for p in args.positions.split(",")]
+    if args.child:
+        print(json.dumps(steps(positions)))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.library:
+            libraries = {str(d): d for d in args.library}
+        else:
+            libraries = {"pocketlm": llama_library.built_dir(), "llama.cpp": stock_library(Path(tmp) / "stock")}
+        runs: dict[str, list[dict]] = {name: [] for name in libraries}
+        for r in range(args.rounds):
+            for name, lib in libraries.items():
+                env = {**os.environ, "LLAMA_CPP_LIB_PATH": str(lib)}
+                child = [sys.executable, __file__, "--child", "--positions", args.positions]
+                done = subprocess.run(child, env=env, capture_output=True, text=True, check=True)
+                runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+                print(f"round {r + 1} {name}: {runs[name][-1]}", file=sys.stderr)
+    cells = list(next(iter(runs.values()))[0])
+    print("| median ms a step, by round | " + " | ".join(cells) + " |")
+    print("|---" * (len(cells) + 1) + "|")
+    for name, rounds in runs.items():
+        print(f"| {name} | " + " | ".join(" / ".join(f"{run[c]:.1f}" for run in rounds) for c in cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
