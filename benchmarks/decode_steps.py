@@ -78,6 +78,8 @@ def main():
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     positions = [int(p) for p in args.positions.split(",")]
+    if not all(1 <= p <= 1024 - 128 for p in positions):
+        ap.error(f"--positions {args.positions}: each between 1 and 896 (a slot holds 1,024 cells, 128 steps follow)")
     if args.child:
         print(json.dumps(steps(positions)))
         return
@@ -91,7 +93,9 @@ def main():
             for name, lib in libraries.items():
                 env = {**os.environ, "LLAMA_CPP_LIB_PATH": str(lib)}
                 child = [sys.executable, __file__, "--child", "--positions", args.positions]
-                done = subprocess.run(child, env=env, capture_output=True, text=True, check=True)
+                done = subprocess.run(child, env=env, capture_output=True, text=True)
+                if done.returncode:
+                    sys.exit(f"the run on {lib} failed:\n{done.stderr[-2000:]}")
                 runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
                 print(f"round {r + 1} {name}: {runs[name][-1]}", file=sys.stderr)
     cells = list(next(iter(runs.values()))[0])
