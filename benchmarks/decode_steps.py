@@ -1,14 +1,17 @@
-"""The backend's decoding step alone, by how many cells a row attends to: what the attention kernel costs.
+"""The backend's prompt reading and decoding step alone, by how many cells a row attends to: what the attention
+kernel costs.
 
     python benchmarks/decode_steps.py                            # pocketlm's kernel and llama.cpp's, 3 rounds
     python benchmarks/decode_steps.py --library DIR --library DIR2 --positions 450 --rounds 5
+    python benchmarks/decode_steps.py --model gemma3-270m
 
 pocketlm's llama.cpp (`pocketlm.llama_library`) differs from llama-server's in libggml-cpu's flash attention
 only (assets/llama-cpp-attention.patch). Each library here runs in a process of its own (LLAMA_CPP_LIB_PATH),
-the libraries alternating round by round, on the file `pocketlm serve` runs, keys and values f16: one stream
-prefilled to P cells, then 128 one-row steps (median ms a step); and 16 streams at 450 cells stepping together
-(median of 45 steps). "llama.cpp" is llama-server's libggml-cpu (benchmarks/llama_server.py: the same source
-and switches, no patch) beside copies of pocketlm's other libraries, so the kernel is all that differs.
+the libraries alternating round by round, on the file `pocketlm serve` runs for `--model`, keys and values f16:
+a lone prompt of P tokens read from an empty cache (median of 5 reads: a time to first token without HTTP),
+then 128 one-row steps from there (median ms a step); and 16 streams at 450 cells stepping together (median of
+45 steps). "llama.cpp" is llama-server's libggml-cpu (benchmarks/llama_server.py: the same source and switches,
+no patch) beside copies of pocketlm's other libraries, so the kernel is all that differs.
 """
 
 from __future__ import annotations
@@ -34,11 +37,13 @@ from pocketlm.models import DEFAULT_MODEL
 from run import served_file
 
 STREAMS, STREAMS_AT = 16, 450
+PREFILLS = 5  # times each lone prompt is read (its cache cleared in between)
 
 
-def steps(positions: list[int]) -> dict[str, float]:
-    """Median ms a step in this process's library: one row at each position, then 16 rows at 450 cells."""
-    backend = LlamaCppBackend(served_file(DEFAULT_MODEL), slots=STREAMS, n_ctx=1024, kv_type="f16")
+def steps(model: str, positions: list[int]) -> dict[str, float]:
+    """Median ms in this process's library: a lone prompt of each length read (all its rows in passes of 512), one
+    row stepping on from there, then 16 rows at 450 cells."""
+    backend = LlamaCppBackend(served_file(model), slots=STREAMS, n_ctx=1024, kv_type="f16")
     text = backend.tokenize("To be, or not to be, that is the question: " * 120)
 
     def timed(chunks: list[Chunk]) -> float:
@@ -48,8 +53,11 @@ def steps(positions: list[int]) -> dict[str, float]:
 
     out = {}
     for p in positions:
-        backend.clear_slot(0)
-        backend.forward([Chunk(0, text[:p], 0, 1)])
+        prefills = []
+        for _ in range(PREFILLS):
+            backend.clear_slot(0)
+            prefills.append(timed([Chunk(0, text[:p], 0, 1)]))
+        out[f"prompt of {p}"] = statistics.median(prefills)
         out[f"1 row at {p}"] = statistics.median(timed([Chunk(0, [text[p]], p + i, 1)]) for i in range(128))
     for s in range(STREAMS):
         backend.clear_slot(s)
@@ -73,15 +81,20 @@ def stock_library(into: Path) -> Path:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--library", action="append", type=Path, help="a libllama directory (repeat; default: both)")
-    ap.add_argument("--positions", default="100,450,850", help="cells a lone row attends to (at most 896)")
+    ap.add_argument(
+        "--positions",
+        default="100,450,850",
+        help="lone prompts' lengths, the cells a row then attends to (at most 896)",
+    )
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--model", default=DEFAULT_MODEL, help="a model alias or GGUF (default: the embedded one)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     positions = [int(p) for p in args.positions.split(",")]
     if not all(1 <= p <= 1024 - 128 for p in positions):
         ap.error(f"--positions {args.positions}: each between 1 and 896 (a slot holds 1,024 cells, 128 steps follow)")
     if args.child:
-        print(json.dumps(steps(positions)))
+        print(json.dumps(steps(args.model, positions)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         if args.library:
@@ -92,14 +105,14 @@ def main():
         for r in range(args.rounds):
             for name, lib in libraries.items():
                 env = {**os.environ, "LLAMA_CPP_LIB_PATH": str(lib)}
-                child = [sys.executable, __file__, "--child", "--positions", args.positions]
+                child = [sys.executable, __file__, "--child", "--positions", args.positions, "--model", args.model]
                 done = subprocess.run(child, env=env, capture_output=True, text=True)
                 if done.returncode:
                     sys.exit(f"the run on {lib} failed:\n{done.stderr[-2000:]}")
                 runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
                 print(f"round {r + 1} {name}: {runs[name][-1]}", file=sys.stderr)
     cells = list(next(iter(runs.values()))[0])
-    print("| median ms a step, by round | " + " | ".join(cells) + " |")
+    print("| median ms, by round | " + " | ".join(cells) + " |")
     print("|---" * (len(cells) + 1) + "|")
     for name, rounds in runs.items():
         print(f"| {name} | " + " | ".join(" / ".join(f"{run[c]:.1f}" for run in rounds) for c in cells) + " |")

@@ -47,6 +47,19 @@ def test_cmake_args_override_pocketlms_switches(tmp_path, monkeypatch):
     assert "native=OFF avx2=ON" in out.stdout
 
 
+def test_a_native_build_is_kept_per_cpu_and_a_portable_one_is_not(monkeypatch):
+    """A native build carried to a CPU with other instructions must not be found there (it could die on SIGILL)."""
+    import pocketlm.llama_library as lib
+
+    monkeypatch.delenv("CMAKE_ARGS", raising=False)
+    here, portable = lib.built_dir(), lib.built_dir(native=False)
+    assert here == lib.built_dir(native=True) != portable  # GGML_NATIVE=ON is pocketlm's default
+    monkeypatch.setattr(lib, "cpu_features", lambda: {"sse2", "avx2", "fma", "f16c"})  # a CPU without AVX-512
+    assert lib.built_dir() != here and lib.built_dir(native=False) == portable
+    monkeypatch.setenv("CMAKE_ARGS", "-DGGML_NATIVE=OFF -DGGML_AVX2=ON")  # the Docker image's build
+    assert lib.built_dir() == portable
+
+
 def test_a_library_the_user_names_is_kept():
     import llama_cpp
 

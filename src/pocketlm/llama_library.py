@@ -12,9 +12,10 @@ other requests ran beside it or when it drafted. Keys stored as q8_0 take one ke
 for long prompts. pocketlm's build is ``libggml-cpu`` from the same llama.cpp source with one patch
 (``assets/llama-cpp-attention.patch``): f16 keys and values always take the tiled kernel, and a few
 rows take it without its packing, several cells' FMA chains at once, so decoding costs no more than
-on llama.cpp's own kernels (less past a few hundred cells). ``ONE_PATH_ATTENTION`` says whether that
-build is the one loaded; the backend then stores keys as f16 (``backends/llamacpp.py``). Measured:
-benchmarks/NOTES.md, "one path" and "four chains".
+on llama.cpp's own kernels (less past a few hundred cells); a tile's mask is converted only when the
+tile is not skipped. ``ONE_PATH_ATTENTION`` says whether that build is the one loaded; the backend then
+stores keys as f16 (``backends/llamacpp.py``). Measured: benchmarks/NOTES.md, "one path", "four chains"
+and "mask bits".
 """
 
 from __future__ import annotations
@@ -48,10 +49,29 @@ CMAKE_FLAGS = [
 ]
 
 
-def built_dir() -> Path:
-    """Where pocketlm's build for the installed llama-cpp-python and this patch lives (it may not exist)."""
-    digest = hashlib.sha256(PATCH.read_bytes()).hexdigest()[:12]
-    return cache_dir("llama-library", f"{metadata.version('llama-cpp-python')}-{digest}")
+def built_dir(native: bool | None = None) -> Path:
+    """Where pocketlm's build for the installed llama-cpp-python and this patch lives (it may not exist).
+
+    A native build (``GGML_NATIVE``, the default: ``native`` None reads the build flags) uses every instruction of
+    the CPU it was built on, so it is kept per CPU: a cache carried to a CPU without AVX-512 (a shared home
+    directory, a restored CI cache) then holds no build for it, instead of one that dies on an illegal
+    instruction. A portable build (the Docker image's) is kept under the patch's digest alone."""
+    digest = hashlib.sha256(PATCH.read_bytes())
+    if _native(cmake_flags()) if native is None else native:
+        digest.update(" ".join(sorted(cpu_features())).encode())
+    return cache_dir("llama-library", f"{metadata.version('llama-cpp-python')}-{digest.hexdigest()[:12]}")
+
+
+def cpu_features() -> set[str]:
+    """The CPU's feature flags as Linux lists them (``/proc/cpuinfo``); empty where it does not."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name.strip() in ("flags", "Features"):  # x86 / ARM
+                return set(value.split())
+    except OSError:
+        pass
+    return set()
 
 
 def cpu_fits() -> bool:
@@ -59,11 +79,7 @@ def cpu_fits() -> bool:
     about twice as much, so elsewhere llama-cpp-python's library (and q8_0 keys) stay."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return False
-    try:
-        words = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return False
-    return {"avx2", "f16c", "fma"} <= words
+    return {"avx2", "f16c", "fma"} <= cpu_features()
 
 
 def build(jobs: int | None = None) -> Path:
@@ -96,6 +112,12 @@ def cmake_flags() -> list[str]:
     return [*CMAKE_FLAGS, *shlex.split(os.environ.get("CMAKE_ARGS", ""))]
 
 
+def _native(flags: list[str]) -> bool:
+    """Whether the last ``-DGGML_NATIVE`` of the flags (the one CMake keeps) asks for the build CPU's instructions."""
+    values = [f.partition("=")[2] for f in flags if f.partition("=")[0] in ("-DGGML_NATIVE", "-DGGML_NATIVE:BOOL")]
+    return bool(values) and values[-1].upper() in ("ON", "1", "TRUE", "YES", "Y")
+
+
 def vendored_source(version: str, work: Path) -> Path:
     """The llama.cpp that llama-cpp-python ``version`` vendors: its sdist (pip, from PyPI, not built) unpacked in
     ``work``."""
@@ -114,8 +136,9 @@ def vendored_source(version: str, work: Path) -> Path:
 def _choose() -> bool:
     """Point llama-cpp-python at pocketlm's build before it loads, unless LLAMA_CPP_LIB_PATH already names a
     library (the user's choice, or this choice inherited by a child process); whether the build is the one."""
-    ours = built_dir()
-    if "LLAMA_CPP_LIB_PATH" not in os.environ and (ours / "libllama.so").exists() and cpu_fits():
+    built = [d for d in (built_dir(native=True), built_dir(native=False)) if (d / "libllama.so").exists()]
+    ours = built[0] if built else built_dir()
+    if "LLAMA_CPP_LIB_PATH" not in os.environ and built and cpu_fits():
         os.environ["LLAMA_CPP_LIB_PATH"] = str(ours)
     return Path(os.environ.get("LLAMA_CPP_LIB_PATH", "")).resolve() == ours.resolve()
 
