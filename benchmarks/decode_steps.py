@@ -67,12 +67,19 @@ def steps(model: str, positions: list[int]) -> dict[str, float]:
     return out
 
 
+def pocketlm_library() -> Path:
+    """The build of pocketlm's kernel this process loaded (native or portable: pocketlm.llama_library chose it)."""
+    if not llama_library.ONE_PATH_ATTENTION:
+        sys.exit("pocketlm's attention kernel is not built for this CPU: run `make install` first")
+    return Path(os.environ["LLAMA_CPP_LIB_PATH"])
+
+
 def stock_library(into: Path) -> Path:
     """pocketlm's library directory with llama-server's unpatched libggml-cpu in place of its own."""
     server = binary().parent
     if not (server / "libggml-cpu.so").exists():
         sys.exit("llama-server is not built: run `make llama-server` (or benchmarks/llama_server.py) first")
-    shutil.copytree(llama_library.built_dir(), into)
+    shutil.copytree(pocketlm_library(), into)
     for f in server.glob("libggml-cpu.so*"):
         shutil.copy2(f, into / f.name, follow_symlinks=True)
     return into
@@ -100,7 +107,7 @@ def main():
         if args.library:
             libraries = {str(d): d for d in args.library}
         else:
-            libraries = {"pocketlm": llama_library.built_dir(), "llama.cpp": stock_library(Path(tmp) / "stock")}
+            libraries = {"pocketlm": pocketlm_library(), "llama.cpp": stock_library(Path(tmp) / "stock")}
         runs: dict[str, list[dict]] = {name: [] for name in libraries}
         for r in range(args.rounds):
             for name, lib in libraries.items():

@@ -137,10 +137,9 @@ def _choose() -> bool:
     """Point llama-cpp-python at pocketlm's build before it loads, unless LLAMA_CPP_LIB_PATH already names a
     library (the user's choice, or this choice inherited by a child process); whether the build is the one."""
     built = [d for d in (built_dir(native=True), built_dir(native=False)) if (d / "libllama.so").exists()]
-    ours = built[0] if built else built_dir()
     if "LLAMA_CPP_LIB_PATH" not in os.environ and built and cpu_fits():
-        os.environ["LLAMA_CPP_LIB_PATH"] = str(ours)
-    return Path(os.environ.get("LLAMA_CPP_LIB_PATH", "")).resolve() == ours.resolve()
+        os.environ["LLAMA_CPP_LIB_PATH"] = str(built[0])
+    return Path(os.environ.get("LLAMA_CPP_LIB_PATH", "")).resolve() in {d.resolve() for d in built}
 
 
 ONE_PATH_ATTENTION = _choose()
