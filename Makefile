@@ -9,15 +9,15 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml src/pocketlm/assets/llama-cpp-attention.patch
+$(STAMP): pyproject.toml src/pocketlm/assets/llama-cpp-kernels.patch
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: the CPU build (an unpinned torch pulls a multi-GB CUDA build)
 	$(PY) -m pip install -q torch==2.13.0
 	# llama-cpp-python compiles from source on first install (~5 min), then pip's cache reuses the wheel
 	$(PY) -m pip install -q -e '.[torch,test,gemma,deploy,tasks]'
-	# pocketlm's build of llama.cpp's attention kernel (~1 min, into the cache): f16 keys that keep a seeded
-	# text the same alone or batched, and long prompts as fast as llama-server's (pocketlm/llama_library.py)
+	# pocketlm's build of llama.cpp's CPU kernels (~1 min, into the cache): f16 keys that keep a seeded text the
+	# same alone or batched, and passes of a few rows nearly as fast as one row's (pocketlm/llama_library.py)
 	$(PY) -m pocketlm.llama_library
 	touch $@
 

@@ -111,6 +111,8 @@ def write_chart(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     workloads = [w for w in _serving(results) if len(_levels(results, w)) > 1] or _serving(results)[:1]
+    if not workloads:  # lone prompts only: nothing to plot against concurrency (the report then shows no chart)
+        return
     fig, axes = plt.subplots(len(workloads), 2, figsize=(11, 4.2 * len(workloads)), squeeze=False)
     # One order and one colour per server in every panel (rounds alternate which server a workload meets first).
     servers = sorted(_servers(results), key=lambda s: not s[0].startswith("pocketlm"))
@@ -578,8 +580,7 @@ def write_report(runs: list[dict], path: Path, chart: Path, results_path: Path) 
         "harness: `benchmarks/`."
         + (f" Models, in turn: {', '.join(_model_name(r) for r in runs)}." if runs[1:] else ""),
         "",
-        f"![output tok/s and p50 TTFT vs concurrency]({_rel(chart, path.parent)})",
-        "",
+        *([f"![output tok/s and p50 TTFT vs concurrency]({_rel(chart, path.parent)})", ""] if _serving(first) else []),
         (
             f"**A reduced run**: servers not run this time: {', '.join(first['not_run'])} "
             f"(`make bench` runs all of them); levels: {', '.join(map(str, first['settings']['concurrency']))}; "
@@ -665,7 +666,7 @@ def _run_lines(results: dict, path: Path, chart: Path, extra: bool) -> list[str]
         "",
         *(
             [f"![{_model_name(results)}: output tok/s and p50 TTFT vs concurrency]({_rel(chart, path.parent)})", ""]
-            if extra
+            if extra and _serving(results)
             else []
         ),
         f"Model `{_model_name(results)}`: the file `{model_file}` for the llama.cpp-based servers; the same file "

@@ -293,6 +293,17 @@ def test_report_names_each_run_when_a_model_was_measured_again_on_its_own(tmp_pa
     ) in text
 
 
+def test_a_run_of_lone_prompts_alone_reports_them_without_a_chart(tmp_path):
+    lone = _issue_27_run("smollm2-135m-instruct")
+    lone["settings"]["workloads"] = ["prompt-lengths"]
+    lone["cells"] = [c for c in lone["cells"] if c["workload"] == "prompt-lengths"]
+    report.write_chart(lone, tmp_path / "serving.png")  # nothing measured against concurrency: nothing drawn
+    report.write_report([lone], tmp_path / "BENCHMARKS.md", tmp_path / "serving.png", tmp_path / "results.json")
+    text = (tmp_path / "BENCHMARKS.md").read_text()
+    assert not (tmp_path / "serving.png").exists() and "serving.png" not in text
+    assert "| 800 | 960 / 1000 | **0.96× (0.88–1.04×)** | 839 / 800 |" in text
+
+
 def test_run_writes_report_chart_and_results(tmp_path):
     kept = "<!-- Measured apart. kept -->\n\n## Measured apart\n\nA hand-kept section.\n"
     (tmp_path / "BENCHMARKS.md").write_text("an older report\n\n" + kept)

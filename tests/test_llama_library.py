@@ -1,5 +1,6 @@
-"""Which llama.cpp library loads, and what pocketlm's build of its attention kernel promises: a row's logits do
-not depend on what else its pass holds, with f16 keys and values (llama.cpp as shipped: they did)."""
+"""Which llama.cpp library loads, and what pocketlm's build of its kernels promises: a row's logits do not depend
+on what else its pass holds, with f16 keys and values (llama.cpp as shipped: they did), whichever product kernel
+its pass's row count takes."""
 
 import os
 import subprocess
@@ -100,7 +101,9 @@ def test_a_row_past_512_cells_is_the_same_alone_beside_others_and_with_drafts(f1
     for s in range(16):
         be.clear_slot(s, 600)
     drafted = []
-    for rows in (2, 3, 4, 6):  # up to 4 rows of a sequence skip the kernel's packing, more take its GEMMs
+    # Attention: up to 4 rows of a sequence skip the tiled kernel's packing, more take its GEMMs. The q8_0 weight
+    # products: 2-16 rows stream the weights once (8 rows at a time: 9 is 8 + 1), more take llama.cpp's tiles.
+    for rows in (2, 3, 4, 6, 9, 17):
         drafted.append(be.forward([Chunk(0, nxt[:rows], 600, rows)]).copy())
         be.clear_slot(0, 600)
     assert np.array_equal(alone, beside) and all(np.array_equal(alone, rows[0]) for rows in drafted)

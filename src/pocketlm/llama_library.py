@@ -10,12 +10,16 @@ flash attention on one of three kernels, chosen by what else the pass holds (64 
 fewer, a lone row or several), and they round differently: with f16 keys a seeded text changed when
 other requests ran beside it or when it drafted. Keys stored as q8_0 take one kernel, the slowest
 for long prompts. pocketlm's build is ``libggml-cpu`` from the same llama.cpp source with one patch
-(``assets/llama-cpp-attention.patch``): f16 keys and values always take the tiled kernel, and a few
+(``assets/llama-cpp-kernels.patch``): f16 keys and values always take the tiled kernel, and a few
 rows take it without its packing, several cells' FMA chains at once, so decoding costs no more than
 on llama.cpp's own kernels (less past a few hundred cells); a tile's mask is converted only when the
-tile is not skipped. ``ONE_PATH_ATTENTION`` says whether that build is the one loaded; the backend then
-stores keys as f16 (``backends/llamacpp.py``). Measured: benchmarks/NOTES.md, "one path", "four chains"
-and "mask bits".
+tile is not skipped. Its quantized products convert a block's scale with one instruction instead of a
+table lookup; a q8_0 product of 1-16 rows (a few streams, a stream and its draft) reads the weights
+once, row after row (a pass of 2 rows costs ~1.2x one row's, where it cost ~1.9x); a prompt's many
+rows take one instruction less a cell. The numbers are llama.cpp's own, bit for bit.
+``ONE_PATH_ATTENTION`` says whether that build is the one loaded; the backend then stores keys as f16
+(``backends/llamacpp.py``). Measured: benchmarks/NOTES.md, "one path", "four chains", "mask bits" and
+"few-row products".
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from pathlib import Path
 from pocketlm.files import atomic_path, cache_dir
 from pocketlm.settings import cores
 
-PATCH = resources.files("pocketlm") / "assets" / "llama-cpp-attention.patch"
+PATCH = resources.files("pocketlm") / "assets" / "llama-cpp-kernels.patch"
 # How pocketlm builds llama.cpp (here one library; benchmarks/llama_server.py adds the server to them).
 CMAKE_FLAGS = [
     "-DCMAKE_BUILD_TYPE=Release",

@@ -3,9 +3,10 @@
 Two of the scheduler's choices trade rows for time: how many tokens to draft (a drafted row
 costs compute whether or not it is kept) and how much of a waiting prompt to read beside
 running streams (every prompt row lengthens the step those streams wait for). The right
-answer depends on the model and the machine: on two cores SmolLM2's one-row step costs
-about as much as its 3-row step costs more than twice that; Gemma 3's rows cost otherwise.
-So every step is timed, and the choices are made from what this engine measured.
+answer depends on the model, the machine and the kernels: on two cores, with pocketlm's
+llama.cpp build, SmolLM2's 4-row pass costs ~1.5x its 1-row pass and a 16-row pass ~5x, where
+llama.cpp's own kernels took 2.2x for 4 rows; Gemma 3's rows cost otherwise. So every step is
+timed, and the choices are made from what this engine measured.
 """
 
 from __future__ import annotations
