@@ -102,7 +102,7 @@ def test_a_row_past_512_cells_is_the_same_alone_beside_others_and_with_drafts(f1
         be.clear_slot(s, 600)
     drafted = []
     # Attention: up to 4 rows of a sequence skip the tiled kernel's packing, more take its GEMMs. The q8_0 weight
-    # products: 2-16 rows stream the weights once (8 rows at a time: 9 is 8 + 1), more take llama.cpp's tiles.
+    # products: 1-16 rows stream the weights once (8 rows at a time: 9 is 8 + 1), more take llama.cpp's tiles.
     for rows in (2, 3, 4, 6, 9, 17):
         drafted.append(be.forward([Chunk(0, nxt[:rows], 600, rows)]).copy())
         be.clear_slot(0, 600)
